@@ -1,0 +1,76 @@
+//! The interface through which the core drives the packet filter, and a
+//! recording fake for tests.
+//!
+//! Owns: the [`Firewall`] trait. The real implementation is
+//! `sys::nft::Nft`; nothing here may do IO.
+
+use std::collections::HashMap;
+
+use crate::core::table::{Change, Key, Mapping, Millis};
+
+/// Packet and byte counters of one mapping's DNAT element.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// A packet filter that installs mappings.
+pub trait Firewall {
+    /// Applies the net changes of one loop turn as one transaction. On
+    /// error the kernel is left as it was before the call.
+    fn apply(&mut self, changes: &[Change], now: Millis) -> Result<(), String>;
+
+    /// Makes the kernel hold exactly `all` (enabled mappings only) and
+    /// nothing else: used at start, after a firewall reload, and to
+    /// recover from a failed transaction.
+    fn sync(&mut self, all: &[&Mapping], now: Millis) -> Result<(), String>;
+
+    /// Counters of every installed mapping.
+    fn counters(&mut self) -> HashMap<Key, Counters>;
+}
+
+/// A firewall that records what it is asked to do, for core tests.
+#[derive(Debug, Default)]
+pub struct Recording {
+    /// Installed mappings, as the kernel would hold them.
+    pub installed: HashMap<Key, Mapping>,
+    /// Number of successful `apply` calls (transactions).
+    pub transactions: usize,
+    pub syncs: usize,
+    /// When set, the next `apply` fails with this message.
+    pub fail_next: Option<String>,
+}
+
+impl Firewall for Recording {
+    fn apply(&mut self, changes: &[Change], _now: Millis) -> Result<(), String> {
+        if let Some(e) = self.fail_next.take() {
+            return Err(e);
+        }
+        for c in changes {
+            self.installed.remove(&c.key);
+            if let Some(m) = c.new.as_ref().filter(|m| m.enabled) {
+                self.installed.insert(c.key, m.clone());
+            }
+        }
+        self.transactions += 1;
+        Ok(())
+    }
+
+    fn sync(&mut self, all: &[&Mapping], _now: Millis) -> Result<(), String> {
+        self.installed = all
+            .iter()
+            .filter(|m| m.enabled)
+            .map(|m| (m.key, (*m).clone()))
+            .collect();
+        self.syncs += 1;
+        Ok(())
+    }
+
+    fn counters(&mut self) -> HashMap<Key, Counters> {
+        self.installed
+            .keys()
+            .map(|k| (*k, Counters::default()))
+            .collect()
+    }
+}
