@@ -143,6 +143,29 @@ pub struct Config {
     pub nft: NftNames,
 }
 
+/// The two rules of OpenWrt's shipped `/etc/config/upnpd`: any LAN host
+/// may map ports 1024–65535 to ports 1024–65535, nothing else.
+pub fn default_perm_rules() -> Vec<PermRule> {
+    vec![
+        PermRule {
+            allow: true,
+            ext_ports: (1024, 65535),
+            int_addr: Ipv4Addr::UNSPECIFIED,
+            int_prefix: 0,
+            int_ports: (1024, 65535),
+            comment: "Allow high ports".into(),
+        },
+        PermRule {
+            allow: false,
+            ext_ports: (0, 65535),
+            int_addr: Ipv4Addr::UNSPECIFIED,
+            int_prefix: 0,
+            int_ports: (0, 65535),
+            comment: "Default deny".into(),
+        },
+    ]
+}
+
 /// miniupnpd's default IGDv2 lease cap (UPnP IGD:2, 604800 s = 7 days).
 pub const IGD2_MAX_LEASE: u32 = 604_800;
 
@@ -178,7 +201,7 @@ impl Default for Config {
             stun_port: 3478,
             ipv6_disable: false,
             ext_allow_private_ipv4: false,
-            perm_rules: Vec::new(),
+            perm_rules: default_perm_rules(),
             log_packets: false,
             log_connections: false,
             hairpin: true,

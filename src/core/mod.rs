@@ -344,16 +344,10 @@ mod tests {
     }
 
     fn core() -> Core {
-        let mut cfg = Config::default();
-        cfg.perm_rules = vec![crate::config::PermRule {
-            allow: true,
-            ext_ports: (1024, 65535),
-            int_addr: Ipv4Addr::UNSPECIFIED,
-            int_prefix: 0,
-            int_ports: (1024, 65535),
-            comment: String::new(),
-        }];
-        cfg.max_mappings_per_client = 10;
+        let cfg = Config {
+            max_mappings_per_client: 10,
+            ..Config::default()
+        };
         Core::new(Policy::from_config(&cfg, vec![]))
     }
 
