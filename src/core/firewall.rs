@@ -21,7 +21,7 @@ pub trait Firewall {
     /// error the kernel is left as it was before the call.
     fn apply(&mut self, changes: &[Change], now: Millis) -> Result<(), String>;
 
-    /// Makes the kernel hold exactly `all` (enabled mappings only) and
+    /// Makes the kernel hold exactly `all` and
     /// nothing else: used at start, after a firewall reload, and to
     /// recover from a failed transaction.
     fn sync(&mut self, all: &[&Mapping], now: Millis) -> Result<(), String>;
@@ -49,7 +49,7 @@ impl Firewall for Recording {
         }
         for c in changes {
             self.installed.remove(&c.key);
-            if let Some(m) = c.new.as_ref().filter(|m| m.enabled) {
+            if let Some(m) = &c.new {
                 self.installed.insert(c.key, m.clone());
             }
         }
@@ -58,11 +58,7 @@ impl Firewall for Recording {
     }
 
     fn sync(&mut self, all: &[&Mapping], _now: Millis) -> Result<(), String> {
-        self.installed = all
-            .iter()
-            .filter(|m| m.enabled)
-            .map(|m| (m.key, (*m).clone()))
-            .collect();
+        self.installed = all.iter().map(|m| (m.key, (*m).clone())).collect();
         self.syncs += 1;
         Ok(())
     }

@@ -82,8 +82,6 @@ pub struct Mapping {
     pub iport: u16,
     /// Only traffic from these remote peers is forwarded; `None` = any.
     pub remote: Option<RemoteFilter>,
-    /// UPnP NewEnabled; a disabled mapping is kept but not installed.
-    pub enabled: bool,
     /// Free text from the client, already sanitised (no control characters).
     pub desc: String,
     pub origin: Origin,
@@ -110,7 +108,6 @@ impl Mapping {
             && self.iaddr == other.iaddr
             && self.iport == other.iport
             && self.remote == other.remote
-            && self.enabled == other.enabled
     }
 }
 
@@ -330,7 +327,6 @@ pub(crate) mod tests {
             iaddr: a,
             iport: eport,
             remote: None,
-            enabled: true,
             desc: format!("m{eport}"),
             origin: Origin::UpnpV2,
             client: a,
