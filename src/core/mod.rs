@@ -72,6 +72,8 @@ pub struct MapRequest {
     pub origin: Origin,
     pub lease: Lease,
     pub nonce: Option<[u8; 12]>,
+    /// PCP PEER: the remote peer's port (the peer's address is `remote`).
+    pub peer_port: Option<u16>,
 }
 
 /// What a granted request got.
@@ -164,6 +166,7 @@ impl Core {
                 Lease::Secs(s) => Some(now.saturating_add(u64::from(s) * 1000)),
             },
             nonce: req.nonce,
+            peer_port: req.peer_port,
         }
     }
 
@@ -304,6 +307,7 @@ impl Core {
             origin: m.origin,
             lease: Lease::Permanent,
             nonce: m.nonce,
+            peer_port: m.peer_port,
         };
         let (key, _) = match self.policy.choose(&self.table, env, &req.want) {
             Ok(k) => k,
@@ -364,6 +368,7 @@ mod tests {
             origin: Origin::UpnpV2,
             lease,
             nonce: None,
+            peer_port: None,
         }
     }
 

@@ -91,6 +91,10 @@ pub struct Mapping {
     pub expires: Option<Millis>,
     /// PCP mapping nonce (RFC 6887 §11.1), required to renew or delete.
     pub nonce: Option<[u8; 12]>,
+    /// Set for a PCP PEER mapping (RFC 6887 §12): the remote peer's port.
+    /// The peer's address is `remote` (a /32). The firewall then also
+    /// source-translates the flow iaddr:iport → peer to the external port.
+    pub peer_port: Option<u16>,
 }
 
 impl Mapping {
@@ -108,6 +112,7 @@ impl Mapping {
             && self.iaddr == other.iaddr
             && self.iport == other.iport
             && self.remote == other.remote
+            && self.peer_port == other.peer_port
     }
 }
 
@@ -332,6 +337,7 @@ pub(crate) mod tests {
             client: a,
             expires,
             nonce: None,
+            peer_port: None,
         }
     }
 
