@@ -1,1 +1,946 @@
-//! The one event loop.
+//! The one event loop: sockets, signals, timers and firewall notifications
+//! in; core decisions out to nftables, the network and the logs.
+//!
+//! Owns: [`Daemon`] and the loop turn. Each turn handles whatever events
+//! are ready (a bounded number), then commits the table's changes to the
+//! firewall as one transaction, and only then sends the replies that
+//! depended on them, rewrites the lease file and logs. A failed
+//! transaction rolls the turn back and every reply becomes an error.
+
+use std::cell::Cell;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::config::{Config, prefix_contains};
+use crate::core::igd::{self, WanInfo};
+use crate::core::policy::{Environment, Policy, PortClaim};
+use crate::core::ssdp::Responder;
+use crate::core::table::{Mapping, Millis};
+use crate::core::{Core, Event, EventKind};
+use crate::proto::desc::{self, DescParams};
+use crate::proto::http::{Method, Response};
+use crate::proto::igd::UpnpError;
+use crate::proto::schema::{Service, ServiceKind};
+use crate::proto::{soap, ssdp};
+use crate::sys::http::{self as shttp, Job};
+use crate::sys::netif::{self, AddrWatch, Listeners};
+use crate::sys::nft::{self, Nft, Setup};
+use crate::sys::udp::{self, Datagram, Kind};
+
+/// Most events handled in one loop turn before committing.
+const TURN_BATCH: usize = 128;
+/// UDA 1.1 §1.2.2: CACHE-CONTROL max-age of at least 1800 s.
+const MIN_MAX_AGE: u32 = 1800;
+
+/// Command-line options (flags override UCI values).
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub config_dir: Option<PathBuf>,
+    pub lan: Vec<String>,
+    pub wan: Option<String>,
+    pub port: Option<u16>,
+    pub lease_file: Option<PathBuf>,
+    pub ubus_socket: Option<PathBuf>,
+    pub debug: bool,
+    pub stderr: bool,
+}
+
+/// The monotonic clock the core's `Millis` are measured on.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    start: Instant,
+}
+
+impl Clock {
+    fn now(&self) -> Millis {
+        self.start.elapsed().as_millis() as Millis
+    }
+    fn instant(&self, ms: Millis) -> Instant {
+        self.start + Duration::from_millis(ms)
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// One LAN interface served.
+struct Lan {
+    dev: String,
+    addr: Ipv4Addr,
+    nets: Vec<(Ipv4Addr, u8)>,
+    http_port: u16,
+    ssdp: Option<Rc<UdpSocket>>,
+    pmp: Option<Rc<UdpSocket>>,
+}
+
+/// The WAN as last read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Wan {
+    dev: Option<String>,
+    addr: Option<Ipv4Addr>,
+    up: bool,
+}
+
+/// A reply waiting for the turn's firewall transaction.
+enum Deferred {
+    Http {
+        tx: oneshot::Sender<Response>,
+        ok: Response,
+        fail: Response,
+    },
+}
+
+/// Loads and validates the configuration: UCI, then command-line flags.
+pub fn load_config(opts: &Options) -> Result<(Config, Vec<String>), Vec<String>> {
+    let mut cfg = Config::default();
+    let warnings = Vec::new();
+    if !opts.lan.is_empty() {
+        cfg.internal_iface = opts.lan.clone();
+    }
+    if let Some(w) = &opts.wan {
+        cfg.external_iface = Some(w.clone());
+    }
+    if let Some(p) = opts.port {
+        cfg.port = p;
+    }
+    if let Some(l) = &opts.lease_file {
+        cfg.upnp_lease_file = Some(l.clone());
+    }
+    Ok((cfg, warnings))
+}
+
+/// A stable root UUID when none is configured: derived from the first LAN
+/// device's MAC address, so control points' caches stay valid across
+/// restarts.
+fn default_uuid(dev: &str) -> String {
+    let mac = std::fs::read_to_string(format!("/sys/class/net/{dev}/address"))
+        .unwrap_or_default()
+        .trim()
+        .replace(':', "");
+    let mac = if mac.len() == 12 && mac.bytes().all(|b| b.is_ascii_hexdigit()) {
+        mac
+    } else {
+        "000000000000".to_string()
+    };
+    format!("5a0b8d3c-7f1e-4c2a-9d6b-{mac}")
+}
+
+/// Configuration ID (UDA 1.1): changes whenever the description would.
+fn config_id(p: &DescParams, igdv1: bool) -> u32 {
+    let mut h: u32 = 2166136261;
+    for b in format!("{p:?}{igdv1}").bytes() {
+        h = (h ^ u32::from(b)).wrapping_mul(16777619);
+    }
+    h & 0x00ff_ffff
+}
+
+/// Does a User-Agent belong to a client that fails on IGD:2 descriptions
+/// (Windows' NAT traversal, Xbox; miniupnpd's list)?
+fn wants_igd1(ua: Option<&str>) -> bool {
+    ua.is_some_and(|ua| ua.to_ascii_lowercase().contains("microsoft") || ua.contains("FDSSDP"))
+}
+
+pub struct Daemon {
+    opts: Options,
+    cfg: Config,
+    core: Core,
+    nft: Nft,
+    clock: Clock,
+    lans: Vec<Lan>,
+    wan: Wan,
+    started: Millis,
+    uuid: String,
+    boot_id: u32,
+    server: Rc<str>,
+    responder: Responder,
+    next_notify: Millis,
+    rng: u32,
+    deferred: Vec<Deferred>,
+    http_tx: mpsc::Sender<Job>,
+    udp_tx: mpsc::Sender<Datagram>,
+    tasks: Vec<JoinHandle<()>>,
+    http_active: Rc<Cell<usize>>,
+    /// Read lazily once per turn for the collision check.
+    listeners: Option<Listeners>,
+    claims: Vec<PortClaim>,
+}
+
+struct Env<'a>(&'a Listeners);
+
+impl Environment for Env<'_> {
+    fn wan_listener(&self, p: crate::proto::Proto, port: u16) -> bool {
+        self.0.wan_listener(p, port)
+    }
+}
+
+impl Daemon {
+    fn now(&self) -> Millis {
+        self.clock.now()
+    }
+
+    fn rand(&mut self) -> u32 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 17;
+        self.rng ^= self.rng << 5;
+        self.rng
+    }
+
+    fn listeners(&mut self) -> &Listeners {
+        let wan = self.wan.addr;
+        self.listeners.get_or_insert_with(|| Listeners::read(wan))
+    }
+
+    fn nft_setup(&self) -> Setup {
+        Setup {
+            wan_dev: self.wan.dev.clone(),
+            lan_devs: self.lans.iter().map(|l| l.dev.clone()).collect(),
+            ext_addr: self.external_ip(),
+            hairpin: self.cfg.hairpin,
+            log_packets: self.cfg.log_packets,
+            log_connections: self.cfg.log_connections,
+        }
+    }
+
+    fn external_ip(&self) -> Option<Ipv4Addr> {
+        self.cfg.external_ip.or(self.wan.addr)
+    }
+
+    fn read_wan(cfg: &Config) -> Wan {
+        let dev = cfg.external_iface.clone();
+        let addr = dev
+            .as_deref()
+            .and_then(|d| netif::ipv4_addrs(d).into_iter().next().map(|(a, _)| a));
+        let up = dev.as_deref().is_some_and(netif::is_up) && addr.is_some();
+        Wan { dev, addr, up }
+    }
+
+    fn read_lans(cfg: &Config) -> Vec<Lan> {
+        let mut out = Vec::new();
+        for dev in &cfg.internal_iface {
+            let addrs = netif::ipv4_addrs(dev);
+            let Some(&(addr, _)) = addrs.first() else {
+                log::warn!("LAN device {dev} has no IPv4 address; not serving it");
+                continue;
+            };
+            out.push(Lan {
+                dev: dev.clone(),
+                addr,
+                nets: addrs,
+                http_port: cfg.port,
+                ssdp: None,
+                pmp: None,
+            });
+        }
+        out
+    }
+
+    fn lan_nets(&self) -> Vec<(Ipv4Addr, u8)> {
+        self.lans
+            .iter()
+            .flat_map(|l| l.nets.iter().copied())
+            .collect()
+    }
+
+    fn lan_of(&self, a: Ipv4Addr) -> Option<usize> {
+        self.lans
+            .iter()
+            .position(|l| l.nets.iter().any(|(n, p)| prefix_contains(*n, *p, a)))
+    }
+
+    fn desc_params(&self, lan: usize) -> DescParams {
+        let addr = self.lans.get(lan).map(|l| l.addr);
+        DescParams {
+            uuid: self.uuid.clone(),
+            friendly_name: self
+                .cfg
+                .friendly_name
+                .clone()
+                .unwrap_or_else(|| "OpenWrt router".into()),
+            model_number: self
+                .cfg
+                .model_number
+                .clone()
+                .unwrap_or_else(|| crate::VERSION.into()),
+            serial_number: self
+                .cfg
+                .serial_number
+                .clone()
+                .unwrap_or_else(|| "00000000".into()),
+            presentation_url: match &self.cfg.presentation_url {
+                Some(u) if u.is_empty() => None,
+                Some(u) => Some(u.clone()),
+                None => addr.map(|a| format!("http://{a}/")),
+            },
+            config_id: 0,
+            pinholes: false,
+        }
+    }
+
+    fn igd_version(&self) -> u8 {
+        if self.cfg.igdv1 { 1 } else { 2 }
+    }
+
+    fn identity(&self) -> ssdp::Identity {
+        ssdp::Identity {
+            uuid: self.uuid.clone(),
+            version: self.igd_version(),
+            pinholes: false,
+        }
+    }
+
+    fn config_id(&self) -> u32 {
+        config_id(&self.desc_params(0), self.cfg.igdv1)
+    }
+
+    fn wan_info(&self, counters: bool) -> WanInfo {
+        let uptime = if self.cfg.system_uptime {
+            netif::system_uptime().unwrap_or(0)
+        } else {
+            ((self.now() - self.started) / 1000) as u32
+        };
+        let dev = self.wan.dev.as_deref().unwrap_or("");
+        let speed = netif::link_speed_bps(dev);
+        let bps = |kib: Option<u32>| {
+            kib.map_or(speed, |k| {
+                u32::try_from(u64::from(k) * 1024 * 8).unwrap_or(u32::MAX)
+            })
+        };
+        WanInfo {
+            external_ip: self.external_ip(),
+            connected: self.wan.up,
+            uptime,
+            up_bps: bps(self.cfg.upload),
+            down_bps: bps(self.cfg.download),
+            counters: counters.then(|| netif::link_counters(dev)).flatten(),
+        }
+    }
+
+    /// Opens the HTTP listeners and UDP sockets of every LAN interface.
+    async fn open_frontends(&mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+        if !self.cfg.enabled {
+            return;
+        }
+        let limits = shttp::Limits::default();
+        for (i, lan) in self.lans.iter_mut().enumerate() {
+            if self.cfg.enable_upnp {
+                match TcpListener::bind((lan.addr, self.cfg.port)).await {
+                    Ok(l) => {
+                        lan.http_port = l.local_addr().map(|a| a.port()).unwrap_or(self.cfg.port);
+                        log::info!(
+                            "HTTP listening on {}:{} ({})",
+                            lan.addr,
+                            lan.http_port,
+                            lan.dev
+                        );
+                        self.tasks.push(tokio::task::spawn_local(shttp::serve(
+                            l,
+                            self.http_tx.clone(),
+                            limits,
+                            self.http_active.clone(),
+                            self.server.clone(),
+                        )));
+                    }
+                    Err(e) => log::error!("HTTP on {}:{}: {e}", lan.addr, self.cfg.port),
+                }
+                match udp::ssdp_socket(&lan.dev, lan.addr) {
+                    Ok(s) => {
+                        let s = Rc::new(s);
+                        udp::spawn_reader(s.clone(), Kind::Ssdp, i, self.udp_tx.clone());
+                        lan.ssdp = Some(s);
+                    }
+                    Err(e) => log::error!("SSDP on {}: {e}", lan.dev),
+                }
+            }
+            if self.cfg.enable_natpmp || self.cfg.enable_pcp {
+                match udp::pmp_socket(&lan.dev, lan.addr) {
+                    Ok(s) => {
+                        let s = Rc::new(s);
+                        udp::spawn_reader(s.clone(), Kind::Pmp, i, self.udp_tx.clone());
+                        log::info!("NAT-PMP/PCP listening on {}:{}", lan.addr, udp::PMP_PORT);
+                        lan.pmp = Some(s);
+                    }
+                    Err(e) => log::error!("NAT-PMP/PCP on {}: {e}", lan.addr),
+                }
+            }
+        }
+    }
+
+    fn ssdp_common(&self, lan: usize) -> Option<(String, u32, u32)> {
+        let l = self.lans.get(lan)?;
+        Some((
+            format!("http://{}:{}/rootDesc.xml", l.addr, l.http_port),
+            self.boot_id,
+            self.config_id(),
+        ))
+    }
+
+    fn max_age(&self) -> u32 {
+        self.cfg.notify_interval.saturating_mul(2).max(MIN_MAX_AGE)
+    }
+
+    /// Multicasts the whole announcement set on every LAN interface.
+    fn announce(&mut self, alive: bool) {
+        if !self.cfg.enabled || !self.cfg.enable_upnp {
+            return;
+        }
+        let rows = ssdp::rows(&self.identity());
+        let max_age = self.max_age();
+        let group = SocketAddr::from((udp::SSDP_GROUP, udp::SSDP_PORT));
+        for i in 0..self.lans.len() {
+            let Some((location, boot_id, config_id)) = self.ssdp_common(i) else {
+                continue;
+            };
+            let c = ssdp::Common {
+                location: &location,
+                server: &self.server,
+                boot_id,
+                config_id,
+                max_age,
+            };
+            let Some(sock) = self.lans[i].ssdp.clone() else {
+                continue;
+            };
+            for row in &rows {
+                let msg = if alive {
+                    ssdp::notify_alive(&c, row)
+                } else {
+                    ssdp::notify_byebye(&c, row)
+                };
+                let _ = sock.try_send_to(msg.as_bytes(), group);
+            }
+        }
+    }
+
+    fn on_datagram(&mut self, dg: Datagram) {
+        // Only sources on a LAN subnet are answered (SSDP amplification,
+        // RFC 6886 §3.1 for NAT-PMP).
+        if self.lan_of(*dg.src.ip()) != Some(dg.lan) {
+            log::debug!("ignoring {:?} datagram from non-LAN {}", dg.kind, dg.src);
+            return;
+        }
+        match dg.kind {
+            Kind::Ssdp => {
+                if !self.cfg.enable_upnp {
+                    return;
+                }
+                let Some(search) = ssdp::parse(&dg.data) else {
+                    return;
+                };
+                let rows = ssdp::answer(&self.identity(), &search.st);
+                if rows.is_empty() {
+                    return;
+                }
+                let now = self.now();
+                let seed = self.rand();
+                self.responder.on_search(dg.src, rows, search.mx, now, seed);
+            }
+            Kind::Pmp => {}
+        }
+    }
+
+    fn send_due_search_replies(&mut self, now: Millis) {
+        let date = crate::proto::http::date(unix_now());
+        for (to, row) in self.responder.due(now) {
+            let Some(lan) = self.lan_of(*to.ip()) else {
+                continue;
+            };
+            let Some((location, boot_id, config_id)) = self.ssdp_common(lan) else {
+                continue;
+            };
+            let c = ssdp::Common {
+                location: &location,
+                server: &self.server,
+                boot_id,
+                config_id,
+                max_age: self.max_age(),
+            };
+            let msg = ssdp::search_response(&c, &row, &date);
+            if let Some(sock) = &self.lans[lan].ssdp {
+                let _ = sock.try_send_to(msg.as_bytes(), SocketAddr::V4(to));
+            }
+        }
+    }
+
+    fn on_http(&mut self, job: Job) {
+        let Job {
+            req,
+            body,
+            peer,
+            local,
+            reply,
+        } = job;
+        let fail = Response::xml(500, soap::fault(UpnpError::ActionFailed));
+        let resp = self.http_response(&req, &body, peer, local);
+        self.deferred.push(Deferred::Http {
+            tx: reply,
+            ok: resp,
+            fail,
+        });
+    }
+
+    fn http_response(
+        &mut self,
+        req: &crate::proto::http::Request,
+        body: &[u8],
+        peer: SocketAddr,
+        local: SocketAddr,
+    ) -> Response {
+        let IpAddr::V4(client) = peer.ip() else {
+            return Response::error(403, "IPv4 only");
+        };
+        let Some(lan) = self.lan_of(client) else {
+            return Response::error(403, "not a LAN client");
+        };
+        // DNS-rebinding defence: the Host header must be our literal address.
+        match req.host.as_deref() {
+            Some(h) if crate::proto::http::host_matches(h, local.ip(), local.port()) => {}
+            _ => return Response::error(400, "Host must be the router's address"),
+        }
+        let path = req.path.split('?').next().unwrap_or("");
+        let v = if self.cfg.igdv1 || wants_igd1(req.user_agent.as_deref()) {
+            1
+        } else {
+            2
+        };
+        match req.method() {
+            Method::Get | Method::Head => {
+                if path == "/rootDesc.xml" {
+                    let mut p = self.desc_params(lan);
+                    p.config_id = self.config_id();
+                    return Response::xml(200, desc::root(&p, v));
+                }
+                match Service::by_scpd_path(path) {
+                    Some(s)
+                        if !(s.v2_only && v < 2)
+                            && s.kind != ServiceKind::WanIpv6FirewallControl =>
+                    {
+                        Response::xml(200, desc::scpd(s, v))
+                    }
+                    _ => Response::error(404, "no such document"),
+                }
+            }
+            Method::Post => match Service::by_control_path(path) {
+                Some(s) if s.kind != ServiceKind::WanIpv6FirewallControl => {
+                    self.soap(s, req, body, client)
+                }
+                _ => Response::error(404, "no such control URL"),
+            },
+            Method::Subscribe | Method::Unsubscribe => {
+                Response::error(412, "eventing not available")
+            }
+            Method::Other => Response::error(405, "method not allowed"),
+        }
+    }
+
+    fn soap(
+        &mut self,
+        service: &'static Service,
+        req: &crate::proto::http::Request,
+        body: &[u8],
+        client: Ipv4Addr,
+    ) -> Response {
+        let Some(action) = req.soapaction.as_deref().and_then(soap::parse_soapaction) else {
+            return Response::xml(500, soap::fault(UpnpError::InvalidAction));
+        };
+        let parsed = match soap::parse_body(body) {
+            Ok(b) => b,
+            Err(e) => {
+                log::debug!("SOAP body from {client} refused: {e:?}");
+                return Response::error(400, "malformed SOAP body");
+            }
+        };
+        if parsed.action != action.action {
+            return Response::xml(500, soap::fault(UpnpError::InvalidAction));
+        }
+        let conn_udn = desc::udn(&self.uuid, 2);
+        let is_counter = action.action.starts_with("GetTotal");
+        let wan = self.wan_info(is_counter);
+        let nets = self.lan_nets();
+        let version = if service.kind == ServiceKind::WanIpConnection {
+            action.version.clamp(1, 2)
+        } else {
+            self.igd_version()
+        };
+        let listeners = self.listeners().clone();
+        let env = Env(&listeners);
+        let ctx = igd::Ctx {
+            client,
+            version,
+            now: self.now(),
+            wan: &wan,
+            env: &env,
+            lan_nets: &nets,
+            upnp_max_lease: self.cfg.upnp_max_lease,
+            conn_udn: &conn_udn,
+        };
+        if action.action == "QueryStateVariable" {
+            if service.kind != ServiceKind::WanIpConnection {
+                return Response::xml(500, soap::fault(UpnpError::InvalidAction));
+            }
+            let Some(var) = parsed.args.get("varName") else {
+                return Response::xml(500, soap::fault(UpnpError::InvalidArgs));
+            };
+            return match igd::query_state_variable(&self.core, &ctx, var) {
+                Ok(v) => Response::xml(
+                    200,
+                    soap::response("QueryStateVariable", soap::CONTROL_NS, &[("return", v)]),
+                ),
+                Err(e) => Response::xml(500, soap::fault(e)),
+            };
+        }
+        // Required in-arguments from the service table (402 if missing).
+        if let Some(a) = service.action(&action.action) {
+            if a.since > 2 || a.inputs().any(|i| parsed.args.get(i.name).is_none()) {
+                return Response::xml(500, soap::fault(UpnpError::InvalidArgs));
+            }
+        }
+        match igd::handle(
+            &mut self.core,
+            &ctx,
+            service.kind,
+            &action.action,
+            &parsed.args,
+        ) {
+            Ok(out) => Response::xml(200, soap::response(&action.action, &action.namespace, &out)),
+            Err(e) => {
+                log::debug!(
+                    "{} from {client}: {} {}",
+                    action.action,
+                    e.code(),
+                    e.description()
+                );
+                Response::xml(500, soap::fault(e))
+            }
+        }
+    }
+
+    /// Ends a loop turn: one firewall transaction for everything the turn
+    /// changed, then the replies, then the logs.
+    fn commit(&mut self) {
+        let now = self.now();
+        let changes = self.core.table.pending_changes();
+        let mut failed = None;
+        if !changes.is_empty() {
+            if let Err(e) = self.nft_apply(&changes, now) {
+                failed = Some(e);
+            }
+        }
+        if let Some(e) = &failed {
+            log::error!("firewall transaction failed ({e}); refusing this turn's changes");
+            let mark = 0;
+            self.core.rollback(0, mark);
+            let all: Vec<Mapping> = self.core.table.iter().cloned().collect();
+            let refs: Vec<&Mapping> = all.iter().collect();
+            if let Err(e) = self.nft.restore(&refs, now) {
+                log::error!("firewall resynchronisation failed: {e}");
+            }
+        }
+        self.core.table.commit();
+        for d in self.deferred.drain(..) {
+            match d {
+                Deferred::Http { tx, ok, fail } => {
+                    let _ = tx.send(if failed.is_some() { fail } else { ok });
+                }
+            }
+        }
+        for ev in self.core.take_events() {
+            log_event(&ev, now);
+        }
+        self.listeners = None;
+    }
+
+    /// Applies changes; on failure resynchronises the kernel with the new
+    /// table (a flushed or damaged ruleset is the usual cause) and only
+    /// reports failure if that fails too.
+    fn nft_apply(
+        &mut self,
+        changes: &[crate::core::table::Change],
+        now: Millis,
+    ) -> Result<(), String> {
+        use crate::core::firewall::Firewall;
+        match self.nft.apply(changes, now) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                log::warn!("firewall transaction failed ({e}); reinstalling every mapping");
+                let all: Vec<Mapping> = self.core.table.iter().cloned().collect();
+                let refs: Vec<&Mapping> = all.iter().collect();
+                self.nft.restore(&refs, now)
+            }
+        }
+    }
+
+    fn restore_firewall(&mut self, why: &str) {
+        let now = self.now();
+        let all: Vec<Mapping> = self.core.table.iter().cloned().collect();
+        let refs: Vec<&Mapping> = all.iter().collect();
+        let t = std::time::Instant::now();
+        match self.nft.restore(&refs, now) {
+            Ok(()) => log::info!(
+                "{why}: reinstalled {} mappings in {} ms",
+                all.len(),
+                t.elapsed().as_millis()
+            ),
+            Err(e) => log::error!("{why}: reinstalling mappings failed: {e}"),
+        }
+    }
+
+    fn check_firewall(&mut self) {
+        if !self.nft.intact() {
+            self.restore_firewall("firewall was reloaded");
+        }
+    }
+
+    fn refresh_wan(&mut self) {
+        let wan = Self::read_wan(&self.cfg);
+        if wan != self.wan {
+            log::info!(
+                "WAN now {} address {}",
+                wan.dev.as_deref().unwrap_or("-"),
+                wan.addr
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|| "none".into())
+            );
+            self.wan = wan;
+            let setup = self.nft_setup();
+            let now = self.now();
+            let all: Vec<Mapping> = self.core.table.iter().cloned().collect();
+            let refs: Vec<&Mapping> = all.iter().collect();
+            if let Err(e) = self.nft.set_setup(setup, &refs, now) {
+                log::error!("updating firewall for the new WAN: {e}");
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Millis {
+        let mut d = self.next_notify;
+        if let Some(t) = self.core.table.next_deadline() {
+            d = d.min(t);
+        }
+        if let Some(t) = self.responder.next_deadline() {
+            d = d.min(t);
+        }
+        d
+    }
+
+    fn on_timers(&mut self) {
+        let now = self.now();
+        self.core.expire(now);
+        self.send_due_search_replies(now);
+        if now >= self.next_notify {
+            self.announce(true);
+            // Re-announce well before max-age runs out, with jitter so
+            // several devices do not announce in lockstep.
+            let interval = u64::from(self.cfg.notify_interval.max(1)) * 1000;
+            let jitter = u64::from(self.rand()) % (interval / 16).max(1);
+            self.next_notify = now + interval - jitter;
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        log::info!("stopping: sending byebye and removing our firewall rules");
+        self.announce(false);
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+        self.nft.teardown();
+    }
+}
+
+fn log_event(ev: &Event, now: Millis) {
+    let m = &ev.mapping;
+    let lease = match m.remaining_secs(now) {
+        Some(s) => format!("{s}s"),
+        None => "permanent".into(),
+    };
+    let remote = m
+        .remote
+        .map(|r| format!(" from {}/{}", r.addr, r.prefix))
+        .unwrap_or_default();
+    let line = format!(
+        "{} {} {}{} -> {}:{} lease {} client {} origin {} desc \"{}\": {}",
+        ev.kind.as_str(),
+        m.key.proto,
+        m.key.eport,
+        remote,
+        m.iaddr,
+        m.iport,
+        lease,
+        m.client,
+        m.origin.as_str(),
+        m.desc,
+        ev.reason
+    );
+    if ev.kind == EventKind::Refuse {
+        log::warn!("{line}");
+    } else {
+        log::info!("{line}");
+    }
+}
+
+/// Runs the daemon until SIGTERM/SIGINT. Returns the process exit code.
+pub fn run(opts: Options) -> i32 {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            log::error!("cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        match main_loop(opts).await {
+            Ok(()) => 0,
+            Err(e) => {
+                log::error!("{e}");
+                1
+            }
+        }
+    })
+}
+
+async fn main_loop(opts: Options) -> Result<(), String> {
+    let (cfg, warnings) = load_config(&opts).map_err(|e| e.join("; "))?;
+    for w in warnings {
+        log::warn!("{w}");
+    }
+    let clock = Clock {
+        start: Instant::now(),
+    };
+    let wan = Daemon::read_wan(&cfg);
+    let lans = Daemon::read_lans(&cfg);
+    if lans.is_empty() {
+        return Err("no usable LAN interface (check internal_iface / --lan)".into());
+    }
+    let uuid = cfg
+        .uuid
+        .clone()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| default_uuid(&lans[0].dev));
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let server: Rc<str> =
+        format!("Linux/{} UPnP/1.1 rupnpd/{}", kernel.trim(), crate::VERSION).into();
+    let (http_tx, mut http_rx) = mpsc::channel::<Job>(64);
+    let (udp_tx, mut udp_rx) = mpsc::channel::<Datagram>(256);
+    let setup = Setup::default();
+    let nft = Nft::open(cfg.nft.clone(), setup)?;
+    log::info!(
+        "nftables: table inet {} via {}{}",
+        cfg.nft.table,
+        if nft.in_process() {
+            "libnftables"
+        } else {
+            "the nft command"
+        },
+        if nft.owns_hooks() {
+            ", own hooks (no fw4)"
+        } else {
+            ", fw4 hooks"
+        }
+    );
+    let policy = Policy::from_config(&cfg, Vec::new());
+    let seed = (unix_now() as u32) ^ (std::process::id() << 16) | 1;
+    let mut d = Daemon {
+        opts,
+        core: Core::new(policy),
+        nft,
+        clock,
+        lans,
+        wan,
+        started: 0,
+        uuid,
+        boot_id: (unix_now() & 0x7fff_ffff) as u32,
+        server,
+        responder: Responder::new(0),
+        next_notify: 0,
+        rng: seed,
+        deferred: Vec::new(),
+        http_tx,
+        udp_tx,
+        tasks: Vec::new(),
+        http_active: Rc::new(Cell::new(0)),
+        listeners: None,
+        claims: Vec::new(),
+        cfg,
+    };
+    let _ = &d.opts;
+    let _ = &d.claims;
+    let setup = d.nft_setup();
+    let now = d.now();
+    d.nft
+        .set_setup(setup, &[], now)
+        .map_err(|e| format!("cannot install the firewall structure: {e}"))?;
+    log::info!("firewall ready: {}", nft::describe(d.nft.setup()));
+    d.open_frontends().await;
+
+    let sig = |k: SignalKind| signal(k).map_err(|e| format!("signal handler: {e}"));
+    let mut sighup = sig(SignalKind::hangup())?;
+    let mut sigterm = sig(SignalKind::terminate())?;
+    let mut sigint = sig(SignalKind::interrupt())?;
+    let mut sigusr1 = sig(SignalKind::user_defined1())?;
+    let mut sigusr2 = sig(SignalKind::user_defined2())?;
+    let monitor = nft::Monitor::new().ok();
+    let addrwatch = AddrWatch::new().ok();
+    log::info!("rupnpd {} started", crate::VERSION);
+
+    loop {
+        let deadline = d.clock.instant(d.next_deadline());
+        let mut firewall_event = false;
+        let mut wan_event = false;
+        tokio::select! {
+            Some(job) = http_rx.recv() => d.on_http(job),
+            Some(dg) = udp_rx.recv() => d.on_datagram(dg),
+            _ = tokio::time::sleep_until(deadline) => {}
+            _ = sighup.recv() => log::info!("SIGHUP: configuration reload is not available yet"),
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+            _ = sigusr1.recv() => wan_event = true,
+            _ = sigusr2.recv() => firewall_event = true,
+            r = async { match &monitor { Some(m) => m.foreign_commit().await, None => std::future::pending().await } } => {
+                if r.is_ok() { firewall_event = true; }
+            }
+            r = async { match &addrwatch { Some(w) => w.changed().await, None => std::future::pending().await } } => {
+                if r.is_ok() { wan_event = true; }
+            }
+        }
+        for _ in 0..TURN_BATCH {
+            match http_rx.try_recv() {
+                Ok(job) => d.on_http(job),
+                Err(_) => break,
+            }
+        }
+        for _ in 0..TURN_BATCH {
+            match udp_rx.try_recv() {
+                Ok(dg) => d.on_datagram(dg),
+                Err(_) => break,
+            }
+        }
+        if firewall_event {
+            d.check_firewall();
+        }
+        if wan_event {
+            d.refresh_wan();
+        }
+        d.on_timers();
+        d.commit();
+    }
+    d.shutdown().await;
+    Ok(())
+}

@@ -1,1 +1,90 @@
-fn main() {}
+//! `rupnpd`: parses the command line, sets up logging and hands over to
+//! the daemon's loop.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use rupnpd::daemon::{self, Options};
+
+const USAGE: &str = "usage: rupnpd [--config-dir DIR] [--lan IFACE]... [--wan IFACE] [--port N]
+              [--lease-file PATH] [--ubus-socket PATH] [--check-config]
+              [--debug] [--stderr] [--version] [--help]";
+
+enum Mode {
+    Run,
+    CheckConfig,
+}
+
+fn parse(args: impl Iterator<Item = String>) -> Result<(Options, Mode), String> {
+    let mut o = Options::default();
+    let mut mode = Mode::Run;
+    let mut it = args.peekable();
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match a.as_str() {
+            "--config-dir" => o.config_dir = Some(PathBuf::from(value("--config-dir")?)),
+            "--lan" => o.lan.push(value("--lan")?),
+            "--wan" => o.wan = Some(value("--wan")?),
+            "--port" => {
+                let v = value("--port")?;
+                o.port = Some(
+                    rupnpd::proto::parse_u16(&v)
+                        .ok_or_else(|| format!("--port: \"{v}\" is not a port number 0-65535"))?,
+                );
+            }
+            "--lease-file" => o.lease_file = Some(PathBuf::from(value("--lease-file")?)),
+            "--ubus-socket" => o.ubus_socket = Some(PathBuf::from(value("--ubus-socket")?)),
+            "--check-config" => mode = Mode::CheckConfig,
+            "--debug" | "-d" => o.debug = true,
+            "--stderr" => o.stderr = true,
+            "--version" | "-V" => {
+                println!("rupnpd {}", rupnpd::VERSION);
+                std::process::exit(0);
+            }
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument \"{other}\"\n{USAGE}")),
+        }
+    }
+    Ok((o, mode))
+}
+
+fn main() -> ExitCode {
+    let (opts, mode) = match parse(std::env::args().skip(1)) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("rupnpd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match mode {
+        Mode::CheckConfig => match daemon::load_config(&opts) {
+            Ok((cfg, warnings)) => {
+                for w in warnings {
+                    eprintln!("warning: {w}");
+                }
+                print!("{cfg}");
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                for e in errors {
+                    eprintln!("error: {e}");
+                }
+                ExitCode::FAILURE
+            }
+        },
+        Mode::Run => {
+            rupnpd::sys::syslog::init(opts.debug, opts.stderr);
+            match daemon::run(opts) {
+                0 => ExitCode::SUCCESS,
+                _ => ExitCode::FAILURE,
+            }
+        }
+    }
+}

@@ -1,3 +1,9 @@
 //! Adapters to the outside world: nftables, UCI files, ubus, sockets,
 //! netlink and syslog. tokio is allowed here; `core` and `proto` are used,
 //! never the other way round.
+
+pub mod http;
+pub mod netif;
+pub mod nft;
+pub mod syslog;
+pub mod udp;

@@ -1,0 +1,48 @@
+#!/bin/sh
+# The three-namespace test bed (../shared/reference/testbed.md §2):
+#
+#   $C (LAN host)                 $R (router, runs the daemon)            $W (WAN host)
+#   c-eth0 192.168.77.2/24 --veth-- r-lan 192.168.77.1/24 | r-wan 192.0.3.1/24 --veth-- w-eth0 192.0.3.2/24
+#
+# Source this file, set BED (a short prefix, default "igd") and call
+# bed_up / bed_down. Namespaces are named ${BED}c, ${BED}r, ${BED}w.
+# Nothing here touches the host's own interfaces, routes or ruleset.
+
+BED=${BED:-igd}
+C=${BED}c
+R=${BED}r
+W=${BED}w
+
+bed_down() {
+	for ns in "$C" "$R" "$W"; do
+		ip netns del "$ns" 2>/dev/null || true
+	done
+}
+
+bed_up() {
+	bed_down
+	for ns in "$C" "$R" "$W"; do
+		ip netns add "$ns" || return 1
+		ip -n "$ns" link set lo up
+	done
+	ip link add c-eth0 netns "$C" type veth peer name r-lan netns "$R" || return 1
+	ip link add w-eth0 netns "$W" type veth peer name r-wan netns "$R" || return 1
+	ip -n "$C" addr add 192.168.77.2/24 dev c-eth0
+	ip -n "$R" addr add 192.168.77.1/24 dev r-lan
+	ip -n "$R" addr add 192.0.3.1/24 dev r-wan
+	ip -n "$W" addr add 192.0.3.2/24 dev w-eth0
+	ip -n "$C" link set c-eth0 up
+	ip -n "$R" link set r-lan up
+	ip -n "$R" link set r-wan up
+	ip -n "$W" link set w-eth0 up
+	ip -n "$C" route add default via 192.168.77.1
+	# SSDP replies and M-SEARCH go to the multicast group over the veth.
+	ip -n "$C" route add 239.0.0.0/8 dev c-eth0 2>/dev/null || true
+	ip netns exec "$R" sysctl -qw net.ipv4.ip_forward=1
+	ip netns exec "$R" sysctl -qw net.ipv4.conf.all.route_localnet=0
+}
+
+# Loads the fw4-shaped ruleset into the router namespace (again = a reload).
+bed_fw4() {
+	ip netns exec "$R" nft -f "${FW4_FIXTURE:-tests/fixtures/fw4.nft}"
+}

@@ -1,0 +1,215 @@
+//! The HTTP server's sockets: accepting connections on the LAN addresses,
+//! reading bounded requests under deadlines, and writing responses. What
+//! a request means is decided by the daemon's loop, reached through a
+//! channel.
+//!
+//! Owns: the connection cap, the per-request deadline (slowloris), the
+//! keep-alive idle timeout, and the byte limits of `proto::http`.
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, timeout, timeout_at};
+
+use crate::proto::http::{self, MAX_BODY, MAX_HEAD, Method, Request, Response};
+
+/// Limits of the HTTP server.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Concurrent connections; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// Time from the first byte of a request to its last byte.
+    pub request_deadline: Duration,
+    /// Time an idle keep-alive connection is kept.
+    pub idle: Duration,
+    /// Time the loop may take to answer.
+    pub answer: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 32,
+            request_deadline: Duration::from_secs(10),
+            idle: Duration::from_secs(15),
+            answer: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One request for the loop to answer.
+pub struct Job {
+    pub req: Request,
+    pub body: Vec<u8>,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub reply: oneshot::Sender<Response>,
+}
+
+/// Accepts connections on `listener` until the task is dropped.
+pub async fn serve(
+    listener: TcpListener,
+    jobs: mpsc::Sender<Job>,
+    limits: Limits,
+    active: Rc<Cell<usize>>,
+    server: Rc<str>,
+) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                log::warn!("HTTP accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let jobs = jobs.clone();
+        let active = active.clone();
+        let server = server.clone();
+        if active.get() >= limits.max_connections {
+            // Tell the client why rather than leave it hanging.
+            tokio::task::spawn_local(async move {
+                let mut s = stream;
+                let r = Response::error(503, "too many connections").header("Retry-After", "1");
+                let bytes = r.emit(&server, &now_date(), false);
+                let _ = timeout(Duration::from_secs(2), s.write_all(&bytes)).await;
+            });
+            continue;
+        }
+        active.set(active.get() + 1);
+        tokio::task::spawn_local(async move {
+            let _ = connection(stream, peer, jobs, limits, &server).await;
+            active.set(active.get().saturating_sub(1));
+        });
+    }
+}
+
+fn now_date() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    http::date(secs)
+}
+
+async fn connection(
+    mut s: TcpStream,
+    peer: SocketAddr,
+    jobs: mpsc::Sender<Job>,
+    limits: Limits,
+    server: &str,
+) -> std::io::Result<()> {
+    let local = s.local_addr()?;
+    let _ = s.set_nodelay(true);
+    let mut buf: Vec<u8> = Vec::with_capacity(2048);
+    loop {
+        // Wait for the first byte of the next request (idle timeout), then
+        // the whole request must arrive within the request deadline.
+        if buf.is_empty() {
+            let mut chunk = [0u8; 2048];
+            let n = match timeout(limits.idle, s.read(&mut chunk)).await {
+                Ok(Ok(0)) | Err(_) => return Ok(()),
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => return Err(e),
+            };
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let deadline = Instant::now() + limits.request_deadline;
+        let (req, head_len) = loop {
+            match http::parse_head(&buf) {
+                Ok(Some(r)) => break r,
+                Ok(None) => {}
+                Err(e) => {
+                    let r = Response::error(e.status(), "malformed request head");
+                    write(&mut s, &r, server, false, deadline).await;
+                    return Ok(());
+                }
+            }
+            if !read_more(&mut s, &mut buf, MAX_HEAD + 1, deadline).await? {
+                if !buf.is_empty() && Instant::now() >= deadline {
+                    let r = Response::error(408, "request not received in time");
+                    write(&mut s, &r, server, false, deadline).await;
+                }
+                return Ok(());
+            }
+        };
+        let total = head_len + req.content_length;
+        while buf.len() < total {
+            if !read_more(&mut s, &mut buf, head_len + MAX_BODY, deadline).await? {
+                if Instant::now() >= deadline {
+                    let r = Response::error(408, "request body not received in time");
+                    write(&mut s, &r, server, false, deadline).await;
+                }
+                return Ok(());
+            }
+        }
+        let body = buf[head_len..total].to_vec();
+        buf.drain(..total);
+        let head_only = req.method() == Method::Head;
+        let keep_alive = req.keep_alive;
+        let (tx, rx) = oneshot::channel();
+        let job = Job {
+            req,
+            body,
+            peer,
+            local,
+            reply: tx,
+        };
+        let resp = if jobs.send(job).await.is_err() {
+            Response::error(503, "shutting down")
+        } else {
+            match timeout(limits.answer, rx).await {
+                Ok(Ok(r)) => r,
+                _ => Response::error(503, "no answer"),
+            }
+        };
+        let mut resp = resp;
+        if !keep_alive {
+            resp.close = true;
+        }
+        let close = resp.close;
+        let wdl = Instant::now() + limits.request_deadline;
+        if !write(&mut s, &resp, server, head_only, wdl).await || close {
+            return Ok(());
+        }
+    }
+}
+
+/// Reads more bytes (never beyond `cap` in total). False on EOF, deadline
+/// or a full buffer.
+async fn read_more(
+    s: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    cap: usize,
+    deadline: Instant,
+) -> std::io::Result<bool> {
+    if buf.len() >= cap {
+        return Ok(false);
+    }
+    let mut chunk = [0u8; 4096];
+    let room = (cap - buf.len()).min(chunk.len());
+    match timeout_at(deadline, s.read(&mut chunk[..room])).await {
+        Ok(Ok(0)) | Err(_) => Ok(false),
+        Ok(Ok(n)) => {
+            buf.extend_from_slice(&chunk[..n]);
+            Ok(true)
+        }
+        Ok(Err(e)) => Err(e),
+    }
+}
+
+async fn write(
+    s: &mut TcpStream,
+    r: &Response,
+    server: &str,
+    head_only: bool,
+    deadline: Instant,
+) -> bool {
+    let bytes = r.emit(server, &now_date(), head_only);
+    matches!(timeout_at(deadline, s.write_all(&bytes)).await, Ok(Ok(())))
+}

@@ -1,0 +1,343 @@
+//! Network interfaces: addresses, counters, link speed, uptime, the
+//! sockets listening on the WAN side, and a netlink watch for address
+//! changes (the fallback when netifd's ubus notifications are absent).
+//!
+//! Owns: reads of getifaddrs, /sys/class/net and /proc/net. Returns plain
+//! values to the daemon; never touches the core's state.
+
+use std::collections::HashSet;
+use std::ffi::{CStr, CString};
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+
+use crate::core::igd::LinkCounters;
+use crate::core::policy::Environment;
+use crate::proto::Proto;
+
+/// Every address of every interface, from getifaddrs(3).
+fn for_each_addr(mut f: impl FnMut(&str, &libc::sockaddr, Option<&libc::sockaddr>)) {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `head` with a list we free below; every
+    // pointer is checked for NULL before it is read.
+    unsafe {
+        if libc::getifaddrs(&mut head) != 0 {
+            return;
+        }
+        let mut cur = head;
+        while !cur.is_null() {
+            let ifa = &*cur;
+            if !ifa.ifa_addr.is_null() && !ifa.ifa_name.is_null() {
+                if let Ok(name) = CStr::from_ptr(ifa.ifa_name).to_str() {
+                    let mask = (!ifa.ifa_netmask.is_null()).then(|| &*ifa.ifa_netmask);
+                    f(name, &*ifa.ifa_addr, mask);
+                }
+            }
+            cur = ifa.ifa_next;
+        }
+        libc::freeifaddrs(head);
+    }
+}
+
+fn v4(sa: &libc::sockaddr) -> Option<Ipv4Addr> {
+    if i32::from(sa.sa_family) != libc::AF_INET {
+        return None;
+    }
+    // SAFETY: the family says this is a sockaddr_in.
+    let sin = unsafe { &*(sa as *const libc::sockaddr as *const libc::sockaddr_in) };
+    Some(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)))
+}
+
+fn v6(sa: &libc::sockaddr) -> Option<Ipv6Addr> {
+    if i32::from(sa.sa_family) != libc::AF_INET6 {
+        return None;
+    }
+    // SAFETY: the family says this is a sockaddr_in6.
+    let sin6 = unsafe { &*(sa as *const libc::sockaddr as *const libc::sockaddr_in6) };
+    Some(Ipv6Addr::from(sin6.sin6_addr.s6_addr))
+}
+
+/// IPv4 addresses and prefix lengths of `dev`.
+pub fn ipv4_addrs(dev: &str) -> Vec<(Ipv4Addr, u8)> {
+    let mut out = Vec::new();
+    for_each_addr(|name, addr, mask| {
+        if name == dev {
+            if let Some(a) = v4(addr) {
+                let prefix = mask
+                    .and_then(v4)
+                    .map_or(32, |m| u32::from(m).count_ones() as u8);
+                out.push((a, prefix));
+            }
+        }
+    });
+    out
+}
+
+/// IPv6 addresses and prefix lengths of `dev`.
+pub fn ipv6_addrs(dev: &str) -> Vec<(Ipv6Addr, u8)> {
+    let mut out = Vec::new();
+    for_each_addr(|name, addr, mask| {
+        if name == dev {
+            if let Some(a) = v6(addr) {
+                let prefix = mask
+                    .and_then(v6)
+                    .map_or(128, |m| u128::from(m).count_ones() as u8);
+                out.push((a, prefix));
+            }
+        }
+    });
+    out
+}
+
+/// The kernel's index of `dev`, if it exists.
+pub fn ifindex(dev: &str) -> Option<u32> {
+    let c = CString::new(dev).ok()?;
+    // SAFETY: a valid NUL-terminated string.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (i != 0).then_some(i)
+}
+
+fn sys_u64(dev: &str, file: &str) -> Option<u64> {
+    if dev.contains('/') || dev.starts_with('.') {
+        return None;
+    }
+    let s = std::fs::read_to_string(format!("/sys/class/net/{dev}/{file}")).ok()?;
+    s.trim().parse().ok()
+}
+
+/// Byte and packet counters of `dev`.
+pub fn link_counters(dev: &str) -> Option<LinkCounters> {
+    Some(LinkCounters {
+        tx_bytes: sys_u64(dev, "statistics/tx_bytes")?,
+        rx_bytes: sys_u64(dev, "statistics/rx_bytes")?,
+        tx_packets: sys_u64(dev, "statistics/tx_packets")?,
+        rx_packets: sys_u64(dev, "statistics/rx_packets")?,
+    })
+}
+
+/// Link speed in bit/s (0 if the driver does not say, e.g. veth or PPP).
+pub fn link_speed_bps(dev: &str) -> u32 {
+    sys_u64(dev, "speed")
+        .filter(|m| *m > 0 && *m < 100_000_000)
+        .map_or(0, |mbps| {
+            u32::try_from(mbps * 1_000_000).unwrap_or(u32::MAX)
+        })
+}
+
+/// Whether `dev` is administratively and operationally up.
+pub fn is_up(dev: &str) -> bool {
+    if dev.contains('/') {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/sys/class/net/{dev}/operstate")) {
+        // veth and PPP report "unknown" while working.
+        Ok(s) => matches!(s.trim(), "up" | "unknown"),
+        Err(_) => false,
+    }
+}
+
+/// Seconds since boot.
+pub fn system_uptime() -> Option<u32> {
+    let s = std::fs::read_to_string("/proc/uptime").ok()?;
+    let secs = s.split(['.', ' ']).next()?;
+    secs.parse().ok()
+}
+
+/// Local ports with a socket that the WAN side can reach: TCP in LISTEN
+/// and bound UDP sockets whose local address is a wildcard or the WAN
+/// address. Read from /proc/net; IPv6 wildcard sockets count too (they
+/// accept IPv4 unless V6ONLY).
+#[derive(Debug, Default, Clone)]
+pub struct Listeners {
+    tcp: HashSet<u16>,
+    udp: HashSet<u16>,
+}
+
+impl Listeners {
+    pub fn read(wan: Option<Ipv4Addr>) -> Listeners {
+        let mut l = Listeners::default();
+        for (file, tcp) in [
+            ("/proc/net/tcp", true),
+            ("/proc/net/tcp6", true),
+            ("/proc/net/udp", false),
+            ("/proc/net/udp6", false),
+        ] {
+            if let Ok(text) = std::fs::read_to_string(file) {
+                let set = if tcp { &mut l.tcp } else { &mut l.udp };
+                parse_proc_net(&text, tcp, wan, set);
+            }
+        }
+        l
+    }
+}
+
+/// Parses /proc/net/{tcp,udp}[6] lines: `sl local_address rem_address st …`
+/// with addresses in hex as the kernel stores them.
+fn parse_proc_net(text: &str, tcp: bool, wan: Option<Ipv4Addr>, out: &mut HashSet<u16>) {
+    for line in text.lines().skip(1).take(65536) {
+        let mut f = line.split_whitespace();
+        let (Some(_), Some(local), Some(_), Some(state)) = (f.next(), f.next(), f.next(), f.next())
+        else {
+            continue;
+        };
+        // TCP_LISTEN = 0x0A; an unconnected UDP socket is TCP_CLOSE = 0x07.
+        if (tcp && state != "0A") || (!tcp && state != "07") {
+            continue;
+        }
+        let Some((addr, port)) = local.split_once(':') else {
+            continue;
+        };
+        let Ok(port) = u16::from_str_radix(port, 16) else {
+            continue;
+        };
+        let reachable = match addr.len() {
+            8 => match u32::from_str_radix(addr, 16) {
+                // The kernel prints the network-order address as a host
+                // u32, so its native bytes are the address bytes.
+                Ok(v) => {
+                    let a = Ipv4Addr::from(v.to_ne_bytes());
+                    a.is_unspecified() || Some(a) == wan
+                }
+                Err(_) => false,
+            },
+            32 => addr.bytes().all(|b| b == b'0'),
+            _ => false,
+        };
+        if reachable {
+            out.insert(port);
+        }
+    }
+}
+
+impl Environment for Listeners {
+    fn wan_listener(&self, proto: Proto, port: u16) -> bool {
+        match proto {
+            Proto::Tcp => self.tcp.contains(&port),
+            Proto::Udp => self.udp.contains(&port),
+        }
+    }
+}
+
+/// A netlink socket that wakes when IPv4/IPv6 addresses or links change.
+pub struct AddrWatch {
+    fd: AsyncFd<OwnedFd>,
+}
+
+impl AddrWatch {
+    pub fn new() -> io::Result<AddrWatch> {
+        // SAFETY: plain socket/bind calls; the fd is owned right away.
+        let fd = unsafe {
+            let raw = libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                libc::NETLINK_ROUTE,
+            );
+            if raw < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            OwnedFd::from_raw_fd(raw)
+        };
+        let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        sa.nl_groups =
+            (libc::RTMGRP_IPV4_IFADDR | libc::RTMGRP_IPV6_IFADDR | libc::RTMGRP_LINK) as u32;
+        // SAFETY: `sa` is a valid sockaddr_nl of the size passed.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                &sa as *const libc::sockaddr_nl as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(AddrWatch {
+            // SAFETY: the OwnedFd is moved in and stays open, unchanged,
+            // until the AsyncFd is dropped.
+            fd: unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
+                .map_err(|e| e.into_parts().1)?,
+        })
+    }
+
+    /// Waits for at least one change notification and drains what is
+    /// queued (at most 64 datagrams per call).
+    pub async fn changed(&self) -> io::Result<()> {
+        let mut buf = [0u8; 8192];
+        loop {
+            let mut guard = self.fd.readable().await?;
+            let mut got = false;
+            for _ in 0..64 {
+                // SAFETY: reading into a buffer of the given length.
+                let n = unsafe {
+                    libc::recv(
+                        self.fd.get_ref().as_raw_fd(),
+                        buf.as_mut_ptr().cast(),
+                        buf.len(),
+                        libc::MSG_DONTWAIT,
+                    )
+                };
+                if n < 0 {
+                    let e = io::Error::last_os_error();
+                    if e.kind() == io::ErrorKind::WouldBlock {
+                        guard.clear_ready();
+                        break;
+                    }
+                    // ENOBUFS: we missed some; a re-read covers it.
+                    if e.raw_os_error() == Some(libc::ENOBUFS) {
+                        got = true;
+                        continue;
+                    }
+                    return Err(e);
+                }
+                got = true;
+            }
+            if got {
+                return Ok(());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_net_listeners() {
+        // The kernel prints addresses as host-order u32s: build the lines
+        // the same way so the test holds on big-endian MIPS too.
+        let hex = |a: [u8; 4]| format!("{:08X}", u32::from_ne_bytes(a));
+        let line = |i: u32, local: [u8; 4], port: u16, rem: [u8; 4], st: &str| {
+            format!(
+                "   {i}: {}:{port:04X} {}:0000 {st} 00000000:00000000 00:00000000 00000000     0        0 1 1\n",
+                hex(local),
+                hex(rem)
+            )
+        };
+        let tcp = format!(
+            "  sl  local_address rem_address   st\n{}{}{}{}",
+            line(0, [0, 0, 0, 0], 5000, [0, 0, 0, 0], "0A"),
+            line(1, [127, 0, 0, 1], 53, [0, 0, 0, 0], "0A"),
+            line(2, [192, 0, 3, 1], 22, [0, 0, 0, 0], "0A"),
+            line(3, [0, 0, 0, 0], 8080, [192, 168, 0, 2], "01"),
+        );
+        let mut out = HashSet::new();
+        parse_proc_net(&tcp, true, Some(Ipv4Addr::new(192, 0, 3, 1)), &mut out);
+        // 0.0.0.0:5000 and 192.0.3.1:22 are reachable; 127.0.0.1:53 is not;
+        // an established connection is not a listener.
+        let mut ports: Vec<_> = out.into_iter().collect();
+        ports.sort();
+        assert_eq!(ports, vec![22, 5000]);
+    }
+
+    #[test]
+    fn loopback_exists() {
+        assert!(ifindex("lo").is_some());
+        assert!(ipv4_addrs("lo").contains(&(Ipv4Addr::LOCALHOST, 8)));
+        assert!(ifindex("no-such-dev0").is_none());
+    }
+}
