@@ -172,16 +172,30 @@ pub struct Daemon {
     udp_tx: mpsc::Sender<Datagram>,
     tasks: Vec<JoinHandle<()>>,
     http_active: Rc<Cell<usize>>,
-    /// Read lazily once per turn for the collision check.
-    listeners: Option<Listeners>,
     claims: Vec<PortClaim>,
 }
 
-struct Env<'a>(&'a Listeners);
+/// The environment the core sees: local listeners, read on first use
+/// only (most requests never ask).
+struct Env {
+    wan: Option<Ipv4Addr>,
+    listeners: std::cell::OnceCell<Listeners>,
+}
 
-impl Environment for Env<'_> {
+impl Env {
+    fn new(wan: Option<Ipv4Addr>) -> Env {
+        Env {
+            wan,
+            listeners: std::cell::OnceCell::new(),
+        }
+    }
+}
+
+impl Environment for Env {
     fn wan_listener(&self, p: crate::proto::Proto, port: u16) -> bool {
-        self.0.wan_listener(p, port)
+        self.listeners
+            .get_or_init(|| Listeners::read(self.wan))
+            .wan_listener(p, port)
     }
 }
 
@@ -195,11 +209,6 @@ impl Daemon {
         self.rng ^= self.rng >> 17;
         self.rng ^= self.rng << 5;
         self.rng
-    }
-
-    fn listeners(&mut self) -> &Listeners {
-        let wan = self.wan.addr;
-        self.listeners.get_or_insert_with(|| Listeners::read(wan))
     }
 
     fn nft_setup(&self) -> Setup {
@@ -304,27 +313,37 @@ impl Daemon {
         config_id(&self.desc_params(0), self.cfg.igdv1)
     }
 
-    fn wan_info(&self, counters: bool) -> WanInfo {
-        let uptime = if self.cfg.system_uptime {
-            netif::system_uptime().unwrap_or(0)
-        } else {
-            ((self.now() - self.started) / 1000) as u32
-        };
-        let dev = self.wan.dev.as_deref().unwrap_or("");
-        let speed = netif::link_speed_bps(dev);
-        let bps = |kib: Option<u32>| {
-            kib.map_or(speed, |k| {
-                u32::try_from(u64::from(k) * 1024 * 8).unwrap_or(u32::MAX)
-            })
-        };
-        WanInfo {
+    /// The WAN facts an action needs; the files behind uptime, link speed
+    /// and counters are only read by the actions that report them.
+    fn wan_info(&self, action: &str) -> WanInfo {
+        let mut w = WanInfo {
             external_ip: self.external_ip(),
             connected: self.wan.up,
-            uptime,
-            up_bps: bps(self.cfg.upload),
-            down_bps: bps(self.cfg.download),
-            counters: counters.then(|| netif::link_counters(dev)).flatten(),
+            ..WanInfo::default()
+        };
+        let dev = self.wan.dev.as_deref().unwrap_or("");
+        match action {
+            "GetStatusInfo" => {
+                w.uptime = if self.cfg.system_uptime {
+                    netif::system_uptime().unwrap_or(0)
+                } else {
+                    ((self.now() - self.started) / 1000) as u32
+                };
+            }
+            "GetCommonLinkProperties" => {
+                let speed = netif::link_speed_bps(dev);
+                let bps = |kib: Option<u32>| {
+                    kib.map_or(speed, |k| {
+                        u32::try_from(u64::from(k) * 1024 * 8).unwrap_or(u32::MAX)
+                    })
+                };
+                w.up_bps = bps(self.cfg.upload);
+                w.down_bps = bps(self.cfg.download);
+            }
+            a if a.starts_with("GetTotal") => w.counters = netif::link_counters(dev),
+            _ => {}
         }
+        w
     }
 
     /// Opens the HTTP listeners and UDP sockets of every LAN interface.
@@ -568,16 +587,14 @@ impl Daemon {
             return Response::xml(500, soap::fault(UpnpError::InvalidAction));
         }
         let conn_udn = desc::udn(&self.uuid, 2);
-        let is_counter = action.action.starts_with("GetTotal");
-        let wan = self.wan_info(is_counter);
+        let wan = self.wan_info(&action.action);
         let nets = self.lan_nets();
         let version = if service.kind == ServiceKind::WanIpConnection {
             action.version.clamp(1, 2)
         } else {
             self.igd_version()
         };
-        let listeners = self.listeners().clone();
-        let env = Env(&listeners);
+        let env = Env::new(self.wan.addr);
         let ctx = igd::Ctx {
             client,
             version,
@@ -661,7 +678,6 @@ impl Daemon {
         for ev in self.core.take_events() {
             log_event(&ev, now);
         }
-        self.listeners = None;
     }
 
     /// Applies changes; on failure resynchronises the kernel with the new
@@ -876,7 +892,6 @@ async fn main_loop(opts: Options) -> Result<(), String> {
         udp_tx,
         tasks: Vec::new(),
         http_active: Rc::new(Cell::new(0)),
-        listeners: None,
         claims: Vec::new(),
         cfg,
     };

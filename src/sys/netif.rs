@@ -148,8 +148,10 @@ pub fn system_uptime() -> Option<u32> {
 
 /// Local ports with a socket that the WAN side can reach: TCP in LISTEN
 /// and bound UDP sockets whose local address is a wildcard or the WAN
-/// address. Read from /proc/net; IPv6 wildcard sockets count too (they
-/// accept IPv4 unless V6ONLY).
+/// address (IPv6 wildcard sockets count too: they accept IPv4 unless
+/// V6ONLY). Read through NETLINK_SOCK_DIAG, which walks only the
+/// listening hash for TCP; /proc/net/tcp walks every socket of every
+/// namespace and took milliseconds on a busy host.
 #[derive(Debug, Default, Clone)]
 pub struct Listeners {
     tcp: HashSet<u16>,
@@ -158,6 +160,23 @@ pub struct Listeners {
 
 impl Listeners {
     pub fn read(wan: Option<Ipv4Addr>) -> Listeners {
+        let mut l = Listeners::default();
+        for family in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
+            // TCP_LISTEN = 10; unconnected UDP sockets are TCP_CLOSE = 7.
+            if let Err(e) = sock_diag(family, libc::IPPROTO_TCP as u8, 1 << 10, wan, &mut l.tcp) {
+                log::debug!("sock_diag tcp: {e}");
+                return Listeners::read_proc(wan);
+            }
+            if let Err(e) = sock_diag(family, libc::IPPROTO_UDP as u8, 1 << 7, wan, &mut l.udp) {
+                log::debug!("sock_diag udp: {e}");
+                return Listeners::read_proc(wan);
+            }
+        }
+        l
+    }
+
+    /// The fallback for kernels without inet_diag.
+    fn read_proc(wan: Option<Ipv4Addr>) -> Listeners {
         let mut l = Listeners::default();
         for (file, tcp) in [
             ("/proc/net/tcp", true),
@@ -172,6 +191,87 @@ impl Listeners {
         }
         l
     }
+}
+
+/// One SOCK_DIAG_BY_FAMILY dump (linux/inet_diag.h) collecting the local
+/// ports of sockets in `states` reachable from the WAN.
+fn sock_diag(
+    family: u8,
+    protocol: u8,
+    states: u32,
+    wan: Option<Ipv4Addr>,
+    out: &mut HashSet<u16>,
+) -> io::Result<()> {
+    const SOCK_DIAG_BY_FAMILY: u16 = 20;
+    // SAFETY: plain socket call; the fd is owned at once.
+    let fd = unsafe {
+        let raw = libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_SOCK_DIAG,
+        );
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        OwnedFd::from_raw_fd(raw)
+    };
+    // nlmsghdr (16) + inet_diag_req_v2 (56)
+    let mut req = [0u8; 72];
+    req[0..4].copy_from_slice(&72u32.to_ne_bytes());
+    req[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
+    req[6..8].copy_from_slice(&flags.to_ne_bytes());
+    req[16] = family;
+    req[17] = protocol;
+    req[20..24].copy_from_slice(&states.to_ne_bytes());
+    // SAFETY: sending a buffer of the stated length to the kernel.
+    let rc = unsafe { libc::send(fd.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut buf = vec![0u8; 32 * 1024];
+    // A dump of a router's listening sockets is a few datagrams; the
+    // bound keeps a pathological host from holding the loop.
+    for _ in 0..1024 {
+        // SAFETY: receiving into a buffer of the given length.
+        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut d = &buf[..n as usize];
+        while d.len() >= 16 {
+            let len = u32::from_ne_bytes([d[0], d[1], d[2], d[3]]) as usize;
+            let ty = u16::from_ne_bytes([d[4], d[5]]);
+            if len < 16 || len > d.len() {
+                break;
+            }
+            match ty as i32 {
+                libc::NLMSG_DONE => return Ok(()),
+                libc::NLMSG_ERROR => return Err(io::Error::other("sock_diag refused the dump")),
+                _ => {}
+            }
+            // inet_diag_msg: family, state, timer, retrans, then the sockid:
+            // sport (be16) dport (be16) src[16] dst[16] …
+            if let Some(m) = d.get(16..len) {
+                if m.len() >= 4 + 4 + 16 {
+                    let sport = u16::from_be_bytes([m[4], m[5]]);
+                    let src = &m[8..24];
+                    let reachable = if m[0] == libc::AF_INET as u8 {
+                        let a = Ipv4Addr::new(src[0], src[1], src[2], src[3]);
+                        a.is_unspecified() || Some(a) == wan
+                    } else {
+                        src.iter().all(|b| *b == 0)
+                    };
+                    if reachable {
+                        out.insert(sport);
+                    }
+                }
+            }
+            let step = (len + 3) & !3;
+            d = d.get(step..).unwrap_or(&[]);
+        }
+    }
+    Ok(())
 }
 
 /// Parses /proc/net/{tcp,udp}[6] lines: `sl local_address rem_address st …`
@@ -332,6 +432,20 @@ mod tests {
         let mut ports: Vec<_> = out.into_iter().collect();
         ports.sort();
         assert_eq!(ports, vec![22, 5000]);
+    }
+
+    #[test]
+    fn sock_diag_sees_a_listener() {
+        let l = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let seen = Listeners::read(None);
+        assert!(seen.wan_listener(Proto::Tcp, port));
+        let u = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        let uport = u.local_addr().unwrap().port();
+        assert!(Listeners::read(None).wan_listener(Proto::Udp, uport));
+        let lo = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let loport = lo.local_addr().unwrap().port();
+        assert!(!Listeners::read(None).wan_listener(Proto::Tcp, loport));
     }
 
     #[test]

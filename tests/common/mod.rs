@@ -1,0 +1,624 @@
+//! The namespace test bed for integration tests: a LAN host, a router
+//! running the real daemon, and a WAN host, joined by veth pairs
+//! (`../shared/reference/testbed.md`). Everything is created per test
+//! under a unique prefix and removed in `Drop`, so a failing or panicking
+//! test cleans up too; a bed left over by a killed run is removed before
+//! the same test builds it again.
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const LAN_IP: &str = "192.168.77.1";
+pub const CLIENT_IP: &str = "192.168.77.2";
+/// A second LAN client address, on the same LAN host namespace.
+pub const CLIENT2_IP: &str = "192.168.77.3";
+pub const WAN_IP: &str = "192.0.3.1";
+pub const PEER_IP: &str = "192.0.3.2";
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn daemon_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_rupnpd"))
+}
+
+fn sh(args: &[&str]) -> Output {
+    Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("running {args:?}: {e}"))
+}
+
+fn must(args: &[&str]) {
+    let o = sh(args);
+    assert!(
+        o.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Skips nothing: these tests need root, nftables and the clients, which
+/// `scripts/test.sh` installs. A missing tool is a test failure.
+pub fn require(tools: &[&str]) {
+    for t in tools {
+        let found = std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).any(|d| d.join(t).exists()))
+            .unwrap_or(false);
+        assert!(
+            found,
+            "{t} is not installed: run scripts/test.sh, which installs it"
+        );
+    }
+}
+
+/// The three namespaces of one test.
+pub struct Bed {
+    pub c: String,
+    pub r: String,
+    pub w: String,
+    pub dir: PathBuf,
+    daemons: Vec<Child>,
+}
+
+impl Bed {
+    /// Builds the bed under prefix `name` (unique per test, ≤ 8 chars).
+    pub fn new(name: &str) -> Bed {
+        require(&["ip", "nft"]);
+        let dir = std::env::temp_dir().join(format!("rupnpd-test-{name}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let bed = Bed {
+            c: format!("{name}c"),
+            r: format!("{name}r"),
+            w: format!("{name}w"),
+            dir,
+            daemons: Vec::new(),
+        };
+        bed.teardown_netns();
+        for ns in [&bed.c, &bed.r, &bed.w] {
+            must(&["ip", "netns", "add", ns]);
+            must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+        }
+        must(&[
+            "ip", "link", "add", "c-eth0", "netns", &bed.c, "type", "veth", "peer", "name",
+            "r-lan", "netns", &bed.r,
+        ]);
+        must(&[
+            "ip", "link", "add", "w-eth0", "netns", &bed.w, "type", "veth", "peer", "name",
+            "r-wan", "netns", &bed.r,
+        ]);
+        must(&[
+            "ip",
+            "-n",
+            &bed.c,
+            "addr",
+            "add",
+            "192.168.77.2/24",
+            "dev",
+            "c-eth0",
+        ]);
+        must(&[
+            "ip",
+            "-n",
+            &bed.c,
+            "addr",
+            "add",
+            "192.168.77.3/24",
+            "dev",
+            "c-eth0",
+        ]);
+        must(&[
+            "ip",
+            "-n",
+            &bed.r,
+            "addr",
+            "add",
+            "192.168.77.1/24",
+            "dev",
+            "r-lan",
+        ]);
+        must(&[
+            "ip",
+            "-n",
+            &bed.r,
+            "addr",
+            "add",
+            "192.0.3.1/24",
+            "dev",
+            "r-wan",
+        ]);
+        must(&[
+            "ip",
+            "-n",
+            &bed.w,
+            "addr",
+            "add",
+            "192.0.3.2/24",
+            "dev",
+            "w-eth0",
+        ]);
+        for (ns, dev) in [
+            (&bed.c, "c-eth0"),
+            (&bed.r, "r-lan"),
+            (&bed.r, "r-wan"),
+            (&bed.w, "w-eth0"),
+        ] {
+            must(&["ip", "-n", ns, "link", "set", dev, "up"]);
+        }
+        must(&["ip", "-n", &bed.c, "route", "add", "default", "via", LAN_IP]);
+        must(&[
+            "ip",
+            "netns",
+            "exec",
+            &bed.r,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ]);
+        // Let DAD and the veth carrier settle so the first packets are not lost.
+        std::thread::sleep(Duration::from_millis(200));
+        bed
+    }
+
+    fn teardown_netns(&self) {
+        for ns in [&self.c, &self.r, &self.w] {
+            let _ = Command::new("ip")
+                .args(["netns", "del", ns])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+
+    /// Loads the fw4-shaped ruleset into the router (again = a fw4 reload).
+    pub fn fw4(&self) {
+        let f = root().join("tests/fixtures/fw4.nft");
+        must(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.r,
+            "nft",
+            "-f",
+            f.to_str().unwrap(),
+        ]);
+    }
+
+    /// Runs a command in a namespace.
+    pub fn exec(&self, ns: &str, args: &[&str]) -> Output {
+        let mut full = vec!["ip", "netns", "exec", ns];
+        full.extend_from_slice(args);
+        sh(&full)
+    }
+
+    pub fn nft(&self, args: &str) -> String {
+        let mut full = vec!["nft"];
+        full.extend(args.split_whitespace());
+        let o = self.exec(&self.r, &full);
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Writes a UCI config dir with `upnpd` content and returns its path.
+    pub fn config(&self, upnpd: &str) -> PathBuf {
+        let d = self.dir.join("config");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("upnpd"), upnpd).unwrap();
+        d
+    }
+
+    /// Starts the daemon in the router namespace with `args` and waits
+    /// until it serves its description.
+    pub fn start(&mut self, args: &[&str]) -> u32 {
+        let log = self.dir.join(format!("daemon{}.log", self.daemons.len()));
+        let out = File::create(&log).unwrap();
+        let err = out.try_clone().unwrap();
+        let bin = daemon_bin();
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.r])
+            .arg(&bin)
+            .args(["--lan", "r-lan", "--wan", "r-wan", "--stderr", "--debug"])
+            .args(args)
+            .stdout(out)
+            .stderr(err);
+        let child = cmd.spawn().expect("start rupnpd");
+        let pid = child.id();
+        self.daemons.push(child);
+        if !args.contains(&"--no-wait") {
+            self.wait_ready();
+        }
+        pid
+    }
+
+    /// Waits until the description is served.
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(r) = self.http_get("/rootDesc.xml") {
+                if r.starts_with("HTTP/1.1 200") {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("daemon not ready; log:\n{}", self.log());
+    }
+
+    /// The daemon's log so far (all instances).
+    pub fn log(&self) -> String {
+        let mut s = String::new();
+        for i in 0..self.daemons.len().max(1) {
+            if let Ok(t) = std::fs::read_to_string(self.dir.join(format!("daemon{i}.log"))) {
+                s.push_str(&t);
+            }
+        }
+        s
+    }
+
+    /// Sends a signal to the newest daemon.
+    pub fn signal(&self, sig: &str) {
+        if let Some(c) = self.daemons.last() {
+            // `ip netns exec` execs the daemon, so the child pid is the daemon.
+            must(&["kill", &format!("-{sig}"), &c.id().to_string()]);
+        }
+    }
+
+    /// Stops the newest daemon with SIGTERM and waits for it.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.daemons.pop()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        wait_child(&mut c, Duration::from_secs(10))
+    }
+
+    /// Kills the newest daemon with SIGKILL.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.daemons.pop() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Runs `upnpc -u <root desc> args…` in the LAN namespace.
+    pub fn upnpc(&self, args: &[&str]) -> String {
+        require(&["upnpc"]);
+        let url = format!("http://{LAN_IP}:5000/rootDesc.xml");
+        let mut full = vec!["timeout", "30", "upnpc", "-u", &url];
+        full.extend_from_slice(args);
+        let o = self.exec(&self.c, &full);
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+    }
+
+    /// Runs a closure with the calling thread inside namespace `ns`.
+    pub fn in_ns<T: Send + 'static>(&self, ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+        in_netns(ns, f)
+    }
+
+    /// A raw HTTP GET from the LAN host.
+    pub fn http_get(&self, path: &str) -> std::io::Result<String> {
+        let req =
+            format!("GET {path} HTTP/1.1\r\nHost: {LAN_IP}:5000\r\nConnection: close\r\n\r\n");
+        self.http_raw(req.into_bytes())
+    }
+
+    /// Sends raw bytes to the router's HTTP port from the LAN host and
+    /// returns everything it answers.
+    pub fn http_raw(&self, bytes: Vec<u8>) -> std::io::Result<String> {
+        let ns = self.c.clone();
+        in_netns(&ns, move || {
+            let mut s = TcpStream::connect_timeout(
+                &format!("{LAN_IP}:5000").parse().unwrap(),
+                Duration::from_secs(2),
+            )?;
+            s.set_read_timeout(Some(Duration::from_secs(15)))?;
+            s.write_all(&bytes)?;
+            let mut out = Vec::new();
+            let _ = s.read_to_end(&mut out);
+            Ok(String::from_utf8_lossy(&out).into_owned())
+        })
+    }
+
+    /// A SOAP call from the LAN host (source address `from`).
+    pub fn soap(
+        &self,
+        from: &str,
+        service: &str,
+        action: &str,
+        args: &[(&str, &str)],
+    ) -> (u16, String) {
+        let ns = self.c.clone();
+        let from: Ipv4Addr = from.parse().unwrap();
+        let (path, urn) = service_urls(service);
+        let body = soap_body(action, &urn, args);
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nHost: {LAN_IP}:5000\r\nContent-Type: text/xml; charset=\"utf-8\"\r\n\
+SOAPAction: \"{urn}#{action}\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        in_netns(&ns, move || {
+            let s = socket2_bound(from);
+            let mut s = s;
+            s.write_all(req.as_bytes()).unwrap();
+            let mut out = Vec::new();
+            s.read_to_end(&mut out).unwrap();
+            let text = String::from_utf8_lossy(&out).into_owned();
+            let code = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+            (code, text)
+        })
+    }
+
+    /// A TCP connection from the WAN host to the external address reaches
+    /// a listener on the LAN host at `lan_port` through `ext_port`.
+    pub fn tcp_through(&self, ext_port: u16, lan_port: u16) -> bool {
+        self.tcp_from(&self.w.clone(), WAN_IP, ext_port, lan_port)
+    }
+
+    /// Same, from the namespace `src` to `dst:ext_port`.
+    pub fn tcp_from(&self, src: &str, dst: &str, ext_port: u16, lan_port: u16) -> bool {
+        let (tx, rx) = mpsc::channel();
+        let c = self.c.clone();
+        let listener = in_netns(&c, move || {
+            TcpListener::bind(("0.0.0.0", lan_port)).unwrap()
+        });
+        listener.set_nonblocking(true).unwrap();
+        let dst: Ipv4Addr = dst.parse().unwrap();
+        let src = src.to_string();
+        std::thread::spawn(move || {
+            let ok = in_netns(&src, move || {
+                match TcpStream::connect_timeout(
+                    &SocketAddr::from((dst, ext_port)),
+                    Duration::from_secs(2),
+                ) {
+                    Ok(mut s) => s.write_all(b"through-dnat").is_ok(),
+                    Err(_) => false,
+                }
+            });
+            let _ = tx.send(ok);
+        });
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok((mut s, _)) = listener.accept() {
+                s.set_nonblocking(false).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                let mut buf = [0u8; 12];
+                let got = s.read_exact(&mut buf).is_ok() && &buf == b"through-dnat";
+                let _ = rx.recv_timeout(Duration::from_secs(3));
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = rx.recv_timeout(Duration::from_secs(3));
+        false
+    }
+
+    /// A UDP datagram from the WAN host reaches the LAN host.
+    pub fn udp_through(&self, ext_port: u16, lan_port: u16) -> bool {
+        let c = self.c.clone();
+        let w = self.w.clone();
+        let rx = in_netns(&c, move || UdpSocket::bind(("0.0.0.0", lan_port)).unwrap());
+        rx.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let tx = in_netns(&w, || UdpSocket::bind("0.0.0.0:0").unwrap());
+        for _ in 0..5 {
+            let _ = tx.send_to(b"udp-through-dnat", (WAN_IP, ext_port));
+            let mut buf = [0u8; 64];
+            if let Ok((n, _)) = rx.recv_from(&mut buf) {
+                if &buf[..n] == b"udp-through-dnat" {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// Counts the DNAT elements installed in the kernel.
+    pub fn dnat_elements(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for map in ["upnp_dnat", "upnp_dnat_rh"] {
+            let text = self.nft(&format!("list map inet fw4 {map}"));
+            if let Some(start) = text.find("elements = {") {
+                let body = &text[start + 12..];
+                let body = body.split('}').next().unwrap_or("");
+                for e in body.split(',') {
+                    let key = e
+                        .split(" counter")
+                        .next()
+                        .unwrap_or("")
+                        .split(':')
+                        .next()
+                        .unwrap_or("");
+                    let key = key.split_whitespace().collect::<Vec<_>>().join(" ");
+                    if !key.is_empty() {
+                        out.push(key);
+                    }
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        for mut c in self.daemons.drain(..) {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            if wait_child(&mut c, Duration::from_secs(5)).is_none() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        self.teardown_netns();
+    }
+}
+
+fn wait_child(c: &mut Child, max: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + max;
+    while Instant::now() < deadline {
+        if let Ok(Some(s)) = c.try_wait() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// Runs `f` on a fresh thread that has entered network namespace `ns`.
+/// Sockets created there stay in that namespace wherever they are used.
+pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = Path::new("/run/netns").join(ns);
+    std::thread::spawn(move || {
+        let file = File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        // SAFETY: setns on this thread only, with a valid namespace fd.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {}", path.display());
+        f()
+    })
+    .join()
+    .expect("namespace thread panicked")
+}
+
+fn socket2_bound(from: Ipv4Addr) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    s.bind(&SocketAddr::from((from, 0)).into()).unwrap();
+    s.connect_timeout(
+        &format!("{LAN_IP}:5000")
+            .parse::<SocketAddr>()
+            .unwrap()
+            .into(),
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    let t: TcpStream = s.into();
+    t.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    t
+}
+
+/// (control path, service type) of a service by short name.
+pub fn service_urls(service: &str) -> (&'static str, String) {
+    match service {
+        "WANIPConnection:1" => (
+            "/ctl/IPConn",
+            "urn:schemas-upnp-org:service:WANIPConnection:1".into(),
+        ),
+        "WANCommonInterfaceConfig" => (
+            "/ctl/CmnIfCfg",
+            "urn:schemas-upnp-org:service:WANCommonInterfaceConfig:1".into(),
+        ),
+        "Layer3Forwarding" => (
+            "/ctl/L3F",
+            "urn:schemas-upnp-org:service:Layer3Forwarding:1".into(),
+        ),
+        "WANIPv6FirewallControl" => (
+            "/ctl/IP6FCtl",
+            "urn:schemas-upnp-org:service:WANIPv6FirewallControl:1".into(),
+        ),
+        _ => (
+            "/ctl/IPConn",
+            "urn:schemas-upnp-org:service:WANIPConnection:2".into(),
+        ),
+    }
+}
+
+pub fn soap_body(action: &str, urn: &str, args: &[(&str, &str)]) -> String {
+    let mut b = format!(
+        "<?xml version=\"1.0\"?>\r\n<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\" \
+s:encodingStyle=\"http://schemas.xmlsoap.org/soap/encoding/\"><s:Body><u:{action} xmlns:u=\"{urn}\">"
+    );
+    for (k, v) in args {
+        b.push_str(&format!("<{k}>{v}</{k}>"));
+    }
+    b.push_str(&format!("</u:{action}></s:Body></s:Envelope>\r\n"));
+    b
+}
+
+/// The UPnP error code in a SOAP fault, if any.
+pub fn fault_code(text: &str) -> Option<u16> {
+    let s = text.split("<errorCode>").nth(1)?;
+    s.split('<').next()?.parse().ok()
+}
+
+/// The text of element `name` in a response.
+pub fn element<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    let open = format!("<{name}>");
+    let s = text.split(&open).nth(1)?;
+    s.split(&format!("</{name}>")).next()
+}
+
+/// AddPortMapping arguments.
+pub fn add_args<'a>(
+    eport: &'a str,
+    proto: &'a str,
+    iport: &'a str,
+    client: &'a str,
+    lease: &'a str,
+    desc: &'a str,
+) -> Vec<(&'static str, &'a str)> {
+    vec![
+        ("NewRemoteHost", ""),
+        ("NewExternalPort", eport),
+        ("NewProtocol", proto),
+        ("NewInternalPort", iport),
+        ("NewInternalClient", client),
+        ("NewEnabled", "1"),
+        ("NewPortMappingDescription", desc),
+        ("NewLeaseDuration", lease),
+    ]
+}
+
+/// A persistent HTTP/1.1 connection for many SOAP calls (the 1000-mapping
+/// tests), from the LAN host.
+pub struct KeepAlive {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+}
+
+impl KeepAlive {
+    pub fn open(bed: &Bed) -> KeepAlive {
+        let ns = bed.c.clone();
+        let s = in_netns(&ns, || socket2_bound(CLIENT_IP.parse().unwrap()));
+        KeepAlive {
+            r: BufReader::new(s.try_clone().unwrap()),
+            w: s,
+        }
+    }
+
+    pub fn call(&mut self, action: &str, args: &[(&str, &str)]) -> (u16, String) {
+        let (path, urn) = service_urls("WANIPConnection:2");
+        let body = soap_body(action, &urn, args);
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nHost: {LAN_IP}:5000\r\nContent-Type: text/xml; charset=\"utf-8\"\r\n\
+SOAPAction: \"{urn}#{action}\"\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.w.write_all(req.as_bytes()).unwrap();
+        let mut status = String::new();
+        self.r.read_line(&mut status).unwrap();
+        let code = status.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let mut len = 0;
+        loop {
+            let mut line = String::new();
+            self.r.read_line(&mut line).unwrap();
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0u8; len];
+        self.r.read_exact(&mut body).unwrap();
+        (code, String::from_utf8_lossy(&body).into_owned())
+    }
+}
