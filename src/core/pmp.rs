@@ -113,6 +113,11 @@ pub fn pcp_announcement(epoch: u32) -> Vec<u8> {
 /// Handles one datagram from `src` (a LAN host) received on port 5351.
 /// `None` means: send nothing.
 pub fn handle(core: &mut Core, ctx: &Ctx, src: SocketAddrV4, pkt: &[u8]) -> Option<Reply> {
+    if !ctx.cfg.natpmp && !ctx.cfg.pcp {
+        // RFC 6886 §3.8: with both off the port should be closed; if a
+        // packet still arrives, stay silent
+        return None;
+    }
     let src = *src.ip();
     match *pkt.first()? {
         natpmp::VERSION => handle_natpmp(core, ctx, src, pkt),
@@ -257,9 +262,9 @@ fn natpmp_map(core: &mut Core, ctx: &Ctx, src: Ipv4Addr, m: natpmp::MapRequest) 
 }
 
 /// RFC 6886 §3.4. Internal port 0 deletes all of the sender's NAT-PMP
-/// mappings *of the request's protocol* (the RFC: "all its UDP or TCP
-/// mappings"; miniupnpd deletes both). Mappings made by PCP or UPnP are
-/// not NAT-PMP's to delete: a single such one answers 2.
+/// mappings of the request's protocol only, as the RFC ties the bulk
+/// deletion to the opcode (miniupnpd deletes both protocols). Mappings
+/// made by PCP or UPnP are not NAT-PMP's to delete: naming one answers 2.
 fn natpmp_delete(core: &mut Core, ctx: &Ctx, src: Ipv4Addr, m: &natpmp::MapRequest) -> Reply {
     use natpmp::ResultCode::*;
     let victims: Vec<Key> = if m.internal_port == 0 {
@@ -294,7 +299,7 @@ fn handle_pcp(core: &mut Core, ctx: &Ctx, src: Ipv4Addr, pkt: &[u8]) -> Option<R
         // RFC 6887 §9: a NAT-PMP-only server answers NAT-PMP's
         // "unsupported version", and the PCP client falls back.
         let op = *pkt.get(1)?;
-        if !ctx.cfg.natpmp || op & pcp::R_BIT != 0 {
+        if op & pcp::R_BIT != 0 {
             return None;
         }
         return Some(Reply::plain(
@@ -1509,6 +1514,7 @@ mod tests {
             ..CFG
         };
         assert_eq!(send(&mut c, &ctx(&off), 2, &ann), None);
+        assert_eq!(send(&mut c, &ctx(&off), 2, &[0, 0]), None);
         assert!(c.table.is_empty());
     }
 
