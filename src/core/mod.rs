@@ -17,7 +17,7 @@ pub mod table;
 use std::net::Ipv4Addr;
 
 use crate::proto::Proto;
-use policy::{Environment, Policy, Refusal, Want};
+use policy::{Environment, Policy, Refusal, Renewal, Want};
 use table::{Key, Mapping, Millis, Origin, RemoteFilter, Table};
 
 /// The most expiries handled in one loop turn.
@@ -178,7 +178,14 @@ impl Core {
         now: Millis,
         env: &dyn Environment,
     ) -> Result<Granted, Refusal> {
-        let chosen = self.policy.choose(&self.table, env, &req.want);
+        let renewal = if req.origin.is_pmp() {
+            Renewal::SameEndpoint
+        } else {
+            Renewal::SameHost
+        };
+        let chosen = self
+            .policy
+            .choose_with(&self.table, env, &req.want, renewal);
         let (key, renewed) = match chosen {
             Ok(k) => k,
             Err(r) => {

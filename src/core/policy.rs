@@ -120,6 +120,18 @@ pub struct Want {
     pub companion: bool,
 }
 
+/// Which existing mapping at the chosen key a request may replace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Renewal {
+    /// Any mapping of the same internal host (UPnP: AddPortMapping by the
+    /// same client updates the entry).
+    SameHost,
+    /// Only the NAT-PMP/PCP mapping of the same internal address, protocol
+    /// and port (RFC 6886 §3.3, RFC 6887 §11.1): a NAT-PMP or PCP request
+    /// must never take over another application's mapping on that host.
+    SameEndpoint,
+}
+
 impl Policy {
     pub fn from_config(cfg: &Config, claims: Vec<PortClaim>) -> Policy {
         Policy {
@@ -184,19 +196,24 @@ impl Policy {
     }
 
     /// Can this exact key serve the request? `Ok(true)` means the
-    /// requester's own mapping already holds it (a renewal).
+    /// requester's own mapping already holds it (a renewal). With
+    /// `Renewal::SameEndpoint` only a NAT-PMP/PCP mapping of the same
+    /// internal address *and port* counts as the requester's own.
     fn check_key(
         &self,
         table: &Table,
         env: &dyn Environment,
         want: &Want,
         key: Key,
+        renewal: Renewal,
     ) -> Result<bool, Refusal> {
         if !self.permitted(key.eport, want.iaddr, want.iport) {
             return Err(Refusal::NotAllowed);
         }
         if let Some(m) = table.get(&key) {
-            return if m.iaddr == want.iaddr {
+            let own = m.iaddr == want.iaddr
+                && (renewal == Renewal::SameHost || (m.iport == want.iport && m.origin.is_pmp()));
+            return if own {
                 Ok(true)
             } else {
                 Err(Refusal::Conflict)
@@ -240,6 +257,18 @@ impl Policy {
         env: &dyn Environment,
         want: &Want,
     ) -> Result<(Key, bool), Refusal> {
+        self.choose_with(table, env, want, Renewal::SameHost)
+    }
+
+    /// [`Policy::choose`] with an explicit notion of which existing
+    /// mapping the request may take over.
+    pub fn choose_with(
+        &self,
+        table: &Table,
+        env: &dyn Environment,
+        want: &Want,
+        renewal: Renewal,
+    ) -> Result<(Key, bool), Refusal> {
         if self.secure_mode && want.iaddr != want.client {
             return Err(Refusal::SecureMode);
         }
@@ -249,7 +278,7 @@ impl Policy {
             want.eport
         };
         let first = Key::new(want.proto, preferred);
-        let first_err = match self.check_key(table, env, want, first) {
+        let first_err = match self.check_key(table, env, want, first, renewal) {
             Ok(true) => return Ok((first, true)),
             Ok(false) => {
                 self.check_quota(table, want.client)?;
@@ -273,7 +302,7 @@ impl Policy {
             if table.get(&key).is_some() {
                 continue;
             }
-            if let Ok(false) = self.check_key(table, env, want, key) {
+            if let Ok(false) = self.check_key(table, env, want, key, renewal) {
                 return Ok((key, false));
             }
         }
@@ -450,6 +479,46 @@ mod tests {
         let mut w = want(7000, 7000, false);
         w.companion = true;
         assert_eq!(p.choose(&t, &NoListeners, &w), Err(Refusal::Conflict));
+    }
+
+    #[test]
+    fn pmp_renews_only_its_own_endpoint() {
+        use crate::core::table::Origin;
+        let p = policy();
+        let mut t = Table::new();
+        // the same host's UPnP mapping on 8080 → 8080
+        t.put(mapping(Proto::Tcp, 8080, 2, None));
+        let w = want(8080, 8080, false);
+        assert_eq!(
+            p.choose_with(&t, &NoListeners, &w, Renewal::SameHost),
+            Ok((Key::new(Proto::Tcp, 8080), true))
+        );
+        assert_eq!(
+            p.choose_with(&t, &NoListeners, &w, Renewal::SameEndpoint),
+            Err(Refusal::Conflict)
+        );
+        let mut m = mapping(Proto::Tcp, 9000, 2, None);
+        m.origin = Origin::NatPmp;
+        t.put(m);
+        assert_eq!(
+            p.choose_with(
+                &t,
+                &NoListeners,
+                &want(9000, 9000, false),
+                Renewal::SameEndpoint
+            ),
+            Ok((Key::new(Proto::Tcp, 9000), true))
+        );
+        // another internal port of the same host does not take it over
+        assert_eq!(
+            p.choose_with(
+                &t,
+                &NoListeners,
+                &want(9000, 9001, true),
+                Renewal::SameEndpoint
+            ),
+            Ok((Key::new(Proto::Tcp, 9001), false))
+        );
     }
 
     #[test]
