@@ -8,7 +8,7 @@
 //! transaction rolls the turn back and every reply becomes an error.
 
 use std::cell::Cell;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
@@ -24,7 +24,7 @@ use crate::core::igd::{self, WanInfo};
 use crate::core::policy::{Environment, Policy, PortClaim};
 use crate::core::ssdp::Responder;
 use crate::core::table::{Mapping, Millis};
-use crate::core::{Core, Event, EventKind};
+use crate::core::{Core, Event, EventKind, pmp};
 use crate::proto::desc::{self, DescParams};
 use crate::proto::http::{Method, Response};
 use crate::proto::igd::UpnpError;
@@ -100,6 +100,12 @@ enum Deferred {
         ok: Response,
         fail: Response,
     },
+    Udp {
+        sock: Rc<UdpSocket>,
+        to: SocketAddrV4,
+        ok: Vec<u8>,
+        fail: Option<Vec<u8>>,
+    },
 }
 
 /// Loads and validates the configuration: UCI, then command-line flags.
@@ -173,6 +179,12 @@ pub struct Daemon {
     tasks: Vec<JoinHandle<()>>,
     http_active: Rc<Cell<usize>>,
     claims: Vec<PortClaim>,
+    /// NAT-PMP/PCP epoch start (RFC 6886 §3.6, RFC 6887 §8.5): reset at
+    /// start and whenever the external address changes.
+    epoch_start: Millis,
+    /// When the pending NAT-PMP/PCP announcements are due.
+    announce_at: Vec<Millis>,
+    pmp_cfg: pmp::PmpConfig,
 }
 
 /// The environment the core sees: local listeners, read on first use
@@ -468,7 +480,62 @@ impl Daemon {
                 let seed = self.rand();
                 self.responder.on_search(dg.src, rows, search.mx, now, seed);
             }
-            Kind::Pmp => {}
+            Kind::Pmp => {
+                let Some(sock) = self.lans.get(dg.lan).and_then(|l| l.pmp.clone()) else {
+                    return;
+                };
+                let now = self.now();
+                let env = Env::new(self.wan.addr);
+                let ctx = pmp::Ctx {
+                    cfg: &self.pmp_cfg,
+                    external: self.external_ip(),
+                    epoch: ((now - self.epoch_start) / 1000) as u32,
+                    now,
+                    env: &env,
+                };
+                if let Some(reply) = pmp::handle(&mut self.core, &ctx, dg.src, &dg.data) {
+                    self.deferred.push(Deferred::Udp {
+                        sock,
+                        to: dg.src,
+                        ok: reply.ok,
+                        fail: reply.on_failure,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Starts a new NAT-PMP/PCP epoch and schedules the unsolicited
+    /// announcements (RFC 6886 §3.2.1: 10 sends, 250 ms apart, doubling).
+    fn new_epoch(&mut self, now: Millis) {
+        self.epoch_start = now;
+        self.announce_at = pmp::ANNOUNCE_SCHEDULE.iter().map(|d| now + d).collect();
+    }
+
+    fn send_announcements(&mut self, now: Millis) {
+        if self.announce_at.first().is_none_or(|t| *t > now) {
+            return;
+        }
+        self.announce_at.retain(|t| *t > now);
+        if !self.cfg.enabled {
+            return;
+        }
+        let epoch = ((now - self.epoch_start) / 1000) as u32;
+        let mut msgs = Vec::new();
+        if self.pmp_cfg.natpmp {
+            if let Some(ext) = self.external_ip() {
+                msgs.push(pmp::natpmp_announcement(epoch, ext));
+            }
+        }
+        if self.pmp_cfg.pcp {
+            msgs.push(pmp::pcp_announcement(epoch));
+        }
+        for lan in &self.lans {
+            if let Some(sock) = &lan.pmp {
+                for m in &msgs {
+                    let _ = sock.try_send_to(m, SocketAddr::V4(udp::ALL_HOSTS));
+                }
+            }
         }
     }
 
@@ -673,6 +740,13 @@ impl Daemon {
                 Deferred::Http { tx, ok, fail } => {
                     let _ = tx.send(if failed.is_some() { fail } else { ok });
                 }
+                Deferred::Udp { sock, to, ok, fail } => {
+                    let bytes = match (&failed, fail) {
+                        (Some(_), Some(f)) => f,
+                        _ => ok,
+                    };
+                    let _ = sock.try_send_to(&bytes, SocketAddr::V4(to));
+                }
             }
         }
         for ev in self.core.take_events() {
@@ -731,7 +805,13 @@ impl Daemon {
                     .map(|a| a.to_string())
                     .unwrap_or_else(|| "none".into())
             );
+            let address_changed = wan.addr != self.wan.addr;
             self.wan = wan;
+            if address_changed {
+                // RFC 6887 §8.5: a new external address starts a new epoch.
+                let now = self.now();
+                self.new_epoch(now);
+            }
             let setup = self.nft_setup();
             let now = self.now();
             let all: Vec<Mapping> = self.core.table.iter().cloned().collect();
@@ -750,6 +830,9 @@ impl Daemon {
         if let Some(t) = self.responder.next_deadline() {
             d = d.min(t);
         }
+        if let Some(t) = self.announce_at.first() {
+            d = d.min(*t);
+        }
         d
     }
 
@@ -757,6 +840,7 @@ impl Daemon {
         let now = self.now();
         self.core.expire(now);
         self.send_due_search_replies(now);
+        self.send_announcements(now);
         if now >= self.next_notify {
             self.announce(true);
             // Re-announce well before max-age runs out, with jitter so
@@ -893,6 +977,9 @@ async fn main_loop(opts: Options) -> Result<(), String> {
         tasks: Vec::new(),
         http_active: Rc::new(Cell::new(0)),
         claims: Vec::new(),
+        epoch_start: 0,
+        announce_at: Vec::new(),
+        pmp_cfg: pmp::PmpConfig::from_config(&cfg),
         cfg,
     };
     let _ = &d.opts;
@@ -904,6 +991,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
         .map_err(|e| format!("cannot install the firewall structure: {e}"))?;
     log::info!("firewall ready: {}", nft::describe(d.nft.setup()));
     d.open_frontends().await;
+    d.new_epoch(now);
 
     let sig = |k: SignalKind| signal(k).map_err(|e| format!("signal handler: {e}"));
     let mut sighup = sig(SignalKind::hangup())?;

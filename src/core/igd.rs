@@ -364,9 +364,12 @@ fn add(core: &mut Core, ctx: &Ctx, args: &Args, any: bool) -> Result<Key, UpnpEr
         core.refused(&req, &Refusal::NotAllowed, ctx.now);
         return Err(refusal_error(&Refusal::NotAllowed, ctx.version));
     }
-    // A client may not take over a port it holds for another internal host.
+    // An existing mapping of the same host is renewed only if it is the
+    // same UPnP mapping: another RemoteHost is another mapping, and a
+    // NAT-PMP/PCP mapping belongs to another application (and its nonce).
     if let Some(existing) = core.table.get(&Key::new(proto, eport)) {
-        if existing.iaddr == iaddr && existing.remote.map(|r| r.addr) != remote && !any {
+        let other_remote = existing.remote.map(|r| r.addr) != remote;
+        if existing.iaddr == iaddr && !any && (other_remote || existing.origin.is_pmp()) {
             core.refused(&req, &Refusal::Conflict, ctx.now);
             return Err(UpnpError::ConflictInMappingEntry);
         }
