@@ -77,9 +77,9 @@ impl Bed {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
         let bed = Bed {
-            c: format!("{name}c"),
-            r: format!("{name}r"),
-            w: format!("{name}w"),
+            c: format!("rupt-{name}-c"),
+            r: format!("rupt-{name}-r"),
+            w: format!("rupt-{name}-w"),
             dir,
             daemons: Vec::new(),
         };
