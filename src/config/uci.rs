@@ -572,60 +572,63 @@ mod tests {
 
     #[test]
     fn everything_set_round_trips() {
-        let mut c = Config::default();
-        c.enabled = false;
-        c.enable_upnp = false;
-        c.enable_natpmp = false;
-        c.enable_pcp = true;
-        c.secure_mode = false;
-        c.log_output = true;
-        c.download = Some(100_000);
-        c.upload = Some(20_000);
-        c.external_iface = Some("wan".into());
-        c.external_iface6 = Some("wan6".into());
-        c.external_zone = Some("wan".into());
-        c.external_ip = Some(Ipv4Addr::new(203, 0, 113, 7));
-        c.internal_iface = vec!["lan".into(), "guest".into()];
-        c.port = 5555;
-        c.upnp_lease_file = Some("/tmp/l4".into());
-        c.upnp_lease_file6 = Some("/tmp/l6".into());
-        c.igdv1 = true;
-        c.uuid = Some("01234567-89ab-cdef-0123-456789ABCDEF".into());
-        c.notify_interval = 1800;
-        c.presentation_url = Some("http://192.168.1.1/cgi-bin/luci".into());
-        c.friendly_name = Some("Bob's router".into());
-        c.serial_number = Some("12345678".into());
-        c.model_number = Some("1".into());
-        c.system_uptime = false;
-        c.use_stun = true;
-        c.stun_host = Some("stun.example.org".into());
-        c.stun_port = 3479;
-        c.ipv6_disable = true;
-        c.ext_allow_private_ipv4 = true;
-        c.log_packets = true;
-        c.log_connections = true;
-        c.hairpin = false;
-        c.max_mappings = 10;
-        c.max_mappings_per_client = 2;
-        c.min_lifetime = 60;
-        c.max_lifetime = 7200;
-        c.upnp_max_lease = 3600;
-        c.pcp_allow_thirdparty = true;
-        c.max_subscribers = 5;
-        c.max_subscribers_per_client = 1;
-        c.ipv6_pinholes = false;
-        c.nft.table = "rupnpd".into();
-        c.nft.forward_chain = "fwd".into();
-        c.nft.prerouting_chain = "pre".into();
-        c.nft.postrouting_chain = "post".into();
-        c.perm_rules = vec![PermRule {
-            allow: true,
-            ext_ports: (80, 80),
-            int_addr: Ipv4Addr::new(192, 168, 1, 10),
-            int_prefix: 32,
-            int_ports: (8080, 8090),
-            comment: "web 'server'".into(),
-        }];
+        let c = Config {
+            enabled: false,
+            enable_upnp: false,
+            enable_natpmp: false,
+            enable_pcp: true,
+            secure_mode: false,
+            log_output: true,
+            download: Some(100_000),
+            upload: Some(20_000),
+            external_iface: Some("wan".into()),
+            external_iface6: Some("wan6".into()),
+            external_zone: Some("wan".into()),
+            external_ip: Some(Ipv4Addr::new(203, 0, 113, 7)),
+            internal_iface: vec!["lan".into(), "guest".into()],
+            port: 5555,
+            upnp_lease_file: Some("/tmp/l4".into()),
+            upnp_lease_file6: Some("/tmp/l6".into()),
+            igdv1: true,
+            uuid: Some("01234567-89ab-cdef-0123-456789ABCDEF".into()),
+            notify_interval: 1800,
+            presentation_url: Some("http://192.168.1.1/cgi-bin/luci".into()),
+            friendly_name: Some("Bob's router".into()),
+            serial_number: Some("12345678".into()),
+            model_number: Some("1".into()),
+            system_uptime: false,
+            use_stun: true,
+            stun_host: Some("stun.example.org".into()),
+            stun_port: 3479,
+            ipv6_disable: true,
+            ext_allow_private_ipv4: true,
+            log_packets: true,
+            log_connections: true,
+            hairpin: false,
+            max_mappings: 10,
+            max_mappings_per_client: 2,
+            min_lifetime: 60,
+            max_lifetime: 7200,
+            upnp_max_lease: 3600,
+            pcp_allow_thirdparty: true,
+            max_subscribers: 5,
+            max_subscribers_per_client: 1,
+            ipv6_pinholes: false,
+            perm_rules: vec![PermRule {
+                allow: true,
+                ext_ports: (80, 80),
+                int_addr: Ipv4Addr::new(192, 168, 1, 10),
+                int_prefix: 32,
+                int_ports: (8080, 8090),
+                comment: "web 'server'".into(),
+            }],
+            nft: crate::config::NftNames {
+                table: "rupnpd".into(),
+                forward_chain: "fwd".into(),
+                prerouting_chain: "pre".into(),
+                postrouting_chain: "post".into(),
+            },
+        };
         let l = load(&c.to_string()).unwrap();
         assert_eq!(l.config, c);
         assert!(l.warnings.is_empty(), "{:?}", l.warnings);
