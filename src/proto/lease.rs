@@ -532,4 +532,36 @@ mod tests {
         assert!(bad.is_empty());
         assert_eq!(ok[0].desc, "xTCP;fd00::6;1;;0;1;0;y");
     }
+
+    /// Pseudo-random lines never panic, and whatever parses re-emits to
+    /// a line that parses to the same lease.
+    #[test]
+    fn random_lines() {
+        const TOKENS: [&str; 14] = [
+            "TCP", "udp", ":", ":", ";", "1", "65535", "10.0.0.1", "/24", "fd00::1", "0", "x",
+            "\n", "é",
+        ];
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..20_000 {
+            let n = next() % 16;
+            let line: String = (0..n)
+                .map(|_| TOKENS[(next() % TOKENS.len() as u64) as usize])
+                .collect();
+            if let Ok(mut l) = Lease4::parse(&line) {
+                l.desc = sanitize_desc(&l.desc);
+                assert_eq!(Lease4::parse(&l.emit()), Ok(l), "{line:?}");
+            }
+            if let Ok(mut l) = Lease6::parse(&line) {
+                l.desc = sanitize_desc(&l.desc);
+                assert_eq!(Lease6::parse(&l.emit()), Ok(l), "{line:?}");
+            }
+            let _ = parse_file(&line);
+        }
+    }
 }
