@@ -365,7 +365,11 @@ pub fn parse(name: &str, text: &str) -> Result<Package, ParseError> {
 /// Sets `option` of `section` to `value` and returns the new text. The
 /// option's last `option` line gets the new value in single quotes; if
 /// the section has no such option, a line is added after the section's
-/// last line. Every other byte of the file is left as it was.
+/// last line. Every other byte of the file is left as it was. An empty
+/// value writes `''`, which uci reads as "option absent". The result is
+/// parsed back before it is returned; an edit that would not read back
+/// exactly (e.g. a file ending in a lone backslash, which would swallow an
+/// appended line) is refused with [`EditError::Verify`].
 pub fn set_option(
     text: &str,
     section: &SectionRef,
