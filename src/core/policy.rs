@@ -1,12 +1,14 @@
 //! Who may map what: permission rules, secure mode, quotas, collisions with
 //! other mechanisms, and the bounded search for a free external port.
 //!
-//! Owns: [`Policy`], [`Refusal`], [`PortClaim`] and the [`Environment`]
-//! trait through which the caller answers "is this port in use by a local
-//! service?". Pure: reads the table, never changes it.
+//! Owns: [`Policy`], [`Refusal`] and the [`Environment`] trait through
+//! which the caller answers "is this port in use by a local service?".
+//! The [`PortClaim`]s it checks are read by `config::firewall`. Pure:
+//! reads the table, never changes it.
 
 use std::net::Ipv4Addr;
 
+pub use crate::config::firewall::PortClaim;
 use crate::config::{Config, PermRule};
 use crate::core::table::{Key, Table};
 use crate::proto::Proto;
@@ -29,27 +31,6 @@ pub struct NoListeners;
 impl Environment for NoListeners {
     fn wan_listener(&self, _: Proto, _: u16) -> bool {
         false
-    }
-}
-
-/// A port that another mechanism (a firewall redirect or an accept rule
-/// from the WAN zone) already opens from the Internet.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PortClaim {
-    /// `None` covers both TCP and UDP.
-    pub proto: Option<Proto>,
-    pub lo: u16,
-    pub hi: u16,
-    /// `!` in UCI: every port *outside* `lo..=hi`.
-    pub invert: bool,
-    /// What holds it, for logs: e.g. `firewall redirect 'ssh'`.
-    pub source: String,
-}
-
-impl PortClaim {
-    pub fn covers(&self, proto: Proto, port: u16) -> bool {
-        self.proto.is_none_or(|p| p == proto)
-            && ((self.lo..=self.hi).contains(&port) != self.invert)
     }
 }
 

@@ -3,7 +3,9 @@
 //! never the other way round.
 
 pub mod http;
+pub mod leasefile;
 pub mod netif;
 pub mod nft;
 pub mod syslog;
+pub mod uci;
 pub mod udp;
