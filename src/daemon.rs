@@ -24,7 +24,7 @@ use crate::core::igd::{self, WanInfo};
 use crate::core::policy::{Environment, Policy, PortClaim};
 use crate::core::ssdp::Responder;
 use crate::core::table::{Mapping, Millis};
-use crate::core::{Core, Event, EventKind, pmp};
+use crate::core::{Core, Event, EventKind, persist, pmp};
 use crate::proto::desc::{self, DescParams};
 use crate::proto::http::{Method, Response};
 use crate::proto::igd::UpnpError;
@@ -34,6 +34,7 @@ use crate::sys::http::{self as shttp, Job};
 use crate::sys::netif::{self, AddrWatch, Listeners};
 use crate::sys::nft::{self, Nft, Setup};
 use crate::sys::udp::{self, Datagram, Kind};
+use crate::sys::{leasefile, uci};
 
 /// Most events handled in one loop turn before committing.
 const TURN_BATCH: usize = 128;
@@ -108,10 +109,34 @@ enum Deferred {
     },
 }
 
-/// Loads and validates the configuration: UCI, then command-line flags.
+/// Where the UCI packages are read: `--config-dir`, or `/etc/config`
+/// with the runtime override directory `/var/run/uci`.
+pub fn uci_dirs(opts: &Options) -> uci::Dirs {
+    match &opts.config_dir {
+        Some(d) => uci::Dirs {
+            confdir: d.clone(),
+            override_dir: d.clone(),
+        },
+        None => uci::Dirs::default(),
+    }
+}
+
+/// Loads and validates the configuration: UCI `upnpd`, then the
+/// command-line flags. Errors name the option, the value and what is
+/// allowed.
 pub fn load_config(opts: &Options) -> Result<(Config, Vec<String>), Vec<String>> {
-    let mut cfg = Config::default();
-    let warnings = Vec::new();
+    let dirs = uci_dirs(opts);
+    let (mut cfg, mut warnings) = match uci::load(&dirs, "upnpd") {
+        Ok((pkg, _)) => match crate::config::uci::from_uci(&pkg) {
+            Ok(l) => (l.config, l.warnings),
+            Err(errors) => return Err(errors.iter().map(|e| e.to_string()).collect()),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (
+            Config::default(),
+            vec![format!("{e}; using the built-in defaults")],
+        ),
+        Err(e) => return Err(vec![e.to_string()]),
+    };
     if !opts.lan.is_empty() {
         cfg.internal_iface = opts.lan.clone();
     }
@@ -124,7 +149,35 @@ pub fn load_config(opts: &Options) -> Result<(Config, Vec<String>), Vec<String>>
     if let Some(l) = &opts.lease_file {
         cfg.upnp_lease_file = Some(l.clone());
     }
+    if opts.debug {
+        cfg.log_output = true;
+    }
+    if cfg.perm_rules.is_empty() && warnings.iter().all(|w| !w.contains("perm_rule")) {
+        warnings.push("no permission rules: every mapping will be refused".into());
+    }
     Ok((cfg, warnings))
+}
+
+/// Ports that `/etc/config/firewall` already opens from the WAN zone.
+fn firewall_claims(opts: &Options, cfg: &Config, wan_dev: Option<&str>) -> Vec<PortClaim> {
+    let dirs = uci_dirs(opts);
+    match uci::load(&dirs, "firewall") {
+        Ok((fw, _)) => {
+            let nets: Vec<&str> = cfg.external_iface.iter().map(String::as_str).collect();
+            let zones = crate::config::firewall::wan_zones(&fw, &nets, wan_dev);
+            let claims = crate::config::firewall::claims(&fw, &zones);
+            log::info!(
+                "firewall config: WAN zones {zones:?}, {} port claims from redirects and rules",
+                claims.len()
+            );
+            claims
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            log::warn!("reading the firewall configuration: {e}");
+            Vec::new()
+        }
+    }
 }
 
 /// A stable root UUID when none is configured: derived from the first LAN
@@ -239,7 +292,10 @@ impl Daemon {
     }
 
     fn read_wan(cfg: &Config) -> Wan {
-        let dev = cfg.external_iface.clone();
+        let dev = match &cfg.external_iface {
+            Some(name) => netif::guess_device(name).or_else(|| Some(name.clone())),
+            None => netif::default_route_dev(),
+        };
         let addr = dev
             .as_deref()
             .and_then(|d| netif::ipv4_addrs(d).into_iter().next().map(|(a, _)| a));
@@ -248,15 +304,22 @@ impl Daemon {
     }
 
     fn read_lans(cfg: &Config) -> Vec<Lan> {
-        let mut out = Vec::new();
-        for dev in &cfg.internal_iface {
-            let addrs = netif::ipv4_addrs(dev);
+        let mut out: Vec<Lan> = Vec::new();
+        for name in &cfg.internal_iface {
+            let Some(dev) = netif::guess_device(name) else {
+                log::warn!("LAN interface {name}: no such device; not serving it");
+                continue;
+            };
+            if out.iter().any(|l| l.dev == dev) {
+                continue;
+            }
+            let addrs = netif::ipv4_addrs(&dev);
             let Some(&(addr, _)) = addrs.first() else {
                 log::warn!("LAN device {dev} has no IPv4 address; not serving it");
                 continue;
             };
             out.push(Lan {
-                dev: dev.clone(),
+                dev,
                 addr,
                 nets: addrs,
                 http_port: cfg.port,
@@ -735,6 +798,11 @@ impl Daemon {
             }
         }
         self.core.table.commit();
+        if failed.is_none() && !changes.is_empty() {
+            // Before any reply: a mapping a client was told about must
+            // survive a kill -9 right after.
+            self.write_leases();
+        }
         for d in self.deferred.drain(..) {
             match d {
                 Deferred::Http { tx, ok, fail } => {
@@ -772,6 +840,73 @@ impl Daemon {
                 self.nft.restore(&refs, now)
             }
         }
+    }
+
+    /// Rewrites the lease file atomically (temp file, fsync, rename).
+    fn write_leases(&mut self) {
+        let Some(path) = self.cfg.upnp_lease_file.clone() else {
+            return;
+        };
+        let now = self.now();
+        let wall = unix_now();
+        let mut text = String::with_capacity(self.core.table.len() * 64);
+        for m in self.core.table.iter() {
+            text.push_str(&persist::to_lease(m, now, wall).emit());
+            text.push('\n');
+        }
+        if let Err(e) = leasefile::write_atomic(&path, &text) {
+            log::error!("writing lease file: {e}");
+        }
+    }
+
+    /// Restores the mappings of the lease file, re-validated against the
+    /// current policy. Returns how many were restored.
+    fn restore_leases(&mut self) -> usize {
+        let Some(path) = self
+            .cfg
+            .upnp_lease_file
+            .clone()
+            .filter(|_| self.cfg.enabled)
+        else {
+            return 0;
+        };
+        let text = match leasefile::read(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                log::error!("reading lease file: {e}");
+                return 0;
+            }
+        };
+        let (leases, bad) = crate::proto::lease::parse_file(&text);
+        for b in bad.iter().take(10) {
+            log::warn!("lease file {}: {b:?}", path.display());
+        }
+        let now = self.now();
+        let wall = unix_now();
+        let env = Env::new(self.wan.addr);
+        let nets = self.lan_nets();
+        let mut n = 0;
+        for l in &leases {
+            let Some(m) = persist::from_lease(l, now, wall) else {
+                continue;
+            };
+            if !nets
+                .iter()
+                .any(|(net, p)| prefix_contains(*net, *p, m.iaddr))
+            {
+                log::warn!(
+                    "lease for {}:{} is not on a LAN subnet; dropped",
+                    m.iaddr,
+                    m.iport
+                );
+                continue;
+            }
+            if self.core.restore(m, now, &env).is_ok() {
+                n += 1;
+            }
+        }
+        self.core.table.commit();
+        n
     }
 
     fn restore_firewall(&mut self, why: &str) {
@@ -820,6 +955,67 @@ impl Daemon {
                 log::error!("updating firewall for the new WAN: {e}");
             }
         }
+    }
+
+    /// SIGHUP / ubus reload: applies a new configuration without
+    /// dropping leases; those the new rules or limits forbid are removed,
+    /// each with a log line. An invalid configuration changes nothing.
+    async fn reload(&mut self) {
+        let (cfg, warnings) = match load_config(&self.opts) {
+            Ok(c) => c,
+            Err(errors) => {
+                for e in errors {
+                    log::error!("reload refused, keeping the running configuration: {e}");
+                }
+                return;
+            }
+        };
+        for w in warnings {
+            log::warn!("{w}");
+        }
+        self.apply_config(cfg).await;
+    }
+
+    async fn apply_config(&mut self, cfg: Config) {
+        let old = std::mem::replace(&mut self.cfg, cfg);
+        let now = self.now();
+        self.wan = Self::read_wan(&self.cfg);
+        self.claims = firewall_claims(&self.opts, &self.cfg, self.wan.dev.as_deref());
+        self.core.policy = Policy::from_config(&self.cfg, self.claims.clone());
+        self.pmp_cfg = pmp::PmpConfig::from_config(&self.cfg);
+        if !self.cfg.enabled {
+            if old.enabled {
+                self.announce(false);
+            }
+            self.core.flush("service disabled");
+        } else {
+            let env = Env::new(self.wan.addr);
+            let removed = self.core.enforce(&env);
+            if removed > 0 {
+                log::info!("reload removed {removed} mappings the new configuration forbids");
+            }
+        }
+        let frontends_changed = old.enabled != self.cfg.enabled
+            || old.enable_upnp != self.cfg.enable_upnp
+            || old.enable_natpmp != self.cfg.enable_natpmp
+            || old.enable_pcp != self.cfg.enable_pcp
+            || old.port != self.cfg.port
+            || old.internal_iface != self.cfg.internal_iface;
+        if frontends_changed {
+            if old.enabled && self.cfg.enabled && old.enable_upnp {
+                self.announce(false);
+            }
+            self.lans = Self::read_lans(&self.cfg);
+            self.open_frontends().await;
+            self.next_notify = now;
+        }
+        let setup = self.nft_setup();
+        let all: Vec<Mapping> = self.core.table.iter().cloned().collect();
+        let refs: Vec<&Mapping> = all.iter().collect();
+        if let Err(e) = self.nft.set_setup(setup, &refs, now) {
+            log::error!("reload: reinstalling the firewall rules failed: {e}");
+        }
+        log::info!("configuration reloaded");
     }
 
     fn next_deadline(&self) -> Millis {
@@ -955,7 +1151,8 @@ async fn main_loop(opts: Options) -> Result<(), String> {
             ", fw4 hooks"
         }
     );
-    let policy = Policy::from_config(&cfg, Vec::new());
+    let claims = firewall_claims(&opts, &cfg, wan.dev.as_deref());
+    let policy = Policy::from_config(&cfg, claims.clone());
     let seed = (unix_now() as u32) ^ (std::process::id() << 16) | 1;
     let mut d = Daemon {
         opts,
@@ -976,19 +1173,29 @@ async fn main_loop(opts: Options) -> Result<(), String> {
         udp_tx,
         tasks: Vec::new(),
         http_active: Rc::new(Cell::new(0)),
-        claims: Vec::new(),
+        claims,
         epoch_start: 0,
         announce_at: Vec::new(),
         pmp_cfg: pmp::PmpConfig::from_config(&cfg),
         cfg,
     };
-    let _ = &d.opts;
-    let _ = &d.claims;
+    let restored = d.restore_leases();
     let setup = d.nft_setup();
     let now = d.now();
+    // Installs exactly the restored table: anything a previous instance
+    // left in the kernel that no lease owns is removed here.
+    let all: Vec<Mapping> = d.core.table.iter().cloned().collect();
+    let refs: Vec<&Mapping> = all.iter().collect();
     d.nft
-        .set_setup(setup, &[], now)
+        .set_setup(setup, &refs, now)
         .map_err(|e| format!("cannot install the firewall structure: {e}"))?;
+    if restored > 0 {
+        log::info!("restored {restored} mappings from the lease file");
+    }
+    for ev in d.core.take_events() {
+        log_event(&ev, now);
+    }
+    d.write_leases();
     log::info!("firewall ready: {}", nft::describe(d.nft.setup()));
     d.open_frontends().await;
     d.new_epoch(now);
@@ -1011,7 +1218,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
             Some(job) = http_rx.recv() => d.on_http(job),
             Some(dg) = udp_rx.recv() => d.on_datagram(dg),
             _ = tokio::time::sleep_until(deadline) => {}
-            _ = sighup.recv() => log::info!("SIGHUP: configuration reload is not available yet"),
+            _ = sighup.recv() => d.reload().await,
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
             _ = sigusr1.recv() => wan_event = true,

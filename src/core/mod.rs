@@ -9,6 +9,7 @@
 pub mod firewall;
 pub mod gena;
 pub mod igd;
+pub mod persist;
 pub mod pmp;
 pub mod policy;
 pub mod ssdp;

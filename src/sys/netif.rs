@@ -108,6 +108,35 @@ fn sys_u64(dev: &str, file: &str) -> Option<u64> {
     s.trim().parse().ok()
 }
 
+/// Whether a network device of this name exists.
+pub fn exists(dev: &str) -> bool {
+    ifindex(dev).is_some()
+}
+
+/// The device of a logical interface name when netifd cannot be asked:
+/// OpenWrt's conventions (`pppoe-wan`, `br-lan`) first, then the name
+/// itself as a device.
+pub fn guess_device(name: &str) -> Option<String> {
+    [
+        format!("pppoe-{name}"),
+        name.to_string(),
+        format!("br-{name}"),
+    ]
+    .into_iter()
+    .find(|d| d.len() < 16 && exists(d))
+}
+
+/// The device holding the IPv4 default route (from /proc/net/route), as
+/// OpenWrt's `network_find_wan` finds the WAN when none is configured.
+pub fn default_route_dev() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/net/route").ok()?;
+    text.lines().skip(1).take(4096).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        // Iface Destination Gateway Flags … Mask: destination and mask 0.
+        (f.len() >= 8 && f[1] == "00000000" && f[7] == "00000000").then(|| f[0].to_string())
+    })
+}
+
 /// Byte and packet counters of `dev`.
 pub fn link_counters(dev: &str) -> Option<LinkCounters> {
     Some(LinkCounters {

@@ -1,0 +1,157 @@
+//! Mappings to and from lease-file lines (miniupnpd's format), converting
+//! between the daemon's monotonic lease ends and the file's absolute UNIX
+//! times.
+//!
+//! Owns: how a mapping's origin, PCP nonce and PEER port survive in the
+//! description field (as miniupnpd writes them: `NAT-PMP <port> <proto>`,
+//! `PCP MAP <nonce>`, `PCP PEER <nonce> <peer port>`). Pure: both clocks
+//! are passed in.
+
+use crate::core::table::{Key, Mapping, Millis, Origin, RemoteFilter};
+use crate::proto::lease::Lease4;
+
+/// The lease line of a mapping. `now` is the monotonic time and `wall`
+/// the UNIX time, both read at the same moment by the caller.
+pub fn to_lease(m: &Mapping, now: Millis, wall: u64) -> Lease4 {
+    let expiry = match m.remaining_secs(now) {
+        None => 0,
+        Some(s) => wall + u64::from(s.max(1)),
+    };
+    let desc = match (m.origin, m.peer_port) {
+        (Origin::Pcp, Some(pport)) => format!("{} {pport}", m.desc),
+        _ => m.desc.clone(),
+    };
+    Lease4 {
+        proto: m.key.proto,
+        eport: m.key.eport,
+        remote: m.remote.map(|r| (r.addr, r.prefix)),
+        iaddr: m.iaddr,
+        iport: m.iport,
+        expiry,
+        desc,
+    }
+}
+
+fn nonce_from_hex(s: &str) -> Option<[u8; 12]> {
+    let b = s.as_bytes();
+    if b.len() != 24 {
+        return None;
+    }
+    let mut out = [0u8; 12];
+    for (i, pair) in b.chunks(2).enumerate() {
+        let hex = std::str::from_utf8(pair).ok()?;
+        out[i] = u8::from_str_radix(hex, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// The mapping a lease line describes, or `None` if its lease has ended.
+/// The requesting client is not in the file and is taken to be the
+/// internal client (what secure mode enforces anyway).
+pub fn from_lease(l: &Lease4, now: Millis, wall: u64) -> Option<Mapping> {
+    let expires = match l.expiry {
+        0 => None,
+        e if e <= wall => return None,
+        e => Some(now + (e - wall) * 1000),
+    };
+    let mut words = l.desc.split(' ');
+    let (origin, nonce, peer_port, desc) = match (words.next(), words.next(), words.next()) {
+        (Some("NAT-PMP"), _, _) => (Origin::NatPmp, None, None, l.desc.clone()),
+        (Some("PCP"), Some(op @ ("MAP" | "PEER")), Some(hex)) => {
+            let nonce = nonce_from_hex(hex);
+            let peer = if op == "PEER" {
+                words.next().and_then(crate::proto::parse_u16)
+            } else {
+                None
+            };
+            (Origin::Pcp, nonce, peer, format!("PCP {op} {hex}"))
+        }
+        _ if expires.is_none() => (Origin::UpnpV1, None, None, l.desc.clone()),
+        _ => (Origin::UpnpV2, None, None, l.desc.clone()),
+    };
+    Some(Mapping {
+        key: Key::new(l.proto, l.eport),
+        iaddr: l.iaddr,
+        iport: l.iport,
+        remote: l
+            .remote
+            .filter(|(_, p)| *p > 0)
+            .map(|(addr, prefix)| RemoteFilter { addr, prefix }),
+        desc,
+        origin,
+        client: l.iaddr,
+        expires,
+        nonce,
+        peer_port: peer_port.filter(|_| l.remote.is_some()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::Proto;
+    use std::net::Ipv4Addr;
+
+    fn m(origin: Origin, desc: &str, expires: Option<Millis>) -> Mapping {
+        Mapping {
+            key: Key::new(Proto::Udp, 7000),
+            iaddr: Ipv4Addr::new(192, 168, 1, 5),
+            iport: 27000,
+            remote: None,
+            desc: desc.into(),
+            origin,
+            client: Ipv4Addr::new(192, 168, 1, 5),
+            expires,
+            nonce: None,
+            peer_port: None,
+        }
+    }
+
+    #[test]
+    fn round_trips_through_the_wall_clock() {
+        // 3600.5 s left at monotonic 10 s, wall 1_700_000_000
+        let a = m(Origin::UpnpV2, "game: lobby", Some(10_000 + 3_600_500));
+        let l = to_lease(&a, 10_000, 1_700_000_000);
+        assert_eq!(l.expiry, 1_700_003_601);
+        assert_eq!(
+            l.emit(),
+            "UDP:7000:192.168.1.5:27000:1700003601:game: lobby"
+        );
+        // restored after a restart: monotonic clock at 0, wall 100 s later
+        let b = from_lease(&l, 0, 1_700_000_100).unwrap();
+        assert_eq!(b.expires, Some(3_501_000));
+        assert_eq!(b.origin, Origin::UpnpV2);
+        assert_eq!(b.desc, "game: lobby");
+        assert!(from_lease(&l, 0, 1_700_003_601).is_none());
+    }
+
+    #[test]
+    fn permanent_nat_pmp_and_pcp() {
+        let p = m(Origin::UpnpV1, "perm", None);
+        let l = to_lease(&p, 0, 5);
+        assert_eq!(l.expiry, 0);
+        assert_eq!(from_lease(&l, 0, 999).unwrap().origin, Origin::UpnpV1);
+
+        let n = m(Origin::NatPmp, "NAT-PMP 7000 udp", Some(60_000));
+        assert_eq!(
+            from_lease(&to_lease(&n, 0, 5), 0, 5).unwrap().origin,
+            Origin::NatPmp
+        );
+
+        let mut c = m(
+            Origin::Pcp,
+            "PCP PEER 0102030405060708090a0b0c",
+            Some(60_000),
+        );
+        c.nonce = Some([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+        c.peer_port = Some(5000);
+        c.remote = Some(RemoteFilter::host(Ipv4Addr::new(192, 0, 3, 2)));
+        let l = to_lease(&c, 0, 5);
+        assert_eq!(l.desc, "PCP PEER 0102030405060708090a0b0c 5000");
+        let back = from_lease(&Lease4::parse(&l.emit()).unwrap(), 0, 5).unwrap();
+        assert_eq!(back.nonce, c.nonce);
+        assert_eq!(back.peer_port, Some(5000));
+        assert_eq!(back.desc, c.desc);
+        assert_eq!(back.remote, c.remote);
+    }
+}
