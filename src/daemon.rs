@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::{Config, prefix_contains};
+use crate::core::gena::{self, Gena};
 use crate::core::igd::{self, WanInfo};
 use crate::core::policy::{Environment, Policy, PortClaim};
 use crate::core::ssdp::Responder;
@@ -34,7 +35,7 @@ use crate::sys::http::{self as shttp, Job};
 use crate::sys::netif::{self, AddrWatch, Listeners};
 use crate::sys::nft::{self, Nft, Setup};
 use crate::sys::udp::{self, Datagram, Kind};
-use crate::sys::{leasefile, uci};
+use crate::sys::{leasefile, notify, uci};
 
 /// Most events handled in one loop turn before committing.
 const TURN_BATCH: usize = 128;
@@ -205,6 +206,39 @@ fn config_id(p: &DescParams, igdv1: bool) -> u32 {
     h & 0x00ff_ffff
 }
 
+/// 16 bytes from the kernel's CSPRNG (SIDs must not be guessable: a
+/// guessed SID could cancel someone else's subscription).
+fn random_bytes() -> [u8; 16] {
+    let mut b = [0u8; 16];
+    // SAFETY: getrandom writes at most `b.len()` bytes into `b`.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n != b.len() as isize {
+        // Never expected on Linux ≥ 3.17; fall back to time and pid.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        b.copy_from_slice(&(t ^ (u128::from(std::process::id()) << 64)).to_le_bytes());
+    }
+    b
+}
+
+/// A random (version 4) UUID.
+fn random_uuid() -> String {
+    let mut b = random_bytes();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
 /// Does a User-Agent belong to a client that fails on IGD:2 descriptions
 /// (Windows' NAT traversal, Xbox; miniupnpd's list)?
 fn wants_igd1(ua: Option<&str>) -> bool {
@@ -238,6 +272,10 @@ pub struct Daemon {
     /// When the pending NAT-PMP/PCP announcements are due.
     announce_at: Vec<Millis>,
     pmp_cfg: pmp::PmpConfig,
+    gena: Gena,
+    notify_tx: mpsc::Sender<notify::Done>,
+    /// The evented values last announced, per service.
+    evented: Vec<(ServiceKind, Vec<(&'static str, String)>)>,
 }
 
 /// The environment the core sees: local listeners, read on first use
@@ -689,10 +727,95 @@ impl Daemon {
                 }
                 _ => Response::error(404, "no such control URL"),
             },
-            Method::Subscribe | Method::Unsubscribe => {
-                Response::error(412, "eventing not available")
-            }
+            Method::Subscribe | Method::Unsubscribe => match Service::by_event_path(path) {
+                Some(s) if s.kind != ServiceKind::WanIpv6FirewallControl => {
+                    self.gena_request(s.kind, req, client)
+                }
+                _ => Response::error(404, "no such event URL"),
+            },
             Method::Other => Response::error(405, "method not allowed"),
+        }
+    }
+
+    fn gena_request(
+        &mut self,
+        service: ServiceKind,
+        req: &crate::proto::http::Request,
+        client: Ipv4Addr,
+    ) -> Response {
+        let h = gena::Headers {
+            sid: req.sid.as_deref(),
+            callback: req.callback.as_deref(),
+            nt: req.nt.as_deref(),
+            timeout: req.timeout.as_deref(),
+        };
+        let now = self.now();
+        let result = if req.method() == Method::Subscribe {
+            let sid = format!("uuid:{}", random_uuid());
+            self.gena
+                .subscribe(service, client, h, now, sid)
+                .map(|(sid, secs)| {
+                    Response::new(200)
+                        .header("SID", sid)
+                        .header("TIMEOUT", format!("Second-{secs}"))
+                })
+        } else {
+            self.gena
+                .unsubscribe(service, h, now)
+                .map(|_| Response::new(200))
+        };
+        match result {
+            Ok(r) => r,
+            Err(e) => {
+                log::debug!("{:?} from {client} refused: {e:?}", req.method());
+                Response::error(e.status(), "subscription refused")
+            }
+        }
+    }
+
+    /// Marks the services whose evented values changed, so their
+    /// subscribers get a message.
+    fn track_evented(&mut self) {
+        if self.gena.is_empty() {
+            return;
+        }
+        let wan = self.wan_info("");
+        let udn = desc::udn(&self.uuid, 2);
+        let v = self.igd_version();
+        for kind in [
+            ServiceKind::WanIpConnection,
+            ServiceKind::WanCommonInterfaceConfig,
+            ServiceKind::Layer3Forwarding,
+        ] {
+            if !self.gena.has_subscribers(kind) {
+                continue;
+            }
+            let now = gena::evented(kind, &self.core, &wan, v, &udn, false);
+            match self.evented.iter_mut().find(|(k, _)| *k == kind) {
+                Some((_, last)) if *last == now => {}
+                Some((_, last)) => {
+                    *last = now;
+                    self.gena.changed(kind);
+                }
+                None => self.evented.push((kind, now)),
+            }
+        }
+    }
+
+    fn send_events(&mut self, now: Millis) {
+        self.gena.expire(now);
+        let due = self.gena.due(now);
+        if due.is_empty() {
+            return;
+        }
+        let wan = self.wan_info("");
+        let udn = desc::udn(&self.uuid, 2);
+        let v = self.igd_version();
+        for d in due {
+            let vars = gena::evented(d.service, &self.core, &wan, v, &udn, false);
+            let body = crate::proto::gena::propertyset(&vars);
+            let req = crate::proto::gena::notify_request(&d.callback, &d.sid, d.seq, &body);
+            notify::spawn(d.callback.addr, d.sid, req, self.notify_tx.clone());
         }
     }
 
@@ -820,6 +943,7 @@ impl Daemon {
         for ev in self.core.take_events() {
             log_event(&ev, now);
         }
+        self.track_evented();
     }
 
     /// Applies changes; on failure resynchronises the kernel with the new
@@ -988,6 +1112,7 @@ impl Daemon {
                 self.announce(false);
             }
             self.core.flush("service disabled");
+            self.gena.clear();
         } else {
             let env = Env::new(self.wan.addr);
             let removed = self.core.enforce(&env);
@@ -1029,6 +1154,9 @@ impl Daemon {
         if let Some(t) = self.announce_at.first() {
             d = d.min(*t);
         }
+        if let Some(t) = self.gena.next_deadline() {
+            d = d.min(t);
+        }
         d
     }
 
@@ -1037,6 +1165,7 @@ impl Daemon {
         self.core.expire(now);
         self.send_due_search_replies(now);
         self.send_announcements(now);
+        self.send_events(now);
         if now >= self.next_notify {
             self.announce(true);
             // Re-announce well before max-age runs out, with jitter so
@@ -1135,6 +1264,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
         format!("Linux/{} UPnP/1.1 rupnpd/{}", kernel.trim(), crate::VERSION).into();
     let (http_tx, mut http_rx) = mpsc::channel::<Job>(64);
     let (udp_tx, mut udp_rx) = mpsc::channel::<Datagram>(256);
+    let (notify_tx, mut notify_rx) = mpsc::channel::<notify::Done>(64);
     let setup = Setup::default();
     let nft = Nft::open(cfg.nft.clone(), setup)?;
     log::info!(
@@ -1177,6 +1307,12 @@ async fn main_loop(opts: Options) -> Result<(), String> {
         epoch_start: 0,
         announce_at: Vec::new(),
         pmp_cfg: pmp::PmpConfig::from_config(&cfg),
+        gena: Gena::new(
+            cfg.max_subscribers as usize,
+            cfg.max_subscribers_per_client as usize,
+        ),
+        notify_tx,
+        evented: Vec::new(),
         cfg,
     };
     let restored = d.restore_leases();
@@ -1217,6 +1353,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
         tokio::select! {
             Some(job) = http_rx.recv() => d.on_http(job),
             Some(dg) = udp_rx.recv() => d.on_datagram(dg),
+            Some(done) = notify_rx.recv() => d.gena.delivered(&done.sid, done.ok),
             _ = tokio::time::sleep_until(deadline) => {}
             _ = sighup.recv() => d.reload().await,
             _ = sigterm.recv() => break,

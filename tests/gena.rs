@@ -1,0 +1,214 @@
+//! GENA eventing end to end: SUBSCRIBE from the LAN host, event messages
+//! received by a subscriber of our own in the LAN namespace.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn started(name: &str) -> Bed {
+    let mut bed = Bed::new(name);
+    bed.fw4();
+    bed.start(&[]);
+    bed
+}
+
+fn subscribe(bed: &Bed, callback: &str, extra: &str) -> String {
+    let req = format!(
+        "SUBSCRIBE /evt/IPConn HTTP/1.1\r\nHost: {LAN_IP}:5000\r\nCALLBACK: <{callback}>\r\nNT: upnp:event\r\n\
+TIMEOUT: Second-300\r\n{extra}Connection: close\r\n\r\n"
+    );
+    bed.http_raw(req.into_bytes()).unwrap()
+}
+
+fn header<'a>(resp: &'a str, name: &str) -> Option<&'a str> {
+    resp.lines()
+        .find(|l| {
+            l.to_ascii_lowercase()
+                .starts_with(&format!("{}:", name.to_ascii_lowercase()))
+        })
+        .map(|l| l[name.len() + 1..].trim())
+}
+
+/// Accepts one event message, answers 200 and returns it.
+fn receive(l: &TcpListener, within: Duration) -> Option<String> {
+    l.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Ok((mut s, _)) = l.accept() {
+            s.set_nonblocking(false).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = s.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf);
+                if text.contains("</e:propertyset>") {
+                    break;
+                }
+            }
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+            return Some(String::from_utf8_lossy(&buf).into_owned());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+#[test]
+fn subscribe_initial_event_changes_and_unsubscribe() {
+    let bed = started("gena");
+    let ns = bed.c.clone();
+    let l = in_netns(&ns, || TcpListener::bind((CLIENT_IP, 47000)).unwrap());
+    let r = subscribe(&bed, "http://192.168.77.2:47000/evt", "");
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let sid = header(&r, "SID").unwrap().to_string();
+    assert!(sid.starts_with("uuid:"), "{r}");
+    assert_eq!(header(&r, "TIMEOUT"), Some("Second-1800"));
+
+    let first = receive(&l, Duration::from_secs(3)).expect("initial event");
+    assert!(first.starts_with("NOTIFY /evt HTTP/1.1\r\n"), "{first}");
+    assert!(first.contains(&format!("SID: {sid}\r\n")), "{first}");
+    assert!(first.contains("SEQ: 0\r\n"), "{first}");
+    assert!(
+        first.contains("<PortMappingNumberOfEntries>0</PortMappingNumberOfEntries>"),
+        "{first}"
+    );
+    assert!(
+        first.contains("<ExternalIPAddress>192.0.3.1</ExternalIPAddress>"),
+        "{first}"
+    );
+    assert!(
+        first.contains("<ConnectionStatus>Connected</ConnectionStatus>"),
+        "{first}"
+    );
+    let id0: u32 = element(&first, "SystemUpdateID").unwrap().parse().unwrap();
+
+    let (code, _) = bed.soap(
+        CLIENT_IP,
+        "WANIPConnection:2",
+        "AddPortMapping",
+        &add_args("18080", "TCP", "8080", CLIENT_IP, "600", "x"),
+    );
+    assert_eq!(code, 200);
+    let second = receive(&l, Duration::from_secs(3)).expect("event after AddPortMapping");
+    assert!(second.contains("SEQ: 1\r\n"), "{second}");
+    assert!(
+        second.contains("<PortMappingNumberOfEntries>1</PortMappingNumberOfEntries>"),
+        "{second}"
+    );
+    let id1: u32 = element(&second, "SystemUpdateID").unwrap().parse().unwrap();
+    assert!(id1 > id0, "SystemUpdateID must change: {id0} -> {id1}");
+
+    // renewal
+    let req = format!(
+        "SUBSCRIBE /evt/IPConn HTTP/1.1\r\nHost: {LAN_IP}:5000\r\nSID: {sid}\r\nTIMEOUT: Second-3600\r\nConnection: close\r\n\r\n"
+    );
+    let r = bed.http_raw(req.into_bytes()).unwrap();
+    assert!(
+        r.starts_with("HTTP/1.1 200") && r.contains("Second-3600"),
+        "{r}"
+    );
+    // SID with CALLBACK: 400
+    let r = subscribe(
+        &bed,
+        "http://192.168.77.2:47000/evt",
+        &format!("SID: {sid}\r\n"),
+    );
+    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    // unsubscribe, then again: 412
+    let req = format!(
+        "UNSUBSCRIBE /evt/IPConn HTTP/1.1\r\nHost: {LAN_IP}:5000\r\nSID: {sid}\r\nConnection: close\r\n\r\n"
+    );
+    let r = bed.http_raw(req.clone().into_bytes()).unwrap();
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let r = bed.http_raw(req.into_bytes()).unwrap();
+    assert!(r.starts_with("HTTP/1.1 412"), "{r}");
+    // no more events
+    bed.soap(
+        CLIENT_IP,
+        "WANIPConnection:2",
+        "DeletePortMapping",
+        &[
+            ("NewRemoteHost", ""),
+            ("NewExternalPort", "18080"),
+            ("NewProtocol", "TCP"),
+        ],
+    );
+    assert!(receive(&l, Duration::from_millis(500)).is_none());
+}
+
+#[test]
+fn callstranger_callbacks_are_refused() {
+    let bed = started("cstr");
+    for cb in [
+        "http://192.168.77.1:5000/x", // the router itself
+        "http://192.0.3.2:80/x",      // a WAN host
+        "http://192.168.77.9:80/x",   // a neighbour, not the subscriber
+        "http://evil.example/x",      // a name
+        "https://192.168.77.2/x",     // not http
+    ] {
+        let r = subscribe(&bed, cb, "");
+        assert!(r.starts_with("HTTP/1.1 412"), "{cb}: {r}");
+    }
+    // missing NT
+    let req = format!(
+        "SUBSCRIBE /evt/IPConn HTTP/1.1\r\nHost: {LAN_IP}:5000\r\nCALLBACK: <http://192.168.77.2/>\r\nConnection: close\r\n\r\n"
+    );
+    assert!(
+        bed.http_raw(req.into_bytes())
+            .unwrap()
+            .starts_with("HTTP/1.1 412")
+    );
+}
+
+#[test]
+fn subscribers_are_capped_per_client() {
+    let bed = started("gcap");
+    let mut ok = 0;
+    let mut refused = 0;
+    for i in 0..12 {
+        let r = subscribe(&bed, &format!("http://192.168.77.2:{}/e", 48000 + i), "");
+        if r.starts_with("HTTP/1.1 200") {
+            ok += 1;
+        } else if r.starts_with("HTTP/1.1 503") {
+            refused += 1;
+        }
+    }
+    // max_subscribers_per_client defaults to 8
+    assert_eq!((ok, refused), (8, 4));
+}
+
+#[test]
+fn a_dead_subscriber_does_not_hold_up_the_loop() {
+    let bed = started("slow");
+    let ns = bed.c.clone();
+    // accepts connections but never reads or answers
+    let hang = in_netns(&ns, || TcpListener::bind((CLIENT_IP, 47100)).unwrap());
+    let r = subscribe(&bed, "http://192.168.77.2:47100/evt", "");
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    std::thread::sleep(Duration::from_millis(100));
+    for i in 0..20 {
+        let port = (20000 + i).to_string();
+        let t = Instant::now();
+        let (code, _) = bed.soap(
+            CLIENT_IP,
+            "WANIPConnection:2",
+            "AddPortMapping",
+            &add_args(&port, "UDP", &port, CLIENT_IP, "600", "x"),
+        );
+        assert_eq!(code, 200);
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "request {i} took {:?}",
+            t.elapsed()
+        );
+    }
+    drop(hang);
+}
