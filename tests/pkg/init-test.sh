@@ -17,7 +17,7 @@ stubs="$here/stubs"
 fixtures="$here/fixtures"
 
 if [ -z "${PKGTEST_SH:-}" ]; then
-	if command -v busybox >/dev/null; then PKGTEST_SH="busybox sh"; else PKGTEST_SH=sh; fi
+	if command -v busybox >/dev/null; then PKGTEST_SH="busybox sh"; else PKGTEST_SH="sh"; fi
 fi
 read -r -a SH <<<"$PKGTEST_SH"
 

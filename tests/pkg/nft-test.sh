@@ -29,6 +29,12 @@ passed=0
 failed=0
 ok() { echo "ok   $1"; passed=$((passed + 1)); }
 bad() { echo "FAIL $1"; failed=$((failed + 1)); }
+# expect <name> <command...>: ok if the command succeeds (its output is not shown).
+expect() {
+	local name=$1
+	shift
+	if "$@" >/dev/null 2>&1; then ok "$name"; else bad "$name"; fi
+}
 
 load_fw4() { nft -I "$includes" -f "$here/fw4-ruleset.nft"; }
 
@@ -38,20 +44,19 @@ rules() {
 }
 
 check_jumps() {
-	local when=$1 r
+	local when=$1 r n
 	r=$(rules dstnat | tail -n 1)
-	[[ $r == "jump upnp_prerouting comment "* ]] && ok "$when: dstnat ends with jump upnp_prerouting" ||
-		bad "$when: last rule of dstnat is '$r'"
+	expect "$when: dstnat ends with jump upnp_prerouting (last: '$r')" \
+		test "${r%% comment *}" = "jump upnp_prerouting"
 	r=$(rules srcnat | tail -n 1)
-	[[ $r == "jump upnp_postrouting comment "* ]] && ok "$when: srcnat ends with jump upnp_postrouting" ||
-		bad "$when: last rule of srcnat is '$r'"
-	r=$(rules forward | tail -n 2 | tr '\n' '|')
-	[[ $r == "jump upnp_forward comment "*"|jump handle_reject|" ]] &&
-		ok "$when: forward jumps to upnp_forward just before handle_reject" ||
-		bad "$when: last rules of forward are '$r'"
+	expect "$when: srcnat ends with jump upnp_postrouting (last: '$r')" \
+		test "${r%% comment *}" = "jump upnp_postrouting"
+	r=$(rules forward | tail -n 2 | sed 's/ comment .*//' | tr '\n' '|')
+	expect "$when: forward jumps to upnp_forward just before handle_reject (last: '$r')" \
+		test "$r" = "jump upnp_forward|jump handle_reject|"
 	for chain in dstnat forward srcnat; do
 		n=$(rules "$chain" | grep -c 'jump upnp_')
-		[ "$n" = 1 ] && ok "$when: one jump in $chain" || bad "$when: $n jumps in $chain"
+		expect "$when: one jump to rupnpd's chain in $chain (found $n)" test "$n" = 1
 	done
 }
 
@@ -67,8 +72,7 @@ fi
 if load_fw4; then
 	ok "ruleset loads"
 	for o in $objects; do
-		nft list "${o%%:*}" inet fw4 "${o#*:}" >/dev/null 2>&1 && ok "${o%%:*} ${o#*:} exists" ||
-			bad "${o%%:*} ${o#*:} missing"
+		expect "${o%%:*} ${o#*:} exists" nft list "${o%%:*}" inet fw4 "${o#*:}"
 	done
 	check_jumps "start"
 
@@ -83,10 +87,12 @@ if load_fw4; then
 		check_jumps "after reload"
 		for chain in upnp_forward upnp_prerouting upnp_postrouting; do
 			n=$(rules "$chain" | wc -l)
-			[ "$n" = 0 ] && ok "after reload: $chain is empty" || bad "after reload: $chain keeps $n rules"
+			expect "after reload: $chain is empty (rules: $n)" test "$n" = 0
 		done
 		# Not asserted (the daemon restores elements either way), but worth seeing in the log.
-		if nft list map inet fw4 upnp_dnat | grep -q 'elements ='; then
+		# (Listed first, then searched: grep -q closing the pipe early would fail nft with SIGPIPE.)
+		listing=$(nft list map inet fw4 upnp_dnat)
+		if [[ $listing == *"elements ="* ]]; then
 			echo "note after reload: map elements survived (fw4 reloads with 'flush table', which keeps sets)"
 		else
 			echo "note after reload: map elements are gone"
