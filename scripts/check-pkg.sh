@@ -3,7 +3,7 @@
 #   1. shellcheck on every shell script (by extension, shebang or `# shellcheck shell=` line);
 #      OpenWrt's scripts are checked as POSIX sh, since they run under busybox ash;
 #   2. package metadata: PKG_VERSION matches Cargo.toml, Cargo.lock is present (the package
-#      builds with --locked), every file the Makefile installs exists;
+#      builds with --locked), every file the Makefile installs exists, cross.toml parses;
 #   3. tests/pkg/nft-test.sh: the fw4 include files in a fw4-shaped ruleset (network namespace);
 #   4. tests/pkg/init-test.sh: init script, fw4 script include, hotplug and uci-defaults against
 #      recording procd/UCI stand-ins, under busybox ash;
@@ -90,6 +90,8 @@ done < <(grep -o '\./files/[^ ]*' "$mk" | sort -u)
 for f in openwrt-pkg/rupnpd/files/*; do
 	[ -d "$f" ] || grep -q "\./files/${f##*/}" "$mk" || { echo "$f is never installed"; meta_status=1; }
 done
+python3 -c 'import sys, tomllib; tomllib.load(open(sys.argv[1], "rb"))' cross.toml ||
+	{ echo "cross.toml is not valid TOML"; meta_status=1; }
 grep -q '^include .*luci\.mk' openwrt-pkg/luci-app-rupnpd/Makefile || { echo "luci-app-rupnpd does not include luci.mk"; meta_status=1; }
 record "package metadata" "$meta_status"
 
