@@ -74,12 +74,8 @@ check() {
 
 # --- init script ------------------------------------------------------------------------------
 
-new_case "$files/upnpd.config"
-PKGTEST_NFT_STRUCTURE=1 init start
-check "start: shipped config, fw4 structure present" 0 "procd_open_service rupnpd
-rupnpd --check-config
-nft list map inet fw4 upnp_dnat
-procd_open_instance
+# The one instance and the trigger a successful start registers.
+instance="procd_open_instance
 procd_set_param command /usr/sbin/rupnpd
 procd_set_param respawn
 procd_set_param stdout 1
@@ -87,6 +83,13 @@ procd_set_param stderr 1
 procd_close_instance
 procd_add_reload_trigger upnpd firewall
 procd_close_service"
+
+new_case "$files/upnpd.config"
+PKGTEST_NFT_STRUCTURE=1 init start
+check "start: shipped config, fw4 structure present" 0 "procd_open_service rupnpd
+rupnpd --check-config
+nft list map inet fw4 upnp_dnat
+$instance"
 
 new_case "$fixtures/upnpd.debug"
 PKGTEST_NFT_STRUCTURE=0 init start
@@ -109,14 +112,7 @@ new_case "$fixtures/upnpd.nft-names"
 init start
 check "start: own nftables table, fw4 not consulted" 0 "procd_open_service rupnpd
 rupnpd --check-config
-procd_open_instance
-procd_set_param command /usr/sbin/rupnpd
-procd_set_param respawn
-procd_set_param stdout 1
-procd_set_param stderr 1
-procd_close_instance
-procd_add_reload_trigger upnpd firewall
-procd_close_service"
+$instance"
 
 new_case "$files/upnpd.config"
 PKGTEST_CONFIG_ERROR=$'upnpd.config.port: invalid value "70000" (expected a port 1-65535)\nupnpd.@perm_rule[0].action: invalid value "alow" (expected allow or deny)' init start
@@ -144,14 +140,7 @@ PKGTEST_RUNNING=0 PKGTEST_NFT_STRUCTURE=1 init reload
 check "reload: daemon not running (config was invalid at start) starts it" 0 "procd_open_service rupnpd
 rupnpd --check-config
 nft list map inet fw4 upnp_dnat
-procd_open_instance
-procd_set_param command /usr/sbin/rupnpd
-procd_set_param respawn
-procd_set_param stdout 1
-procd_set_param stderr 1
-procd_close_instance
-procd_add_reload_trigger upnpd firewall
-procd_close_service"
+$instance"
 
 new_case "$files/upnpd.config"
 PKGTEST_RUNNING=1 init stop

@@ -424,36 +424,23 @@ return view.extend({
 		o.rmempty = false;
 		o.depends('ipv6_disable', '0');
 
-		o = s.taboption('advanced', form.Value, 'max_mappings', _('Mappings in total'));
-		o.datatype = 'uinteger';
-		o.placeholder = '4096';
-
-		o = s.taboption('advanced', form.Value, 'max_mappings_per_client', _('Mappings per client'));
-		o.datatype = 'uinteger';
-		o.placeholder = '1024';
-
-		o = s.taboption('advanced', form.Value, 'min_lifetime', _('Shortest lifetime'),
-			_('Seconds; shorter NAT-PMP and PCP requests are raised to this.'));
-		o.datatype = 'uinteger';
-		o.placeholder = '120';
-
-		o = s.taboption('advanced', form.Value, 'max_lifetime', _('Longest lifetime'),
-			_('Seconds; longer NAT-PMP and PCP requests are cut to this.'));
-		o.datatype = 'uinteger';
-		o.placeholder = '86400';
-
-		o = s.taboption('advanced', form.Value, 'upnp_max_lease', _('Longest UPnP lease'),
-			_('Seconds, also for "permanent" UPnP mappings; 0 sets no limit.'));
-		o.datatype = 'uinteger';
-		o.placeholder = '0';
-
-		o = s.taboption('advanced', form.Value, 'max_subscribers', _('Event subscribers in total'));
-		o.datatype = 'uinteger';
-		o.placeholder = '64';
-
-		o = s.taboption('advanced', form.Value, 'max_subscribers_per_client', _('Event subscribers per client'));
-		o.datatype = 'uinteger';
-		o.placeholder = '8';
+		// Limits: unsigned numbers whose placeholder is the daemon's default.
+		for (const opt of [
+			[ 'max_mappings', _('Mappings in total'), '4096' ],
+			[ 'max_mappings_per_client', _('Mappings per client'), '1024' ],
+			[ 'min_lifetime', _('Shortest lifetime'), '120',
+				_('Seconds; shorter NAT-PMP and PCP requests are raised to this.') ],
+			[ 'max_lifetime', _('Longest lifetime'), '86400',
+				_('Seconds; longer NAT-PMP and PCP requests are cut to this.') ],
+			[ 'upnp_max_lease', _('Longest UPnP lease'), '0',
+				_('Seconds, also for "permanent" UPnP mappings; 0 sets no limit.') ],
+			[ 'max_subscribers', _('Event subscribers in total'), '64' ],
+			[ 'max_subscribers_per_client', _('Event subscribers per client'), '8' ]
+		]) {
+			o = s.taboption('advanced', form.Value, opt[0], opt[1], opt[3]);
+			o.datatype = 'uinteger';
+			o.placeholder = opt[2];
+		}
 
 		o = s.taboption('advanced', form.Value, 'notify_interval', _('Announcement interval'),
 			_('Seconds between SSDP announcements.'));
