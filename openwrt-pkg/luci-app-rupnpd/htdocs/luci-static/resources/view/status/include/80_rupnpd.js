@@ -1,0 +1,75 @@
+'use strict';
+'require baseclass';
+'require rpc';
+
+// Status overview box: the daemon's state and its current port mappings, read-only (deleting is
+// done on Services → UPnP IGD & PCP/NAT-PMP).
+
+const callStatus = rpc.declare({
+	object: 'rupnpd',
+	method: 'status',
+	expect: { '': {} }
+});
+
+const callList = rpc.declare({
+	object: 'rupnpd',
+	method: 'list',
+	expect: { mappings: [] }
+});
+
+const callHostHints = rpc.declare({
+	object: 'luci-rpc',
+	method: 'getHostHints',
+	expect: { '': {} }
+});
+
+return baseclass.extend({
+	title: _('UPnP IGD & PCP/NAT-PMP port mappings'),
+
+	load() {
+		return Promise.all([
+			callStatus(),
+			callList(),
+			L.resolveDefault(callHostHints(), {})
+		]);
+	},
+
+	render(data) {
+		const status = data[0], mappings = data[1], hints = data[2];
+
+		// Not installed or not running: no box.
+		if (status.version == null)
+			return null;
+
+		const names = {};
+		for (const mac in hints)
+			for (const addr of L.toArray((hints[mac] || {}).ipaddrs))
+				names[addr] = hints[mac].name;
+
+		const summary = E('p', {}, status.enabled
+			? _('External address %s, %d mappings.').format(status.external_ip || _('unknown'), +(status.mappings || {}).total || 0)
+			: _('The service is switched off.'));
+
+		const table = E('table', { 'class': 'table' }, [
+			E('tr', { 'class': 'tr table-titles' }, [
+				E('th', { 'class': 'th' }, _('Host')),
+				E('th', { 'class': 'th' }, _('Protocol')),
+				E('th', { 'class': 'th' }, _('External port')),
+				E('th', { 'class': 'th' }, _('Internal address')),
+				E('th', { 'class': 'th' }, _('Description')),
+				E('th', { 'class': 'th right' }, _('Expires'))
+			])
+		]);
+
+		cbi_update_table(table, L.toArray(mappings).map(m => [
+			names[m.internal_ip] || _('Unknown'),
+			m.proto,
+			m.external_port,
+			'%s:%d'.format(m.internal_ip, +m.internal_port),
+			'%h'.format(m.description || ''),
+			(+m.expires > 0) ? '%t'.format(+m.expires) : _('Permanent')
+		]), E('em', _('There are no active port mappings.')));
+
+		return E('div', {}, [ summary, table ]);
+	}
+});
