@@ -80,14 +80,14 @@ sed 's/^/  rupnpd: /' "$WORK/rupnpd.log"
 say "upnpc discovers the router over SSDP and shows its status"
 lan upnpc -m c-eth0 -s | sed -n '5,20p'
 
-U="upnpc -u http://192.168.77.1:5000/rootDesc.xml"
+U() { lan upnpc -u http://192.168.77.1:5000/rootDesc.xml "$@"; }
 say "upnpc adds TCP 18080 -> 192.168.77.2:8080 and UDP 19000 -> 192.168.77.2:9000"
-lan $U -e demo-web -a 192.168.77.2 8080 18080 TCP 3600 | tail -1
-lan $U -e demo-voip -a 192.168.77.2 9000 19000 UDP 3600 | tail -1
+U -e demo-web -a 192.168.77.2 8080 18080 TCP 3600 | tail -1
+U -e demo-voip -a 192.168.77.2 9000 19000 UDP 3600 | tail -1
 
 say "upnpc lists them (GetGenericPortMappingEntry, then GetListOfPortMappings)"
-lan $U -l | sed -n '/ i protocol/,$p'
-lan $U -L | sed -n '/ i protocol/,$p'
+U -l | sed -n '/ i protocol/,$p'
+U -L | sed -n '/ i protocol/,$p'
 
 say "The mappings in the kernel: fw4 maps with timeouts and counters"
 ip netns exec "$R" nft list map inet fw4 upnp_dnat
@@ -108,12 +108,12 @@ say "natpmpc maps TCP 7000 -> 192.168.77.2:27000 over NAT-PMP"
 lan timeout 20 natpmpc -g 192.168.77.1 -a 7000 27000 tcp 600 | grep -E "Public IP|Mapped"
 
 say "A refused request: port 22 is below the permission rules' range"
-lan $U -a 192.168.77.2 22 2222 TCP || true
+U -a 192.168.77.2 22 2222 TCP || true
 
 say "upnpc deletes TCP 18080; natpmpc deletes TCP 7000"
-lan $U -d 18080 TCP | tail -1
+U -d 18080 TCP | tail -1
 lan timeout 20 natpmpc -g 192.168.77.1 -a 7000 27000 tcp 0 | grep Mapped
-lan $U -l | sed -n '/ i protocol/,$p'
+U -l | sed -n '/ i protocol/,$p'
 
 say "The lease file (miniupnpd's format)"
 cat "$WORK/upnp.leases" 2>/dev/null || echo "  (no lease file)"

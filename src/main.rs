@@ -13,6 +13,9 @@ const USAGE: &str = "usage: rupnpd [--config-dir DIR] [--lan IFACE]... [--wan IF
 enum Mode {
     Run,
     CheckConfig,
+    /// Prints the nftables structure and rules the daemon installs (for
+    /// the packaging checks: they must load on top of fw4's ruleset).
+    PrintFirewall,
 }
 
 fn parse(args: impl Iterator<Item = String>) -> Result<(Options, Mode), String> {
@@ -39,6 +42,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<(Options, Mode), String> 
             "--lease-file" => o.lease_file = Some(PathBuf::from(value("--lease-file")?)),
             "--ubus-socket" => o.ubus_socket = Some(PathBuf::from(value("--ubus-socket")?)),
             "--check-config" => mode = Mode::CheckConfig,
+            "--print-firewall" => mode = Mode::PrintFirewall,
             "--debug" | "-d" => o.debug = true,
             "--stderr" => o.stderr = true,
             "--version" | "-V" => {
@@ -70,6 +74,26 @@ fn main() -> ExitCode {
                     eprintln!("warning: {w}");
                 }
                 print!("{cfg}");
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                for e in errors {
+                    eprintln!("error: {e}");
+                }
+                ExitCode::FAILURE
+            }
+        },
+        Mode::PrintFirewall => match daemon::load_config(&opts) {
+            Ok((cfg, _)) => {
+                let setup = rupnpd::sys::nft::Setup {
+                    wan_dev: cfg.external_iface.clone(),
+                    lan_devs: cfg.internal_iface.clone(),
+                    ext_addr: None,
+                    hairpin: cfg.hairpin,
+                    log_packets: cfg.log_packets,
+                    log_connections: cfg.log_connections,
+                };
+                print!("{}", rupnpd::sys::nft::structure(&cfg.nft, &setup, false));
                 ExitCode::SUCCESS
             }
             Err(errors) => {

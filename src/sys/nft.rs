@@ -48,6 +48,12 @@ pub const FWD: &str = "upnp_fwd";
 pub const SNAT: &str = "upnp_snat";
 pub const EXTADDR: &str = "upnp_extaddr";
 pub const ALIVE: &str = "upnp_alive";
+/// IPv6 pinholes, one set per wildcard shape: any remote, remote host
+/// (`_h`), remote port (`_p`), both (`_hp`).
+pub const PIN6: &str = "upnp_pin6";
+pub const PIN6_H: &str = "upnp_pin6_h";
+pub const PIN6_P: &str = "upnp_pin6_p";
+pub const PIN6_HP: &str = "upnp_pin6_hp";
 /// Comment on our main DNAT rule: a firewall reload flushes every rule
 /// (and, depending on the nft version, possibly set elements), so
 /// "our rule is there and so is the canary element" means intact.
@@ -60,7 +66,7 @@ const BASE_SRCNAT: &str = "rupnpd_srcnat";
 /// Declarations, identical to those of the fw4 include file
 /// (`openwrt-pkg/rupnpd/files/nftables.d/table-post/20-rupnpd.nft`):
 /// `add` of an existing map only succeeds if it is declared the same way.
-pub const DECLARATIONS: [(&str, &str, &str); 6] = [
+pub const DECLARATIONS: [(&str, &str, &str); 10] = [
     (
         "map",
         DNAT,
@@ -83,6 +89,26 @@ pub const DECLARATIONS: [(&str, &str, &str); 6] = [
     ),
     ("set", EXTADDR, "type ipv4_addr;"),
     ("set", ALIVE, "type inet_service;"),
+    (
+        "set",
+        PIN6,
+        "type ipv6_addr . inet_proto . inet_service; flags timeout; counter;",
+    ),
+    (
+        "set",
+        PIN6_H,
+        "type ipv6_addr . ipv6_addr . inet_proto . inet_service; flags timeout; counter;",
+    ),
+    (
+        "set",
+        PIN6_P,
+        "type inet_service . ipv6_addr . inet_proto . inet_service; flags timeout; counter;",
+    ),
+    (
+        "set",
+        PIN6_HP,
+        "type ipv6_addr . inet_service . ipv6_addr . inet_proto . inet_service; flags timeout; counter;",
+    ),
 ];
 
 /// What the rules in our chains depend on.
@@ -1071,6 +1097,34 @@ mod tests {
             let _ = newgen_pids(&d[..cut]);
         }
         assert!(newgen_pids(&[0xff; 40]).is_empty());
+    }
+
+    /// The daemon's declarations and the fw4 include file must agree:
+    /// re-declaring a map differently fails fw4's whole ruleset load.
+    #[test]
+    fn declarations_match_the_fw4_include() {
+        let include =
+            include_str!("../../openwrt-pkg/rupnpd/files/nftables.d/table-post/20-rupnpd.nft");
+        let norm = |s: &str| {
+            s.replace([';', '\n', '\t'], " ")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let text = norm(
+            &include
+                .lines()
+                .filter(|l| !l.trim_start().starts_with('#'))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        );
+        for (kind, name, decl) in DECLARATIONS {
+            let want = norm(&format!("{kind} {name} {{ {decl} }}"));
+            assert!(text.contains(&want), "include lacks: {want}\n in: {text}");
+        }
+        for chain in ["upnp_forward", "upnp_prerouting", "upnp_postrouting"] {
+            assert!(text.contains(&format!("chain {chain} {{}}")), "{chain}");
+        }
     }
 
     #[test]

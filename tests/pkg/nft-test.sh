@@ -3,7 +3,8 @@
 # like fw4's (fw4-ruleset.nft):
 #   1. `nft -c` accepts the ruleset with the includes in place;
 #   2. loaded, the chains, maps and sets exist and the three jumps sit where fw4's chain-post
-#      position puts them (last in dstnat and srcnat, just before `jump handle_reject` in forward);
+#      positions put them (last in dstnat, first in srcnat — before fw4's masquerade — and just
+#      before `jump handle_reject` in forward);
 #   3. rules and elements of the kind the daemon adds load against the declarations
 #      (daemon-rules.nft);
 #   4. loading the ruleset again, as `fw4 reload` does, succeeds, leaves the jumps there once and
@@ -48,8 +49,8 @@ check_jumps() {
 	r=$(rules dstnat | tail -n 1)
 	expect "$when: dstnat ends with jump upnp_prerouting (last: '$r')" \
 		test "${r%% comment *}" = "jump upnp_prerouting"
-	r=$(rules srcnat | tail -n 1)
-	expect "$when: srcnat ends with jump upnp_postrouting (last: '$r')" \
+	r=$(rules srcnat | head -n 1)
+	expect "$when: srcnat starts with jump upnp_postrouting (first: '$r')" \
 		test "${r%% comment *}" = "jump upnp_postrouting"
 	r=$(rules forward | tail -n 2 | sed 's/ comment .*//' | tr '\n' '|')
 	expect "$when: forward jumps to upnp_forward just before handle_reject (last: '$r')" \
@@ -61,7 +62,8 @@ check_jumps() {
 }
 
 objects="chain:upnp_forward chain:upnp_prerouting chain:upnp_postrouting map:upnp_dnat map:upnp_dnat_rh
-	map:upnp_snat set:upnp_fwd set:upnp_extaddr set:upnp_pin6 set:upnp_alive"
+	map:upnp_snat set:upnp_fwd set:upnp_extaddr set:upnp_pin6 set:upnp_pin6_h set:upnp_pin6_p
+	set:upnp_pin6_hp set:upnp_alive"
 
 if nft -c -I "$includes" -f "$here/fw4-ruleset.nft"; then
 	ok "nft -c accepts the fw4-shaped ruleset with the include files"
@@ -80,6 +82,18 @@ if load_fw4; then
 		ok "daemon-style rules and elements load against the declarations"
 	else
 		bad "daemon-style rules or elements do not load against the declarations"
+	fi
+	# The daemon's own structure and rules (the real contract): they
+	# re-declare every object, which fails if a declaration differs.
+	bin=${RUPNPD_BIN:-$here/../../target/debug/rupnpd}
+	if [ -x "$bin" ]; then
+		if "$bin" --print-firewall --config-dir /nonexistent --wan wan --lan br-lan | nft -f -; then
+			ok "the daemon's own structure and rules load on top of the include files"
+		else
+			bad "the daemon's own structure and rules do not load on top of the include files"
+		fi
+	else
+		bad "no rupnpd binary at $bin (build it first: cargo build)"
 	fi
 
 	if load_fw4; then
