@@ -363,6 +363,18 @@ SOAPAction: \"{urn}#{action}\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\
 
     /// Same, from the namespace `src` to `dst:ext_port`.
     pub fn tcp_from(&self, src: &str, dst: &str, ext_port: u16, lan_port: u16) -> bool {
+        self.tcp_from_source(src, "0.0.0.0", dst, ext_port, lan_port)
+    }
+
+    /// Same, from source address `src_ip` in namespace `src`.
+    pub fn tcp_from_source(
+        &self,
+        src: &str,
+        src_ip: &str,
+        dst: &str,
+        ext_port: u16,
+        lan_port: u16,
+    ) -> bool {
         let (tx, rx) = mpsc::channel();
         let c = self.c.clone();
         let listener = in_netns(&c, move || {
@@ -370,14 +382,21 @@ SOAPAction: \"{urn}#{action}\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\
         });
         listener.set_nonblocking(true).unwrap();
         let dst: Ipv4Addr = dst.parse().unwrap();
+        let from: Ipv4Addr = src_ip.parse().unwrap();
         let src = src.to_string();
         std::thread::spawn(move || {
             let ok = in_netns(&src, move || {
-                match TcpStream::connect_timeout(
-                    &SocketAddr::from((dst, ext_port)),
+                use socket2::{Domain, Socket, Type};
+                let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+                s.bind(&SocketAddr::from((from, 0)).into()).unwrap();
+                match s.connect_timeout(
+                    &SocketAddr::from((dst, ext_port)).into(),
                     Duration::from_secs(2),
                 ) {
-                    Ok(mut s) => s.write_all(b"through-dnat").is_ok(),
+                    Ok(()) => {
+                        let mut t: TcpStream = s.into();
+                        t.write_all(b"through-dnat").is_ok()
+                    }
                     Err(_) => false,
                 }
             });

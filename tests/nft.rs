@@ -1,0 +1,431 @@
+//! The nftables backend through real packets: WAN hosts reach LAN hosts
+//! through mappings, and stop reaching them after a delete or an expiry;
+//! hairpin; a fw4 reload; kill -9 and restart; collisions with the
+//! firewall configuration; a failing firewall.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const RULES: &str = "config perm_rule\n\toption action allow\n\toption ext_ports 1024-65535\n\
+\toption int_addr 0.0.0.0/0\n\toption int_ports 1024-65535\n";
+
+fn config(bed: &Bed, extra: &str) -> String {
+    let leases = bed.dir.join("leases");
+    let dir = bed.config(&format!(
+        "config upnpd 'config'\n\toption upnp_lease_file '{}'\n{extra}\n{RULES}",
+        leases.display()
+    ));
+    dir.to_str().unwrap().to_string()
+}
+
+fn started(name: &str, extra: &str) -> Bed {
+    let mut bed = Bed::new(name);
+    bed.fw4();
+    let dir = config(&bed, extra);
+    bed.start(&["--config-dir", &dir]);
+    bed
+}
+
+fn add(bed: &Bed, eport: &str, proto: &str, iport: &str, lease: &str) {
+    let (code, text) = bed.soap(
+        CLIENT_IP,
+        "WANIPConnection:2",
+        "AddPortMapping",
+        &add_args(eport, proto, iport, CLIENT_IP, lease, "nft-test"),
+    );
+    assert_eq!(code, 200, "{text}");
+}
+
+fn delete(bed: &Bed, eport: &str, proto: &str) {
+    let (code, text) = bed.soap(
+        CLIENT_IP,
+        "WANIPConnection:2",
+        "DeletePortMapping",
+        &[
+            ("NewRemoteHost", ""),
+            ("NewExternalPort", eport),
+            ("NewProtocol", proto),
+        ],
+    );
+    assert_eq!(code, 200, "{text}");
+}
+
+#[test]
+fn packets_cross_the_mapping_until_delete_or_expiry() {
+    let bed = started("pkt", "");
+    // before any mapping, nothing passes
+    assert!(!bed.tcp_through(18080, 8080));
+    add(&bed, "18080", "TCP", "8080", "600");
+    add(&bed, "19000", "UDP", "9000", "600");
+    assert!(bed.tcp_through(18080, 8080), "TCP through the mapping");
+    assert!(bed.udp_through(19000, 9000), "UDP through the mapping");
+    // the DNAT element counts the packets that used it
+    let map = bed.nft("list map inet fw4 upnp_dnat");
+    assert!(!map.contains("tcp . 18080 counter packets 0 "), "{map}");
+
+    delete(&bed, "18080", "TCP");
+    assert!(!bed.tcp_through(18080, 8080), "TCP after delete");
+    assert!(bed.udp_through(19000, 9000));
+
+    // a 2-second lease expires by the daemon's timer
+    add(&bed, "18081", "TCP", "8081", "2");
+    assert!(bed.tcp_through(18081, 8081));
+    std::thread::sleep(Duration::from_millis(2600));
+    assert!(!bed.tcp_through(18081, 8081), "TCP after expiry");
+    assert_eq!(bed.dnat_elements(), vec!["udp . 19000"]);
+    assert!(bed.log().contains("expire TCP 18081"), "{}", bed.log());
+}
+
+#[test]
+fn remote_host_restricts_who_gets_through() {
+    let bed = started("rhost", "");
+    let args = [
+        ("NewRemoteHost", "192.0.3.77"),
+        ("NewExternalPort", "18090"),
+        ("NewProtocol", "TCP"),
+        ("NewInternalPort", "8090"),
+        ("NewInternalClient", CLIENT_IP),
+        ("NewEnabled", "1"),
+        ("NewPortMappingDescription", "rh"),
+        ("NewLeaseDuration", "600"),
+    ];
+    let (code, _) = bed.soap(CLIENT_IP, "WANIPConnection:2", "AddPortMapping", &args);
+    assert_eq!(code, 200);
+    assert!(
+        !bed.tcp_through(18090, 8090),
+        "the WAN host is not the remote host"
+    );
+    must_ok(bed.exec(
+        &bed.w,
+        &["ip", "addr", "add", "192.0.3.77/24", "dev", "w-eth0"],
+    ));
+    let w = bed.w.clone();
+    // connect from the allowed source address
+    let ok = bed.tcp_from_source(&w, "192.0.3.77", WAN_IP, 18090, 8090);
+    assert!(ok, "the remote host gets through");
+    let (_, text) = bed.soap(
+        CLIENT_IP,
+        "WANIPConnection:2",
+        "GetSpecificPortMappingEntry",
+        &[
+            ("NewRemoteHost", "192.0.3.77"),
+            ("NewExternalPort", "18090"),
+            ("NewProtocol", "TCP"),
+        ],
+    );
+    assert_eq!(element(&text, "NewInternalPort"), Some("8090"), "{text}");
+}
+
+fn must_ok(o: std::process::Output) {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn hairpin_reaches_the_mapping_from_the_lan() {
+    let bed = started("hpin", "");
+    add(&bed, "18080", "TCP", "8080", "600");
+    let c = bed.c.clone();
+    assert!(
+        bed.tcp_from(&c, WAN_IP, 18080, 8080),
+        "LAN host via the external address"
+    );
+    drop(bed);
+
+    let bed = started("hpof", "\toption hairpin '0'\n");
+    add(&bed, "18080", "TCP", "8080", "600");
+    let c = bed.c.clone();
+    assert!(
+        !bed.tcp_from(&c, WAN_IP, 18080, 8080),
+        "no hairpin when switched off"
+    );
+    assert!(bed.tcp_through(18080, 8080));
+}
+
+#[test]
+fn a_fw4_reload_is_repaired_within_a_second() {
+    let bed = started("rld", "");
+    add(&bed, "18080", "TCP", "8080", "600");
+    add(&bed, "19000", "UDP", "9000", "600");
+    assert!(bed.tcp_through(18080, 8080));
+    // fw4 reload: the same ruleset applied again, starting with a flush
+    let t = Instant::now();
+    bed.fw4();
+    let mut restored = None;
+    while t.elapsed() < Duration::from_secs(3) {
+        if bed
+            .nft("list chain inet fw4 upnp_prerouting")
+            .contains("rupnpd")
+        {
+            restored = Some(t.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let took = restored.expect("rules restored after the reload");
+    assert!(took < Duration::from_secs(1), "restored after {took:?}");
+    assert!(bed.tcp_through(18080, 8080));
+    assert!(bed.udp_through(19000, 9000));
+
+    // a harsher reload: the whole table deleted and created again empty
+    let t = Instant::now();
+    let _ = bed.exec(&bed.r, &["nft", "delete", "table", "inet", "fw4"]);
+    bed.fw4();
+    while t.elapsed() < Duration::from_secs(3) && bed.dnat_elements().len() < 2 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "restored after {:?}",
+        t.elapsed()
+    );
+    assert_eq!(bed.dnat_elements(), vec!["tcp . 18080", "udp . 19000"]);
+    assert!(bed.tcp_through(18080, 8080));
+}
+
+#[test]
+fn kill_9_and_restart_leave_exactly_the_restored_table() {
+    let mut bed = Bed::new("k9");
+    bed.fw4();
+    let dir = config(&bed, "");
+    bed.start(&["--config-dir", &dir]);
+    add(&bed, "18080", "TCP", "8080", "600");
+    add(&bed, "18081", "TCP", "8081", "600");
+    add(&bed, "19000", "UDP", "9000", "0");
+    bed.kill9();
+    // the kernel still forwards: the elements outlive the daemon
+    assert!(bed.tcp_through(18080, 8080));
+    // leftovers no lease owns: an orphan element and a stale forward entry
+    must_ok(bed.exec(
+        &bed.r,
+        &[
+            "nft",
+            "add element inet fw4 upnp_dnat { tcp . 4444 : 192.168.77.2 . 4444 }",
+        ],
+    ));
+    must_ok(bed.exec(
+        &bed.r,
+        &[
+            "nft",
+            "add element inet fw4 upnp_fwd { 192.168.77.2 . tcp . 4444 }",
+        ],
+    ));
+    bed.start(&["--config-dir", &dir]);
+    assert_eq!(
+        bed.dnat_elements(),
+        vec!["tcp . 18080", "tcp . 18081", "udp . 19000"]
+    );
+    let fwd = bed.nft("list set inet fw4 upnp_fwd");
+    assert!(!fwd.contains("4444"), "{fwd}");
+    assert_eq!(
+        fwd.matches(" . tcp . ").count() + fwd.matches(" . udp . ").count(),
+        3,
+        "{fwd}"
+    );
+    assert_eq!(
+        bed.nft("list chain inet fw4 upnp_prerouting")
+            .matches("rupnpd")
+            .count(),
+        1
+    );
+    assert!(bed.tcp_through(18081, 8081));
+    let out = bed.upnpc(&["-l"]);
+    assert!(out.contains("18080->192.168.77.2:8080"), "{out}");
+    assert!(out.contains("19000->192.168.77.2:9000"), "{out}");
+}
+
+#[test]
+fn a_clean_stop_removes_everything_and_a_start_restores() {
+    let mut bed = Bed::new("stop");
+    bed.fw4();
+    let dir = config(&bed, "");
+    bed.start(&["--config-dir", &dir]);
+    add(&bed, "18080", "TCP", "8080", "600");
+    assert_eq!(bed.stop().map(|s| s.success()), Some(true));
+    assert!(bed.dnat_elements().is_empty());
+    assert!(!bed.nft("list set inet fw4 upnp_fwd").contains("8080"));
+    assert!(
+        !bed.nft("list chain inet fw4 upnp_prerouting")
+            .contains("dnat")
+    );
+    assert!(!bed.tcp_through(18080, 8080));
+    bed.start(&["--config-dir", &dir]);
+    assert_eq!(bed.dnat_elements(), vec!["tcp . 18080"]);
+    assert!(bed.tcp_through(18080, 8080));
+}
+
+#[test]
+fn without_fw4_the_daemon_hooks_in_and_cleans_up() {
+    let mut bed = Bed::new("nofw");
+    let dir = config(&bed, "");
+    bed.start(&["--config-dir", &dir]);
+    add(&bed, "18080", "TCP", "8080", "600");
+    assert!(bed.tcp_through(18080, 8080));
+    assert!(
+        bed.nft("list chain inet fw4 rupnpd_dstnat")
+            .contains("jump upnp_prerouting")
+    );
+    bed.stop();
+    let left = bed.nft("list ruleset");
+    assert!(!left.contains("fw4"), "{left}");
+}
+
+#[test]
+fn collisions_with_firewall_rules_and_local_services() {
+    let mut bed = Bed::new("coll");
+    bed.fw4();
+    let dir = config(&bed, "\toption external_iface 'wan'\n");
+    std::fs::write(
+        std::path::Path::new(&dir).join("firewall"),
+        "config zone\n\toption name 'wan'\n\tlist network 'wan'\n\toption input 'REJECT'\n\toption forward 'REJECT'\n\n\
+config redirect\n\toption name 'ssh-forward'\n\toption src 'wan'\n\toption src_dport '2222'\n\toption dest_ip '192.168.77.9'\n\toption dest_port '22'\n\n\
+config rule\n\toption name 'Allow-HTTPS-alt'\n\toption src 'wan'\n\toption proto 'tcp'\n\toption dest_port '8443'\n\toption target 'ACCEPT'\n\n\
+config rule\n\toption name 'disabled'\n\toption enabled '0'\n\toption src 'wan'\n\toption dest_port '9443'\n\toption target 'ACCEPT'\n",
+    )
+    .unwrap();
+    bed.start(&["--config-dir", &dir, "--wan", "r-wan"]);
+    // a service listening on the router's WAN side
+    let r = bed.r.clone();
+    let _svc = in_netns(&r, || std::net::TcpListener::bind("0.0.0.0:6000").unwrap());
+    for (port, code) in [("2222", 729), ("8443", 729), ("6000", 729), ("9443", 0)] {
+        let (status, text) = bed.soap(
+            CLIENT_IP,
+            "WANIPConnection:2",
+            "AddPortMapping",
+            &add_args(port, "TCP", port, CLIENT_IP, "600", "c"),
+        );
+        if code == 0 {
+            assert_eq!(status, 200, "{port}: {text}");
+        } else {
+            assert_eq!(fault_code(&text), Some(code), "{port}: {text}");
+        }
+    }
+    // IGDv1 answers 718 for the same
+    let (_, text) = bed.soap(
+        CLIENT_IP,
+        "WANIPConnection:1",
+        "AddPortMapping",
+        &add_args("2222", "TCP", "2222", CLIENT_IP, "600", "c"),
+    );
+    assert_eq!(fault_code(&text), Some(718), "{text}");
+    // UDP 2222 is claimed too (proto tcpudp by default), UDP 8443 is not
+    let (_, text) = bed.soap(
+        CLIENT_IP,
+        "WANIPConnection:2",
+        "AddPortMapping",
+        &add_args("2222", "UDP", "2222", CLIENT_IP, "600", "c"),
+    );
+    assert_eq!(fault_code(&text), Some(729), "{text}");
+    let (status, _) = bed.soap(
+        CLIENT_IP,
+        "WANIPConnection:2",
+        "AddPortMapping",
+        &add_args("8443", "UDP", "8443", CLIENT_IP, "600", "c"),
+    );
+    assert_eq!(status, 200);
+    let log = bed.log();
+    assert!(
+        log.contains("port held by firewall redirect 'ssh-forward'"),
+        "{log}"
+    );
+    assert!(
+        log.contains("port held by a local service listening on tcp/6000"),
+        "{log}"
+    );
+}
+
+#[test]
+fn packet_and_connection_logging_rules() {
+    let bed = started(
+        "logs",
+        "\toption log_packets '1'\n\toption log_connections '1'\n",
+    );
+    let fwd = bed.nft("list chain inet fw4 upnp_forward");
+    assert!(fwd.contains("log prefix \"rupnpd conn: \""), "{fwd}");
+    assert!(
+        fwd.contains("limit rate 20/second burst 50 packets log prefix \"rupnpd pkt: \""),
+        "{fwd}"
+    );
+    add(&bed, "18080", "TCP", "8080", "600");
+    assert!(bed.tcp_through(18080, 8080));
+    // every change is logged with client, ports, protocol, description and reason
+    let log = bed.log();
+    assert!(log.contains("add TCP 18080 -> 192.168.77.2:8080 lease 600s client 192.168.77.2 origin upnp-igdv2 desc \"nft-test\": requested"), "{log}");
+}
+
+#[test]
+fn a_failing_firewall_fails_the_request_and_keeps_the_table() {
+    let bed = started("fail", "");
+    add(&bed, "18080", "TCP", "8080", "600");
+    // sabotage, in one transaction (the daemon repairs anything it sees
+    // between two): replace a map with an incompatible one, so neither
+    // the change nor the daemon's repair can be applied
+    must_ok(bed.exec(&bed.r, &["nft", "flush chain inet fw4 upnp_prerouting; delete map inet fw4 upnp_dnat; add map inet fw4 upnp_dnat { type inet_service : ipv4_addr; }"]));
+    let (code, text) = bed.soap(
+        CLIENT_IP,
+        "WANIPConnection:2",
+        "AddPortMapping",
+        &add_args("18081", "TCP", "8081", CLIENT_IP, "600", "x"),
+    );
+    assert_eq!((code, fault_code(&text)), (500, Some(501)), "{text}");
+    // the table is as it was: only 18080
+    let (_, t0) = bed.soap(
+        CLIENT_IP,
+        "WANIPConnection:2",
+        "GetGenericPortMappingEntry",
+        &[("NewPortMappingIndex", "0")],
+    );
+    assert_eq!(element(&t0, "NewExternalPort"), Some("18080"));
+    let (_, t1) = bed.soap(
+        CLIENT_IP,
+        "WANIPConnection:2",
+        "GetGenericPortMappingEntry",
+        &[("NewPortMappingIndex", "1")],
+    );
+    assert_eq!(fault_code(&t1), Some(713), "{t1}");
+    // once the firewall is sane again the next request works
+    must_ok(bed.exec(
+        &bed.r,
+        &[
+            "nft",
+            "flush chain inet fw4 upnp_prerouting; delete map inet fw4 upnp_dnat",
+        ],
+    ));
+    add(&bed, "18082", "TCP", "8082", "600");
+    assert!(bed.tcp_through(18082, 8082));
+}
+
+#[test]
+fn a_new_wan_address_is_followed() {
+    let bed = started("wanip", "");
+    add(&bed, "18080", "TCP", "8080", "600");
+    must_ok(bed.exec(
+        &bed.r,
+        &["ip", "addr", "del", "192.0.3.1/24", "dev", "r-wan"],
+    ));
+    must_ok(bed.exec(
+        &bed.r,
+        &["ip", "addr", "add", "192.0.3.9/24", "dev", "r-wan"],
+    ));
+    let t = Instant::now();
+    loop {
+        let (_, text) = bed.soap(CLIENT_IP, "WANIPConnection:2", "GetExternalIPAddress", &[]);
+        if element(&text, "NewExternalIPAddress") == Some("192.0.3.9") {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(3),
+            "external address not updated: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        bed.nft("list set inet fw4 upnp_extaddr")
+            .contains("192.0.3.9")
+    );
+    // the mapping survived and works at the new address
+    let w = bed.w.clone();
+    assert!(bed.tcp_from(&w, "192.0.3.9", 18080, 8080));
+}
