@@ -614,6 +614,12 @@ impl KeepAlive {
     }
 
     pub fn call(&mut self, action: &str, args: &[(&str, &str)]) -> (u16, String) {
+        self.try_call(action, args)
+            .expect("SOAP call over the keep-alive connection")
+    }
+
+    /// Like `call`, but `None` if the connection fails (the daemon died).
+    pub fn try_call(&mut self, action: &str, args: &[(&str, &str)]) -> Option<(u16, String)> {
         let (path, urn) = service_urls("WANIPConnection:2");
         let body = soap_body(action, &urn, args);
         let req = format!(
@@ -621,23 +627,27 @@ impl KeepAlive {
 SOAPAction: \"{urn}#{action}\"\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
-        self.w.write_all(req.as_bytes()).unwrap();
+        self.w.write_all(req.as_bytes()).ok()?;
         let mut status = String::new();
-        self.r.read_line(&mut status).unwrap();
+        if self.r.read_line(&mut status).ok()? == 0 {
+            return None;
+        }
         let code = status.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
         let mut len = 0;
         loop {
             let mut line = String::new();
-            self.r.read_line(&mut line).unwrap();
-            if line == "\r\n" || line.is_empty() {
+            if self.r.read_line(&mut line).ok()? == 0 {
+                return None;
+            }
+            if line == "\r\n" {
                 break;
             }
             if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                len = v.trim().parse().unwrap();
+                len = v.trim().parse().ok()?;
             }
         }
         let mut body = vec![0u8; len];
-        self.r.read_exact(&mut body).unwrap();
-        (code, String::from_utf8_lossy(&body).into_owned())
+        self.r.read_exact(&mut body).ok()?;
+        Some((code, String::from_utf8_lossy(&body).into_owned()))
     }
 }

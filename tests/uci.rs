@@ -1,0 +1,351 @@
+//! Configuration from UCI and leases that outlive restarts: OpenWrt's own
+//! default config, restarts, SIGHUP after edits, invalid configurations,
+//! --check-config, and kill -9 while clients change mappings.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use rupnpd::proto::uci::SectionRef;
+
+/// OpenWrt's shipped /etc/config/upnpd (openwrt/packages
+/// net/miniupnpd/files/upnpd.config), verbatim.
+const SHIPPED: &str = "config upnpd config
+\toption enabled\t\t0
+\toption enable_natpmp\t1
+\toption enable_upnp\t1
+\toption secure_mode\t1
+\toption log_output\t0
+\toption download\t\t1024
+\toption upload\t\t512
+#by default, looked up dynamically from ubus
+#\toption external_iface\twan
+\toption internal_iface\tlan
+\toption port\t\t5000
+\toption upnp_lease_file\t/var/run/miniupnpd.leases
+\toption upnp_lease_file6\t/var/run/miniupnpd.leases6
+\toption igdv1\t\t1
+
+config perm_rule
+\toption action\t\tallow
+\toption ext_ports\t1024-65535
+\toption int_addr\t\t0.0.0.0/0\t# Does not override secure_mode
+\toption int_ports\t1024-65535
+\toption comment\t\t\"Allow high ports\"
+
+config perm_rule
+\toption action\t\tdeny
+\toption ext_ports\t0-65535
+\toption int_addr\t\t0.0.0.0/0
+\toption int_ports\t0-65535
+\toption comment\t\t\"Default deny\"
+";
+
+/// The shipped file, switched on, with its devices as in the bed. The
+/// lease file moves into the test's directory.
+fn shipped(bed: &Bed) -> (String, String) {
+    let leases = bed.dir.join("upnp.leases");
+    let text = SHIPPED
+        .replace("option enabled\t\t0", "option enabled\t\t1")
+        .replace("option internal_iface\tlan", "option internal_iface\tr-lan")
+        .replace(
+            "#\toption external_iface\twan",
+            "\toption external_iface\tr-wan",
+        )
+        .replace(
+            "/var/run/miniupnpd.leases6",
+            &bed.dir.join("upnp.leases6").display().to_string(),
+        )
+        .replace("/var/run/miniupnpd.leases", &leases.display().to_string());
+    let dir = bed.config(&text);
+    (dir.display().to_string(), leases.display().to_string())
+}
+
+fn daemon(dir: &str, extra: &[&str]) -> std::process::Output {
+    Command::new(daemon_bin())
+        .args(["--config-dir", dir])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn openwrt_default_config_works_and_mappings_survive_a_restart() {
+    let mut bed = Bed::new("dflt");
+    bed.fw4();
+    let (dir, leases) = shipped(&bed);
+    // the devices come from the UCI file (the bed adds --lan/--wan with
+    // the same names)
+    bed.start(&["--config-dir", &dir]);
+    // igdv1 1: IGD:1 descriptions, so upnpc uses :1 and 0 is permanent
+    let d = bed.http_get("/rootDesc.xml").unwrap();
+    assert!(d.contains("InternetGatewayDevice:1<"), "{d}");
+    let out = bed.upnpc(&["-e", "kept", "-a", CLIENT_IP, "8080", "18080", "TCP"]);
+    assert!(out.contains("(duration=0)"), "{out}");
+    let out = bed.upnpc(&["-a", CLIENT_IP, "9000", "19000", "UDP", "600"]);
+    assert!(out.contains("(duration=600)"), "{out}");
+    // the perm rules of the shipped file: low ports refused (IGD:1 → 718)
+    let out = bed.upnpc(&["-a", CLIENT_IP, "22", "2222", "TCP"]);
+    assert!(out.contains("failed with code 718"), "{out}");
+    let text = std::fs::read_to_string(&leases).unwrap();
+    assert!(
+        text.contains("TCP:18080:192.168.77.2:8080:0:kept\n"),
+        "{text}"
+    );
+    assert!(text.contains("UDP:19000:192.168.77.2:9000:"), "{text}");
+
+    bed.stop();
+    assert!(bed.dnat_elements().is_empty());
+    bed.start(&["--config-dir", &dir]);
+    let out = bed.upnpc(&["-l"]);
+    assert!(
+        out.contains("TCP 18080->192.168.77.2:8080  'kept' '' 0"),
+        "{out}"
+    );
+    assert!(out.contains("UDP 19000->192.168.77.2:9000"), "{out}");
+    assert_eq!(bed.dnat_elements(), vec!["tcp . 18080", "udp . 19000"]);
+    assert!(bed.tcp_through(18080, 8080));
+    assert!(
+        bed.log()
+            .contains("restored 2 mappings from the lease file"),
+        "{}",
+        bed.log()
+    );
+}
+
+#[test]
+fn sighup_applies_edits_without_losing_leases() {
+    let mut bed = Bed::new("hup");
+    bed.fw4();
+    let (dir, _) = shipped(&bed);
+    bed.start(&["--config-dir", &dir]);
+    let out = bed.upnpc(&["-a", CLIENT_IP, "8080", "18080", "TCP", "600"]);
+    assert!(out.contains("is redirected"), "{out}");
+    let out = bed.upnpc(&["-a", CLIENT_IP, "9000", "30000", "UDP", "600"]);
+    assert!(out.contains("is redirected"), "{out}");
+    let file = Path::new(&dir).join("upnpd");
+
+    // tighten the rules (a deny for 30000-30999 before the allow) and move
+    // the HTTP port, as `uci set …; uci commit` would
+    let text = std::fs::read_to_string(&file).unwrap();
+    let text = text.replacen(
+        "config perm_rule",
+        "config perm_rule\n\toption action deny\n\toption ext_ports 30000-30999\n\toption int_addr 0.0.0.0/0\n\toption int_ports 0-65535\n\toption comment 'No 30000s'\n\nconfig perm_rule",
+        1,
+    );
+    std::fs::write(&file, text).unwrap();
+    rupnpd::sys::uci::set_option_atomic(&file, &SectionRef::Named("config".into()), "port", "5555")
+        .unwrap();
+    bed.signal("HUP");
+    let t = Instant::now();
+    while !bed.log().contains("configuration reloaded") {
+        assert!(t.elapsed() < Duration::from_secs(5), "{}", bed.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = bed.log();
+    assert!(
+        log.contains("delete UDP 30000 -> 192.168.77.2:9000")
+            && log.contains("no longer allowed after reload: denied by permission rules"),
+        "{log}"
+    );
+    // the other lease is kept and still works; HTTP moved to 5555
+    assert_eq!(bed.dnat_elements(), vec!["tcp . 18080"]);
+    assert!(bed.tcp_through(18080, 8080));
+    let req =
+        format!("GET /rootDesc.xml HTTP/1.1\r\nHost: {LAN_IP}:5555\r\nConnection: close\r\n\r\n");
+    let c = bed.c.clone();
+    let r = in_netns(&c, move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect((LAN_IP, 5555)).unwrap();
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    });
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert!(
+        bed.http_get("/rootDesc.xml").is_err(),
+        "old port still open"
+    );
+
+    // an invalid edit: the running configuration stays
+    rupnpd::sys::uci::set_option_atomic(
+        &file,
+        &SectionRef::Named("config".into()),
+        "port",
+        "99999",
+    )
+    .unwrap();
+    bed.signal("HUP");
+    let t = Instant::now();
+    while !bed.log().contains("reload refused") {
+        assert!(t.elapsed() < Duration::from_secs(5), "{}", bed.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        bed.log()
+            .contains("upnpd.config.port: invalid value \"99999\""),
+        "{}",
+        bed.log()
+    );
+    assert!(bed.tcp_through(18080, 8080));
+}
+
+#[test]
+fn check_config_and_invalid_configurations() {
+    let bed = Bed::new("chk");
+    let (dir, _) = shipped(&bed);
+    let o = daemon(&dir, &["--check-config"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("\toption igdv1 '1'\n") && out.contains("\toption port '5000'\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("config perm_rule\n\toption action 'allow'\n\toption ext_ports '1024-65535'"),
+        "{out}"
+    );
+
+    std::fs::write(
+        Path::new(&dir).join("upnpd"),
+        "config upnpd 'config'\n\toption port 'http'\n\toption secure_mode 'maybe'\n\toption bogus '1'\n\n\
+config perm_rule\n\toption action 'allow'\n\toption ext_ports '70000'\n",
+    )
+    .unwrap();
+    let o = daemon(&dir, &["--check-config"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("upnpd.config.port: invalid value \"http\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("upnpd.config.secure_mode: invalid value \"maybe\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("upnpd.@perm_rule[0].ext_ports: invalid value \"70000\""),
+        "{err}"
+    );
+    // starting with it fails with the same error and a non-zero status
+    let o = daemon(&dir, &["--stderr", "--lan", "lo"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("upnpd.config.port"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn kill_9_at_any_moment_loses_no_acknowledged_mapping() {
+    let mut bed = Bed::new("k9lp");
+    bed.fw4();
+    let (dir, leases) = shipped(&bed);
+    // IGDv2 so leases are finite; no secure-mode surprises
+    let file = Path::new(&dir).join("upnpd");
+    rupnpd::sys::uci::set_option_atomic(&file, &SectionRef::Named("config".into()), "igdv1", "0")
+        .unwrap();
+    let acked: Arc<Mutex<BTreeSet<u16>>> = Arc::default();
+    let mut seed = 0x2545_f491u32;
+    for round in 0..12u16 {
+        bed.start(&["--config-dir", &dir]);
+        // everything acknowledged before the previous kill is back
+        let live: BTreeSet<u16> = acked.lock().unwrap().clone();
+        let mut c = KeepAlive::open(&bed);
+        for p in &live {
+            let port = p.to_string();
+            let (code, body) = c.call(
+                "GetSpecificPortMappingEntry",
+                &[
+                    ("NewRemoteHost", ""),
+                    ("NewExternalPort", &port),
+                    ("NewProtocol", "TCP"),
+                ],
+            );
+            assert_eq!(
+                code, 200,
+                "round {round}: acknowledged mapping {p} lost: {body}"
+            );
+        }
+        drop(c);
+        // churn: adds and deletes from a client, until the kill
+        let stop = Arc::new(AtomicBool::new(false));
+        let (stop2, acked2) = (stop.clone(), acked.clone());
+        let mut c = KeepAlive::open(&bed);
+        let base = 20000 + round * 100;
+        let churn = std::thread::spawn(move || {
+            let mut i = 0u16;
+            while !stop2.load(Ordering::Relaxed) && i < 90 {
+                let p = base + i;
+                let port = p.to_string();
+                let Some((code, _)) = c.try_call(
+                    "AddPortMapping",
+                    &add_args(&port, "TCP", &port, CLIENT_IP, "3600", "churn"),
+                ) else {
+                    break;
+                };
+                if code == 200 {
+                    acked2.lock().unwrap().insert(p);
+                }
+                if i % 3 == 2 {
+                    // once a delete is sent the mapping may be gone, whether
+                    // or not its answer arrives before the kill
+                    acked2.lock().unwrap().remove(&(p - 1));
+                    let q = (p - 1).to_string();
+                    if c.try_call(
+                        "DeletePortMapping",
+                        &[
+                            ("NewRemoteHost", ""),
+                            ("NewExternalPort", &q),
+                            ("NewProtocol", "TCP"),
+                        ],
+                    )
+                    .is_none()
+                    {
+                        break;
+                    }
+                }
+                i += 1;
+            }
+        });
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        std::thread::sleep(Duration::from_millis(20 + u64::from(seed % 200)));
+        bed.kill9();
+        stop.store(true, Ordering::Relaxed);
+        churn.join().unwrap();
+        // the file is never torn: every line parses
+        let text = std::fs::read_to_string(&leases).unwrap_or_default();
+        let (parsed, bad) = rupnpd::proto::lease::parse_file(&text);
+        assert!(
+            bad.is_empty(),
+            "round {round}: torn lease file: {bad:?}\n{text}"
+        );
+        let in_file: BTreeSet<u16> = parsed.iter().map(|l| l.eport).collect();
+        let missing: Vec<_> = acked
+            .lock()
+            .unwrap()
+            .difference(&in_file)
+            .copied()
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "round {round}: acknowledged but not in the lease file: {missing:?}"
+        );
+    }
+    bed.start(&["--config-dir", &dir]);
+    let n = acked.lock().unwrap().len();
+    assert!(
+        n > 20,
+        "the churn made too few mappings to mean anything ({n})"
+    );
+}
