@@ -5,7 +5,7 @@
 set -eu
 
 PKGS="nftables libnftables1 iproute2 miniupnpc natpmpc socat netcat-openbsd curl \
-python3 procps psmisc shellcheck nodejs gcc libc6-dev pkg-config"
+python3 procps psmisc iputils-ping shellcheck nodejs gcc libc6-dev pkg-config"
 
 missing=""
 for p in $PKGS; do

@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use crate::config::{Config, prefix_contains};
 use crate::core::gena::{self, Gena};
 use crate::core::igd::{self, WanInfo};
+use crate::core::pinhole::{PinChange, Pinhole};
 use crate::core::policy::{Environment, Policy, PortClaim};
 use crate::core::ssdp::Responder;
 use crate::core::table::{Mapping, Millis};
@@ -82,9 +83,24 @@ struct Lan {
     dev: String,
     addr: Ipv4Addr,
     nets: Vec<(Ipv4Addr, u8)>,
+    /// Global and unique-local IPv6 addresses (HTTP for pinhole control
+    /// points; link-local ones need a scope and are left out).
+    nets6: Vec<(std::net::Ipv6Addr, u8)>,
     http_port: u16,
     ssdp: Option<Rc<UdpSocket>>,
     pmp: Option<Rc<UdpSocket>>,
+}
+
+impl Lan {
+    /// The IPv4 listener's port once known (port 0 picks one), else the
+    /// configured one.
+    fn http_port_or(&self, configured: u16) -> u16 {
+        if configured == 0 {
+            self.http_port
+        } else {
+            configured
+        }
+    }
 }
 
 /// The WAN as last read.
@@ -157,6 +173,18 @@ pub fn load_config(opts: &Options) -> Result<(Config, Vec<String>), Vec<String>>
         warnings.push("no permission rules: every mapping will be refused".into());
     }
     Ok((cfg, warnings))
+}
+
+/// The pinhole policy from the configuration: the same rules, secure mode
+/// and limits as IPv4 mappings.
+fn pin_policy(cfg: &Config) -> crate::core::pinhole::PinPolicy {
+    crate::core::pinhole::PinPolicy {
+        allowed: cfg.enabled && cfg.ipv6_pinholes && !cfg.ipv6_disable,
+        secure_mode: cfg.secure_mode,
+        rules: cfg.perm_rules.clone(),
+        max_total: cfg.max_mappings,
+        max_per_client: cfg.max_mappings_per_client,
+    }
 }
 
 /// Ports that `/etc/config/firewall` already opens from the WAN zone.
@@ -283,6 +311,7 @@ pub struct Daemon {
 struct Env {
     wan: Option<Ipv4Addr>,
     listeners: std::cell::OnceCell<Listeners>,
+    neighbours: std::cell::OnceCell<Vec<(IpAddr, [u8; 6])>>,
 }
 
 impl Env {
@@ -290,7 +319,16 @@ impl Env {
         Env {
             wan,
             listeners: std::cell::OnceCell::new(),
+            neighbours: std::cell::OnceCell::new(),
         }
+    }
+
+    fn mac(&self, a: IpAddr) -> Option<[u8; 6]> {
+        self.neighbours
+            .get_or_init(|| netif::neighbours().unwrap_or_default())
+            .iter()
+            .find(|(ip, _)| *ip == a)
+            .map(|(_, m)| *m)
     }
 }
 
@@ -299,6 +337,18 @@ impl Environment for Env {
         self.listeners
             .get_or_init(|| Listeners::read(self.wan))
             .wan_listener(p, port)
+    }
+
+    /// The same address, or (for a request over IPv4 about an IPv6
+    /// address) the same link-layer address in the neighbour tables.
+    fn same_host(&self, requester: IpAddr, addr: std::net::Ipv6Addr) -> bool {
+        if requester == IpAddr::V6(addr) {
+            return true;
+        }
+        match (self.mac(requester), self.mac(IpAddr::V6(addr))) {
+            (Some(a), Some(b)) => a == b,
+            _ => false,
+        }
     }
 }
 
@@ -356,10 +406,19 @@ impl Daemon {
                 log::warn!("LAN device {dev} has no IPv4 address; not serving it");
                 continue;
             };
+            let nets6 = if cfg.ipv6_disable {
+                Vec::new()
+            } else {
+                netif::ipv6_addrs(&dev)
+                    .into_iter()
+                    .filter(|(a, _)| (a.segments()[0] & 0xffc0) != 0xfe80 && !a.is_loopback())
+                    .collect()
+            };
             out.push(Lan {
                 dev,
                 addr,
                 nets: addrs,
+                nets6,
                 http_port: cfg.port,
                 ssdp: None,
                 pmp: None,
@@ -406,7 +465,7 @@ impl Daemon {
                 None => addr.map(|a| format!("http://{a}/")),
             },
             config_id: 0,
-            pinholes: false,
+            pinholes: self.pinholes_enabled(),
         }
     }
 
@@ -418,7 +477,7 @@ impl Daemon {
         ssdp::Identity {
             uuid: self.uuid.clone(),
             version: self.igd_version(),
-            pinholes: false,
+            pinholes: self.pinholes_enabled(),
         }
     }
 
@@ -470,6 +529,21 @@ impl Daemon {
         let limits = shttp::Limits::default();
         for (i, lan) in self.lans.iter_mut().enumerate() {
             if self.cfg.enable_upnp {
+                for (a6, _) in &lan.nets6 {
+                    match TcpListener::bind((*a6, lan.http_port_or(self.cfg.port))).await {
+                        Ok(l) => {
+                            log::info!("HTTP listening on [{a6}]:{} ({})", self.cfg.port, lan.dev);
+                            self.tasks.push(tokio::task::spawn_local(shttp::serve(
+                                l,
+                                self.http_tx.clone(),
+                                limits,
+                                self.http_active.clone(),
+                                self.server.clone(),
+                            )));
+                        }
+                        Err(e) => log::warn!("HTTP on [{a6}]:{}: {e}", self.cfg.port),
+                    }
+                }
                 match TcpListener::bind((lan.addr, self.cfg.port)).await {
                     Ok(l) => {
                         lan.http_port = l.local_addr().map(|a| a.port()).unwrap_or(self.cfg.port);
@@ -687,10 +761,12 @@ impl Daemon {
         peer: SocketAddr,
         local: SocketAddr,
     ) -> Response {
-        let IpAddr::V4(client) = peer.ip() else {
-            return Response::error(403, "IPv4 only");
+        let requester = peer.ip();
+        let (client, lan) = match requester {
+            IpAddr::V4(c) => (c, self.lan_of(c)),
+            IpAddr::V6(c) => (Ipv4Addr::UNSPECIFIED, self.lan_of6(c)),
         };
-        let Some(lan) = self.lan_of(client) else {
+        let Some(lan) = lan else {
             return Response::error(403, "not a LAN client");
         };
         // DNS-rebinding defence: the Host header must be our literal address.
@@ -712,29 +788,44 @@ impl Daemon {
                     return Response::xml(200, desc::root(&p, v));
                 }
                 match Service::by_scpd_path(path) {
-                    Some(s)
-                        if !(s.v2_only && v < 2)
-                            && s.kind != ServiceKind::WanIpv6FirewallControl =>
-                    {
-                        Response::xml(200, desc::scpd(s, v))
-                    }
+                    Some(s) if self.serves(s, v) => Response::xml(200, desc::scpd(s, v)),
                     _ => Response::error(404, "no such document"),
                 }
             }
             Method::Post => match Service::by_control_path(path) {
-                Some(s) if s.kind != ServiceKind::WanIpv6FirewallControl => {
-                    self.soap(s, req, body, client)
-                }
+                Some(s) if self.serves(s, 2) => self.soap(s, req, body, client, requester),
                 _ => Response::error(404, "no such control URL"),
             },
             Method::Subscribe | Method::Unsubscribe => match Service::by_event_path(path) {
-                Some(s) if s.kind != ServiceKind::WanIpv6FirewallControl => {
+                // GENA callbacks must be IPv4 (the subscriber's own address).
+                Some(s) if self.serves(s, 2) && requester.is_ipv4() => {
                     self.gena_request(s.kind, req, client)
                 }
                 _ => Response::error(404, "no such event URL"),
             },
             Method::Other => Response::error(405, "method not allowed"),
         }
+    }
+
+    /// Whether a service is part of the device described at version `v`:
+    /// WANIPv6FirewallControl only in IGD:2, and only with pinholes on.
+    fn serves(&self, s: &Service, v: u8) -> bool {
+        if s.v2_only && v < 2 {
+            return false;
+        }
+        s.kind != ServiceKind::WanIpv6FirewallControl || self.pinholes_enabled()
+    }
+
+    fn pinholes_enabled(&self) -> bool {
+        self.cfg.ipv6_pinholes && !self.cfg.ipv6_disable
+    }
+
+    fn lan_of6(&self, a: std::net::Ipv6Addr) -> Option<usize> {
+        self.lans.iter().position(|l| {
+            l.nets6
+                .iter()
+                .any(|(n, p)| igd::prefix6_contains(*n, *p, a))
+        })
     }
 
     fn gena_request(
@@ -786,11 +877,19 @@ impl Daemon {
             ServiceKind::WanIpConnection,
             ServiceKind::WanCommonInterfaceConfig,
             ServiceKind::Layer3Forwarding,
+            ServiceKind::WanIpv6FirewallControl,
         ] {
             if !self.gena.has_subscribers(kind) {
                 continue;
             }
-            let now = gena::evented(kind, &self.core, &wan, v, &udn, false);
+            let now = gena::evented(
+                kind,
+                &self.core,
+                &wan,
+                v,
+                &udn,
+                self.core.pin_policy.allowed,
+            );
             match self.evented.iter_mut().find(|(k, _)| *k == kind) {
                 Some((_, last)) if *last == now => {}
                 Some((_, last)) => {
@@ -812,7 +911,14 @@ impl Daemon {
         let udn = desc::udn(&self.uuid, 2);
         let v = self.igd_version();
         for d in due {
-            let vars = gena::evented(d.service, &self.core, &wan, v, &udn, false);
+            let vars = gena::evented(
+                d.service,
+                &self.core,
+                &wan,
+                v,
+                &udn,
+                self.core.pin_policy.allowed,
+            );
             let body = crate::proto::gena::propertyset(&vars);
             let req = crate::proto::gena::notify_request(&d.callback, &d.sid, d.seq, &body);
             notify::spawn(d.callback.addr, d.sid, req, self.notify_tx.clone());
@@ -825,6 +931,7 @@ impl Daemon {
         req: &crate::proto::http::Request,
         body: &[u8],
         client: Ipv4Addr,
+        requester: IpAddr,
     ) -> Response {
         let Some(action) = req.soapaction.as_deref().and_then(soap::parse_soapaction) else {
             return Response::xml(500, soap::fault(UpnpError::InvalidAction));
@@ -848,6 +955,33 @@ impl Daemon {
             self.igd_version()
         };
         let env = Env::new(self.wan.addr);
+        let nets6: Vec<(std::net::Ipv6Addr, u8)> = self
+            .lans
+            .iter()
+            .flat_map(|l| l.nets6.iter().copied())
+            .collect();
+        // The few actions that report kernel state get it read here.
+        let pin_packets = match action.action.as_str() {
+            "GetPinholePackets" | "CheckPinholeWorking" => parsed
+                .args
+                .get("UniqueID")
+                .and_then(|v| crate::proto::parse_u16(v.trim()))
+                .and_then(|id| self.core.pinholes.get(id).cloned())
+                .and_then(|p| {
+                    use crate::core::firewall::Firewall;
+                    self.nft.pinhole_counters(&p)
+                })
+                .map(|c| c.packets),
+            _ => None,
+        };
+        let outbound_timeout = if action.action == "GetOutboundPinholeTimeout" {
+            (
+                netif::conntrack_timeout("nf_conntrack_tcp_timeout_established").unwrap_or(7440),
+                netif::conntrack_timeout("nf_conntrack_udp_timeout_stream").unwrap_or(180),
+            )
+        } else {
+            (0, 0)
+        };
         let ctx = igd::Ctx {
             client,
             version,
@@ -857,6 +991,10 @@ impl Daemon {
             lan_nets: &nets,
             upnp_max_lease: self.cfg.upnp_max_lease,
             conn_udn: &conn_udn,
+            requester,
+            lan_nets6: &nets6,
+            pin_packets,
+            outbound_timeout,
         };
         if action.action == "QueryStateVariable" {
             if service.kind != ServiceKind::WanIpConnection {
@@ -900,28 +1038,26 @@ impl Daemon {
     }
 
     /// Ends a loop turn: one firewall transaction for everything the turn
-    /// changed, then the replies, then the logs.
+    /// changed, then the lease files, then the replies, then the logs.
     fn commit(&mut self) {
         let now = self.now();
         let changes = self.core.table.pending_changes();
+        let pins = self.core.pinholes.pending_changes();
         let mut failed = None;
-        if !changes.is_empty() {
-            if let Err(e) = self.nft_apply(&changes, now) {
+        if !changes.is_empty() || !pins.is_empty() {
+            if let Err(e) = self.nft_apply(&changes, &pins, now) {
                 failed = Some(e);
             }
         }
         if let Some(e) = &failed {
             log::error!("firewall transaction failed ({e}); refusing this turn's changes");
-            let mark = 0;
-            self.core.rollback(0, mark);
-            let all: Vec<Mapping> = self.core.table.iter().cloned().collect();
-            let refs: Vec<&Mapping> = all.iter().collect();
-            if let Err(e) = self.nft.restore(&refs, now) {
+            self.core.rollback_all();
+            if let Err(e) = self.reinstall(None) {
                 log::error!("firewall resynchronisation failed: {e}");
             }
         }
-        self.core.table.commit();
-        if failed.is_none() && !changes.is_empty() {
+        self.core.commit();
+        if failed.is_none() && (!changes.is_empty() || !pins.is_empty()) {
             // Before any reply: a mapping a client was told about must
             // survive a kill -9 right after.
             self.write_leases();
@@ -943,6 +1079,11 @@ impl Daemon {
         for ev in self.core.take_events() {
             log_event(&ev, now);
         }
+        if failed.is_none() {
+            for c in &pins {
+                log_pinhole(c, now);
+            }
+        }
         self.track_evented();
     }
 
@@ -952,17 +1093,30 @@ impl Daemon {
     fn nft_apply(
         &mut self,
         changes: &[crate::core::table::Change],
+        pins: &[PinChange],
         now: Millis,
     ) -> Result<(), String> {
         use crate::core::firewall::Firewall;
-        match self.nft.apply(changes, now) {
+        match self.nft.apply(changes, pins, now) {
             Ok(()) => Ok(()),
             Err(e) => {
                 log::warn!("firewall transaction failed ({e}); reinstalling every mapping");
-                let all: Vec<Mapping> = self.core.table.iter().cloned().collect();
-                let refs: Vec<&Mapping> = all.iter().collect();
-                self.nft.restore(&refs, now)
+                self.reinstall(None)
             }
+        }
+    }
+
+    /// Reinstalls the structure, the rules and every mapping and pinhole,
+    /// with a new setup if given.
+    fn reinstall(&mut self, setup: Option<Setup>) -> Result<(), String> {
+        let now = self.now();
+        let all: Vec<Mapping> = self.core.table.iter().cloned().collect();
+        let pins: Vec<Pinhole> = self.core.pinholes.iter().cloned().collect();
+        let refs: Vec<&Mapping> = all.iter().collect();
+        let prefs: Vec<&Pinhole> = pins.iter().collect();
+        match setup {
+            Some(s) => self.nft.set_setup(s, &refs, &prefs, now),
+            None => self.nft.restore(&refs, &prefs, now),
         }
     }
 
@@ -980,6 +1134,16 @@ impl Daemon {
         }
         if let Err(e) = leasefile::write_atomic(&path, &text) {
             log::error!("writing lease file: {e}");
+        }
+        if let Some(path6) = self.cfg.upnp_lease_file6.clone() {
+            let mut text = String::new();
+            for p in self.core.pinholes.iter() {
+                text.push_str(&persist::to_lease6(p, now, wall).emit());
+                text.push('\n');
+            }
+            if let Err(e) = leasefile::write_atomic(&path6, &text) {
+                log::error!("writing IPv6 lease file: {e}");
+            }
         }
     }
 
@@ -1029,19 +1193,36 @@ impl Daemon {
                 n += 1;
             }
         }
-        self.core.table.commit();
+        if let Some(path6) = self.cfg.upnp_lease_file6.clone() {
+            let text = leasefile::read(&path6).unwrap_or_default();
+            let (leases, _) = crate::proto::lease::parse_file6(&text);
+            let nets6: Vec<_> = self
+                .lans
+                .iter()
+                .flat_map(|l| l.nets6.iter().copied())
+                .collect();
+            for l in &leases {
+                if let Some(p) = persist::from_lease6(l, now, wall) {
+                    if nets6
+                        .iter()
+                        .any(|(n, pl)| igd::prefix6_contains(*n, *pl, p.iaddr))
+                    {
+                        self.core.pinholes.restore(p);
+                    }
+                }
+            }
+        }
+        self.core.commit();
         n
     }
 
     fn restore_firewall(&mut self, why: &str) {
-        let now = self.now();
-        let all: Vec<Mapping> = self.core.table.iter().cloned().collect();
-        let refs: Vec<&Mapping> = all.iter().collect();
         let t = std::time::Instant::now();
-        match self.nft.restore(&refs, now) {
+        match self.reinstall(None) {
             Ok(()) => log::info!(
-                "{why}: reinstalled {} mappings in {} ms",
-                all.len(),
+                "{why}: reinstalled {} mappings and {} pinholes in {} ms",
+                self.core.table.len(),
+                self.core.pinholes.len(),
                 t.elapsed().as_millis()
             ),
             Err(e) => log::error!("{why}: reinstalling mappings failed: {e}"),
@@ -1072,10 +1253,7 @@ impl Daemon {
                 self.new_epoch(now);
             }
             let setup = self.nft_setup();
-            let now = self.now();
-            let all: Vec<Mapping> = self.core.table.iter().cloned().collect();
-            let refs: Vec<&Mapping> = all.iter().collect();
-            if let Err(e) = self.nft.set_setup(setup, &refs, now) {
+            if let Err(e) = self.reinstall(Some(setup)) {
                 log::error!("updating firewall for the new WAN: {e}");
             }
         }
@@ -1106,6 +1284,17 @@ impl Daemon {
         self.wan = Self::read_wan(&self.cfg);
         self.claims = firewall_claims(&self.opts, &self.cfg, self.wan.dev.as_deref());
         self.core.policy = Policy::from_config(&self.cfg, self.claims.clone());
+        self.core.pin_policy = pin_policy(&self.cfg);
+        let env = Env::new(self.wan.addr);
+        let pin_policy = self.core.pin_policy.clone();
+        for p in self.core.pinholes.enforce(&pin_policy, &env) {
+            log::info!(
+                "reload removed pinhole {} to [{}]:{}: no longer allowed",
+                p.id,
+                p.iaddr,
+                p.iport
+            );
+        }
         self.pmp_cfg = pmp::PmpConfig::from_config(&self.cfg);
         if !self.cfg.enabled {
             if old.enabled {
@@ -1135,9 +1324,7 @@ impl Daemon {
             self.next_notify = now;
         }
         let setup = self.nft_setup();
-        let all: Vec<Mapping> = self.core.table.iter().cloned().collect();
-        let refs: Vec<&Mapping> = all.iter().collect();
-        if let Err(e) = self.nft.set_setup(setup, &refs, now) {
+        if let Err(e) = self.reinstall(Some(setup)) {
             log::error!("reload: reinstalling the firewall rules failed: {e}");
         }
         log::info!("configuration reloaded");
@@ -1157,12 +1344,16 @@ impl Daemon {
         if let Some(t) = self.gena.next_deadline() {
             d = d.min(t);
         }
+        if let Some(t) = self.core.pinholes.next_deadline() {
+            d = d.min(t);
+        }
         d
     }
 
     fn on_timers(&mut self) {
         let now = self.now();
         self.core.expire(now);
+        self.core.expire_pinholes(now);
         self.send_due_search_replies(now);
         self.send_announcements(now);
         self.send_events(now);
@@ -1184,6 +1375,32 @@ impl Daemon {
         }
         self.nft.teardown();
     }
+}
+
+fn log_pinhole(c: &PinChange, now: Millis) {
+    let (kind, p) = match (&c.old, &c.new) {
+        (None, Some(p)) => ("add", p),
+        (Some(_), Some(p)) => ("renew", p),
+        (Some(p), None) if p.expires <= now => ("expire", p),
+        (Some(p), None) => ("delete", p),
+        (None, None) => return,
+    };
+    let remote = match (p.remote, p.rport) {
+        (None, 0) => "any".to_string(),
+        (r, port) => format!(
+            "[{}]:{port}",
+            r.map(|a| a.to_string()).unwrap_or_else(|| "any".into())
+        ),
+    };
+    log::info!(
+        "{kind} pinhole {} proto {} from {remote} to [{}]:{} lease {}s client {}",
+        p.id,
+        p.proto,
+        p.iaddr,
+        p.iport,
+        p.remaining_secs(now),
+        p.client
+    );
 }
 
 fn log_event(ev: &Event, now: Millis) {
@@ -1283,10 +1500,12 @@ async fn main_loop(opts: Options) -> Result<(), String> {
     );
     let claims = firewall_claims(&opts, &cfg, wan.dev.as_deref());
     let policy = Policy::from_config(&cfg, claims.clone());
+    let mut core = Core::new(policy);
+    core.pin_policy = pin_policy(&cfg);
     let seed = (unix_now() as u32) ^ (std::process::id() << 16) | 1;
     let mut d = Daemon {
         opts,
-        core: Core::new(policy),
+        core,
         nft,
         clock,
         lans,
@@ -1320,10 +1539,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
     let now = d.now();
     // Installs exactly the restored table: anything a previous instance
     // left in the kernel that no lease owns is removed here.
-    let all: Vec<Mapping> = d.core.table.iter().cloned().collect();
-    let refs: Vec<&Mapping> = all.iter().collect();
-    d.nft
-        .set_setup(setup, &refs, now)
+    d.reinstall(Some(setup))
         .map_err(|e| format!("cannot install the firewall structure: {e}"))?;
     if restored > 0 {
         log::info!("restored {restored} mappings from the lease file");

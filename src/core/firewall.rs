@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 
+use crate::core::pinhole::{PinChange, Pinhole};
 use crate::core::table::{Change, Key, Mapping, Millis};
 
 /// Packet and byte counters of one mapping's DNAT element.
@@ -17,17 +18,21 @@ pub struct Counters {
 
 /// A packet filter that installs mappings.
 pub trait Firewall {
-    /// Applies the net changes of one loop turn as one transaction. On
-    /// error the kernel is left as it was before the call.
-    fn apply(&mut self, changes: &[Change], now: Millis) -> Result<(), String>;
+    /// Applies the net changes of one loop turn (mappings and pinholes)
+    /// as one transaction. On error the kernel is left as it was before
+    /// the call.
+    fn apply(&mut self, changes: &[Change], pins: &[PinChange], now: Millis) -> Result<(), String>;
 
-    /// Makes the kernel hold exactly `all` and
-    /// nothing else: used at start, after a firewall reload, and to
-    /// recover from a failed transaction.
-    fn sync(&mut self, all: &[&Mapping], now: Millis) -> Result<(), String>;
+    /// Makes the kernel hold exactly `all` and `pins` and nothing else:
+    /// used at start, after a firewall reload, and to recover from a
+    /// failed transaction.
+    fn sync(&mut self, all: &[&Mapping], pins: &[&Pinhole], now: Millis) -> Result<(), String>;
 
     /// Counters of every installed mapping.
     fn counters(&mut self) -> HashMap<Key, Counters>;
+
+    /// Counters of one pinhole.
+    fn pinhole_counters(&mut self, p: &Pinhole) -> Option<Counters>;
 }
 
 /// A firewall that records what it is asked to do, for core tests.
@@ -35,6 +40,7 @@ pub trait Firewall {
 pub struct Recording {
     /// Installed mappings, as the kernel would hold them.
     pub installed: HashMap<Key, Mapping>,
+    pub pinholes: HashMap<u16, Pinhole>,
     /// Number of successful `apply` calls (transactions).
     pub transactions: usize,
     pub syncs: usize,
@@ -43,7 +49,12 @@ pub struct Recording {
 }
 
 impl Firewall for Recording {
-    fn apply(&mut self, changes: &[Change], _now: Millis) -> Result<(), String> {
+    fn apply(
+        &mut self,
+        changes: &[Change],
+        pins: &[PinChange],
+        _now: Millis,
+    ) -> Result<(), String> {
         if let Some(e) = self.fail_next.take() {
             return Err(e);
         }
@@ -53,11 +64,18 @@ impl Firewall for Recording {
                 self.installed.insert(c.key, m.clone());
             }
         }
+        for c in pins {
+            self.pinholes.remove(&c.id);
+            if let Some(p) = &c.new {
+                self.pinholes.insert(c.id, p.clone());
+            }
+        }
         self.transactions += 1;
         Ok(())
     }
 
-    fn sync(&mut self, all: &[&Mapping], _now: Millis) -> Result<(), String> {
+    fn sync(&mut self, all: &[&Mapping], pins: &[&Pinhole], _now: Millis) -> Result<(), String> {
+        self.pinholes = pins.iter().map(|p| (p.id, (*p).clone())).collect();
         self.installed = all.iter().map(|m| (m.key, (*m).clone())).collect();
         self.syncs += 1;
         Ok(())
@@ -68,5 +86,9 @@ impl Firewall for Recording {
             .keys()
             .map(|k| (*k, Counters::default()))
             .collect()
+    }
+
+    fn pinhole_counters(&mut self, p: &Pinhole) -> Option<Counters> {
+        self.pinholes.get(&p.id).map(|_| Counters::default())
     }
 }

@@ -6,9 +6,10 @@
 //! order. Pure: the caller passes the time, the WAN state and the link
 //! counters in [`Ctx`].
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::config::prefix_contains;
+use crate::core::pinhole::PinRefusal;
 use crate::core::policy::{Environment, Refusal, Want};
 use crate::core::table::{Key, Mapping, Millis, Origin, RemoteFilter};
 use crate::core::{Core, EventKind, Lease, MapRequest};
@@ -63,6 +64,17 @@ pub struct Ctx<'a> {
     /// The WANConnectionDevice UDN, for Layer3Forwarding and
     /// GetActiveConnection.
     pub conn_udn: &'a str,
+    /// The requester's address as it is (IPv6 for requests over IPv6;
+    /// `client` is then unspecified).
+    pub requester: IpAddr,
+    /// LAN IPv6 prefixes: a pinhole's internal client must be in one.
+    pub lan_nets6: &'a [(Ipv6Addr, u8)],
+    /// Packets counted on the pinhole a GetPinholePackets or
+    /// CheckPinholeWorking names, read by the caller beforehand.
+    pub pin_packets: Option<u64>,
+    /// Conntrack's idle timeouts (TCP established, UDP) for
+    /// GetOutboundPinholeTimeout.
+    pub outbound_timeout: (u32, u32),
 }
 
 /// Out-arguments in SCPD order.
@@ -148,7 +160,161 @@ pub fn handle(
         ServiceKind::WanIpConnection => wan_ip_connection(core, ctx, action, args),
         ServiceKind::WanCommonInterfaceConfig => common_ifc(core, ctx, action, args),
         ServiceKind::Layer3Forwarding => layer3(ctx, action, args),
-        ServiceKind::WanIpv6FirewallControl => Err(UpnpError::InvalidAction),
+        ServiceKind::WanIpv6FirewallControl => firewall_control(core, ctx, action, args),
+    }
+}
+
+fn pin_error(r: PinRefusal) -> UpnpError {
+    match r {
+        PinRefusal::NotAllowed => UpnpError::InboundPinholeNotAllowed,
+        PinRefusal::NotAuthorized => UpnpError::ActionNotAuthorized,
+        PinRefusal::SpaceExhausted => UpnpError::PinholeSpaceExhausted,
+        PinRefusal::NoSuchEntry => UpnpError::NoSuchEntry,
+    }
+}
+
+/// An IPv6 address argument; empty (or `*`) is the wildcard.
+fn ipv6_arg(args: &Args, name: &str) -> Result<Option<Ipv6Addr>, UpnpError> {
+    let v = args.req(name)?.trim();
+    if v.is_empty() || v == "*" {
+        return Ok(None);
+    }
+    v.parse::<Ipv6Addr>()
+        .map(Some)
+        .map_err(|_| UpnpError::InvalidArgs)
+}
+
+/// The five arguments naming a pinhole's traffic, validated.
+fn pinhole_tuple(
+    args: &Args,
+    ctx: &Ctx,
+) -> Result<(Option<Ipv6Addr>, u16, Ipv6Addr, u16, u8), UpnpError> {
+    let remote = ipv6_arg(args, "RemoteHost")?;
+    let rport = args.u16("RemotePort")?;
+    let iaddr =
+        ipv6_arg(args, "InternalClient")?.ok_or(UpnpError::WildCardNotPermittedInSrcIpv6)?;
+    let iport = args.u16("InternalPort")?;
+    let proto = args.u16("Protocol")?;
+    if iport == 0 {
+        return Err(UpnpError::InternalPortWildcardingNotAllowed);
+    }
+    let proto = match proto {
+        65535 => return Err(UpnpError::ProtocolWildcardingNotAllowed),
+        6 | 17 | 136 => proto as u8,
+        _ => return Err(UpnpError::ProtocolNotSupported),
+    };
+    let unicast = !iaddr.is_unspecified() && !iaddr.is_loopback() && !iaddr.is_multicast();
+    let on_lan = ctx
+        .lan_nets6
+        .iter()
+        .any(|(n, p)| prefix6_contains(*n, *p, iaddr));
+    if !unicast || !on_lan {
+        return Err(UpnpError::ActionNotAuthorized);
+    }
+    Ok((remote, rport, iaddr, iport, proto))
+}
+
+/// True if `addr` lies in `net/prefix`.
+pub fn prefix6_contains(net: Ipv6Addr, prefix: u8, addr: Ipv6Addr) -> bool {
+    if prefix == 0 {
+        return true;
+    }
+    let shift = 128 - u32::from(prefix.min(128));
+    u128::from(net).checked_shr(shift) == u128::from(addr).checked_shr(shift)
+}
+
+/// LeaseTime: 1–86400 (A_ARG_TYPE_LeaseTime); outside is 402, as
+/// miniupnpd answers.
+fn pin_lease(args: &Args, name: &str) -> Result<u32, UpnpError> {
+    let l = args.u32(name)?;
+    if !(crate::core::pinhole::MIN_LEASE..=crate::core::pinhole::MAX_LEASE).contains(&l) {
+        return Err(UpnpError::InvalidArgs);
+    }
+    Ok(l)
+}
+
+fn firewall_control(
+    core: &mut Core,
+    ctx: &Ctx,
+    action: &str,
+    args: &Args,
+) -> Result<Out, UpnpError> {
+    let allowed = core.pin_policy.allowed;
+    match action {
+        "GetFirewallStatus" => Ok(vec![
+            ("FirewallEnabled", b(true)),
+            ("InboundPinholeAllowed", b(allowed)),
+        ]),
+        "GetOutboundPinholeTimeout" => {
+            let (_, _, _, _, proto) = pinhole_tuple(args, ctx)?;
+            let t = if proto == 6 {
+                ctx.outbound_timeout.0
+            } else {
+                ctx.outbound_timeout.1
+            };
+            Ok(vec![("OutboundPinholeTimeout", t.to_string())])
+        }
+        "AddPinhole" => {
+            let (remote, rport, iaddr, iport, proto) = pinhole_tuple(args, ctx)?;
+            let lease = pin_lease(args, "LeaseTime")?;
+            let policy = core.pin_policy.clone();
+            let id = core
+                .pinholes
+                .add(
+                    &policy,
+                    ctx.env,
+                    ctx.requester,
+                    remote,
+                    rport,
+                    iaddr,
+                    iport,
+                    proto,
+                    lease,
+                    ctx.now,
+                )
+                .map_err(pin_error)?;
+            Ok(vec![("UniqueID", id.to_string())])
+        }
+        "UpdatePinhole" => {
+            let id = args.u16("UniqueID")?;
+            let lease = pin_lease(args, "NewLeaseTime")?;
+            let policy = core.pin_policy.clone();
+            core.pinholes
+                .update(&policy, ctx.env, ctx.requester, id, lease, ctx.now)
+                .map_err(pin_error)?;
+            Ok(vec![])
+        }
+        "DeletePinhole" => {
+            let id = args.u16("UniqueID")?;
+            let policy = core.pin_policy.clone();
+            core.pinholes
+                .delete(&policy, ctx.env, ctx.requester, id)
+                .map_err(pin_error)?;
+            Ok(vec![])
+        }
+        "GetPinholePackets" | "CheckPinholeWorking" => {
+            let id = args.u16("UniqueID")?;
+            let p = core.pinholes.get(id).ok_or(UpnpError::NoSuchEntry)?;
+            if core.pin_policy.secure_mode
+                && p.client != ctx.requester
+                && !ctx.env.same_host(ctx.requester, p.iaddr)
+            {
+                return Err(UpnpError::ActionNotAuthorized);
+            }
+            let packets = ctx.pin_packets.unwrap_or(0);
+            if action == "GetPinholePackets" {
+                // ui4: the counter wraps at 2^32.
+                Ok(vec![(
+                    "PinholePackets",
+                    (packets & 0xffff_ffff).to_string(),
+                )])
+            } else if packets > 0 {
+                Ok(vec![("IsWorking", b(true))])
+            } else {
+                Err(UpnpError::NoTrafficReceived)
+            }
+        }
+        _ => Err(UpnpError::InvalidAction),
     }
 }
 
@@ -591,6 +757,10 @@ mod tests {
             lan_nets: &LAN,
             upnp_max_lease: 0,
             conn_udn: "uuid:x-2",
+            requester: IpAddr::V4(ip(client)),
+            lan_nets6: &[],
+            pin_packets: None,
+            outbound_timeout: (7440, 60),
         };
         let a = Args(
             args.iter()

@@ -10,6 +10,7 @@ pub mod firewall;
 pub mod gena;
 pub mod igd;
 pub mod persist;
+pub mod pinhole;
 pub mod pmp;
 pub mod policy;
 pub mod ssdp;
@@ -91,6 +92,9 @@ pub struct Granted {
 pub struct Core {
     pub table: Table,
     pub policy: Policy,
+    /// IPv6 pinholes and their policy.
+    pub pinholes: pinhole::Pinholes,
+    pub pin_policy: pinhole::PinPolicy,
     events: Vec<Event>,
     /// IGDv2 SystemUpdateID: changes whenever a mapping is added, removed
     /// or modified (not on a pure lease renewal).
@@ -118,6 +122,8 @@ impl Core {
         Core {
             table: Table::new(),
             policy,
+            pinholes: pinhole::Pinholes::new(),
+            pin_policy: pinhole::PinPolicy::default(),
             events: Vec::new(),
             system_update_id: 1,
         }
@@ -137,6 +143,27 @@ impl Core {
     pub fn rollback(&mut self, table_sp: usize, event_mark: usize) {
         self.table.rollback(table_sp);
         self.events.truncate(event_mark);
+    }
+
+    /// Undoes every uncommitted change, mappings and pinholes.
+    pub fn rollback_all(&mut self) {
+        self.table.rollback(0);
+        self.pinholes.rollback(0);
+        self.events.clear();
+    }
+
+    /// Makes the turn's changes final.
+    pub fn commit(&mut self) {
+        self.table.commit();
+        self.pinholes.commit();
+    }
+
+    /// Expires pinholes whose lease has ended; returns them.
+    pub fn expire_pinholes(&mut self, now: Millis) -> Vec<pinhole::Pinhole> {
+        let ids = self.pinholes.expired(now, EXPIRE_BATCH);
+        ids.iter()
+            .filter_map(|id| self.pinholes.remove(*id))
+            .collect()
     }
 
     fn push(&mut self, kind: EventKind, mapping: Mapping, reason: impl Into<String>) {
@@ -433,7 +460,7 @@ mod tests {
             .unwrap();
         c.map(&req(2, 5001, Lease::Permanent), 0, &NoListeners)
             .unwrap();
-        fw.apply(&c.table.take_changes(), 0).unwrap();
+        fw.apply(&c.table.take_changes(), &[], 0).unwrap();
         assert_eq!(fw.installed.len(), 2);
         assert_eq!(fw.transactions, 1);
 
@@ -442,7 +469,7 @@ mod tests {
         c.remove(&Key::new(Proto::Tcp, 5000), EventKind::Delete, "test");
         fw.fail_next = Some("boom".into());
         let changes = c.table.pending_changes();
-        assert!(fw.apply(&changes, 0).is_err());
+        assert!(fw.apply(&changes, &[], 0).is_err());
         // the failed batch is undone in the table, as in the kernel
         c.rollback(sp, mark);
         assert_eq!(c.table.len(), 2);

@@ -7,8 +7,44 @@
 //! `PCP MAP <nonce>`, `PCP PEER <nonce> <peer port>`). Pure: both clocks
 //! are passed in.
 
+use crate::core::pinhole::Pinhole;
 use crate::core::table::{Key, Mapping, Millis, Origin, RemoteFilter};
-use crate::proto::lease::Lease4;
+use crate::proto::lease::{Lease4, Lease6};
+
+/// The IPv6 lease line of a pinhole (miniupnpd's `leases6` format).
+pub fn to_lease6(p: &Pinhole, now: Millis, wall: u64) -> Lease6 {
+    Lease6 {
+        proto: u16::from(p.proto),
+        iaddr: p.iaddr,
+        iport: p.iport,
+        remote: p.remote,
+        rport: p.rport,
+        uid: p.id,
+        expiry: wall + u64::from(p.remaining_secs(now).max(1)),
+        desc: "IGD2 pinhole".into(),
+    }
+}
+
+/// The pinhole an IPv6 lease line describes, or `None` if it has ended
+/// or is not one we could have made.
+pub fn from_lease6(l: &Lease6, now: Millis, wall: u64) -> Option<Pinhole> {
+    if l.expiry <= wall || l.uid == 0 || l.iport == 0 {
+        return None;
+    }
+    let proto = u8::try_from(l.proto)
+        .ok()
+        .filter(|p| [6, 17, 136].contains(p))?;
+    Some(Pinhole {
+        id: l.uid,
+        remote: l.remote,
+        rport: l.rport,
+        iaddr: l.iaddr,
+        iport: l.iport,
+        proto,
+        expires: now + (l.expiry - wall).min(u64::from(crate::core::pinhole::MAX_LEASE)) * 1000,
+        client: std::net::IpAddr::V6(l.iaddr),
+    })
+}
 
 /// The lease line of a mapping. `now` is the monotonic time and `wall`
 /// the UNIX time, both read at the same moment by the caller.

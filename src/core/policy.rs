@@ -22,6 +22,14 @@ pub trait Environment {
     /// True if a local socket listens on `port` on the WAN side (or on all
     /// addresses), so a mapping there would hide it or be hidden by it.
     fn wan_listener(&self, proto: Proto, port: u16) -> bool;
+
+    /// True if IPv6 address `addr` belongs to the host that sent a
+    /// request from `requester` (secure mode for pinholes). By default
+    /// only the address itself; the daemon also matches an IPv4 requester
+    /// whose neighbour entry has the same link-layer address.
+    fn same_host(&self, requester: std::net::IpAddr, addr: std::net::Ipv6Addr) -> bool {
+        requester == std::net::IpAddr::V6(addr)
+    }
 }
 
 /// An environment with no listening sockets, for tests and for routers

@@ -137,6 +137,105 @@ pub fn default_route_dev() -> Option<String> {
     })
 }
 
+/// The kernel's neighbour table (ARP and NDP): address → link-layer
+/// address, from one RTM_GETNEIGH dump. Bounded like every netlink read.
+pub fn neighbours() -> io::Result<Vec<(std::net::IpAddr, [u8; 6])>> {
+    const RTM_GETNEIGH: u16 = 30;
+    const RTM_NEWNEIGH: u16 = 28;
+    const NDA_DST: u16 = 1;
+    const NDA_LLADDR: u16 = 2;
+    // SAFETY: plain socket call; the fd is owned at once.
+    let fd = unsafe {
+        let raw = libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        );
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        OwnedFd::from_raw_fd(raw)
+    };
+    // nlmsghdr (16) + ndmsg (12)
+    let mut req = [0u8; 28];
+    req[0..4].copy_from_slice(&28u32.to_ne_bytes());
+    req[4..6].copy_from_slice(&RTM_GETNEIGH.to_ne_bytes());
+    let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
+    req[6..8].copy_from_slice(&flags.to_ne_bytes());
+    req[16] = libc::AF_UNSPEC as u8;
+    // SAFETY: sending a buffer of the stated length.
+    if unsafe { libc::send(fd.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 32 * 1024];
+    for _ in 0..1024 {
+        // SAFETY: receiving into a buffer of the given length.
+        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut d = &buf[..n as usize];
+        while d.len() >= 16 {
+            let len = u32::from_ne_bytes([d[0], d[1], d[2], d[3]]) as usize;
+            let ty = u16::from_ne_bytes([d[4], d[5]]);
+            if len < 16 || len > d.len() {
+                break;
+            }
+            match ty as i32 {
+                libc::NLMSG_DONE => return Ok(out),
+                libc::NLMSG_ERROR => return Err(io::Error::other("neighbour dump refused")),
+                _ => {}
+            }
+            if ty == RTM_NEWNEIGH && len >= 28 {
+                let mut dst = None;
+                let mut mac = None;
+                let mut a = d.get(28..len).unwrap_or(&[]);
+                while a.len() >= 4 {
+                    let alen = u16::from_ne_bytes([a[0], a[1]]) as usize;
+                    let aty = u16::from_ne_bytes([a[2], a[3]]);
+                    if alen < 4 || alen > a.len() {
+                        break;
+                    }
+                    let v = &a[4..alen];
+                    match (aty, v.len()) {
+                        (NDA_DST, 4) => {
+                            dst = Some(std::net::IpAddr::from([v[0], v[1], v[2], v[3]]))
+                        }
+                        (NDA_DST, 16) => {
+                            let mut b = [0u8; 16];
+                            b.copy_from_slice(v);
+                            dst = Some(std::net::IpAddr::from(b));
+                        }
+                        (NDA_LLADDR, 6) => mac = Some([v[0], v[1], v[2], v[3], v[4], v[5]]),
+                        _ => {}
+                    }
+                    a = a.get((alen + 3) & !3..).unwrap_or(&[]);
+                }
+                if let (Some(ip), Some(m)) = (dst, mac) {
+                    if m != [0; 6] {
+                        out.push((ip, m));
+                    }
+                }
+            }
+            d = d.get((len + 3) & !3..).unwrap_or(&[]);
+        }
+    }
+    Ok(out)
+}
+
+/// Reads a conntrack timeout in seconds (for GetOutboundPinholeTimeout).
+pub fn conntrack_timeout(name: &str) -> Option<u32> {
+    if name.contains('/') {
+        return None;
+    }
+    std::fs::read_to_string(format!("/proc/sys/net/netfilter/{name}"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// Byte and packet counters of `dev`.
 pub fn link_counters(dev: &str) -> Option<LinkCounters> {
     Some(LinkCounters {

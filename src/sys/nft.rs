@@ -34,6 +34,7 @@ use tokio::io::unix::AsyncFd;
 
 use crate::config::NftNames;
 use crate::core::firewall::{Counters, Firewall};
+use crate::core::pinhole::{PinChange, Pinhole};
 use crate::core::table::{Change, Key, Mapping, Millis};
 use crate::proto::Proto;
 
@@ -218,6 +219,21 @@ pub fn structure(n: &NftNames, s: &Setup, own_base: bool) -> String {
             c,
             "add rule inet {t} {fw} iifname \"{w}\" {fwd_match} accept"
         );
+        // IPv6 pinholes: no translation, one lookup per wildcard shape.
+        for (set, key) in [
+            (PIN6, "ip6 daddr . meta l4proto . th dport"),
+            (PIN6_H, "ip6 saddr . ip6 daddr . meta l4proto . th dport"),
+            (PIN6_P, "th sport . ip6 daddr . meta l4proto . th dport"),
+            (
+                PIN6_HP,
+                "ip6 saddr . th sport . ip6 daddr . meta l4proto . th dport",
+            ),
+        ] {
+            let _ = writeln!(
+                c,
+                "add rule inet {t} {fw} iifname \"{w}\" meta nfproto ipv6 {key} @{set} accept"
+            );
+        }
         if s.hairpin && have_lan {
             let _ = writeln!(
                 c,
@@ -292,6 +308,23 @@ fn snat_elem(m: &Mapping, ext: Option<Ipv4Addr>) -> Option<(String, String)> {
         ),
         format!("{ext} . {}", m.key.eport),
     ))
+}
+
+/// `(set, key text)` of a pinhole's element.
+fn pin_elem(p: &Pinhole) -> (&'static str, String) {
+    let proto = match p.proto {
+        6 => "tcp".to_string(),
+        17 => "udp".to_string(),
+        136 => "udplite".to_string(),
+        n => n.to_string(),
+    };
+    let tail = format!("{} . {proto} . {}", p.iaddr, p.iport);
+    match (p.remote, p.rport) {
+        (None, 0) => (PIN6, tail),
+        (Some(r), 0) => (PIN6_H, format!("{r} . {tail}")),
+        (None, rp) => (PIN6_P, format!("{rp} . {tail}")),
+        (Some(r), rp) => (PIN6_HP, format!("{r} . {rp} . {tail}")),
+    }
 }
 
 fn fwd_text(k: &FwdKey) -> String {
@@ -524,9 +557,14 @@ impl Nft {
 
     /// Builds (or rebuilds after a reload) the structure and rules and
     /// installs exactly `all`, in one transaction.
-    pub fn restore(&mut self, all: &[&Mapping], now: Millis) -> Result<(), String> {
+    pub fn restore(
+        &mut self,
+        all: &[&Mapping],
+        pins: &[&Pinhole],
+        now: Millis,
+    ) -> Result<(), String> {
         let mut c = structure(&self.names, &self.setup, self.own_base);
-        self.fill(&mut c, all, now);
+        self.fill(&mut c, all, pins, now);
         self.run(&c)?;
         self.rebuild_refs(all);
         Ok(())
@@ -534,9 +572,15 @@ impl Nft {
 
     /// Changes what the rules depend on (WAN device or address, LAN
     /// devices, toggles) and reinstalls everything.
-    pub fn set_setup(&mut self, setup: Setup, all: &[&Mapping], now: Millis) -> Result<(), String> {
+    pub fn set_setup(
+        &mut self,
+        setup: Setup,
+        all: &[&Mapping],
+        pins: &[&Pinhole],
+        now: Millis,
+    ) -> Result<(), String> {
         self.setup = setup;
-        self.restore(all, now)
+        self.restore(all, pins, now)
     }
 
     pub fn setup(&self) -> &Setup {
@@ -616,10 +660,26 @@ impl Nft {
 
     /// Flushes the element containers and adds every mapping, batched in
     /// one `add element` per container.
-    fn fill(&self, c: &mut String, all: &[&Mapping], now: Millis) {
+    fn fill(&self, c: &mut String, all: &[&Mapping], pins: &[&Pinhole], now: Millis) {
         let t = &self.names.table;
-        for (kind, name, _) in DECLARATIONS.iter().take(4) {
+        for (kind, name, _) in DECLARATIONS
+            .iter()
+            .filter(|(_, n, _)| ![EXTADDR, ALIVE].contains(n))
+        {
             let _ = writeln!(c, "flush {kind} inet {t} {name}");
+        }
+        let mut by_set: HashMap<&str, Vec<String>> = HashMap::new();
+        for p in pins {
+            let (set, k) = pin_elem(p);
+            by_set
+                .entry(set)
+                .or_default()
+                .push(format!("{k}{}", timeout(Some(p.expires), now)));
+        }
+        for (set, elems) in by_set {
+            for chunk in elems.chunks(512) {
+                let _ = writeln!(c, "add element inet {t} {set} {{ {} }}", chunk.join(", "));
+            }
         }
         let mut dnat = Vec::new();
         let mut dnat_rh = Vec::new();
@@ -664,10 +724,24 @@ impl Nft {
 }
 
 impl Firewall for Nft {
-    fn apply(&mut self, changes: &[Change], now: Millis) -> Result<(), String> {
+    fn apply(&mut self, changes: &[Change], pins: &[PinChange], now: Millis) -> Result<(), String> {
         let t = self.names.table.clone();
         let ext = self.setup.ext_addr;
         let mut c = String::with_capacity(256 * changes.len());
+        for ch in pins {
+            if let Some(o) = &ch.old {
+                let (set, k) = pin_elem(o);
+                delete_idempotent(&mut c, &t, set, &k, None);
+            }
+            if let Some(n) = &ch.new {
+                let (set, k) = pin_elem(n);
+                let _ = writeln!(
+                    c,
+                    "add element inet {t} {set} {{ {k}{} }}",
+                    timeout(Some(n.expires), now)
+                );
+            }
+        }
         // Forward references change on a scratch copy, kept only if the
         // transaction succeeds.
         let mut touched: HashMap<FwdKey, (Option<Option<Millis>>, FwdRefs)> = HashMap::new();
@@ -763,12 +837,17 @@ impl Firewall for Nft {
         Ok(())
     }
 
-    fn sync(&mut self, all: &[&Mapping], now: Millis) -> Result<(), String> {
+    fn sync(&mut self, all: &[&Mapping], pins: &[&Pinhole], now: Millis) -> Result<(), String> {
         let mut c = String::new();
-        self.fill(&mut c, all, now);
+        self.fill(&mut c, all, pins, now);
         self.run(&c)?;
         self.rebuild_refs(all);
         Ok(())
+    }
+
+    fn pinhole_counters(&mut self, p: &Pinhole) -> Option<Counters> {
+        let (set, k) = pin_elem(p);
+        self.element_counters(set, &k)
     }
 
     fn counters(&mut self) -> HashMap<Key, Counters> {
@@ -799,6 +878,29 @@ impl Firewall for Nft {
     }
 }
 
+impl Nft {
+    /// Reads the counters of every pinhole element (for `list`), keyed by
+    /// the pinhole's set and element text.
+    pub fn pinhole_counter_map(&mut self) -> HashMap<String, Counters> {
+        let t = self.names.table.clone();
+        let mut out = HashMap::new();
+        for set in [PIN6, PIN6_H, PIN6_P, PIN6_HP] {
+            if let Ok(text) = self.runner.run(&format!("list set inet {t} {set}")) {
+                for (k, c) in parse_elements(&text) {
+                    out.insert(format!("{set} {k}"), c);
+                }
+            }
+        }
+        out
+    }
+
+    /// The key [`Nft::pinhole_counter_map`] uses for a pinhole.
+    pub fn pinhole_key(p: &Pinhole) -> String {
+        let (set, k) = pin_elem(p);
+        format!("{set} {k}")
+    }
+}
+
 /// Parses the elements of `nft list map|set` or `get element` output into
 /// (key text, counters). Elements look like
 /// `tcp . 18080 counter packets 3 bytes 180 timeout 1h expires 59m : 192.168.1.2 . 8080`.
@@ -810,7 +912,8 @@ pub fn parse_elements(text: &str) -> Vec<(String, Counters)> {
     let body = body.split('}').next().unwrap_or("");
     let mut out = Vec::new();
     for elem in body.split(',') {
-        let elem = elem.split(':').next().unwrap_or("").trim();
+        // " : " separates a map element's value (IPv6 keys contain ':').
+        let elem = elem.split(" : ").next().unwrap_or("").trim();
         let words: Vec<&str> = elem.split_whitespace().collect();
         let cut = words
             .iter()
@@ -1076,6 +1179,17 @@ mod tests {
         );
         assert_eq!(e[1].0, "udp . 19000");
         assert!(parse_elements("table inet fw4 {}").is_empty());
+        let six = "elements = { fd77::2 . tcp . 8080 counter packets 4 bytes 300 timeout 1h expires 59m }";
+        assert_eq!(
+            parse_elements(six),
+            vec![(
+                "fd77::2 . tcp . 8080".to_string(),
+                Counters {
+                    packets: 4,
+                    bytes: 300
+                }
+            )]
+        );
     }
 
     #[test]

@@ -21,6 +21,10 @@ pub const CLIENT_IP: &str = "192.168.77.2";
 pub const CLIENT2_IP: &str = "192.168.77.3";
 pub const WAN_IP: &str = "192.0.3.1";
 pub const PEER_IP: &str = "192.0.3.2";
+pub const LAN6: &str = "fd77::1";
+pub const CLIENT6: &str = "fd77::2";
+pub const CLIENT6_2: &str = "fd77::3";
+pub const PEER6: &str = "2001:db8:3::2";
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -163,6 +167,42 @@ impl Bed {
             "sysctl",
             "-qw",
             "net.ipv4.ip_forward=1",
+        ]);
+        // IPv6: a ULA LAN prefix routed (not translated) to the WAN side,
+        // for pinholes. `nodad` so the addresses are usable at once.
+        for (ns, addr, dev) in [
+            (&bed.c, "fd77::2/64", "c-eth0"),
+            (&bed.c, "fd77::3/64", "c-eth0"),
+            (&bed.r, "fd77::1/64", "r-lan"),
+            (&bed.r, "2001:db8:3::1/64", "r-wan"),
+            (&bed.w, "2001:db8:3::2/64", "w-eth0"),
+        ] {
+            must(&[
+                "ip", "-n", ns, "-6", "addr", "add", addr, "dev", dev, "nodad",
+            ]);
+        }
+        must(&[
+            "ip", "-n", &bed.c, "-6", "route", "add", "default", "via", "fd77::1",
+        ]);
+        must(&[
+            "ip",
+            "-n",
+            &bed.w,
+            "-6",
+            "route",
+            "add",
+            "fd77::/64",
+            "via",
+            "2001:db8:3::1",
+        ]);
+        must(&[
+            "ip",
+            "netns",
+            "exec",
+            &bed.r,
+            "sysctl",
+            "-qw",
+            "net.ipv6.conf.all.forwarding=1",
         ]);
         // Let DAD and the veth carrier settle so the first packets are not lost.
         std::thread::sleep(Duration::from_millis(200));
@@ -409,6 +449,89 @@ SOAPAction: \"{urn}#{action}\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\
                 s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
                 let mut buf = [0u8; 12];
                 let got = s.read_exact(&mut buf).is_ok() && &buf == b"through-dnat";
+                let _ = rx.recv_timeout(Duration::from_secs(3));
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = rx.recv_timeout(Duration::from_secs(3));
+        false
+    }
+
+    /// A SOAP call over IPv6 from the LAN host (source address `from`) to
+    /// the router's LAN IPv6 address.
+    pub fn soap6(
+        &self,
+        from: &str,
+        service: &str,
+        action: &str,
+        args: &[(&str, &str)],
+    ) -> (u16, String) {
+        let ns = self.c.clone();
+        let from: std::net::Ipv6Addr = from.parse().unwrap();
+        let (path, urn) = service_urls(service);
+        let body = soap_body(action, &urn, args);
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nHost: [{LAN6}]:5000\r\nContent-Type: text/xml; charset=\"utf-8\"\r\n\
+SOAPAction: \"{urn}#{action}\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        in_netns(&ns, move || {
+            use socket2::{Domain, Socket, Type};
+            let s = Socket::new(Domain::IPV6, Type::STREAM, None).unwrap();
+            s.bind(&SocketAddr::from((from, 0)).into()).unwrap();
+            let to: SocketAddr = format!("[{LAN6}]:5000").parse().unwrap();
+            s.connect_timeout(&to.into(), Duration::from_secs(2))
+                .unwrap();
+            let mut t: TcpStream = s.into();
+            t.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+            t.write_all(req.as_bytes()).unwrap();
+            let mut out = Vec::new();
+            t.read_to_end(&mut out).unwrap();
+            let text = String::from_utf8_lossy(&out).into_owned();
+            let code = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+            (code, text)
+        })
+    }
+
+    /// A TCP connection from the WAN host (IPv6, source `src`) to
+    /// `[dst]:port` on the LAN host: no translation, only a pinhole lets
+    /// it through.
+    pub fn tcp6_through(&self, src: &str, dst: &str, port: u16) -> bool {
+        let c = self.c.clone();
+        let dst: std::net::Ipv6Addr = dst.parse().unwrap();
+        let src: std::net::Ipv6Addr = src.parse().unwrap();
+        let listener = in_netns(&c, move || TcpListener::bind((dst, port)).unwrap());
+        listener.set_nonblocking(true).unwrap();
+        let w = self.w.clone();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let ok = in_netns(&w, move || {
+                use socket2::{Domain, Socket, Type};
+                let s = Socket::new(Domain::IPV6, Type::STREAM, None).unwrap();
+                if s.bind(&SocketAddr::from((src, 0)).into()).is_err() {
+                    return false;
+                }
+                match s.connect_timeout(
+                    &SocketAddr::from((dst, port)).into(),
+                    Duration::from_secs(2),
+                ) {
+                    Ok(()) => {
+                        let mut t: TcpStream = s.into();
+                        t.write_all(b"through-pinhole").is_ok()
+                    }
+                    Err(_) => false,
+                }
+            });
+            let _ = tx.send(ok);
+        });
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok((mut s, _)) = listener.accept() {
+                s.set_nonblocking(false).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                let mut buf = [0u8; 15];
+                let got = s.read_exact(&mut buf).is_ok() && &buf == b"through-pinhole";
                 let _ = rx.recv_timeout(Duration::from_secs(3));
                 return got;
             }

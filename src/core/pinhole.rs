@@ -1,0 +1,553 @@
+//! IPv6 firewall pinholes (WANIPv6FirewallControl:1): the table, its
+//! policy (pinholes allowed, secure mode, permission rules, quotas, lease
+//! limits) and its journal of changes for the firewall.
+//!
+//! Owns: [`Pinhole`], [`Pinholes`]. Pure: `now` is passed in, and whether
+//! an IPv6 address belongs to the requesting host is asked of the
+//! caller's [`Environment`].
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv6Addr};
+
+use crate::config::PermRule;
+use crate::core::policy::Environment;
+use crate::core::table::Millis;
+
+/// WANIPv6FirewallControl:1 A_ARG_TYPE_LeaseTime range.
+pub const MIN_LEASE: u32 = 1;
+pub const MAX_LEASE: u32 = 86400;
+
+/// One pinhole: inbound traffic from `remote:rport` (wildcards: `None`,
+/// 0) to `iaddr:iport` over `proto` is accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pinhole {
+    /// The UniqueID the control point uses.
+    pub id: u16,
+    pub remote: Option<Ipv6Addr>,
+    pub rport: u16,
+    pub iaddr: Ipv6Addr,
+    pub iport: u16,
+    /// IANA protocol number: 6, 17 or 136 (UDP-Lite).
+    pub proto: u8,
+    pub expires: Millis,
+    /// Who asked (owner for secure mode and quotas).
+    pub client: IpAddr,
+}
+
+impl Pinhole {
+    /// The traffic tuple: two pinholes with the same one are the same
+    /// pinhole (an AddPinhole repeating it extends the existing one).
+    pub fn tuple(&self) -> (Option<Ipv6Addr>, u16, Ipv6Addr, u16, u8) {
+        (self.remote, self.rport, self.iaddr, self.iport, self.proto)
+    }
+
+    pub fn remaining_secs(&self, now: Millis) -> u32 {
+        u32::try_from(self.expires.saturating_sub(now).div_ceil(1000)).unwrap_or(u32::MAX)
+    }
+}
+
+/// One pinhole's state before and after a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinChange {
+    pub id: u16,
+    pub old: Option<Pinhole>,
+    pub new: Option<Pinhole>,
+}
+
+/// Why a pinhole request is refused (mapped to 6FC error codes by the
+/// IGD layer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinRefusal {
+    /// Pinholes are switched off (703 InboundPinholeNotAllowed).
+    NotAllowed,
+    /// Secure mode or permission rules (606).
+    NotAuthorized,
+    /// No room (701 PinholeSpaceExhausted).
+    SpaceExhausted,
+    /// Unknown UniqueID (704 NoSuchEntry).
+    NoSuchEntry,
+}
+
+/// The pinhole table.
+#[derive(Debug, Default)]
+pub struct Pinholes {
+    by_id: BTreeMap<u16, Pinhole>,
+    by_tuple: HashMap<(Option<Ipv6Addr>, u16, Ipv6Addr, u16, u8), u16>,
+    deadlines: BTreeSet<(Millis, u16)>,
+    next_id: u16,
+    journal: Vec<(u16, Option<Pinhole>)>,
+}
+
+/// What governs pinholes.
+#[derive(Debug, Clone, Default)]
+pub struct PinPolicy {
+    pub allowed: bool,
+    pub secure_mode: bool,
+    pub rules: Vec<PermRule>,
+    pub max_total: u32,
+    pub max_per_client: u32,
+}
+
+impl PinPolicy {
+    /// Permission rules for IPv6: a rule with a wildcard internal address
+    /// (0.0.0.0/0) applies by its internal port range; rules naming an
+    /// IPv4 network cannot match an IPv6 host. First match wins; no match
+    /// denies, as for IPv4.
+    pub fn permitted(&self, iport: u16) -> bool {
+        self.rules
+            .iter()
+            .filter(|r| r.int_prefix == 0)
+            .find(|r| (r.int_ports.0..=r.int_ports.1).contains(&iport))
+            .is_some_and(|r| r.allow)
+    }
+}
+
+impl Pinholes {
+    pub fn new() -> Pinholes {
+        Pinholes {
+            next_id: 1,
+            ..Pinholes::default()
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    pub fn get(&self, id: u16) -> Option<&Pinhole> {
+        self.by_id.get(&id)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Pinhole> {
+        self.by_id.values()
+    }
+
+    pub fn next_deadline(&self) -> Option<Millis> {
+        self.deadlines.first().map(|(t, _)| *t)
+    }
+
+    fn count_for(&self, client: IpAddr) -> u32 {
+        self.by_id.values().filter(|p| p.client == client).count() as u32
+    }
+
+    fn put(&mut self, p: Pinhole) {
+        let old = self.detach(p.id);
+        self.journal.push((p.id, old));
+        self.attach(p);
+    }
+
+    fn attach(&mut self, p: Pinhole) {
+        self.by_tuple.insert(p.tuple(), p.id);
+        self.deadlines.insert((p.expires, p.id));
+        self.by_id.insert(p.id, p);
+    }
+
+    fn detach(&mut self, id: u16) -> Option<Pinhole> {
+        let p = self.by_id.remove(&id)?;
+        self.by_tuple.remove(&p.tuple());
+        self.deadlines.remove(&(p.expires, id));
+        Some(p)
+    }
+
+    /// A free UniqueID (1–65535), at most 65535 probes of a BTreeMap, and
+    /// only when the table holds that many — which the caps prevent.
+    fn free_id(&mut self) -> Option<u16> {
+        for _ in 0..=u16::MAX {
+            let id = self.next_id;
+            self.next_id = self.next_id.checked_add(1).unwrap_or(1);
+            if id != 0 && !self.by_id.contains_key(&id) {
+                return Some(id);
+            }
+        }
+        None
+    }
+
+    /// AddPinhole. An identical pinhole is extended and keeps its
+    /// UniqueID. Returns the UniqueID.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add(
+        &mut self,
+        policy: &PinPolicy,
+        env: &dyn Environment,
+        client: IpAddr,
+        remote: Option<Ipv6Addr>,
+        rport: u16,
+        iaddr: Ipv6Addr,
+        iport: u16,
+        proto: u8,
+        lease: u32,
+        now: Millis,
+    ) -> Result<u16, PinRefusal> {
+        if !policy.allowed {
+            return Err(PinRefusal::NotAllowed);
+        }
+        if policy.secure_mode && !env.same_host(client, iaddr) {
+            return Err(PinRefusal::NotAuthorized);
+        }
+        if !policy.permitted(iport) {
+            return Err(PinRefusal::NotAuthorized);
+        }
+        let expires = now + u64::from(lease.clamp(MIN_LEASE, MAX_LEASE)) * 1000;
+        let tuple = (remote, rport, iaddr, iport, proto);
+        if let Some(&id) = self.by_tuple.get(&tuple) {
+            if let Some(mut p) = self.by_id.get(&id).cloned() {
+                p.expires = expires;
+                self.put(p);
+                return Ok(id);
+            }
+        }
+        if self.len() as u32 >= policy.max_total || self.count_for(client) >= policy.max_per_client
+        {
+            return Err(PinRefusal::SpaceExhausted);
+        }
+        let id = self.free_id().ok_or(PinRefusal::SpaceExhausted)?;
+        self.put(Pinhole {
+            id,
+            remote,
+            rport,
+            iaddr,
+            iport,
+            proto,
+            expires,
+            client,
+        });
+        Ok(id)
+    }
+
+    fn owned(
+        &self,
+        policy: &PinPolicy,
+        env: &dyn Environment,
+        client: IpAddr,
+        id: u16,
+    ) -> Result<&Pinhole, PinRefusal> {
+        let p = self.by_id.get(&id).ok_or(PinRefusal::NoSuchEntry)?;
+        if policy.secure_mode && p.client != client && !env.same_host(client, p.iaddr) {
+            return Err(PinRefusal::NotAuthorized);
+        }
+        Ok(p)
+    }
+
+    /// UpdatePinhole: a new lease for an existing pinhole.
+    pub fn update(
+        &mut self,
+        policy: &PinPolicy,
+        env: &dyn Environment,
+        client: IpAddr,
+        id: u16,
+        lease: u32,
+        now: Millis,
+    ) -> Result<(), PinRefusal> {
+        let mut p = self.owned(policy, env, client, id)?.clone();
+        p.expires = now + u64::from(lease.clamp(MIN_LEASE, MAX_LEASE)) * 1000;
+        self.put(p);
+        Ok(())
+    }
+
+    /// DeletePinhole.
+    pub fn delete(
+        &mut self,
+        policy: &PinPolicy,
+        env: &dyn Environment,
+        client: IpAddr,
+        id: u16,
+    ) -> Result<Pinhole, PinRefusal> {
+        self.owned(policy, env, client, id)?;
+        self.remove(id).ok_or(PinRefusal::NoSuchEntry)
+    }
+
+    /// Removes a pinhole unconditionally (expiry, ubus, flush).
+    pub fn remove(&mut self, id: u16) -> Option<Pinhole> {
+        let p = self.detach(id)?;
+        self.journal.push((id, Some(p.clone())));
+        Some(p)
+    }
+
+    /// Pinholes whose lease has ended, at most `limit`.
+    pub fn expired(&self, now: Millis, limit: usize) -> Vec<u16> {
+        self.deadlines
+            .iter()
+            .take_while(|(t, _)| *t <= now)
+            .take(limit)
+            .map(|(_, id)| *id)
+            .collect()
+    }
+
+    /// Removes pinholes a new policy forbids; returns their ids.
+    pub fn enforce(&mut self, policy: &PinPolicy, env: &dyn Environment) -> Vec<Pinhole> {
+        let doomed: Vec<u16> = self
+            .by_id
+            .values()
+            .filter(|p| {
+                !policy.allowed
+                    || (policy.secure_mode && !env.same_host(p.client, p.iaddr))
+                    || !policy.permitted(p.iport)
+            })
+            .map(|p| p.id)
+            .collect();
+        doomed.iter().filter_map(|id| self.remove(*id)).collect()
+    }
+
+    /// Restores a pinhole read back from the lease file (its lease end
+    /// already converted to the monotonic clock).
+    pub fn restore(&mut self, p: Pinhole) {
+        if self.by_id.contains_key(&p.id) || self.by_tuple.contains_key(&p.tuple()) {
+            return;
+        }
+        self.next_id = self.next_id.max(p.id.wrapping_add(1)).max(1);
+        self.attach(p);
+    }
+
+    pub fn savepoint(&self) -> usize {
+        self.journal.len()
+    }
+
+    pub fn rollback(&mut self, sp: usize) {
+        while self.journal.len() > sp {
+            let Some((id, old)) = self.journal.pop() else {
+                break;
+            };
+            self.detach(id);
+            if let Some(p) = old {
+                self.attach(p);
+            }
+        }
+    }
+
+    /// Net changes since the last commit, by UniqueID.
+    pub fn pending_changes(&self) -> Vec<PinChange> {
+        let mut first: BTreeMap<u16, &Option<Pinhole>> = BTreeMap::new();
+        for (id, old) in &self.journal {
+            first.entry(*id).or_insert(old);
+        }
+        first
+            .into_iter()
+            .filter_map(|(id, old)| {
+                let new = self.by_id.get(&id);
+                (old.as_ref() != new).then(|| PinChange {
+                    id,
+                    old: old.clone(),
+                    new: new.cloned(),
+                })
+            })
+            .collect()
+    }
+
+    pub fn commit(&mut self) {
+        self.journal.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::policy::NoListeners;
+
+    fn policy() -> PinPolicy {
+        PinPolicy {
+            allowed: true,
+            secure_mode: true,
+            rules: crate::config::default_perm_rules(),
+            max_total: 4,
+            max_per_client: 3,
+        }
+    }
+
+    fn v6(s: &str) -> Ipv6Addr {
+        s.parse().unwrap()
+    }
+
+    fn me() -> IpAddr {
+        IpAddr::V6(v6("fd77::2"))
+    }
+
+    #[test]
+    fn add_extend_update_delete() {
+        let mut t = Pinholes::new();
+        let p = policy();
+        let id = t
+            .add(
+                &p,
+                &NoListeners,
+                me(),
+                None,
+                0,
+                v6("fd77::2"),
+                8080,
+                6,
+                3600,
+                0,
+            )
+            .unwrap();
+        assert_eq!(id, 1);
+        // the identical pinhole is extended, same id
+        assert_eq!(
+            t.add(
+                &p,
+                &NoListeners,
+                me(),
+                None,
+                0,
+                v6("fd77::2"),
+                8080,
+                6,
+                7200,
+                10
+            )
+            .unwrap(),
+            1
+        );
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.get(1).unwrap().expires, 7_200_010);
+        // another remote makes another pinhole
+        let id2 = t
+            .add(
+                &p,
+                &NoListeners,
+                me(),
+                Some(v6("2001:db8::9")),
+                0,
+                v6("fd77::2"),
+                8080,
+                6,
+                60,
+                0,
+            )
+            .unwrap();
+        assert_eq!(id2, 2);
+        t.update(&p, &NoListeners, me(), 2, 120, 100).unwrap();
+        assert_eq!(t.get(2).unwrap().expires, 120_100);
+        assert_eq!(
+            t.update(&p, &NoListeners, me(), 9, 120, 100),
+            Err(PinRefusal::NoSuchEntry)
+        );
+        assert!(t.delete(&p, &NoListeners, me(), 2).is_ok());
+        assert_eq!(
+            t.delete(&p, &NoListeners, me(), 2),
+            Err(PinRefusal::NoSuchEntry)
+        );
+        let changes = t.pending_changes();
+        assert_eq!(changes.len(), 1, "pinhole 2 came and went: no net change");
+        t.commit();
+        assert_eq!(t.expired(7_200_009, 10), Vec::<u16>::new());
+        assert_eq!(t.expired(7_200_010, 10), vec![1]);
+    }
+
+    #[test]
+    fn policy_refusals() {
+        let mut t = Pinholes::new();
+        let mut p = policy();
+        // secure mode: another host
+        assert_eq!(
+            t.add(
+                &p,
+                &NoListeners,
+                me(),
+                None,
+                0,
+                v6("fd77::3"),
+                8080,
+                6,
+                60,
+                0
+            ),
+            Err(PinRefusal::NotAuthorized)
+        );
+        // permission rules: low port
+        assert_eq!(
+            t.add(&p, &NoListeners, me(), None, 0, v6("fd77::2"), 22, 6, 60, 0),
+            Err(PinRefusal::NotAuthorized)
+        );
+        for port in [5001, 5002, 5003] {
+            t.add(
+                &p,
+                &NoListeners,
+                me(),
+                None,
+                0,
+                v6("fd77::2"),
+                port,
+                17,
+                60,
+                0,
+            )
+            .unwrap();
+        }
+        assert_eq!(
+            t.add(
+                &p,
+                &NoListeners,
+                me(),
+                None,
+                0,
+                v6("fd77::2"),
+                5004,
+                17,
+                60,
+                0
+            ),
+            Err(PinRefusal::SpaceExhausted)
+        );
+        p.allowed = false;
+        assert_eq!(
+            t.add(
+                &p,
+                &NoListeners,
+                me(),
+                None,
+                0,
+                v6("fd77::2"),
+                5005,
+                17,
+                60,
+                0
+            ),
+            Err(PinRefusal::NotAllowed)
+        );
+        // switching pinholes off removes them all
+        assert_eq!(t.enforce(&p, &NoListeners).len(), 3);
+    }
+
+    #[test]
+    fn rollback_restores() {
+        let mut t = Pinholes::new();
+        let p = policy();
+        t.add(
+            &p,
+            &NoListeners,
+            me(),
+            None,
+            0,
+            v6("fd77::2"),
+            8080,
+            6,
+            60,
+            0,
+        )
+        .unwrap();
+        t.commit();
+        let sp = t.savepoint();
+        t.remove(1);
+        t.add(
+            &p,
+            &NoListeners,
+            me(),
+            None,
+            0,
+            v6("fd77::2"),
+            9090,
+            6,
+            60,
+            0,
+        )
+        .unwrap();
+        t.rollback(sp);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.get(1).unwrap().iport, 8080);
+        assert!(t.pending_changes().is_empty());
+    }
+}
