@@ -3,3 +3,4 @@
 //! never the other way round.
 
 pub mod netifd;
+pub mod ubus;
