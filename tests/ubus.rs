@@ -205,7 +205,8 @@ async fn errors_come_back_as_status() {
     );
     assert_eq!(got, Ok(vec![json(r#"{"n": 1}"#)]));
 
-    // Calling out: a missing object.
+    // Calling out: a missing object. (This second client finds the name
+    // `rupnpd` taken, which it logs, and still connects.)
     let (h, _rx2) = connected(&path).await;
     let got = h.call("no.such.object", "status", Value::table()).await;
     assert_eq!(got, Err(Status::NotFound));
@@ -365,6 +366,26 @@ async fn subscribe_to_the_wan_and_call_it() {
     netifd.notify(wan, "interface.down", Value::table()).await;
     let (_, kind, _) = next_notify(&mut rx).await;
     assert_eq!(kind, "interface.down");
+    assert!(
+        netifd.next_inbound(WAIT).await.is_some(),
+        "no acknowledgement"
+    );
+
+    // A notification sent with NO_REPLY (`ubus_notify` with timeout -1, as
+    // netifd does) is delivered and not acknowledged.
+    netifd.send(
+        Message::new(MsgType::Notify, 0, wan)
+            .with(Attr::ObjId(wan))
+            .with(Attr::Method("interface.update".into()))
+            .with(Attr::NoReply(true))
+            .with(Attr::Data(Value::table())),
+    );
+    assert_eq!(next_notify(&mut rx).await.1, "interface.update");
+    let extra = netifd.next_inbound(Duration::from_millis(300)).await;
+    assert!(
+        extra.is_none(),
+        "acknowledged a NO_REPLY notification: {extra:?}"
+    );
 }
 
 #[tokio::test]

@@ -516,6 +516,7 @@ struct Request {
 
 /// A call from a ubus client waiting for the daemon's answer.
 struct Serving {
+    method: String,
     seq: u16,
     peer: u32,
     objid: u32,
@@ -1069,6 +1070,7 @@ impl Session {
             self.serving.insert(
                 serial,
                 Serving {
+                    method: method.clone(),
                     seq: msg.seq,
                     peer: msg.peer,
                     objid,
@@ -1190,7 +1192,7 @@ impl Session {
             .collect();
         for key in late {
             if let Some(call) = self.serving.remove(&key) {
-                warn!("ubus: daemon did not answer a call in time");
+                warn!("ubus: no answer to {} in time", call.method);
                 let msg = Message::new(MsgType::Status, call.seq, call.peer)
                     .with(Attr::Status(Status::Timeout.code()))
                     .with(Attr::ObjId(call.objid));
