@@ -475,11 +475,7 @@ fn emit_items(out: &mut Vec<u8>, items: &[Value], depth: usize) -> Result<(), Er
 
 /// C strings end at the first NUL; anything after it cannot be carried.
 fn c_str(s: &str) -> &[u8] {
-    let b = s.as_bytes();
-    match b.iter().position(|&c| c == 0) {
-        Some(n) => &b[..n],
-        None => b,
-    }
+    c_bytes(s.as_bytes())
 }
 
 /// One blobmsg attribute (`blobmsg_new` + payload).
@@ -594,11 +590,9 @@ fn parse_blobmsg(raw: &RawAttr<'_>, at: usize, depth: usize) -> Result<(String, 
     Ok((name, value))
 }
 
+/// The bytes before the first NUL (all of them if there is none).
 fn c_bytes(b: &[u8]) -> &[u8] {
-    match b.iter().position(|&c| c == 0) {
-        Some(n) => &b[..n],
-        None => b,
-    }
+    b.split(|&c| c == 0).next().unwrap_or(b)
 }
 
 #[cfg(test)]
