@@ -5,8 +5,10 @@
 pub mod http;
 pub mod leasefile;
 pub mod netif;
+pub mod netifd;
 pub mod nft;
 pub mod notify;
 pub mod syslog;
+pub mod ubus;
 pub mod uci;
 pub mod udp;

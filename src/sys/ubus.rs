@@ -1,0 +1,1239 @@
+//! The ubus connection: our object, calls to other objects, events and
+//! notifications (openwrt.md §5.3), kept alive across ubusd restarts.
+//!
+//! Owns: one task holding the unix socket to ubusd. The daemon talks to it
+//! through channels only: a [`Handle`] sends commands in, and a receiver
+//! carries [`Incoming`] calls, notifications and events out, so the
+//! daemon's single loop stays in charge. Uses `proto::ubus`/`proto::blob`
+//! for every byte; must not import `core` or `daemon`.
+//!
+//! Failure policy: ubus is optional. Without ubusd the task warns once and
+//! retries quietly; a dropped connection is re-made with backoff and the
+//! object, event listeners and subscriptions are registered again. A
+//! malformed message from the socket resets the connection; nothing here
+//! panics or ends the daemon.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use log::{debug, info, warn};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, sleep_until, timeout};
+
+use crate::proto::blob;
+pub use crate::proto::blob::{BlobType, Value};
+use crate::proto::ubus::{
+    self as wire, Attr, Message, MsgType, PREFIX_LEN, SYSTEM_OBJECT_EVENT, frame_len,
+};
+pub use crate::proto::ubus::{Status, UBUS_MAX_MSGLEN};
+
+/// The socket of current OpenWrt releases.
+pub const DEFAULT_SOCKET: &str = "/var/run/ubus/ubus.sock";
+/// The socket of releases before 19.07, tried when the default is absent.
+pub const LEGACY_SOCKET: &str = "/var/run/ubus.sock";
+
+/// Event announcing a new object (`ubusd_send_obj_event`).
+const OBJECT_ADD_EVENT: &str = "ubus.object.add";
+/// Calls from ubus clients that may wait for the daemon at once; more are
+/// answered UNKNOWN_ERROR at once.
+const MAX_SERVING: usize = 32;
+/// Our own requests awaiting a STATUS at once.
+const MAX_REQUESTS: usize = 256;
+/// Commands queued from [`Handle`]s.
+const COMMAND_QUEUE: usize = 64;
+/// Messages queued for the daemon; past this, new ones are dropped.
+const INCOMING_QUEUE: usize = 256;
+/// Subscriptions and event patterns kept (each costs an object in ubusd).
+const MAX_SUBSCRIPTIONS: usize = 32;
+const MAX_PATTERNS: usize = 32;
+/// How long ubusd has to send HELLO after we connect.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The object we publish: its path and, per method, the arguments with
+/// their blobmsg types (what `ubus -v list` shows).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectSpec {
+    pub name: String,
+    pub methods: Vec<(String, Vec<(String, BlobType)>)>,
+}
+
+/// Connection settings; [`Options::new`] gives the production values.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `--ubus-socket`; `None` tries [`DEFAULT_SOCKET`] then [`LEGACY_SOCKET`].
+    pub socket: Option<PathBuf>,
+    /// First delay before reconnecting; doubles up to `retry_max`.
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+    /// How long a [`Handle::call`] waits for the callee's STATUS.
+    pub call_timeout: Duration,
+    /// How long a caller of our object waits for the daemon's answer before
+    /// it gets UBUS_STATUS_TIMEOUT.
+    pub serve_timeout: Duration,
+}
+
+impl Options {
+    pub fn new(socket: Option<PathBuf>) -> Options {
+        Options {
+            socket,
+            retry_min: Duration::from_secs(2),
+            retry_max: Duration::from_secs(5),
+            call_timeout: Duration::from_secs(5),
+            serve_timeout: Duration::from_secs(5),
+        }
+    }
+
+    fn paths(&self) -> Vec<PathBuf> {
+        match &self.socket {
+            Some(p) => vec![p.clone()],
+            None => vec![DEFAULT_SOCKET.into(), LEGACY_SOCKET.into()],
+        }
+    }
+}
+
+/// What the connection hands to the daemon.
+#[derive(Debug)]
+pub enum Incoming {
+    /// A method of our object was invoked; answer through `reply`.
+    Call {
+        method: String,
+        args: Value,
+        reply: Responder,
+    },
+    /// A notification from an object we subscribed to (`object` is the path
+    /// given to [`Handle::subscribe`], `kind` e.g. `interface.update`).
+    Notify {
+        object: String,
+        kind: String,
+        data: Value,
+    },
+    /// An event matching a pattern given to [`Handle::listen`].
+    Event { name: String, data: Value },
+    /// Connected (again) and our object is registered (or refused, which is
+    /// logged): a good moment to re-read state such as the WAN status.
+    Connected,
+    /// The connection to ubusd was lost; reconnection is under way.
+    Disconnected,
+}
+
+/// The answer to one [`Incoming::Call`]. Dropping it unanswered answers
+/// UBUS_STATUS_UNKNOWN_ERROR; answering after the serve timeout does nothing.
+pub struct Responder {
+    tx: Option<mpsc::Sender<Reply>>,
+    generation: u64,
+    serial: u64,
+}
+
+impl Responder {
+    /// `Ok(table)` sends DATA then STATUS 0; `Err(status)` sends STATUS only.
+    /// A call made with NO_REPLY ignores this.
+    pub fn reply(mut self, result: Result<Value, Status>) {
+        self.send(result);
+    }
+
+    /// Whether the caller asked for no answer (NO_REPLY).
+    pub fn is_no_reply(&self) -> bool {
+        self.tx.is_none()
+    }
+
+    fn send(&mut self, result: Result<Value, Status>) {
+        if let Some(tx) = self.tx.take() {
+            let r = Reply {
+                generation: self.generation,
+                serial: self.serial,
+                result,
+            };
+            // Full only if far more replies than MAX_SERVING are in flight;
+            // the serve timeout then answers the caller.
+            let _ = tx.try_send(r);
+        }
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        self.send(Err(Status::UnknownError));
+    }
+}
+
+impl fmt::Debug for Responder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Responder")
+            .field("serial", &self.serial)
+            .field("no_reply", &self.tx.is_none())
+            .finish()
+    }
+}
+
+struct Reply {
+    generation: u64,
+    serial: u64,
+    result: Result<Value, Status>,
+}
+
+enum Command {
+    SendEvent {
+        name: String,
+        data: Value,
+    },
+    Subscribe(String),
+    Listen(String),
+    Call {
+        path: String,
+        method: String,
+        args: Value,
+        reply: oneshot::Sender<Result<Value, Status>>,
+    },
+}
+
+/// Sends commands to the connection task. Cheap to clone.
+#[derive(Clone)]
+pub struct Handle {
+    tx: mpsc::Sender<Command>,
+    call_timeout: Duration,
+}
+
+impl Handle {
+    /// Broadcasts event `name` with `data` (a table). Dropped, with a debug
+    /// log, while disconnected: events describe the present.
+    pub fn send_event(&self, name: &str, data: Value) {
+        self.command(Command::SendEvent {
+            name: name.to_owned(),
+            data,
+        });
+    }
+
+    /// Follows the notifications of `object_path`, now and whenever it
+    /// (re)appears; they arrive as [`Incoming::Notify`].
+    pub fn subscribe(&self, object_path: &str) {
+        self.command(Command::Subscribe(object_path.to_owned()));
+    }
+
+    /// Receives events named `event_pattern` (a trailing `*` matches a
+    /// prefix) as [`Incoming::Event`].
+    pub fn listen(&self, event_pattern: &str) {
+        self.command(Command::Listen(event_pattern.to_owned()));
+    }
+
+    /// `ubus call path method args`: the callee's DATA (an empty table if it
+    /// sent none) or its status. Not connected → CONNECTION_FAILED; no
+    /// STATUS within the call timeout → TIMEOUT; `args` over the message
+    /// limit → INVALID_ARGUMENT.
+    pub async fn call(&self, path: &str, method: &str, args: Value) -> Result<Value, Status> {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::Call {
+            path: path.to_owned(),
+            method: method.to_owned(),
+            args,
+            reply,
+        };
+        if self.tx.send(cmd).await.is_err() {
+            return Err(Status::ConnectionFailed);
+        }
+        // The task answers every call itself; this bound only guards
+        // against a task that has gone away.
+        match timeout(self.call_timeout + Duration::from_secs(1), rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(Status::ConnectionFailed),
+            Err(_) => Err(Status::Timeout),
+        }
+    }
+
+    fn command(&self, cmd: Command) {
+        if let Err(e) = self.tx.try_send(cmd) {
+            warn!("ubus: command queue unavailable, dropping a command: {e}");
+        }
+    }
+}
+
+/// Starts the connection task with production [`Options`]. Must be called
+/// inside the tokio runtime. The task ends when every [`Handle`] and the
+/// receiver are dropped.
+pub fn spawn(socket: Option<PathBuf>, object: ObjectSpec) -> (Handle, mpsc::Receiver<Incoming>) {
+    spawn_with(Options::new(socket), object)
+}
+
+/// [`spawn`] with explicit options (tests use short timeouts).
+pub fn spawn_with(opts: Options, object: ObjectSpec) -> (Handle, mpsc::Receiver<Incoming>) {
+    let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
+    let (in_tx, in_rx) = mpsc::channel(INCOMING_QUEUE);
+    let (reply_tx, reply_rx) = mpsc::channel(MAX_SERVING * 2);
+    let handle = Handle {
+        tx: cmd_tx,
+        call_timeout: opts.call_timeout,
+    };
+    let signature = wire::signature(&object.methods);
+    let ctx = Ctx {
+        opts,
+        object,
+        signature,
+        listens: Vec::new(),
+        subs: Vec::new(),
+        cmd_rx,
+        in_tx,
+        reply_tx,
+        reply_rx,
+        generation: 0,
+        next_serial: 0,
+    };
+    tokio::spawn(run(ctx));
+    (handle, in_rx)
+}
+
+/// State that outlives a connection: what we want registered, and the
+/// channels.
+struct Ctx {
+    opts: Options,
+    object: ObjectSpec,
+    signature: Value,
+    /// Patterns the daemon asked for.
+    listens: Vec<String>,
+    /// Object paths the daemon subscribed to.
+    subs: Vec<String>,
+    cmd_rx: mpsc::Receiver<Command>,
+    in_tx: mpsc::Sender<Incoming>,
+    reply_tx: mpsc::Sender<Reply>,
+    reply_rx: mpsc::Receiver<Reply>,
+    /// Counts connections, so replies meant for an old one are ignored.
+    generation: u64,
+    next_serial: u64,
+}
+
+/// Why a connection ended.
+enum End {
+    /// Every handle (or the receiver) is gone: stop for good.
+    Shutdown,
+    /// Reconnect.
+    Lost(String),
+}
+
+impl Ctx {
+    /// Hands a message to the daemon without ever blocking the connection
+    /// (the daemon may itself be waiting on a [`Handle::call`]).
+    fn deliver(&self, msg: Incoming) -> Result<(), End> {
+        match self.in_tx.try_send(msg) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(m)) => {
+                warn!("ubus: daemon queue full, dropping {}", describe(&m));
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(End::Shutdown),
+        }
+    }
+
+    /// A command while not connected: calls fail at once, events are
+    /// dropped, wishes are remembered for the next connection.
+    fn offline_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Call { reply, path, .. } => {
+                debug!("ubus: not connected, call to {path} fails");
+                let _ = reply.send(Err(Status::ConnectionFailed));
+            }
+            Command::SendEvent { name, .. } => debug!("ubus: not connected, event {name} dropped"),
+            Command::Subscribe(path) => {
+                self.remember_sub(&path);
+            }
+            Command::Listen(pattern) => {
+                self.remember_listen(&pattern);
+            }
+        }
+    }
+
+    /// Adds a subscription wish; false if it was known or over the limit.
+    fn remember_sub(&mut self, path: &str) -> bool {
+        if self.subs.iter().any(|p| p == path) {
+            return false;
+        }
+        if self.subs.len() >= MAX_SUBSCRIPTIONS {
+            warn!("ubus: too many subscriptions, ignoring {path}");
+            return false;
+        }
+        self.subs.push(path.to_owned());
+        true
+    }
+
+    fn remember_listen(&mut self, pattern: &str) -> bool {
+        if self.listens.iter().any(|p| p == pattern) {
+            return false;
+        }
+        if self.listens.len() >= MAX_PATTERNS {
+            warn!("ubus: too many event patterns, ignoring {pattern}");
+            return false;
+        }
+        self.listens.push(pattern.to_owned());
+        true
+    }
+
+    /// Sleeps `delay` while still answering commands.
+    async fn idle(&mut self, delay: Duration) -> Result<(), End> {
+        let until = Instant::now() + delay;
+        loop {
+            tokio::select! {
+                _ = sleep_until(until) => return Ok(()),
+                cmd = self.cmd_rx.recv() => match cmd {
+                    Some(cmd) => self.offline_command(cmd),
+                    None => return Err(End::Shutdown),
+                },
+                // Answers for a connection that no longer exists.
+                Some(_) = self.reply_rx.recv() => {}
+            }
+        }
+    }
+}
+
+fn describe(m: &Incoming) -> String {
+    match m {
+        Incoming::Call { method, .. } => format!("call {method}"),
+        Incoming::Notify { object, kind, .. } => format!("notification {kind} from {object}"),
+        Incoming::Event { name, .. } => format!("event {name}"),
+        Incoming::Connected => "connected".into(),
+        Incoming::Disconnected => "disconnected".into(),
+    }
+}
+
+async fn run(mut ctx: Ctx) {
+    let mut warned = false;
+    let mut delay = ctx.opts.retry_min;
+    loop {
+        match connect(&ctx.opts).await {
+            Ok((stream, client_id, path)) => {
+                info!(
+                    "ubus: connected to {} as client {client_id:08x}",
+                    path.display()
+                );
+                delay = ctx.opts.retry_min;
+                ctx.generation += 1;
+                match session(&mut ctx, stream).await {
+                    End::Shutdown => return,
+                    End::Lost(why) => {
+                        // The loss is the one warning of this outage.
+                        warn!("ubus: connection lost ({why}); reconnecting");
+                        warned = true;
+                        if ctx.deliver(Incoming::Disconnected).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            Err(why) if !warned => {
+                warn!("ubus: not available ({why}); will keep retrying quietly");
+                warned = true;
+            }
+            Err(why) => debug!("ubus: still not available ({why})"),
+        }
+        if ctx.idle(delay).await.is_err() {
+            return;
+        }
+        delay = (delay * 2).min(ctx.opts.retry_max);
+    }
+}
+
+/// Connects to the first socket that answers and reads its HELLO.
+async fn connect(opts: &Options) -> Result<(UnixStream, u32, PathBuf), String> {
+    let mut why = String::new();
+    for path in opts.paths() {
+        match UnixStream::connect(&path).await {
+            Ok(mut stream) => {
+                let id = timeout(HELLO_TIMEOUT, read_hello(&mut stream))
+                    .await
+                    .map_err(|_| format!("{}: no HELLO from ubusd", path.display()))??;
+                return Ok((stream, id, path));
+            }
+            Err(e) => {
+                if !why.is_empty() {
+                    why.push_str(", ");
+                }
+                why.push_str(&format!("{}: {e}", path.display()));
+            }
+        }
+    }
+    Err(why)
+}
+
+/// The first message must be HELLO; its peer is our client id.
+async fn read_hello(stream: &mut UnixStream) -> Result<u32, String> {
+    let mut buf = vec![0u8; PREFIX_LEN];
+    stream
+        .read_exact(&mut buf)
+        .await
+        .map_err(|e| format!("reading HELLO: {e}"))?;
+    let total = frame_len(&buf).map_err(|e| format!("bad HELLO: {e}"))?;
+    buf.resize(total, 0);
+    stream
+        .read_exact(&mut buf[PREFIX_LEN..])
+        .await
+        .map_err(|e| format!("reading HELLO: {e}"))?;
+    let msg = Message::decode(&buf).map_err(|e| format!("bad HELLO: {e}"))?;
+    if msg.kind != MsgType::Hello || msg.peer == 0 {
+        return Err(format!("expected HELLO, got {:?}", msg.kind));
+    }
+    Ok(msg.peer)
+}
+
+/// Our requests to ubusd awaiting their STATUS, by what they are for.
+enum Pending {
+    /// ADD_OBJECT for the published object.
+    AddObject,
+    /// ADD_OBJECT for the anonymous event listener object.
+    AddListener,
+    /// ADD_OBJECT for the anonymous subscriber object of a path.
+    AddSubscriber(String),
+    /// LOOKUP of a path we want to subscribe to.
+    LookupTarget(String),
+    /// SUBSCRIBE of a subscriber object to a target.
+    Subscribe { path: String, target: u32 },
+    /// INVOKE event `register`.
+    Register(String),
+    /// INVOKE event `send`.
+    SendEvent(String),
+    /// LOOKUP of a call's target; the INVOKE follows.
+    LookupCall {
+        path: String,
+        method: String,
+        args: Value,
+        reply: oneshot::Sender<Result<Value, Status>>,
+    },
+    /// INVOKE of a call.
+    Invoke {
+        path: String,
+        reply: oneshot::Sender<Result<Value, Status>>,
+    },
+}
+
+struct Request {
+    what: Pending,
+    deadline: Instant,
+    /// OBJID of the DATA answers to LOOKUP and ADD_OBJECT.
+    objid: Option<u32>,
+    /// DATA of the first answer to INVOKE.
+    data: Option<Value>,
+}
+
+/// A call from a ubus client waiting for the daemon's answer.
+struct Serving {
+    method: String,
+    seq: u16,
+    peer: u32,
+    objid: u32,
+    deadline: Instant,
+}
+
+/// One subscription's state on this connection.
+struct Sub {
+    path: String,
+    /// Our anonymous object receiving its notifications.
+    objid: Option<u32>,
+    /// The object subscribed to, once SUBSCRIBE succeeded.
+    target: Option<u32>,
+    /// A LOOKUP or SUBSCRIBE is under way.
+    busy: bool,
+}
+
+/// State of one connection.
+struct Session {
+    wr: OwnedWriteHalf,
+    seq: u16,
+    requests: HashMap<u16, Request>,
+    serving: HashMap<u64, Serving>,
+    object: Option<u32>,
+    listener: Option<u32>,
+    /// Patterns registered on this connection (ours included).
+    registered: Vec<String>,
+    subs: Vec<Sub>,
+    /// `Connected` was delivered.
+    announced: bool,
+}
+
+async fn session(ctx: &mut Ctx, stream: UnixStream) -> End {
+    let (mut rd, wr) = stream.into_split();
+    let mut s = Session {
+        wr,
+        seq: 0,
+        requests: HashMap::new(),
+        serving: HashMap::new(),
+        object: None,
+        listener: None,
+        registered: Vec::new(),
+        subs: Vec::new(),
+        announced: false,
+    };
+    let end = match s.start(ctx).await {
+        Ok(()) => s.run(ctx, &mut rd).await,
+        Err(end) => end,
+    };
+    // Whatever was in flight fails with the connection.
+    for (_, req) in s.requests.drain() {
+        match req.what {
+            Pending::LookupCall { reply, .. } | Pending::Invoke { reply, .. } => {
+                let _ = reply.send(Err(Status::ConnectionFailed));
+            }
+            _ => {}
+        }
+    }
+    end
+}
+
+impl Session {
+    async fn run(&mut self, ctx: &mut Ctx, rd: &mut tokio::net::unix::OwnedReadHalf) -> End {
+        let mut chunk = vec![0u8; 16 * 1024];
+        let mut inbuf: Vec<u8> = Vec::new();
+        loop {
+            let deadline = self.next_deadline();
+            let step = tokio::select! {
+                r = rd.read(&mut chunk) => match r {
+                    Ok(0) => Err(End::Lost("closed by ubusd".into())),
+                    Err(e) => Err(End::Lost(format!("read: {e}"))),
+                    Ok(n) => {
+                        inbuf.extend_from_slice(chunk.get(..n).unwrap_or(&[]));
+                        self.drain_frames(ctx, &mut inbuf).await
+                    }
+                },
+                cmd = ctx.cmd_rx.recv() => match cmd {
+                    Some(cmd) => self.on_command(ctx, cmd).await,
+                    None => Err(End::Shutdown),
+                },
+                Some(reply) = ctx.reply_rx.recv() => self.on_reply(ctx, reply).await,
+                _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                    self.expire(ctx).await
+                }
+            };
+            if let Err(end) = step {
+                return end;
+            }
+        }
+    }
+
+    /// Decodes every complete message in `inbuf`. The buffer never holds
+    /// more than one message plus one read, as `frame_len` bounds each.
+    async fn drain_frames(&mut self, ctx: &mut Ctx, inbuf: &mut Vec<u8>) -> Result<(), End> {
+        while inbuf.len() >= PREFIX_LEN {
+            let total = frame_len(inbuf).map_err(malformed)?;
+            if inbuf.len() < total {
+                inbuf.reserve(total - inbuf.len());
+                break;
+            }
+            let decoded = Message::decode(inbuf.get(..total).unwrap_or(&[]));
+            inbuf.drain(..total);
+            match decoded {
+                Ok(msg) => self.on_message(ctx, msg).await?,
+                Err(wire::Error::UnknownType { kind, .. }) => {
+                    debug!("ubus: ignoring message of unknown type {kind}");
+                }
+                Err(e) => return Err(malformed(e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn next_seq(&mut self) -> u16 {
+        // Skips sequence numbers still awaiting an answer; there are at
+        // most MAX_REQUESTS of them, so this ends quickly.
+        loop {
+            self.seq = self.seq.wrapping_add(1);
+            if self.seq != 0 && !self.requests.contains_key(&self.seq) {
+                return self.seq;
+            }
+        }
+    }
+
+    async fn write(&mut self, msg: &Message) -> Result<(), End> {
+        let bytes = match msg.encode() {
+            Ok(b) => b,
+            Err(e) => {
+                warn!("ubus: cannot encode {:?} message: {e}", msg.kind);
+                return Ok(());
+            }
+        };
+        self.wr
+            .write_all(&bytes)
+            .await
+            .map_err(|e| End::Lost(format!("write: {e}")))
+    }
+
+    /// Sends a request and remembers what its answer is for.
+    async fn request(
+        &mut self,
+        ctx: &Ctx,
+        kind: MsgType,
+        peer: u32,
+        attrs: Vec<Attr>,
+        what: Pending,
+    ) -> Result<(), End> {
+        let deadline = Instant::now() + ctx.opts.call_timeout;
+        self.request_until(deadline, kind, peer, attrs, what).await
+    }
+
+    async fn request_until(
+        &mut self,
+        deadline: Instant,
+        kind: MsgType,
+        peer: u32,
+        attrs: Vec<Attr>,
+        what: Pending,
+    ) -> Result<(), End> {
+        if self.requests.len() >= MAX_REQUESTS {
+            warn!("ubus: too many requests in flight");
+            fail_pending(what, Status::UnknownError);
+            return Ok(());
+        }
+        let seq = self.next_seq();
+        let msg = Message {
+            kind,
+            seq,
+            peer,
+            attrs,
+        };
+        let req = Request {
+            what,
+            deadline,
+            objid: None,
+            data: None,
+        };
+        self.requests.insert(seq, req);
+        self.write(&msg).await
+    }
+
+    /// Registers everything the connection needs: our object first, then
+    /// the listener object (patterns and subscriptions follow its answer).
+    async fn start(&mut self, ctx: &mut Ctx) -> Result<(), End> {
+        let attrs = vec![
+            Attr::ObjPath(ctx.object.name.clone()),
+            Attr::Signature(ctx.signature.clone()),
+        ];
+        self.request(ctx, MsgType::AddObject, 0, attrs, Pending::AddObject)
+            .await?;
+        if !ctx.listens.is_empty() || !ctx.subs.is_empty() {
+            self.add_listener(ctx).await?;
+        }
+        Ok(())
+    }
+
+    async fn add_listener(&mut self, ctx: &Ctx) -> Result<(), End> {
+        if self.listener.is_some()
+            || self
+                .requests
+                .values()
+                .any(|r| matches!(r.what, Pending::AddListener))
+        {
+            return Ok(());
+        }
+        self.request(ctx, MsgType::AddObject, 0, vec![], Pending::AddListener)
+            .await
+    }
+
+    /// Registers every wanted pattern not yet registered, ours included,
+    /// then starts the subscriptions: ubusd handles our messages in order,
+    /// so `ubus.object.add` is registered before any LOOKUP can miss it.
+    async fn sync_listener(&mut self, ctx: &Ctx) -> Result<(), End> {
+        let Some(listener) = self.listener else {
+            return self.add_listener(ctx).await;
+        };
+        let mut wanted = ctx.listens.clone();
+        if !ctx.subs.is_empty() {
+            wanted.push(OBJECT_ADD_EVENT.to_owned());
+        }
+        for pattern in wanted {
+            if self.registered.contains(&pattern) {
+                continue;
+            }
+            self.registered.push(pattern.clone());
+            let data = Value::table()
+                .with("object", listener)
+                .with("pattern", pattern.as_str());
+            let attrs = vec![
+                Attr::ObjId(SYSTEM_OBJECT_EVENT),
+                Attr::Method("register".into()),
+                Attr::Data(data),
+            ];
+            self.request(
+                ctx,
+                MsgType::Invoke,
+                SYSTEM_OBJECT_EVENT,
+                attrs,
+                Pending::Register(pattern),
+            )
+            .await?;
+        }
+        for path in &ctx.subs {
+            if !self.subs.iter().any(|s| &s.path == path) {
+                self.subs.push(Sub {
+                    path: path.clone(),
+                    objid: None,
+                    target: None,
+                    busy: false,
+                });
+            }
+        }
+        for i in 0..self.subs.len() {
+            self.advance_sub(ctx, i).await?;
+        }
+        Ok(())
+    }
+
+    /// Moves subscription `i` one step on: create its object, then look up
+    /// its target (the SUBSCRIBE follows the LOOKUP's answer).
+    async fn advance_sub(&mut self, ctx: &Ctx, i: usize) -> Result<(), End> {
+        let Some(sub) = self.subs.get_mut(i) else {
+            return Ok(());
+        };
+        if sub.busy || sub.target.is_some() {
+            return Ok(());
+        }
+        sub.busy = true;
+        let path = sub.path.clone();
+        if sub.objid.is_none() {
+            let what = Pending::AddSubscriber(path);
+            self.request(ctx, MsgType::AddObject, 0, vec![], what).await
+        } else {
+            let attrs = vec![Attr::ObjPath(path.clone())];
+            let what = Pending::LookupTarget(path);
+            self.request(ctx, MsgType::Lookup, 0, attrs, what).await
+        }
+    }
+
+    async fn subscribe_to(&mut self, ctx: &Ctx, path: &str, target: u32) -> Result<(), End> {
+        let Some(sub) = self.subs.iter_mut().find(|s| s.path == path) else {
+            return Ok(());
+        };
+        let Some(objid) = sub.objid else {
+            return Ok(());
+        };
+        sub.busy = true;
+        let attrs = vec![Attr::ObjId(objid), Attr::Target(target)];
+        let what = Pending::Subscribe {
+            path: path.to_owned(),
+            target,
+        };
+        self.request(ctx, MsgType::Subscribe, 0, attrs, what).await
+    }
+
+    async fn on_command(&mut self, ctx: &mut Ctx, cmd: Command) -> Result<(), End> {
+        match cmd {
+            Command::SendEvent { name, data } => {
+                if data.as_table().is_none() {
+                    warn!("ubus: event {name} needs a table of data");
+                    return Ok(());
+                }
+                let payload = Value::table().with("id", name.as_str()).with("data", data);
+                let attrs = vec![
+                    Attr::ObjId(SYSTEM_OBJECT_EVENT),
+                    Attr::Method("send".into()),
+                    Attr::Data(payload),
+                ];
+                self.request(
+                    ctx,
+                    MsgType::Invoke,
+                    SYSTEM_OBJECT_EVENT,
+                    attrs,
+                    Pending::SendEvent(name),
+                )
+                .await
+            }
+            Command::Subscribe(path) => {
+                if ctx.remember_sub(&path) {
+                    self.sync_listener(ctx).await?;
+                }
+                Ok(())
+            }
+            Command::Listen(pattern) => {
+                if ctx.remember_listen(&pattern) {
+                    self.sync_listener(ctx).await?;
+                }
+                Ok(())
+            }
+            Command::Call {
+                path,
+                method,
+                args,
+                reply,
+            } => {
+                // Refuse what could never be sent, before asking ubusd.
+                let fits = blob::encode_blobmsg(&args)
+                    .map(|b| b.len() + 256 <= UBUS_MAX_MSGLEN)
+                    .unwrap_or(false);
+                if !fits {
+                    let _ = reply.send(Err(Status::InvalidArgument));
+                    return Ok(());
+                }
+                let attrs = vec![Attr::ObjPath(path.clone())];
+                let what = Pending::LookupCall {
+                    path,
+                    method,
+                    args,
+                    reply,
+                };
+                self.request(ctx, MsgType::Lookup, 0, attrs, what).await
+            }
+        }
+    }
+
+    async fn on_message(&mut self, ctx: &mut Ctx, msg: Message) -> Result<(), End> {
+        match msg.kind {
+            MsgType::Data => {
+                if let Some(req) = self.requests.get_mut(&msg.seq) {
+                    if req.objid.is_none() {
+                        req.objid = msg.objid();
+                    }
+                    if req.data.is_none() {
+                        req.data = msg.data().cloned();
+                    }
+                }
+                Ok(())
+            }
+            MsgType::Status => {
+                let status = msg.status().unwrap_or(Status::InvalidArgument.code());
+                match self.requests.remove(&msg.seq) {
+                    Some(req) => self.complete(ctx, req, status).await,
+                    None => Ok(()),
+                }
+            }
+            MsgType::Invoke => self.on_invoke(ctx, msg).await,
+            MsgType::Unsubscribe => {
+                // ubusd: the target went away (`ubus_notify_unsubscribe`).
+                let objid = msg.objid();
+                if let Some(sub) = self
+                    .subs
+                    .iter_mut()
+                    .find(|s| s.objid.is_some() && s.objid == objid)
+                {
+                    info!("ubus: {} went away; waiting for it to return", sub.path);
+                    sub.target = None;
+                }
+                Ok(())
+            }
+            // Subscribers to our object came or went (ACTIVE); nothing to do.
+            MsgType::Notify => Ok(()),
+            other => {
+                debug!("ubus: ignoring {other:?} from ubusd");
+                Ok(())
+            }
+        }
+    }
+
+    /// A request's STATUS arrived (or its deadline passed, with TIMEOUT).
+    async fn complete(&mut self, ctx: &mut Ctx, req: Request, status: u32) -> Result<(), End> {
+        let ok = status == Status::Ok.code();
+        let st = Status::from_code(status);
+        match req.what {
+            Pending::AddObject => {
+                match (ok, req.objid) {
+                    (true, Some(id)) => {
+                        self.object = Some(id);
+                        info!("ubus: published object {} ({id:08x})", ctx.object.name);
+                    }
+                    _ => warn!("ubus: cannot publish object {}: {st}", ctx.object.name),
+                }
+                if !self.announced {
+                    self.announced = true;
+                    ctx.deliver(Incoming::Connected)?;
+                }
+                Ok(())
+            }
+            Pending::AddListener => match (ok, req.objid) {
+                (true, Some(id)) => {
+                    self.listener = Some(id);
+                    self.sync_listener(ctx).await
+                }
+                _ => {
+                    warn!("ubus: cannot create the event listener: {st}");
+                    Ok(())
+                }
+            },
+            Pending::Register(pattern) => {
+                if !ok {
+                    warn!("ubus: cannot listen for {pattern}: {st}");
+                }
+                Ok(())
+            }
+            Pending::SendEvent(name) => {
+                if !ok {
+                    debug!("ubus: event {name} refused: {st}");
+                }
+                Ok(())
+            }
+            Pending::AddSubscriber(path) => {
+                let Some(i) = self.subs.iter().position(|s| s.path == path) else {
+                    return Ok(());
+                };
+                let objid = req.objid.filter(|_| ok);
+                if let Some(sub) = self.subs.get_mut(i) {
+                    sub.busy = false;
+                    sub.objid = objid;
+                }
+                match objid {
+                    Some(_) => self.advance_sub(ctx, i).await,
+                    None => {
+                        warn!("ubus: cannot create a subscriber for {path}: {st}");
+                        Ok(())
+                    }
+                }
+            }
+            Pending::LookupTarget(path) => {
+                if let Some(sub) = self.subs.iter_mut().find(|s| s.path == path) {
+                    sub.busy = false;
+                }
+                match (ok, req.objid) {
+                    (true, Some(target)) => self.subscribe_to(ctx, &path, target).await,
+                    _ => {
+                        info!("ubus: {path} not there yet ({st}); waiting for it");
+                        Ok(())
+                    }
+                }
+            }
+            Pending::Subscribe { path, target } => {
+                if let Some(sub) = self.subs.iter_mut().find(|s| s.path == path) {
+                    sub.busy = false;
+                    if ok {
+                        sub.target = Some(target);
+                        info!("ubus: subscribed to {path}");
+                    } else {
+                        info!("ubus: cannot subscribe to {path} ({st}); waiting for it");
+                    }
+                }
+                Ok(())
+            }
+            Pending::LookupCall {
+                path,
+                method,
+                args,
+                reply,
+            } => match (ok, req.objid) {
+                (true, Some(objid)) => {
+                    let attrs = vec![Attr::ObjId(objid), Attr::Method(method), Attr::Data(args)];
+                    // The INVOKE keeps the call's deadline.
+                    let what = Pending::Invoke { path, reply };
+                    self.request_until(req.deadline, MsgType::Invoke, objid, attrs, what)
+                        .await
+                }
+                (true, None) => {
+                    let _ = reply.send(Err(Status::NotFound));
+                    Ok(())
+                }
+                (false, _) => {
+                    let _ = reply.send(Err(st));
+                    Ok(())
+                }
+            },
+            Pending::Invoke { path, reply } => {
+                let result = if ok {
+                    Ok(req.data.unwrap_or_else(Value::table))
+                } else {
+                    debug!("ubus: call to {path} failed: {st}");
+                    Err(st)
+                };
+                let _ = reply.send(result);
+                Ok(())
+            }
+        }
+    }
+
+    async fn on_invoke(&mut self, ctx: &mut Ctx, msg: Message) -> Result<(), End> {
+        let objid = msg.objid().unwrap_or(0);
+        let method = msg.method().unwrap_or_default().to_owned();
+        let no_reply = msg.no_reply();
+        let data = msg.data().cloned().unwrap_or_else(Value::table);
+        if Some(objid) == self.listener {
+            // Events come from ubusd itself (peer 0): nobody awaits a STATUS.
+            return self.on_event(ctx, method, data).await;
+        }
+        if let Some(sub) = self.subs.iter().find(|s| s.objid == Some(objid)) {
+            let object = sub.path.clone();
+            ctx.deliver(Incoming::Notify {
+                object,
+                kind: method,
+                data,
+            })?;
+            return self.status(&msg, objid, Status::Ok, no_reply).await;
+        }
+        if Some(objid) != self.object || objid == 0 {
+            return self.status(&msg, objid, Status::NotFound, no_reply).await;
+        }
+        if !ctx.object.methods.iter().any(|(m, _)| *m == method) {
+            return self
+                .status(&msg, objid, Status::MethodNotFound, no_reply)
+                .await;
+        }
+        if !no_reply && self.serving.len() >= MAX_SERVING {
+            warn!("ubus: too many calls waiting for an answer, refusing {method}");
+            return self.status(&msg, objid, Status::UnknownError, false).await;
+        }
+        ctx.next_serial += 1;
+        let serial = ctx.next_serial;
+        let tx = if no_reply {
+            None
+        } else {
+            self.serving.insert(
+                serial,
+                Serving {
+                    method: method.clone(),
+                    seq: msg.seq,
+                    peer: msg.peer,
+                    objid,
+                    deadline: Instant::now() + ctx.opts.serve_timeout,
+                },
+            );
+            Some(ctx.reply_tx.clone())
+        };
+        let reply = Responder {
+            tx,
+            generation: ctx.generation,
+            serial,
+        };
+        ctx.deliver(Incoming::Call {
+            method,
+            args: data,
+            reply,
+        })
+    }
+
+    async fn on_event(&mut self, ctx: &mut Ctx, name: String, data: Value) -> Result<(), End> {
+        if name == OBJECT_ADD_EVENT {
+            let path = data.get("path").and_then(Value::as_str).unwrap_or_default();
+            let id = data.get("id").and_then(Value::as_u32);
+            let waiting = self
+                .subs
+                .iter()
+                .any(|s| s.path == path && s.target.is_none() && !s.busy);
+            if let (true, Some(id)) = (waiting, id) {
+                let path = path.to_owned();
+                self.subscribe_to(ctx, &path, id).await?;
+            }
+        }
+        if ctx.listens.iter().any(|p| pattern_matches(p, &name)) {
+            ctx.deliver(Incoming::Event { name, data })?;
+        }
+        Ok(())
+    }
+
+    /// STATUS for an INVOKE we received, unless the caller wants no reply.
+    async fn status(
+        &mut self,
+        to: &Message,
+        objid: u32,
+        st: Status,
+        no_reply: bool,
+    ) -> Result<(), End> {
+        if no_reply {
+            return Ok(());
+        }
+        let msg = Message::new(MsgType::Status, to.seq, to.peer)
+            .with(Attr::Status(st.code()))
+            .with(Attr::ObjId(objid));
+        self.write(&msg).await
+    }
+
+    async fn on_reply(&mut self, ctx: &Ctx, reply: Reply) -> Result<(), End> {
+        if reply.generation != ctx.generation {
+            return Ok(());
+        }
+        let Some(call) = self.serving.remove(&reply.serial) else {
+            return Ok(()); // answered after its timeout
+        };
+        let status = match reply.result {
+            Ok(value) => {
+                let data = Message::new(MsgType::Data, call.seq, call.peer)
+                    .with(Attr::ObjId(call.objid))
+                    .with(Attr::Data(value));
+                match data.encode() {
+                    Ok(bytes) => {
+                        self.wr
+                            .write_all(&bytes)
+                            .await
+                            .map_err(|e| End::Lost(format!("write: {e}")))?;
+                        Status::Ok
+                    }
+                    Err(e) => {
+                        warn!("ubus: reply cannot be sent: {e}");
+                        Status::UnknownError
+                    }
+                }
+            }
+            Err(st) => st,
+        };
+        let msg = Message::new(MsgType::Status, call.seq, call.peer)
+            .with(Attr::Status(status.code()))
+            .with(Attr::ObjId(call.objid));
+        self.write(&msg).await
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let a = self.requests.values().map(|r| r.deadline).min();
+        let b = self.serving.values().map(|s| s.deadline).min();
+        match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    async fn expire(&mut self, ctx: &mut Ctx) -> Result<(), End> {
+        let now = Instant::now();
+        let late: Vec<u16> = self
+            .requests
+            .iter()
+            .filter(|(_, r)| r.deadline <= now)
+            .map(|(&seq, _)| seq)
+            .collect();
+        for seq in late {
+            if let Some(req) = self.requests.remove(&seq) {
+                debug!("ubus: request {seq} timed out");
+                self.complete(ctx, req, Status::Timeout.code()).await?;
+            }
+        }
+        let late: Vec<u64> = self
+            .serving
+            .iter()
+            .filter(|(_, s)| s.deadline <= now)
+            .map(|(&k, _)| k)
+            .collect();
+        for key in late {
+            if let Some(call) = self.serving.remove(&key) {
+                warn!("ubus: no answer to {} in time", call.method);
+                let msg = Message::new(MsgType::Status, call.seq, call.peer)
+                    .with(Attr::Status(Status::Timeout.code()))
+                    .with(Attr::ObjId(call.objid));
+                self.write(&msg).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn fail_pending(what: Pending, st: Status) {
+    if let Pending::LookupCall { reply, .. } | Pending::Invoke { reply, .. } = what {
+        let _ = reply.send(Err(st));
+    }
+}
+
+fn malformed(e: wire::Error) -> End {
+    End::Lost(format!("malformed message from ubusd: {e}"))
+}
+
+/// ubusd's event matching: exact, or a prefix when the pattern ends in `*`.
+pub fn pattern_matches(pattern: &str, name: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => pattern == name,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns() {
+        assert!(pattern_matches("network.interface", "network.interface"));
+        assert!(!pattern_matches(
+            "network.interface",
+            "network.interface.wan"
+        ));
+        assert!(pattern_matches("network.*", "network.interface"));
+        assert!(pattern_matches("*", "anything"));
+        assert!(!pattern_matches("upnp.*", "network.interface"));
+    }
+}

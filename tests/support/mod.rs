@@ -1,0 +1,5 @@
+//! Helpers shared by integration tests. Each test binary uses a different
+//! subset, hence the allowance.
+#![allow(dead_code)]
+
+pub mod ubusd;
