@@ -25,7 +25,7 @@ use crate::core::igd::{self, WanInfo};
 use crate::core::pinhole::{PinChange, Pinhole};
 use crate::core::policy::{Environment, Policy, PortClaim};
 use crate::core::ssdp::Responder;
-use crate::core::table::{Mapping, Millis};
+use crate::core::table::{Change, Mapping, Millis};
 use crate::core::{Core, Event, EventKind, persist, pmp};
 use crate::proto::desc::{self, DescParams};
 use crate::proto::http::{Method, Response};
@@ -109,6 +109,49 @@ struct Wan {
     dev: Option<String>,
     addr: Option<Ipv4Addr>,
     up: bool,
+}
+
+/// Formatted lease-file lines, one per mapping, valid for one wall-clock
+/// base (UNIX seconds at monotonic time 0). Kept densely so a rewrite is
+/// one concatenation: a change costs one line's formatting and a memcpy of
+/// the file, not a walk of the table (the file's order is free; readers
+/// key on the fields).
+#[derive(Default)]
+struct LeaseCache {
+    base: Option<u64>,
+    lines: Vec<String>,
+    keys: Vec<crate::core::table::Key>,
+    index: std::collections::HashMap<crate::core::table::Key, usize>,
+}
+
+impl LeaseCache {
+    fn clear(&mut self) {
+        self.lines.clear();
+        self.keys.clear();
+        self.index.clear();
+    }
+
+    fn set(&mut self, key: crate::core::table::Key, line: String) {
+        match self.index.get(&key) {
+            Some(&i) => self.lines[i] = line,
+            None => {
+                self.index.insert(key, self.lines.len());
+                self.lines.push(line);
+                self.keys.push(key);
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &crate::core::table::Key) {
+        let Some(i) = self.index.remove(key) else {
+            return;
+        };
+        self.lines.swap_remove(i);
+        self.keys.swap_remove(i);
+        if let Some(moved) = self.keys.get(i) {
+            self.index.insert(*moved, i);
+        }
+    }
 }
 
 /// A reply waiting for the turn's firewall transaction.
@@ -302,6 +345,7 @@ pub struct Daemon {
     pmp_cfg: pmp::PmpConfig,
     gena: Gena,
     notify_tx: mpsc::Sender<notify::Done>,
+    leases: LeaseCache,
     /// The evented values last announced, per service.
     evented: Vec<(ServiceKind, Vec<(&'static str, String)>)>,
 }
@@ -1060,7 +1104,7 @@ impl Daemon {
         if failed.is_none() && (!changes.is_empty() || !pins.is_empty()) {
             // Before any reply: a mapping a client was told about must
             // survive a kill -9 right after.
-            self.write_leases();
+            self.write_leases(Some((&changes, !pins.is_empty())));
         }
         for d in self.deferred.drain(..) {
             match d {
@@ -1120,22 +1164,45 @@ impl Daemon {
         }
     }
 
-    /// Rewrites the lease file atomically (temp file, fsync, rename).
-    fn write_leases(&mut self) {
-        let Some(path) = self.cfg.upnp_lease_file.clone() else {
-            return;
-        };
+    /// Rewrites the lease files atomically (temp file, fsync, rename).
+    /// Lines are cached per mapping against a fixed wall-clock base, so a
+    /// change reformats only its own line; `None` rewrites everything.
+    fn write_leases(&mut self, changes: Option<(&[Change], bool)>) {
         let now = self.now();
         let wall = unix_now();
-        let mut text = String::with_capacity(self.core.table.len() * 64);
-        for m in self.core.table.iter() {
-            text.push_str(&persist::to_lease(m, now, wall).emit());
-            text.push('\n');
+        let base = wall.saturating_sub(now / 1000);
+        // A wall-clock step (NTP after boot) makes every cached line wrong.
+        let stepped = self.leases.base.is_none_or(|b| b.abs_diff(base) > 2);
+        let (changes, pins_changed) = match changes {
+            Some(c) if !stepped => c,
+            _ => {
+                self.leases.base = Some(base);
+                self.leases.clear();
+                (&[][..], true)
+            }
+        };
+        let base = self.leases.base.unwrap_or(base);
+        if let Some(path) = self.cfg.upnp_lease_file.clone() {
+            if self.leases.lines.is_empty() {
+                for m in self.core.table.iter() {
+                    self.leases
+                        .set(m.key, persist::to_lease(m, 0, base).emit() + "\n");
+                }
+            }
+            for c in changes {
+                match &c.new {
+                    Some(m) => self
+                        .leases
+                        .set(c.key, persist::to_lease(m, 0, base).emit() + "\n"),
+                    None => self.leases.remove(&c.key),
+                }
+            }
+            let text = self.leases.lines.concat();
+            if let Err(e) = leasefile::write_atomic(&path, &text) {
+                log::error!("writing lease file: {e}");
+            }
         }
-        if let Err(e) = leasefile::write_atomic(&path, &text) {
-            log::error!("writing lease file: {e}");
-        }
-        if let Some(path6) = self.cfg.upnp_lease_file6.clone() {
+        if let Some(path6) = self.cfg.upnp_lease_file6.clone().filter(|_| pins_changed) {
             let mut text = String::new();
             for p in self.core.pinholes.iter() {
                 text.push_str(&persist::to_lease6(p, now, wall).emit());
@@ -1532,6 +1599,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
         ),
         notify_tx,
         evented: Vec::new(),
+        leases: LeaseCache::default(),
         cfg,
     };
     let restored = d.restore_leases();
@@ -1547,7 +1615,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
     for ev in d.core.take_events() {
         log_event(&ev, now);
     }
-    d.write_leases();
+    d.write_leases(None);
     log::info!("firewall ready: {}", nft::describe(d.nft.setup()));
     d.open_frontends().await;
     d.new_epoch(now);

@@ -551,7 +551,6 @@ impl Nft {
     }
 
     fn run(&mut self, cmds: &str) -> Result<String, String> {
-        log::debug!("nft: {} bytes of commands", cmds.len());
         self.runner.run(cmds).map_err(|e| first_line(&e))
     }
 
