@@ -7,7 +7,10 @@
 //! depended on them, rewrites the lease file and logs. A failed
 //! transaction rolls the turn back and every reply becomes an error.
 
+mod api;
+
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -166,6 +169,10 @@ enum Deferred {
         to: SocketAddrV4,
         ok: Vec<u8>,
         fail: Option<Vec<u8>>,
+    },
+    Ubus {
+        reply: crate::sys::ubus::Responder,
+        ok: crate::proto::blob::Value,
     },
 }
 
@@ -346,6 +353,15 @@ pub struct Daemon {
     gena: Gena,
     notify_tx: mpsc::Sender<notify::Done>,
     leases: LeaseCache,
+    ubus: Option<crate::sys::ubus::Handle>,
+    netifd_tx: mpsc::Sender<(String, bool, crate::proto::blob::Value)>,
+    /// Devices of logical interfaces, as netifd reported them.
+    netifd_devs: HashMap<String, String>,
+    /// netifd's view of the WAN: its logical name and whether it is up.
+    netifd_wan: Option<String>,
+    wan_netifd_up: Option<bool>,
+    /// The WAN's IPv4 address as netifd reported it (it knows first).
+    netifd_wan_addr: Option<Ipv4Addr>,
     /// The evented values last announced, per service.
     evented: Vec<(ServiceKind, Vec<(&'static str, String)>)>,
 }
@@ -423,9 +439,13 @@ impl Daemon {
         self.cfg.external_ip.or(self.wan.addr)
     }
 
-    fn read_wan(cfg: &Config) -> Wan {
+    fn read_wan(cfg: &Config, devs: &HashMap<String, String>) -> Wan {
         let dev = match &cfg.external_iface {
-            Some(name) => netif::guess_device(name).or_else(|| Some(name.clone())),
+            Some(name) => devs
+                .get(name)
+                .cloned()
+                .or_else(|| netif::guess_device(name))
+                .or_else(|| Some(name.clone())),
             None => netif::default_route_dev(),
         };
         let addr = dev
@@ -435,10 +455,14 @@ impl Daemon {
         Wan { dev, addr, up }
     }
 
-    fn read_lans(cfg: &Config) -> Vec<Lan> {
+    fn read_lans(cfg: &Config, devs: &HashMap<String, String>) -> Vec<Lan> {
         let mut out: Vec<Lan> = Vec::new();
         for name in &cfg.internal_iface {
-            let Some(dev) = netif::guess_device(name) else {
+            let Some(dev) = devs
+                .get(name)
+                .cloned()
+                .or_else(|| netif::guess_device(name))
+            else {
                 log::warn!("LAN interface {name}: no such device; not serving it");
                 continue;
             };
@@ -1118,11 +1142,17 @@ impl Daemon {
                     };
                     let _ = sock.try_send_to(&bytes, SocketAddr::V4(to));
                 }
+                Deferred::Ubus { reply, ok } => reply.reply(match failed {
+                    Some(_) => Err(crate::proto::ubus::Status::SystemError),
+                    None => Ok(ok),
+                }),
             }
         }
-        for ev in self.core.take_events() {
-            log_event(&ev, now);
+        let events = self.core.take_events();
+        for ev in &events {
+            log_event(ev, now);
         }
+        self.send_mapping_events(&events, now);
         if failed.is_none() {
             for c in &pins {
                 log_pinhole(c, now);
@@ -1303,7 +1333,25 @@ impl Daemon {
     }
 
     fn refresh_wan(&mut self) {
-        let wan = Self::read_wan(&self.cfg);
+        let mut wan = match (&self.cfg.external_iface, &self.netifd_wan) {
+            (None, Some(name)) => {
+                let mut c = self.cfg.clone();
+                c.external_iface = Some(name.clone());
+                Self::read_wan(&c, &self.netifd_devs)
+            }
+            _ => Self::read_wan(&self.cfg, &self.netifd_devs),
+        };
+        match self.wan_netifd_up {
+            Some(false) => {
+                wan.up = false;
+                wan.addr = None;
+            }
+            Some(true) if self.netifd_wan_addr.is_some() => {
+                wan.addr = self.netifd_wan_addr;
+                wan.up = true;
+            }
+            _ => {}
+        }
         if wan != self.wan {
             log::info!(
                 "WAN now {} address {}",
@@ -1323,6 +1371,7 @@ impl Daemon {
             if let Err(e) = self.reinstall(Some(setup)) {
                 log::error!("updating firewall for the new WAN: {e}");
             }
+            self.send_status_event("wan");
         }
     }
 
@@ -1348,7 +1397,7 @@ impl Daemon {
     async fn apply_config(&mut self, cfg: Config) {
         let old = std::mem::replace(&mut self.cfg, cfg);
         let now = self.now();
-        self.wan = Self::read_wan(&self.cfg);
+        self.wan = Self::read_wan(&self.cfg, &self.netifd_devs);
         self.claims = firewall_claims(&self.opts, &self.cfg, self.wan.dev.as_deref());
         self.core.policy = Policy::from_config(&self.cfg, self.claims.clone());
         self.core.pin_policy = pin_policy(&self.cfg);
@@ -1386,7 +1435,7 @@ impl Daemon {
             if old.enabled && self.cfg.enabled && old.enable_upnp {
                 self.announce(false);
             }
-            self.lans = Self::read_lans(&self.cfg);
+            self.lans = Self::read_lans(&self.cfg, &self.netifd_devs);
             self.open_frontends().await;
             self.next_notify = now;
         }
@@ -1533,8 +1582,8 @@ async fn main_loop(opts: Options) -> Result<(), String> {
     let clock = Clock {
         start: Instant::now(),
     };
-    let wan = Daemon::read_wan(&cfg);
-    let lans = Daemon::read_lans(&cfg);
+    let wan = Daemon::read_wan(&cfg, &HashMap::new());
+    let lans = Daemon::read_lans(&cfg, &HashMap::new());
     if lans.is_empty() {
         return Err("no usable LAN interface (check internal_iface / --lan)".into());
     }
@@ -1549,6 +1598,8 @@ async fn main_loop(opts: Options) -> Result<(), String> {
     let (http_tx, mut http_rx) = mpsc::channel::<Job>(64);
     let (udp_tx, mut udp_rx) = mpsc::channel::<Datagram>(256);
     let (notify_tx, mut notify_rx) = mpsc::channel::<notify::Done>(64);
+    let (netifd_tx, mut netifd_rx) = mpsc::channel(16);
+    let (ubus, mut ubus_rx) = crate::sys::ubus::spawn(opts.ubus_socket.clone(), api::object_spec());
     let setup = Setup::default();
     let nft = Nft::open(cfg.nft.clone(), setup)?;
     log::info!(
@@ -1600,6 +1651,12 @@ async fn main_loop(opts: Options) -> Result<(), String> {
         notify_tx,
         evented: Vec::new(),
         leases: LeaseCache::default(),
+        ubus: Some(ubus),
+        netifd_tx,
+        netifd_devs: HashMap::new(),
+        netifd_wan: None,
+        wan_netifd_up: None,
+        netifd_wan_addr: None,
         cfg,
     };
     let restored = d.restore_leases();
@@ -1638,6 +1695,8 @@ async fn main_loop(opts: Options) -> Result<(), String> {
             Some(job) = http_rx.recv() => d.on_http(job),
             Some(dg) = udp_rx.recv() => d.on_datagram(dg),
             Some(done) = notify_rx.recv() => d.gena.delivered(&done.sid, done.ok),
+            Some(m) = ubus_rx.recv() => d.on_ubus(m).await,
+            Some((name, wan, st)) = netifd_rx.recv() => d.on_netifd_status(name, wan, &st).await,
             _ = tokio::time::sleep_until(deadline) => {}
             _ = sighup.recv() => d.reload().await,
             _ = sigterm.recv() => break,

@@ -257,6 +257,14 @@ impl Bed {
     /// Starts the daemon in the router namespace with `args` and waits
     /// until it serves its description.
     pub fn start(&mut self, args: &[&str]) -> u32 {
+        let mut all = vec!["--lan", "r-lan", "--wan", "r-wan"];
+        all.extend_from_slice(args);
+        self.start_raw(&all)
+    }
+
+    /// Like `start`, with only `args` (plus logging flags): the devices
+    /// come from the configuration.
+    pub fn start_raw(&mut self, args: &[&str]) -> u32 {
         let log = self.dir.join(format!("daemon{}.log", self.daemons.len()));
         let out = File::create(&log).unwrap();
         let err = out.try_clone().unwrap();
@@ -264,7 +272,7 @@ impl Bed {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.r])
             .arg(&bin)
-            .args(["--lan", "r-lan", "--wan", "r-wan", "--stderr", "--debug"])
+            .args(["--stderr", "--debug"])
             .args(args)
             .stdout(out)
             .stderr(err);

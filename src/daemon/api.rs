@@ -1,0 +1,485 @@
+//! The ubus side of the loop: the `rupnpd` object's methods, the
+//! `rupnpd.mapping` / `rupnpd.status` events, and following the WAN (and
+//! the LAN devices) through netifd.
+//!
+//! Owns: the method table and the shapes of what the methods return.
+
+use std::net::Ipv4Addr;
+
+use crate::core::table::{Key, Mapping, Millis};
+use crate::core::{Event, EventKind};
+use crate::proto::Proto;
+use crate::proto::blob::{BlobType, Value};
+use crate::proto::ubus::Status;
+use crate::proto::uci::SectionRef;
+use crate::sys::netifd;
+use crate::sys::nft::Nft;
+use crate::sys::ubus::{Incoming, ObjectSpec, Responder};
+
+use super::{Daemon, Deferred};
+
+/// The toggles `set` accepts, as UCI option names.
+pub const TOGGLES: [&str; 7] = [
+    "enabled",
+    "enable_upnp",
+    "enable_natpmp",
+    "enable_pcp",
+    "secure_mode",
+    "log_packets",
+    "log_connections",
+];
+
+/// The object and its method signatures (what `ubus -v list rupnpd` shows).
+pub fn object_spec() -> ObjectSpec {
+    let m = |name: &str, args: &[(&str, BlobType)]| {
+        (
+            name.to_string(),
+            args.iter().map(|(a, t)| (a.to_string(), *t)).collect(),
+        )
+    };
+    let toggles: Vec<(&str, BlobType)> = TOGGLES.iter().map(|t| (*t, BlobType::BOOL)).collect();
+    ObjectSpec {
+        name: "rupnpd".into(),
+        methods: vec![
+            m("status", &[]),
+            m("list", &[]),
+            m(
+                "delete",
+                &[
+                    ("proto", BlobType::String),
+                    ("external_port", BlobType::Int32),
+                ],
+            ),
+            m("flush", &[]),
+            m("set", &toggles),
+            m("reload", &[]),
+        ],
+    }
+}
+
+/// Private, shared (CGNAT) or otherwise not globally routable: port
+/// mappings then only reach the next NAT (miniupnpd's
+/// `ext_allow_private_ipv4` case).
+pub fn is_private(a: Ipv4Addr) -> bool {
+    let o = a.octets();
+    a.is_private()
+        || a.is_loopback()
+        || a.is_link_local()
+        || a.is_unspecified()
+        || (o[0] == 100 && (o[1] & 0xc0) == 64)
+        || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+        || (o[0] == 198 && (o[1] & 0xfe) == 18)
+        || o[0] >= 240
+}
+
+/// One mapping as `list` and the `rupnpd.mapping` event show it.
+pub fn mapping_value(m: &Mapping, now: Millis, packets: u64, bytes: u64) -> Value {
+    let desc = match m.origin {
+        // The PCP nonce authorises renewals: never shown.
+        crate::core::table::Origin::Pcp => m.desc.split(' ').take(2).collect::<Vec<_>>().join(" "),
+        _ => m.desc.clone(),
+    };
+    Value::table()
+        .with("proto", m.key.proto.as_str())
+        .with("external_port", u32::from(m.key.eport))
+        .with("internal_ip", m.iaddr.to_string())
+        .with("internal_port", u32::from(m.iport))
+        .with(
+            "remote_host",
+            m.remote
+                .map(|r| {
+                    if r.prefix >= 32 {
+                        r.addr.to_string()
+                    } else {
+                        format!("{}/{}", r.addr, r.prefix)
+                    }
+                })
+                .unwrap_or_default(),
+        )
+        .with("description", desc)
+        .with("origin", m.origin.as_str())
+        .with("client", m.client.to_string())
+        .with("expires", m.remaining_secs(now).unwrap_or(0))
+        .with("packets", packets)
+        .with("bytes", bytes)
+}
+
+impl Daemon {
+    /// One message from the ubus connection.
+    pub(super) async fn on_ubus(&mut self, m: Incoming) {
+        match m {
+            Incoming::Call {
+                method,
+                args,
+                reply,
+            } => self.on_call(&method, &args, reply).await,
+            Incoming::Notify { object, kind, data } => {
+                log::debug!("ubus: {kind} from {object}");
+                self.on_interface(&object, &kind, &data).await;
+            }
+            Incoming::Connected => {
+                log::info!("ubus: connected; object rupnpd registered");
+                self.netifd_query();
+            }
+            Incoming::Disconnected => log::warn!("ubus: connection lost; reconnecting"),
+            Incoming::Event { .. } => {}
+        }
+    }
+
+    async fn on_call(&mut self, method: &str, args: &Value, reply: Responder) {
+        match method {
+            "status" => reply.reply(Ok(self.status_value())),
+            "list" => reply.reply(Ok(self.list_value())),
+            "delete" => {
+                let proto = args
+                    .get("proto")
+                    .and_then(Value::as_str)
+                    .and_then(Proto::from_upnp);
+                let port = args
+                    .get("external_port")
+                    .and_then(Value::as_u32)
+                    .and_then(|p| u16::try_from(p).ok())
+                    .filter(|p| *p != 0);
+                let (Some(proto), Some(port)) = (proto, port) else {
+                    reply.reply(Err(Status::InvalidArgument));
+                    return;
+                };
+                let key = Key::new(proto, port);
+                if self
+                    .core
+                    .remove(&key, EventKind::Delete, "deleted through ubus")
+                    .is_none()
+                {
+                    reply.reply(Err(Status::NotFound));
+                    return;
+                }
+                self.deferred.push(Deferred::Ubus {
+                    reply,
+                    ok: Value::table(),
+                });
+            }
+            "flush" => {
+                let n = self.core.flush("flushed through ubus");
+                let pins: Vec<u16> = self.core.pinholes.iter().map(|p| p.id).collect();
+                for id in &pins {
+                    self.core.pinholes.remove(*id);
+                }
+                self.deferred.push(Deferred::Ubus {
+                    reply,
+                    ok: Value::table()
+                        .with("deleted", n as u32)
+                        .with("pinholes", pins.len() as u32),
+                });
+            }
+            "set" => match self.set_toggles(args).await {
+                Ok(()) => reply.reply(Ok(Value::table())),
+                Err(s) => reply.reply(Err(s)),
+            },
+            "reload" => {
+                self.reload().await;
+                reply.reply(Ok(Value::table()));
+            }
+            _ => reply.reply(Err(Status::MethodNotFound)),
+        }
+    }
+
+    /// `set`: live toggles, applied at once and persisted to UCI so LuCI
+    /// and `uci get` agree.
+    async fn set_toggles(&mut self, args: &Value) -> Result<(), Status> {
+        let entries = args.as_table().ok_or(Status::InvalidArgument)?;
+        let mut changes: Vec<(&str, bool)> = Vec::new();
+        for (name, v) in entries {
+            let key = TOGGLES
+                .iter()
+                .find(|t| **t == name.as_str())
+                .ok_or(Status::InvalidArgument)?;
+            let b = match v {
+                Value::Bool(b) => *b,
+                Value::Int32(0) | Value::Int64(0) | Value::Int16(0) => false,
+                Value::Int32(1) | Value::Int64(1) | Value::Int16(1) => true,
+                _ => return Err(Status::InvalidArgument),
+            };
+            changes.push((key, b));
+        }
+        if changes.is_empty() {
+            return Err(Status::InvalidArgument);
+        }
+        let mut cfg = self.cfg.clone();
+        for (k, b) in &changes {
+            let field = match *k {
+                "enabled" => &mut cfg.enabled,
+                "enable_upnp" => &mut cfg.enable_upnp,
+                "enable_natpmp" => &mut cfg.enable_natpmp,
+                "enable_pcp" => &mut cfg.enable_pcp,
+                "secure_mode" => &mut cfg.secure_mode,
+                "log_packets" => &mut cfg.log_packets,
+                "log_connections" => &mut cfg.log_connections,
+                _ => return Err(Status::InvalidArgument),
+            };
+            *field = *b;
+        }
+        // Persist first: a toggle that cannot be stored would be undone by
+        // the next reload.
+        let dirs = super::uci_dirs(&self.opts);
+        match dirs.path("upnpd") {
+            Ok(path) if path.exists() => {
+                let section = SectionRef::Indexed {
+                    stype: "upnpd".into(),
+                    index: 0,
+                };
+                for (k, b) in &changes {
+                    let v = if *b { "1" } else { "0" };
+                    if let Err(e) = crate::sys::uci::set_option_atomic(&path, &section, k, v) {
+                        log::error!("set {k}: {e}");
+                        return Err(Status::SystemError);
+                    }
+                }
+            }
+            Ok(path) => log::warn!(
+                "set: {} does not exist; the change lasts until the daemon stops",
+                path.display()
+            ),
+            Err(e) => {
+                log::error!("set: {e}");
+                return Err(Status::SystemError);
+            }
+        }
+        let what: Vec<String> = changes
+            .iter()
+            .map(|(k, b)| format!("{k}={}", u8::from(*b)))
+            .collect();
+        log::info!("set through ubus: {}", what.join(" "));
+        self.apply_config(cfg).await;
+        self.send_status_event("set");
+        Ok(())
+    }
+
+    pub(super) fn status_value(&self) -> Value {
+        let ext = self.external_ip();
+        let t = &self.core.table;
+        let count = |o| t.count_by_origin(o) as u32;
+        use crate::core::table::Origin;
+        let mappings = Value::table()
+            .with("total", t.len() as u32)
+            .with("tcp", self.core.count_proto(Proto::Tcp) as u32)
+            .with("udp", self.core.count_proto(Proto::Udp) as u32)
+            .with("upnp", count(Origin::UpnpV1) + count(Origin::UpnpV2))
+            .with("natpmp", count(Origin::NatPmp))
+            .with("pcp", count(Origin::Pcp))
+            .with("pinholes", self.core.pinholes.len() as u32);
+        let lans: Vec<Value> = self
+            .lans
+            .iter()
+            .map(|l| Value::from(l.dev.as_str()))
+            .collect();
+        Value::table()
+            .with("enabled", self.cfg.enabled)
+            .with("enable_upnp", self.cfg.enable_upnp)
+            .with("enable_natpmp", self.cfg.enable_natpmp)
+            .with("enable_pcp", self.cfg.enable_pcp)
+            .with("secure_mode", self.cfg.secure_mode)
+            .with("log_packets", self.cfg.log_packets)
+            .with("log_connections", self.cfg.log_connections)
+            .with(
+                "external_ip",
+                ext.map(|a| a.to_string()).unwrap_or_default(),
+            )
+            .with("external_ip_private", ext.is_some_and(is_private))
+            .with("wan_up", self.wan.up)
+            .with("wan_device", self.wan.dev.clone().unwrap_or_default())
+            .with("lan_devices", Value::Array(lans))
+            .with("uptime", ((self.now() - self.started) / 1000) as u32)
+            .with("mappings", mappings)
+            .with("subscribers", self.gena.len() as u32)
+            .with("version", crate::VERSION)
+    }
+
+    fn list_value(&mut self) -> Value {
+        use crate::core::firewall::Firewall;
+        let now = self.now();
+        let counters = self.nft.counters();
+        let pin_counters = self.nft.pinhole_counter_map();
+        let maps: Vec<Value> = self
+            .core
+            .table
+            .iter()
+            .map(|m| {
+                let c = counters.get(&m.key).copied().unwrap_or_default();
+                mapping_value(m, now, c.packets, c.bytes)
+            })
+            .collect();
+        let pins: Vec<Value> = self
+            .core
+            .pinholes
+            .iter()
+            .map(|p| {
+                let c = pin_counters
+                    .get(&Nft::pinhole_key(p))
+                    .copied()
+                    .unwrap_or_default();
+                Value::table()
+                    .with("id", u32::from(p.id))
+                    .with("proto", u32::from(p.proto))
+                    .with(
+                        "remote_host",
+                        p.remote.map(|a| a.to_string()).unwrap_or_default(),
+                    )
+                    .with("remote_port", u32::from(p.rport))
+                    .with("internal_ip", p.iaddr.to_string())
+                    .with("internal_port", u32::from(p.iport))
+                    .with("client", p.client.to_string())
+                    .with("expires", p.remaining_secs(now))
+                    .with("packets", c.packets)
+                    .with("bytes", c.bytes)
+            })
+            .collect();
+        Value::table()
+            .with("mappings", Value::Array(maps))
+            .with("pinholes", Value::Array(pins))
+    }
+
+    /// `rupnpd.mapping` for every committed change and refusal.
+    pub(super) fn send_mapping_events(&self, events: &[Event], now: Millis) {
+        let Some(u) = &self.ubus else {
+            return;
+        };
+        for ev in events {
+            let v = mapping_value(&ev.mapping, now, 0, 0)
+                .with("action", ev.kind.as_str())
+                .with("reason", ev.reason.as_str());
+            u.send_event("rupnpd.mapping", v);
+        }
+    }
+
+    /// `rupnpd.status` after a toggle or a WAN change.
+    pub(super) fn send_status_event(&self, why: &str) {
+        if let Some(u) = &self.ubus {
+            u.send_event("rupnpd.status", self.status_value().with("reason", why));
+        }
+    }
+
+    /// Asks netifd for the devices and addresses of the configured
+    /// logical interfaces (or, with no WAN configured, for the interface
+    /// holding the default route), and follows the WAN's notifications.
+    pub(super) fn netifd_query(&mut self) {
+        let Some(u) = self.ubus.clone() else {
+            return;
+        };
+        let mut names: Vec<String> = self.cfg.internal_iface.clone();
+        match &self.cfg.external_iface {
+            Some(w) => {
+                names.push(w.clone());
+                u.subscribe(&format!("network.interface.{w}"));
+            }
+            None => {
+                let tx = self.netifd_tx.clone();
+                let u2 = u.clone();
+                tokio::task::spawn_local(async move {
+                    if let Ok(dump) = u2.call("network.interface", "dump", Value::table()).await {
+                        if let Some((name, _)) = netifd::find_wan(&dump) {
+                            u2.subscribe(&format!("network.interface.{name}"));
+                            let path = format!("network.interface.{name}");
+                            if let Ok(st) = u2.call(&path, "status", Value::table()).await {
+                                let _ = tx.send((name, true, st)).await;
+                            }
+                        }
+                    }
+                });
+            }
+        }
+        for name in names {
+            let tx = self.netifd_tx.clone();
+            let u2 = u.clone();
+            let wan = self.cfg.external_iface.as_deref() == Some(name.as_str());
+            tokio::task::spawn_local(async move {
+                let path = format!("network.interface.{name}");
+                match u2.call(&path, "status", Value::table()).await {
+                    Ok(st) => {
+                        let _ = tx.send((name, wan, st)).await;
+                    }
+                    Err(s) => log::debug!("netifd: {path} status: {s:?}"),
+                }
+            });
+        }
+    }
+
+    /// A notification from `network.interface.<name>`.
+    async fn on_interface(&mut self, object: &str, kind: &str, data: &Value) {
+        let Some(name) = object.strip_prefix("network.interface.") else {
+            return;
+        };
+        match kind {
+            "interface.update" => self.on_netifd_status(name.to_string(), true, data).await,
+            "interface.down" => {
+                let st = Value::table().with("up", false);
+                self.on_netifd_status(name.to_string(), true, &st).await;
+            }
+            _ => {}
+        }
+    }
+
+    /// netifd's status of a logical interface: records its device and,
+    /// for the WAN, applies the new device and address at once.
+    pub(super) async fn on_netifd_status(&mut self, name: String, wan: bool, data: &Value) {
+        let Some(st) = netifd::parse_status(data) else {
+            return;
+        };
+        if wan {
+            if let Some(dev) = st.l3_device.clone() {
+                self.netifd_devs.insert(name.clone(), dev);
+            }
+            self.netifd_wan = Some(name);
+            self.wan_netifd_up = Some(st.up);
+            self.netifd_wan_addr = st.ipv4.first().map(|(a, _)| *a);
+            self.refresh_wan();
+        } else if let Some(dev) = st.l3_device.filter(|_| st.up) {
+            if self.netifd_devs.get(&name) != Some(&dev) {
+                log::info!("netifd: LAN interface {name} is device {dev}");
+                self.netifd_devs.insert(name, dev);
+                let now = self.now();
+                self.lans = Self::read_lans(&self.cfg, &self.netifd_devs);
+                self.open_frontends().await;
+                self.next_notify = now;
+                let setup = self.nft_setup();
+                if let Err(e) = self.reinstall(Some(setup)) {
+                    log::error!("updating the firewall for new LAN devices: {e}");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_and_cgnat_addresses() {
+        for a in [
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "100.64.0.1",
+            "100.127.255.254",
+            "192.0.0.9",
+            "198.18.0.1",
+            "240.0.0.1",
+        ] {
+            assert!(is_private(a.parse().unwrap()), "{a}");
+        }
+        for a in ["192.0.3.1", "8.8.8.8", "100.128.0.1", "203.0.114.1"] {
+            assert!(!is_private(a.parse().unwrap()), "{a}");
+        }
+    }
+
+    #[test]
+    fn the_object_has_every_method() {
+        let spec = object_spec();
+        let names: Vec<&str> = spec.methods.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            ["status", "list", "delete", "flush", "set", "reload"]
+        );
+        assert_eq!(spec.methods[4].1.len(), 7);
+    }
+}

@@ -1,0 +1,388 @@
+//! The daemon's ubus object, called the way `ubus call` calls it, through
+//! a broker of our own (tests/support/ubusd.rs); WAN tracking through a
+//! fake netifd object; a ubusd restart.
+
+mod common;
+mod support;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use rupnpd::proto::blob::Value;
+use support::ubusd::{Broker, Peer, json, socket_path};
+
+const NETIFD_WAN: &str = "network.interface.wan";
+
+fn wan_status(addr: &str) -> Value {
+    json(&format!(
+        r#"{{"up": true, "pending": false, "available": true, "l3_device": "r-wan", "device": "r-wan",
+            "proto": "static", "ipv4-address": [{{"address": "{addr}", "mask": 24}}],
+            "route": [{{"target": "0.0.0.0", "mask": 0, "nexthop": "192.0.3.2"}}]}}"#
+    ))
+}
+
+/// A bed whose daemon knows its WAN only as the logical interface `wan`,
+/// which a fake netifd (a peer publishing `network.interface.wan`)
+/// resolves to r-wan.
+struct Setup {
+    bed: Bed,
+    broker: Broker,
+    caller: Peer,
+    netifd: Peer,
+    wan_obj: u32,
+    dir: std::path::PathBuf,
+}
+
+async fn setup(name: &str) -> Setup {
+    let mut bed = Bed::new(name);
+    bed.fw4();
+    let sock = socket_path(name);
+    let broker = Broker::start(&sock);
+    let netifd = Peer::connect(&sock).await;
+    let wan_obj = netifd.publish(NETIFD_WAN, json(r#"{"status": {}}"#)).await;
+    netifd.serve(wan_obj, move |method, _| match method {
+        "status" => Ok(wan_status("192.0.3.1")),
+        _ => Err(3),
+    });
+    let dir = bed.config(&format!(
+        "config upnpd 'config'\n\toption internal_iface 'r-lan'\n\toption external_iface 'wan'\n\
+\toption upnp_lease_file '{}'\n\nconfig perm_rule\n\toption action allow\n\toption ext_ports 1024-65535\n\
+\toption int_addr 0.0.0.0/0\n\toption int_ports 1024-65535\n",
+        bed.dir.join("leases").display()
+    ));
+    let d = dir.to_str().unwrap().to_string();
+    let s = sock.to_str().unwrap().to_string();
+    bed.start_raw(&["--config-dir", &d, "--ubus-socket", &s]);
+    let caller = Peer::connect(&sock).await;
+    caller.wait_for("rupnpd", Duration::from_secs(5)).await;
+    Setup {
+        bed,
+        broker,
+        caller,
+        netifd,
+        wan_obj,
+        dir,
+    }
+}
+
+/// The next event named `name` whose field `key` is `value` (others,
+/// such as the status event of the WAN being learnt, are skipped).
+async fn event(l: &mut Peer, name: &str, key: &str, value: Value) -> Value {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(5) {
+        if let Some((n, ev)) = l.next_event(Duration::from_secs(1)).await {
+            if n == name && ev.get(key) == Some(&value) {
+                return ev;
+            }
+        }
+    }
+    panic!("no {name} event with {key} = {value}");
+}
+
+async fn call(p: &Peer, method: &str, args: &str) -> Result<Value, u32> {
+    p.call("rupnpd", method, json(args))
+        .await
+        .map(|mut v| v.pop().unwrap_or_else(Value::table))
+}
+
+async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
+    let t = Instant::now();
+    while !f().await {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn status_list_delete_flush_with_events() {
+    let Setup {
+        bed,
+        broker: _broker,
+        caller,
+        netifd: _netifd,
+        ..
+    } = setup("uapi").await;
+    let mut listener = Peer::connect(&socket_path("uapi")).await;
+    listener.listen("rupnpd.*").await;
+
+    // netifd told the daemon which device "wan" is
+    eventually("the WAN from netifd", async || {
+        let s = call(&caller, "status", "{}").await.unwrap();
+        s.get("wan_device").and_then(Value::as_str) == Some("r-wan")
+    })
+    .await;
+    let s = call(&caller, "status", "{}").await.unwrap();
+    assert_eq!(
+        s.get("external_ip").and_then(Value::as_str),
+        Some("192.0.3.1"),
+        "{s}"
+    );
+    assert_eq!(
+        s.get("external_ip_private").and_then(Value::as_bool),
+        Some(false),
+        "{s}"
+    );
+    assert_eq!(s.get("enabled").and_then(Value::as_bool), Some(true));
+    assert_eq!(
+        s.get("version").and_then(Value::as_str),
+        Some(rupnpd::VERSION)
+    );
+    assert!(
+        s.get("uptime").is_some() && s.get("lan_devices").is_some(),
+        "{s}"
+    );
+
+    let (code, _) = bed.soap(
+        CLIENT_IP,
+        "WANIPConnection:2",
+        "AddPortMapping",
+        &add_args("18080", "TCP", "8080", CLIENT_IP, "600", "web"),
+    );
+    assert_eq!(code, 200);
+    let ev = event(&mut listener, "rupnpd.mapping", "action", "add".into()).await;
+    assert_eq!(ev.get("external_port").and_then(Value::as_u32), Some(18080));
+    assert!(bed.tcp_through(18080, 8080));
+
+    let l = call(&caller, "list", "{}").await.unwrap();
+    let maps = l.get("mappings").and_then(Value::as_array).unwrap();
+    assert_eq!(maps.len(), 1, "{l}");
+    let m = &maps[0];
+    assert_eq!(m.get("proto").and_then(Value::as_str), Some("TCP"));
+    assert_eq!(
+        m.get("internal_ip").and_then(Value::as_str),
+        Some(CLIENT_IP)
+    );
+    assert_eq!(m.get("internal_port").and_then(Value::as_u32), Some(8080));
+    assert_eq!(m.get("description").and_then(Value::as_str), Some("web"));
+    assert_eq!(m.get("origin").and_then(Value::as_str), Some("upnp-igdv2"));
+    assert!(
+        m.get("expires")
+            .and_then(Value::as_u32)
+            .is_some_and(|e| e > 590),
+        "{m}"
+    );
+    assert!(
+        m.get("packets")
+            .and_then(Value::as_i64)
+            .is_some_and(|p| p > 0),
+        "{m}"
+    );
+
+    assert_eq!(
+        call(
+            &caller,
+            "delete",
+            r#"{"proto": "TCP", "external_port": 18080}"#
+        )
+        .await
+        .map(|_| ()),
+        Ok(())
+    );
+    assert!(!bed.tcp_through(18080, 8080));
+    assert_eq!(
+        call(
+            &caller,
+            "delete",
+            r#"{"proto": "TCP", "external_port": 18080}"#
+        )
+        .await
+        .err(),
+        Some(4)
+    );
+    assert_eq!(
+        call(
+            &caller,
+            "delete",
+            r#"{"proto": "SCTP", "external_port": 1}"#
+        )
+        .await
+        .err(),
+        Some(2)
+    );
+    assert_eq!(
+        call(&caller, "delete", r#"{"proto": "TCP"}"#).await.err(),
+        Some(2)
+    );
+    let ev = event(&mut listener, "rupnpd.mapping", "action", "delete".into()).await;
+    assert_eq!(
+        ev.get("reason").and_then(Value::as_str),
+        Some("deleted through ubus"),
+        "{ev}"
+    );
+
+    for p in ["20000", "20001"] {
+        bed.soap(
+            CLIENT_IP,
+            "WANIPConnection:2",
+            "AddPortMapping",
+            &add_args(p, "UDP", p, CLIENT_IP, "600", "x"),
+        );
+    }
+    let f = call(&caller, "flush", "{}").await.unwrap();
+    assert_eq!(f.get("deleted").and_then(Value::as_u32), Some(2), "{f}");
+    assert!(bed.dnat_elements().is_empty());
+    assert_eq!(call(&caller, "reload", "{}").await.map(|_| ()), Ok(()));
+    assert_eq!(call(&caller, "nope", "{}").await.err(), Some(3));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn set_toggles_apply_live_and_persist() {
+    let Setup {
+        bed,
+        broker: _broker,
+        caller,
+        netifd: _netifd,
+        dir,
+        ..
+    } = setup("uset").await;
+    let mut listener = Peer::connect(&socket_path("uset")).await;
+    listener.listen("rupnpd.status").await;
+    assert_eq!(
+        call(
+            &caller,
+            "set",
+            r#"{"secure_mode": false, "log_packets": true}"#
+        )
+        .await
+        .map(|_| ()),
+        Ok(())
+    );
+    let ev = event(&mut listener, "rupnpd.status", "reason", "set".into()).await;
+    assert_eq!(
+        ev.get("secure_mode").and_then(Value::as_bool),
+        Some(false),
+        "{ev}"
+    );
+    let text = std::fs::read_to_string(dir.join("upnpd")).unwrap();
+    assert!(
+        text.contains("\toption secure_mode '0'\n") && text.contains("\toption log_packets '1'\n"),
+        "{text}"
+    );
+    assert!(
+        bed.nft("list chain inet fw4 upnp_forward")
+            .contains("rupnpd pkt")
+    );
+    // secure mode off: a mapping for another LAN host is allowed now
+    let (code, t) = bed.soap(
+        CLIENT_IP,
+        "WANIPConnection:2",
+        "AddPortMapping",
+        &add_args("18081", "TCP", "8081", CLIENT2_IP, "600", "x"),
+    );
+    assert_eq!(code, 200, "{t}");
+    // switching the service off removes the mappings and stops serving
+    assert_eq!(
+        call(&caller, "set", r#"{"enabled": false}"#)
+            .await
+            .map(|_| ()),
+        Ok(())
+    );
+    assert!(bed.dnat_elements().is_empty());
+    assert!(bed.http_get("/rootDesc.xml").is_err());
+    let s = call(&caller, "status", "{}").await.unwrap();
+    assert_eq!(s.get("enabled").and_then(Value::as_bool), Some(false));
+    assert_eq!(
+        call(&caller, "set", r#"{"enabled": true}"#)
+            .await
+            .map(|_| ()),
+        Ok(())
+    );
+    bed.wait_ready();
+    // bad arguments
+    assert_eq!(
+        call(&caller, "set", r#"{"enabled": "yes"}"#).await.err(),
+        Some(2)
+    );
+    assert_eq!(
+        call(&caller, "set", r#"{"colour": true}"#).await.err(),
+        Some(2)
+    );
+    assert_eq!(call(&caller, "set", "{}").await.err(), Some(2));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn wan_changes_from_netifd_and_a_ubusd_restart() {
+    let Setup {
+        bed,
+        broker,
+        caller,
+        netifd,
+        wan_obj,
+        ..
+    } = setup("uwan").await;
+    eventually("the WAN from netifd", async || {
+        let s = call(&caller, "status", "{}").await.unwrap();
+        s.get("wan_device").and_then(Value::as_str) == Some("r-wan")
+    })
+    .await;
+    // netifd announces a new address in an interface.update notification
+    eventually("the new address", async || {
+        netifd
+            .notify(wan_obj, "interface.update", wan_status("192.0.3.7"))
+            .await;
+        let (_, t) = bed.soap(CLIENT_IP, "WANIPConnection:2", "GetExternalIPAddress", &[]);
+        element(&t, "NewExternalIPAddress") == Some("192.0.3.7")
+    })
+    .await;
+    drop((caller, netifd));
+    broker.stop();
+    // ubusd restarts: the daemon reconnects and registers again
+    let sock = socket_path("uwan");
+    let _broker = Broker::start(&sock);
+    let caller = Peer::connect(&sock).await;
+    caller.wait_for("rupnpd", Duration::from_secs(10)).await;
+    let s = call(&caller, "status", "{}").await.unwrap();
+    assert_eq!(
+        s.get("version").and_then(Value::as_str),
+        Some(rupnpd::VERSION)
+    );
+    // a fresh netifd object appears; its interface.update moves the WAN
+    let netifd = Peer::connect(&sock).await;
+    let obj = netifd.publish(NETIFD_WAN, json(r#"{"status": {}}"#)).await;
+    netifd.serve(obj, |_, _| Ok(wan_status("192.0.3.9")));
+    // the daemon subscribes when the object appears; notify until it hears
+    eventually("the new address", async || {
+        netifd
+            .notify(obj, "interface.update", wan_status("192.0.3.9"))
+            .await;
+        let (_, t) = bed.soap(CLIENT_IP, "WANIPConnection:2", "GetExternalIPAddress", &[]);
+        element(&t, "NewExternalIPAddress") == Some("192.0.3.9")
+    })
+    .await;
+    assert!(
+        bed.nft("list set inet fw4 upnp_extaddr")
+            .contains("192.0.3.9")
+    );
+    // interface.down: disconnected
+    netifd
+        .notify(obj, "interface.down", json(r#"{"interface": "wan"}"#))
+        .await;
+    eventually("the WAN down", async || {
+        let s = call(&caller, "status", "{}").await.unwrap();
+        s.get("wan_up").and_then(Value::as_bool) == Some(false)
+    })
+    .await;
+    let log = bed.log();
+    assert!(log.contains("ubus: connection lost"), "{log}");
+}
+
+#[test]
+fn without_ubusd_the_daemon_runs_and_warns_once() {
+    let mut bed = Bed::new("noub");
+    bed.fw4();
+    let sock = std::env::temp_dir().join("rupnpd-no-such-ubusd.sock");
+    bed.start(&["--ubus-socket", sock.to_str().unwrap()]);
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(bed.upnpc(&["-s"]).contains("ExternalIPAddress = 192.0.3.1"));
+    let log = bed.log();
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.contains("ubus") && l.starts_with("warn"))
+            .count(),
+        1,
+        "{log}"
+    );
+}
