@@ -45,10 +45,20 @@ fn ip(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
 }
 
+/// Retransmission for the bed: 250 ms doubling up to 2 s, 6 sends (about
+/// 8 s in all), patient enough for a loaded machine.
+fn retransmit() -> Retransmit {
+    Retransmit {
+        initial: Duration::from_millis(250),
+        max_rt: Duration::from_secs(2),
+        max_count: 6,
+    }
+}
+
 /// One PCP exchange from LAN address `from`.
 fn pcp(bed: &Bed, from: &str, req: &Request) -> Response {
     let sock = udp_in(&bed.c, from);
-    pcp_client::exchange(&sock, server(), req, Retransmit::fast())
+    pcp_client::exchange(&sock, server(), req, retransmit())
         .unwrap_or_else(|e| panic!("{req:?}: {e}\nlog:\n{}", bed.log()))
 }
 
@@ -71,7 +81,7 @@ fn ask_raw(bed: &Bed, from: &str, bytes: &[u8]) -> Vec<u8> {
 /// Sends `bytes` on `sock` (retransmitting a few times) and returns the
 /// first datagram the server answers with.
 fn ask_on(sock: &UdpSocket, bytes: &[u8]) -> Vec<u8> {
-    pcp_client::exchange_raw(sock, server(), bytes, Retransmit::fast(), |_| true)
+    pcp_client::exchange_raw(sock, server(), bytes, retransmit(), |_| true)
         .unwrap_or_else(|e| panic!("no answer to {bytes:?}: {e}"))
 }
 
@@ -117,7 +127,7 @@ fn natpmpc_maps_tcp_and_udp_and_traffic_crosses() {
     );
     assert_eq!(bed.dnat_elements(), vec!["tcp . 7000"]);
     assert!(
-        bed.tcp_through(7000, 27000),
+        bed.tcp_passes(7000, 27000),
         "TCP through the NAT-PMP mapping"
     );
 
@@ -127,7 +137,7 @@ fn natpmpc_maps_tcp_and_udp_and_traffic_crosses() {
         "{out}"
     );
     assert!(
-        bed.udp_through(7001, 27001),
+        bed.udp_passes(7001, 27001),
         "UDP through the NAT-PMP mapping"
     );
     assert_eq!(bed.dnat_elements(), vec!["tcp . 7000", "udp . 7001"]);
@@ -138,16 +148,10 @@ fn natpmpc_maps_tcp_and_udp_and_traffic_crosses() {
         out.contains("Mapped public port 0 protocol TCP to local port 27000 liftime 0"),
         "{out}"
     );
-    assert!(
-        !bed.tcp_through(7000, 27000),
-        "deleted mapping still passes"
-    );
+    assert!(!bed.tcp_passes(7000, 27000), "deleted mapping still passes");
     let out = natpmpc(&bed, &["-a", "7001", "27001", "udp", "0"]);
     assert!(out.contains("liftime 0"), "{out}");
-    assert!(
-        !bed.udp_through(7001, 27001),
-        "deleted mapping still passes"
-    );
+    assert!(!bed.udp_passes(7001, 27001), "deleted mapping still passes");
     assert!(bed.dnat_elements().is_empty());
     let log = bed.log();
     assert!(log.contains("NAT-PMP 7000 tcp"), "{log}");
@@ -174,7 +178,7 @@ fn pcp_announce_map_renew_and_delete() {
         (7100, Some(EXT), 120)
     );
     assert_eq!(r.nonce, Some([1; 12]));
-    assert!(bed.tcp_through(7100, 27100), "TCP through the PCP mapping");
+    assert!(bed.tcp_passes(7100, 27100), "TCP through the PCP mapping");
     assert_eq!(bed.dnat_elements(), vec!["tcp . 7100"]);
 
     // renewal with the same nonce: same port, lifetime cut to the maximum,
@@ -191,16 +195,13 @@ fn pcp_announce_map_renew_and_delete() {
     assert_eq!(r.result, result::NOT_AUTHORIZED, "{r:?}");
     let r = pcp(&bed, CLIENT_IP, &map(CLIENT_IP, 2, TCP, 27100, 0, 0));
     assert_eq!(r.result, result::NOT_AUTHORIZED, "{r:?}");
-    assert!(bed.tcp_through(7100, 27100), "refused delete removed it");
+    assert!(bed.tcp_passes(7100, 27100), "refused delete removed it");
 
     // delete with its nonce: lifetime 0 in the answer, traffic stops
     let r = pcp(&bed, CLIENT_IP, &map(CLIENT_IP, 1, TCP, 27100, 0, 0));
     assert_eq!((r.result, r.lifetime), (result::SUCCESS, 0), "{r:?}");
     assert!(bed.dnat_elements().is_empty());
-    assert!(
-        !bed.tcp_through(7100, 27100),
-        "deleted mapping still passes"
-    );
+    assert!(!bed.tcp_passes(7100, 27100), "deleted mapping still passes");
     // deleting again still succeeds (a lost answer is retransmitted)
     let r = pcp(&bed, CLIENT_IP, &map(CLIENT_IP, 1, TCP, 27100, 0, 0));
     assert_eq!(r.result, result::SUCCESS, "{r:?}");
@@ -211,7 +212,7 @@ fn pcp_announce_map_renew_and_delete() {
         (r.result, r.external_port, r.lifetime),
         (result::SUCCESS, 7101, 600)
     );
-    assert!(bed.udp_through(7101, 27101), "UDP through the PCP mapping");
+    assert!(bed.udp_passes(7101, 27101), "UDP through the PCP mapping");
     let log = bed.log();
     assert!(log.contains("PCP MAP 010101010101010101010101"), "{log}");
 }
@@ -327,7 +328,7 @@ fn pcp_third_party_refused_by_default_allowed_by_configuration() {
         dnat.contains("tcp . 7500") && dnat.contains("192.168.77.3 . 27500"),
         "{dnat}"
     );
-    assert!(bed.tcp_through(7500, 27500));
+    assert!(bed.tcp_passes(7500, 27500));
     // THIRD_PARTY naming the sender itself is malformed (§13.1)
     let mut own = map(CLIENT_IP, 12, TCP, 27501, 7501, 600);
     own.options = vec![Opt::ThirdParty(ip(CLIENT_IP))];
@@ -447,9 +448,9 @@ fn collisions_across_upnp_natpmp_and_pcp() {
     want.sort();
     assert_eq!(bed.dnat_elements(), want);
     // and each reaches its own internal port
-    assert!(bed.tcp_through(7700, 27700));
-    assert!(bed.tcp_through(7701, 27701));
-    assert!(bed.tcp_through(7800, 27800));
+    assert!(bed.tcp_passes(7700, 27700));
+    assert!(bed.tcp_passes(7701, 27701));
+    assert!(bed.tcp_passes(7800, 27800));
 }
 
 /// With PCP switched off, a PCP request gets NAT-PMP's 8-byte
@@ -722,7 +723,7 @@ fn unsolicited_announcements_after_start() {
     bed.start(&[]);
     let mut natpmp = Vec::new();
     let mut pcp = Vec::new();
-    while t0.elapsed() < Duration::from_secs(4) {
+    while t0.elapsed() < Duration::from_secs(6) {
         let Some((b, from)) = pcp_client::recv_any(&sock, Duration::from_millis(100)).unwrap()
         else {
             continue;
@@ -745,7 +746,7 @@ fn unsolicited_announcements_after_start() {
             _ => panic!("unexpected announcement {b:?}"),
         }
     }
-    // RFC 6886 §3.2.1: 250 ms apart, doubling: 4 by 1.75 s after start
+    // RFC 6886 §3.2.1: 250 ms apart, doubling: 0, 0.25, 0.75, 1.75, 3.75 s
     assert!(natpmp.len() >= 3, "NAT-PMP announcements: {natpmp:?}");
     assert!(pcp.len() >= 3, "PCP announcements: {pcp:?}");
     for seen in [&natpmp, &pcp] {
@@ -759,8 +760,9 @@ fn unsolicited_announcements_after_start() {
             third - first >= Duration::from_millis(500),
             "announcements too close: {seen:?}"
         );
+        // (generous: the machine may be loaded)
         assert!(
-            third - first <= Duration::from_millis(2500),
+            third - first <= Duration::from_secs(4),
             "announcements too slow: {seen:?}"
         );
     }

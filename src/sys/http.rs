@@ -3,8 +3,9 @@
 //! a request means is decided by the daemon's loop, reached through a
 //! channel.
 //!
-//! Owns: the connection cap, the per-request deadline (slowloris), the
-//! keep-alive idle timeout, and the byte limits of `proto::http`.
+//! Owns: the listening socket (bound to its LAN device), the connection
+//! cap, the per-request deadline (slowloris), the keep-alive idle
+//! timeout, and the byte limits of `proto::http`.
 
 use std::cell::Cell;
 use std::io;

@@ -650,6 +650,24 @@ pub fn vm_rss_kib(pid: u32) -> u64 {
         .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
 }
 
+/// Binds with `bind`, retrying for up to 2 s while the port is in use. A
+/// socket this process just closed can stay open for a moment in a child
+/// that another test thread is forking (its fd table is copied until the
+/// child execs and drops the close-on-exec descriptors), so an immediate
+/// rebind of the same port may fail transiently.
+pub fn bind_retry<T>(bind: impl Fn() -> std::io::Result<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match bind() {
+            Ok(s) => return s,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("bind: {e}"),
+        }
+    }
+}
+
 impl Bed {
     /// Adds `cidr` to device `dev` in namespace `ns` (e.g. a second WAN
     /// peer address).
@@ -678,7 +696,7 @@ impl Bed {
         use socket2::{Domain, Socket, Type};
         let c = self.c.clone();
         let listener = in_netns(&c, move || {
-            TcpListener::bind(("0.0.0.0", lan_port)).unwrap()
+            bind_retry(|| TcpListener::bind(("0.0.0.0", lan_port)))
         });
         listener.set_nonblocking(true).unwrap();
         let dst: Ipv4Addr = dst.parse().unwrap();
@@ -715,6 +733,34 @@ impl Bed {
             std::thread::sleep(Duration::from_millis(10));
         }
         let _ = rx.recv_timeout(Duration::from_secs(3));
+        false
+    }
+
+    /// [`Bed::tcp_through`] with a bind that survives a concurrent fork
+    /// ([`bind_retry`]): a connection from the WAN host to the external
+    /// address reaches a listener on the LAN host at `lan_port`.
+    pub fn tcp_passes(&self, ext_port: u16, lan_port: u16) -> bool {
+        self.tcp_from_addr(&self.w, PEER_IP, WAN_IP, ext_port, lan_port)
+    }
+
+    /// [`Bed::udp_through`] with a bind that survives a concurrent fork
+    /// ([`bind_retry`]): a datagram from the WAN host reaches the LAN host.
+    pub fn udp_passes(&self, ext_port: u16, lan_port: u16) -> bool {
+        let rx = in_netns(&self.c, move || {
+            bind_retry(|| UdpSocket::bind(("0.0.0.0", lan_port)))
+        });
+        rx.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let tx = in_netns(&self.w, || UdpSocket::bind((PEER_IP, 0)).unwrap());
+        for _ in 0..5 {
+            let _ = tx.send_to(b"udp-through-dnat", (WAN_IP, ext_port));
+            let mut buf = [0u8; 64];
+            if let Ok((n, _)) = rx.recv_from(&mut buf) {
+                if &buf[..n] == b"udp-through-dnat" {
+                    return true;
+                }
+            }
+        }
         false
     }
 
