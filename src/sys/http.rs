@@ -3,11 +3,13 @@
 //! a request means is decided by the daemon's loop, reached through a
 //! channel.
 //!
-//! Owns: the connection cap, the per-request deadline (slowloris), the
-//! keep-alive idle timeout, and the byte limits of `proto::http`.
+//! Owns: the listening socket (bound to its LAN device), the connection
+//! cap, the per-request deadline (slowloris), the keep-alive idle
+//! timeout, and the byte limits of `proto::http`.
 
 use std::cell::Cell;
-use std::net::SocketAddr;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -49,6 +51,24 @@ pub struct Job {
     pub peer: SocketAddr,
     pub local: SocketAddr,
     pub reply: oneshot::Sender<Response>,
+}
+
+/// The HTTP listener of one LAN device: `addr:port`, bound to device `dev`
+/// like the UDP sockets (`sys::udp`), so a WAN host routing to the LAN
+/// address finds no socket (its SYN is reset by the kernel) instead of an
+/// HTTP server that reads its request and answers 403. Must be called
+/// inside the runtime.
+pub fn listener(dev: &str, addr: Ipv4Addr, port: u16) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    // as tokio's TcpListener::bind: a restart may rebind at once
+    s.set_reuse_address(true)?;
+    s.bind_device(Some(dev.as_bytes()))
+        .map_err(|e| io::Error::new(e.kind(), format!("binding HTTP to {dev}: {e}")))?;
+    s.bind(&SocketAddr::from((addr, port)).into())?;
+    s.listen(1024)?;
+    s.set_nonblocking(true)?;
+    TcpListener::from_std(s.into())
 }
 
 /// Accepts connections on `listener` until the task is dropped.

@@ -782,3 +782,159 @@ SOAPAction: \"{urn}#{action}\"\r\nContent-Length: {}\r\n\r\n{body}",
         Some((code, String::from_utf8_lossy(&body).into_owned()))
     }
 }
+
+/// A UDP socket created in namespace `ns`, bound to `addr:0`.
+pub fn udp_in(ns: &str, addr: &str) -> UdpSocket {
+    let a: Ipv4Addr = addr.parse().unwrap();
+    in_netns(ns, move || UdpSocket::bind((a, 0)).unwrap())
+}
+
+/// Whether process `pid` exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map(|s| {
+            s.lines()
+                .find(|l| l.starts_with("State:"))
+                .is_some_and(|l| !l.contains("Z (zombie)") && !l.contains("X (dead)"))
+        })
+        .unwrap_or(false)
+}
+
+/// The resident set size of `pid` in KiB (`VmRSS` of /proc/<pid>/status).
+pub fn vm_rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
+}
+
+/// Binds with `bind`, retrying for up to 2 s while the port is in use. A
+/// socket this process just closed can stay open for a moment in a child
+/// that another test thread is forking (its fd table is copied until the
+/// child execs and drops the close-on-exec descriptors), so an immediate
+/// rebind of the same port may fail transiently.
+pub fn bind_retry<T>(bind: impl Fn() -> std::io::Result<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match bind() {
+            Ok(s) => return s,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("bind: {e}"),
+        }
+    }
+}
+
+impl Bed {
+    /// Adds `cidr` to device `dev` in namespace `ns` (e.g. a second WAN
+    /// peer address).
+    pub fn add_addr(&self, ns: &str, cidr: &str, dev: &str) {
+        let o = self.exec(ns, &["ip", "addr", "add", cidr, "dev", dev]);
+        assert!(
+            o.status.success(),
+            "adding {cidr}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        // let DAD-free IPv4 settle and the neighbour answer
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    /// Like [`Bed::tcp_from`], with the connecting socket bound to
+    /// `src_ip` in namespace `src`: does a connection from that address
+    /// to `dst:ext_port` reach the LAN listener on `lan_port`?
+    pub fn tcp_from_addr(
+        &self,
+        src: &str,
+        src_ip: &str,
+        dst: &str,
+        ext_port: u16,
+        lan_port: u16,
+    ) -> bool {
+        use socket2::{Domain, Socket, Type};
+        let c = self.c.clone();
+        let listener = in_netns(&c, move || {
+            bind_retry(|| TcpListener::bind(("0.0.0.0", lan_port)))
+        });
+        listener.set_nonblocking(true).unwrap();
+        let dst: Ipv4Addr = dst.parse().unwrap();
+        let from: Ipv4Addr = src_ip.parse().unwrap();
+        let src = src.to_string();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let ok = in_netns(&src, move || {
+                let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+                s.bind(&SocketAddr::from((from, 0)).into()).unwrap();
+                match s.connect_timeout(
+                    &SocketAddr::from((dst, ext_port)).into(),
+                    Duration::from_secs(2),
+                ) {
+                    Ok(()) => {
+                        let mut t: TcpStream = s.into();
+                        t.write_all(b"through-dnat").is_ok()
+                    }
+                    Err(_) => false,
+                }
+            });
+            let _ = tx.send(ok);
+        });
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok((mut s, _)) = listener.accept() {
+                s.set_nonblocking(false).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                let mut buf = [0u8; 12];
+                let got = s.read_exact(&mut buf).is_ok() && &buf == b"through-dnat";
+                let _ = rx.recv_timeout(Duration::from_secs(3));
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = rx.recv_timeout(Duration::from_secs(3));
+        false
+    }
+
+    /// [`Bed::tcp_through`] with a bind that survives a concurrent fork
+    /// ([`bind_retry`]): a connection from the WAN host to the external
+    /// address reaches a listener on the LAN host at `lan_port`.
+    pub fn tcp_passes(&self, ext_port: u16, lan_port: u16) -> bool {
+        self.tcp_from_addr(&self.w, PEER_IP, WAN_IP, ext_port, lan_port)
+    }
+
+    /// [`Bed::udp_through`] with a bind that survives a concurrent fork
+    /// ([`bind_retry`]): a datagram from the WAN host reaches the LAN host.
+    pub fn udp_passes(&self, ext_port: u16, lan_port: u16) -> bool {
+        let rx = in_netns(&self.c, move || {
+            bind_retry(|| UdpSocket::bind(("0.0.0.0", lan_port)))
+        });
+        rx.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let tx = in_netns(&self.w, || UdpSocket::bind((PEER_IP, 0)).unwrap());
+        for _ in 0..5 {
+            let _ = tx.send_to(b"udp-through-dnat", (WAN_IP, ext_port));
+            let mut buf = [0u8; 64];
+            if let Ok((n, _)) = rx.recv_from(&mut buf) {
+                if &buf[..n] == b"udp-through-dnat" {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// Waits up to `max` until the daemon log contains `needle`.
+    pub fn wait_log(&self, needle: &str, max: Duration) -> bool {
+        let deadline = Instant::now() + max;
+        loop {
+            if self.log().contains(needle) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
