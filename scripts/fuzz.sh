@@ -110,9 +110,11 @@ max_len() {
 }
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/rupnpd-fuzz.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT INT TERM
+trap 'rm -rf "$tmp"' EXIT
+trap 'exit 130' INT TERM
 
 failed=0
+repro=
 report="target|seconds|executions|result"
 for t in $targets; do
 	bin=$bindir/$t
@@ -143,8 +145,15 @@ for t in $targets; do
 		failed=1
 		artifact=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -n 1)
 		result="CRASH (exit $rc) ${artifact:+fuzz/$artifact}"
-		echo "fuzz.sh: $t failed; the end of libFuzzer's output:" >&2
-		tail -n 40 "$log" >&2
+		repro="$repro
+  (cd fuzz && cargo +nightly fuzz run -a $t ${artifact:-artifacts/$t/<crash file>})"
+		# the panic message (or sanitizer report) and libFuzzer's verdict,
+		# without the long stack traces
+		echo "fuzz.sh: $t failed:" >&2
+		grep -E -A 3 "panicked at|ERROR: (AddressSanitizer|libFuzzer)" "$log" |
+			grep -v -E "^ *(#[0-9]|[0-9]+:|at |stack backtrace|--$|SUMMARY)" |
+			head -n 20 >&2 || true
+		grep -E "^SUMMARY|Test unit written" "$log" >&2 || true
 	fi
 	report="$report
 $t|$ran|$execs|$result"
@@ -154,6 +163,6 @@ echo
 echo "$report" | awk -F'|' '{ printf "%-12s %8s %12s  %s\n", $1, $2, $3, $4 }'
 if [ $failed -ne 0 ]; then
 	echo
-	echo "reproduce: (cd fuzz && cargo +nightly fuzz run -a <target> <artifact path without fuzz/>)"
+	echo "reproduce:$repro"
 	exit 1
 fi
