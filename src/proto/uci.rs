@@ -455,9 +455,28 @@ pub fn set_option(
         }
     }
 
-    // Guard: the result must parse, with exactly the value asked for.
+    // Guard: the result must parse to the same package but for the one
+    // option, which must hold exactly the value asked for. Checking the
+    // option alone is not enough: an edit to "" is satisfied by any file
+    // that lacks the option, even one whose other values it has changed.
     let check = parse("p", &out).map_err(|_| EditError::Verify)?;
-    match check.section(section).and_then(|s| s.get(option)) {
+    let others = |i: usize, s: &Section| -> Vec<(String, Value)> {
+        let keep = |n: &String| i != target || n != option;
+        s.options.iter().filter(|(n, _)| keep(n)).cloned().collect()
+    };
+    let unchanged = check.sections.len() == pkg.sections.len()
+        && pkg
+            .sections
+            .iter()
+            .zip(&check.sections)
+            .enumerate()
+            .all(|(i, (was, now))| {
+                was.stype == now.stype && was.name == now.name && others(i, was) == others(i, now)
+            });
+    if !unchanged {
+        return Err(EditError::Verify);
+    }
+    match check.sections.get(target).and_then(|s| s.get(option)) {
         Some(Value::Option(v)) if v == value => Ok(out),
         None if value.is_empty() => Ok(out),
         _ => Err(EditError::Verify),
@@ -1313,6 +1332,27 @@ config perm_rule
         let t = "config a 'x'\n\toption p 1\nconfig b\nconfig a 'x'\n\toption q 2\n";
         let out = set_option(t, &SectionRef::Named("x".into()), "r", "3").unwrap();
         assert_eq!(out, format!("{t}\toption r '3'\n"));
+    }
+
+    /// Found by the `uci` fuzz target: in a file ending in a backslash,
+    /// setting an absent option to "" appended a line that the trailing
+    /// continuation glued onto the list before it (`list n\` became
+    /// `list noption port ''`); the read-back guard looked only at the
+    /// edited option, which was absent as asked, and returned the file.
+    /// With CRLF line ends a backslash and a CR at the end do the same.
+    #[test]
+    fn writer_refuses_an_edit_that_changes_another_option() {
+        let t = "config \tA\tz\nlist  n\\";
+        let r = SectionRef::Indexed {
+            stype: "A".into(),
+            index: 0,
+        };
+        assert_eq!(set_option(t, &r, "port", ""), Err(EditError::Verify));
+        assert_eq!(set_option(t, &r, "port", "1"), Err(EditError::Verify));
+        let t = "c\t'n'\n\tlist   2\tva/r/m\\\r";
+        let r = SectionRef::parse("@n[0]").unwrap();
+        assert_eq!(set_option(t, &r, "enabled", "1"), Err(EditError::Verify));
+        assert_eq!(set_option(t, &r, "enabled", ""), Err(EditError::Verify));
     }
 
     /// Deterministic pseudo-random token soup: the parser never panics,

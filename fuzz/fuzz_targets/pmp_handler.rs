@@ -1,0 +1,109 @@
+//! `core::pmp::handle`: a sequence of datagrams from a few LAN hosts into
+//! one `Core` built from `Config::default()`, with `NoListeners`, a fixed
+//! external address, epoch and `now`.
+//!
+//! Input: one flags byte, then records of `[host][len_hi][len_lo][len bytes]`
+//! (the last record takes what is left). Flags: bit 0 allows PCP
+//! THIRD_PARTY, bit 1 turns NAT-PMP off, bit 2 turns PCP off. Host: bits
+//! 0–1 pick 192.168.1.2–5 as the source, bit 7 makes this turn's firewall
+//! transaction fail, so the table is rolled back as the daemon does.
+//!
+//! Checks besides "no panic": every reply (and failure reply) keeps the
+//! size rules — PCP 24..=1100 bytes, a multiple of 4, R set, a success no
+//! longer than the request (padded to 24); NAT-PMP 8, 12 or 16 bytes or an
+//! echo no longer than the request (padded to 8) — a failure reply exists
+//! exactly when the table changed; a rollback restores the table; the
+//! table never exceeds the configured maximum.
+
+#![no_main]
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use libfuzzer_sys::fuzz_target;
+use rupnpd::config::Config;
+use rupnpd::core::Core;
+use rupnpd::core::pmp::{Ctx, PmpConfig, handle};
+use rupnpd::core::policy::{NoListeners, Policy};
+
+const EXTERNAL: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+const EPOCH: u32 = 1000;
+const NOW: u64 = 10_000_000;
+/// Most datagrams read from one input.
+const MAX_PACKETS: usize = 64;
+
+fn check_reply(pkt: &[u8], out: &[u8]) {
+    match out.first() {
+        Some(2) => {
+            assert!(
+                out.len() >= 24 && out.len() <= 1100 && out.len().is_multiple_of(4),
+                "{pkt:?} -> {out:?}"
+            );
+            assert!(out[1] & 0x80 != 0);
+            if out[3] == 0 {
+                assert!(out.len() <= pkt.len().max(24), "{pkt:?} -> {out:?}");
+            }
+        }
+        Some(0) => {
+            let ok = matches!(out.len(), 8 | 12 | 16)
+                || (out.len() <= pkt.len().max(8) && out.len() <= 1100);
+            assert!(ok, "{pkt:?} -> {out:?}");
+            assert!(out[1] & 0x80 != 0);
+        }
+        _ => panic!("{pkt:?} -> {out:?}"),
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&flags, mut rest)) = data.split_first() else {
+        return;
+    };
+    let config = Config::default();
+    let mut cfg = PmpConfig::from_config(&config);
+    cfg.allow_third_party = flags & 1 != 0;
+    cfg.natpmp = flags & 2 == 0;
+    cfg.pcp = flags & 4 == 0;
+    let mut core = Core::new(Policy::from_config(&config, Vec::new()));
+    let ctx = Ctx {
+        cfg: &cfg,
+        external: Some(EXTERNAL),
+        epoch: EPOCH,
+        now: NOW,
+        env: &NoListeners,
+    };
+    for _ in 0..MAX_PACKETS {
+        let Some((&host, tail)) = rest.split_first() else {
+            break;
+        };
+        let (len, tail) = match tail {
+            [hi, lo, t @ ..] => (usize::from(u16::from_be_bytes([*hi, *lo])), t),
+            t => (t.len(), &[][..]),
+        };
+        let (pkt, tail) = tail.split_at(len.min(tail.len()));
+        rest = tail;
+
+        let src = SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 2 + (host & 3)), 40000);
+        let before: Vec<_> = core.table.iter().cloned().collect();
+        let mark = core.event_mark();
+        let reply = handle(&mut core, &ctx, src, pkt);
+        let dirty = core.table.is_dirty();
+        match &reply {
+            Some(r) => {
+                check_reply(pkt, &r.ok);
+                if let Some(f) = &r.on_failure {
+                    check_reply(pkt, f);
+                }
+                assert_eq!(r.on_failure.is_some(), dirty, "{pkt:?}");
+            }
+            None => assert!(!dirty, "silent, yet the table changed: {pkt:?}"),
+        }
+        if host & 0x80 != 0 && dirty {
+            // the firewall refused the batch: the daemon rolls back
+            core.rollback(0, mark);
+            let after: Vec<_> = core.table.iter().cloned().collect();
+            assert_eq!(after, before);
+        }
+        core.table.commit();
+        core.take_events();
+        assert!(core.table.len() <= config.max_mappings as usize);
+    }
+});
