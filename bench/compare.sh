@@ -25,7 +25,9 @@ BUDGET=30               # seconds per measured workload (at least MIN_OPS ops)
 MIN_OPS=5
 LIST_BUDGET=150         # seconds for one GetGenericPortMappingEntry walk
 CONN_SECS=2
-CONN_RUNS=3
+CONN_RUNS=5
+ROUNDS=3                # rounds of each add/delete/NAT-PMP workload for rupnpd
+MINI_ROUNDS=1           # the same for miniupnpd (slow: one round, time-budgeted)
 STARTUP_REPS=5
 DAEMONS=rupnpd,miniupnpd
 WORKLOADS=startup,soap,pmp,list,rss,restore,conn,natpmpc,overhead
@@ -44,7 +46,9 @@ usage: bash bench/compare.sh [options]
   --budget S            stop a workload after S seconds once --min-ops were done (default 30)
   --min-ops N           (default 5)
   --list-budget S       time budget of one GetGenericPortMappingEntry walk (default 150)
-  --conn-secs S         length of one connection-rate run (default 2); --conn-runs N (default 3)
+  --conn-secs S         length of one connection-rate run (default 2); --conn-runs N (default 5)
+  --rounds N            rounds of each add/delete/NAT-PMP workload for rupnpd (default 3);
+  --mini-rounds N       the same for miniupnpd (default 1); figures are the median over rounds
   --startup-reps N      start/stop cycles for the start-up time (default 5)
   --daemons LIST        rupnpd,miniupnpd (default both)
   --workloads LIST      startup,soap,pmp,list,rss,restore,conn,natpmpc,overhead (default all)
@@ -66,6 +70,8 @@ while [ $# -gt 0 ]; do
 	--list-budget) LIST_BUDGET=$2; shift ;;
 	--conn-secs) CONN_SECS=$2; shift ;;
 	--conn-runs) CONN_RUNS=$2; shift ;;
+	--rounds) ROUNDS=$2; shift ;;
+	--mini-rounds) MINI_ROUNDS=$2; shift ;;
 	--startup-reps) STARTUP_REPS=$2; shift ;;
 	--daemons) DAEMONS=$2; shift ;;
 	--workloads) WORKLOADS=$2; shift ;;
@@ -409,6 +415,7 @@ kernel_mappings() { # daemon -> DNAT entries in the kernel
 }
 
 mode_of() { [ "$1" = rupnpd ] && echo keepalive || echo close; }
+rounds_of() { [ "$1" = rupnpd ] && echo "$ROUNDS" || echo "$MINI_ROUNDS"; }
 
 # Runs one SOAP workload; prints its JSON (and records it).
 soap() { # daemon n name mode op from count [budget] [min]
@@ -551,24 +558,30 @@ run_daemon() { # daemon
 		if has "$WORKLOADS" soap; then
 			say "$d: N=$n AddPortMapping / DeletePortMapping"
 			local out calls
-			out=$(soap "$d" "$n" add "$(mode_of "$d")" add $ADD_BASE "$K")
-			calls=$(jget "$out" calls)
-			soap "$d" "$n" del "$(mode_of "$d")" del $ADD_BASE "${calls:-$K}" 0 0 >/dev/null
-			restart_if_dead "$d" "$n"
-			if [ "$d" = rupnpd ]; then
-				# The same with a connection per request, as miniupnpd needs.
-				out=$(soap "$d" "$n" add_close close add $ADD_BASE "$K")
+			# Rounds of K adds then K deletes of the same ports; a short
+			# round-to-round spread says the machine was quiet enough.
+			for _ in $(seq "$(rounds_of "$d")"); do
+				out=$(soap "$d" "$n" add "$(mode_of "$d")" add $ADD_BASE "$K")
 				calls=$(jget "$out" calls)
-				soap "$d" "$n" del_close close del $ADD_BASE "${calls:-$K}" 0 0 >/dev/null
-			fi
+				soap "$d" "$n" del "$(mode_of "$d")" del $ADD_BASE "${calls:-$K}" 0 0 >/dev/null
+				restart_if_dead "$d" "$n"
+				if [ "$d" = rupnpd ]; then
+					# The same with a connection per request, as miniupnpd needs.
+					out=$(soap "$d" "$n" add_close close add $ADD_BASE "$K")
+					calls=$(jget "$out" calls)
+					soap "$d" "$n" del_close close del $ADD_BASE "${calls:-$K}" 0 0 >/dev/null
+				fi
+			done
 		fi
 		if has "$WORKLOADS" pmp; then
 			say "$d: N=$n NAT-PMP map / delete"
 			local out calls
-			out=$(pmp "$d" "$n" pmp_map map $PMP_BASE "$K")
-			calls=$(jget "$out" calls)
-			pmp "$d" "$n" pmp_del del $PMP_BASE "${calls:-$K}" >/dev/null
-			restart_if_dead "$d" "$n"
+			for _ in $(seq "$(rounds_of "$d")"); do
+				out=$(pmp "$d" "$n" pmp_map map $PMP_BASE "$K")
+				calls=$(jget "$out" calls)
+				pmp "$d" "$n" pmp_del del $PMP_BASE "${calls:-$K}" >/dev/null
+				restart_if_dead "$d" "$n"
+			done
 		fi
 		if has "$WORKLOADS" list; then
 			say "$d: N=$n GetGenericPortMappingEntry for every index"
@@ -662,6 +675,7 @@ meta = {
     "options": {"levels": "$LEVELS", "conn_levels": "$CONN_LEVELS", "k": $K, "budget_s": $BUDGET,
                 "min_ops": $MIN_OPS, "list_budget_s": $LIST_BUDGET, "conn_secs": $CONN_SECS,
                 "conn_runs": $CONN_RUNS, "startup_reps": $STARTUP_REPS,
+                "rounds": $ROUNDS, "mini_rounds": $MINI_ROUNDS,
                 "mini_soap_fill_max": $MINI_SOAP_FILL_MAX, "host_tcp_hash": bool($HOST_TCP_HASH),
                 "workloads": "$WORKLOADS", "daemons": "$DAEMONS"},
 }

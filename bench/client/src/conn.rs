@@ -62,7 +62,10 @@ pub struct Outcome {
     pub connects: u64,
     pub accepted: u32,
     pub secs: f64,
+    /// Connect times (SYN out to handshake complete).
     pub samples: Samples,
+    /// Whole loop iterations (connect and reset-close).
+    pub iterations: Samples,
     pub errors: Errors,
 }
 
@@ -110,14 +113,15 @@ pub fn run(
     let out = std::thread::spawn(move || -> io::Result<Outcome> {
         enter(&wan)?;
         let mut errors = Errors::default();
-        let once = |errors: &mut Errors| -> Option<Duration> {
+        // (connect time, whole iteration: connect and reset-close)
+        let once = |errors: &mut Errors| -> Option<(Duration, Duration)> {
             let t = Instant::now();
             match TcpStream::connect_timeout(&dst, Duration::from_secs(1)) {
                 Ok(s) => {
                     let d = t.elapsed();
                     reset_on_close(&s);
                     drop(s);
-                    Some(d)
+                    Some((d, t.elapsed()))
                 }
                 Err(e) => {
                     errors.add(&format!("{:?}", e.kind()), || e.to_string());
@@ -136,12 +140,14 @@ pub fn run(
         }
         let mut errors = Errors::default();
         let mut samples = Samples::with_capacity(100_000);
+        let mut iterations = Samples::with_capacity(100_000);
         let start = Instant::now();
         let limit = Duration::from_secs_f64(secs);
         let mut connects = 0u64;
         while start.elapsed() < limit {
-            if let Some(d) = once(&mut errors) {
+            if let Some((d, it)) = once(&mut errors) {
                 samples.push(d);
+                iterations.push(it);
                 connects += 1;
             }
             if errors.total() > 100 {
@@ -153,6 +159,7 @@ pub fn run(
             accepted: 0,
             secs: start.elapsed().as_secs_f64(),
             samples,
+            iterations,
             errors,
         })
     })

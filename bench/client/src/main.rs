@@ -481,11 +481,14 @@ fn cmd_connrate(a: &Args) -> Result<String, String> {
     )
     .map_err(|e| e.to_string())?;
     Ok(format!(
-        "{{\"connects\":{},\"accepted\":{},\"secs\":{:.3},\"per_s\":{:.1},{},{}}}",
+        "{{\"connects\":{},\"accepted\":{},\"secs\":{:.3},\"per_s\":{:.1},\"iteration_median_us\":{:.1},\
+\"per_s_at_median\":{:.1},{},{}}}",
         o.connects,
         o.accepted,
         o.secs,
         o.connects as f64 / o.secs.max(1e-9),
+        o.iterations.median_us(),
+        1e6 / o.iterations.median_us().max(1e-3),
         o.samples.json_fields(),
         o.errors.json_fields()
     ))

@@ -35,6 +35,13 @@ impl Samples {
         sorted[i] as f64 / 1000.0
     }
 
+    /// The median in microseconds.
+    pub fn median_us(&self) -> f64 {
+        let mut s = self.ns.clone();
+        s.sort_unstable();
+        Self::pct_us(&s, 50.0)
+    }
+
     /// `"median_us":…,"p99_us":…,…` (no braces), to splice into an object.
     pub fn json_fields(&self) -> String {
         let mut s = self.ns.clone();
