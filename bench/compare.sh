@@ -28,6 +28,7 @@ CONN_SECS=2
 CONN_RUNS=5
 ROUNDS=3                # rounds of each add/delete/NAT-PMP workload for rupnpd
 MINI_ROUNDS=1           # the same for miniupnpd (slow: one round, time-budgeted)
+AB_CYCLES=3             # rupnpd: N=0 / N=n connection-rate cycles (0 = off)
 STARTUP_REPS=5
 DAEMONS=rupnpd,miniupnpd
 WORKLOADS=startup,soap,pmp,list,rss,restore,conn,natpmpc,overhead
@@ -39,7 +40,7 @@ OUT=bench/results
 usage() {
 	cat <<'EOF'
 usage: bash bench/compare.sh [options]
-  --quick               N=100,1000, K=100, 15 s budgets, 3 startup reps, 1 s conn runs
+  --quick               N=100,1000, K=100, 15 s budgets, 3 startup reps, 1 s conn runs, 2 A/B cycles
   --levels A,B,C        existing-mapping counts to measure at (default 100,1000,10000; max 40000)
   --conn-levels A,B     where to measure the new-connection rate (default 0 and the largest level)
   --k N                 operations per add/delete/NAT-PMP workload (default 200)
@@ -49,6 +50,7 @@ usage: bash bench/compare.sh [options]
   --conn-secs S         length of one connection-rate run (default 2); --conn-runs N (default 5)
   --rounds N            rounds of each add/delete/NAT-PMP workload for rupnpd (default 3);
   --mini-rounds N       the same for miniupnpd (default 1); figures are the median over rounds
+  --ab-cycles N         rupnpd: alternate N=0 / N=level connection-rate runs N times (default 3, 0 = off)
   --startup-reps N      start/stop cycles for the start-up time (default 5)
   --daemons LIST        rupnpd,miniupnpd (default both)
   --workloads LIST      startup,soap,pmp,list,rss,restore,conn,natpmpc,overhead (default all)
@@ -61,7 +63,7 @@ EOF
 
 while [ $# -gt 0 ]; do
 	case "$1" in
-	--quick) LEVELS=100,1000; K=100; BUDGET=15; LIST_BUDGET=60; CONN_SECS=1; STARTUP_REPS=3 ;;
+	--quick) LEVELS=100,1000; K=100; BUDGET=15; LIST_BUDGET=60; CONN_SECS=1; STARTUP_REPS=3; AB_CYCLES=2 ;;
 	--levels) LEVELS=$2; shift ;;
 	--conn-levels) CONN_LEVELS=$2; shift ;;
 	--k) K=$2; shift ;;
@@ -72,6 +74,7 @@ while [ $# -gt 0 ]; do
 	--conn-runs) CONN_RUNS=$2; shift ;;
 	--rounds) ROUNDS=$2; shift ;;
 	--mini-rounds) MINI_ROUNDS=$2; shift ;;
+	--ab-cycles) AB_CYCLES=$2; shift ;;
 	--startup-reps) STARTUP_REPS=$2; shift ;;
 	--daemons) DAEMONS=$2; shift ;;
 	--workloads) WORKLOADS=$2; shift ;;
@@ -477,6 +480,31 @@ conn_rate() { # daemon n
 	soap "$d" "$n" probe_del "$(mode_of "$d")" del $PROBE_PORT 1 >/dev/null
 }
 
+# rupnpd's per-packet cost must not depend on N; a difference of 10 % is
+# below this shared machine's drift over a few minutes, so N=0 and N=n are
+# also measured alternately: all n mappings deleted, runs, all re-added,
+# runs, AB_CYCLES times (the probe mapping stays throughout).
+conn_ab() { # n
+	local n=$1
+	soap rupnpd "$n" probe_add keepalive add $PROBE_PORT 1 >/dev/null
+	for _ in $(seq "$AB_CYCLES"); do
+		in_c "$BC" soap --addr "$HTTP" --mode keepalive --op del --from $FILL_BASE --count "$n" >/dev/null
+		for _ in 1 2; do
+			"$BC" connrate --lan-ns "$NS_C" --wan-ns "$NS_W" --listen $CLIENT_IP:$PROBE_PORT \
+				--dst $WAN_IP:$PROBE_PORT --secs "$CONN_SECS" --warmup 200 >"$WORK/ab.json" 2>>"$WORK/client.log" &&
+				rec rupnpd 0 conn_ab ok "$(cat "$WORK/ab.json")"
+		done
+		in_c "$BC" soap --addr "$HTTP" --mode keepalive --op add --from $FILL_BASE --count "$n" >/dev/null
+		for _ in 1 2; do
+			"$BC" connrate --lan-ns "$NS_C" --wan-ns "$NS_W" --listen $CLIENT_IP:$PROBE_PORT \
+				--dst $WAN_IP:$PROBE_PORT --secs "$CONN_SECS" --warmup 200 >"$WORK/ab.json" 2>>"$WORK/client.log" &&
+				rec rupnpd "$n" conn_ab ok "$(cat "$WORK/ab.json")"
+		done
+	done
+	soap rupnpd "$n" probe_del keepalive del $PROBE_PORT 1 >/dev/null
+	rec rupnpd "$n" kernel_count_after_ab info "{\"entries\":$(kernel_mappings rupnpd)}"
+}
+
 restore() { # rupnpd n: time until a mapping works again after a fw4 reload
 	local n=$1 port=$((FILL_BASE + $1 - 1)) out before
 	before=$(grep -c 'reinstalled [0-9]* mappings' "$WORK/rupnpd.log" || true)
@@ -592,6 +620,10 @@ run_daemon() { # daemon
 		if has "$WORKLOADS" conn && has "$CONN_LEVELS" "$n"; then
 			say "$d: N=$n connection rate"
 			conn_rate "$d" "$n"
+			if [ "$d" = rupnpd ] && [ "$AB_CYCLES" -gt 0 ] && has "$CONN_LEVELS" 0; then
+				say "$d: N=0 and N=$n connection rate, alternated"
+				conn_ab "$n"
+			fi
 		fi
 		if has "$WORKLOADS" restore && [ "$d" = rupnpd ]; then
 			say "$d: N=$n restore after a firewall reload"
@@ -675,7 +707,7 @@ meta = {
     "options": {"levels": "$LEVELS", "conn_levels": "$CONN_LEVELS", "k": $K, "budget_s": $BUDGET,
                 "min_ops": $MIN_OPS, "list_budget_s": $LIST_BUDGET, "conn_secs": $CONN_SECS,
                 "conn_runs": $CONN_RUNS, "startup_reps": $STARTUP_REPS,
-                "rounds": $ROUNDS, "mini_rounds": $MINI_ROUNDS,
+                "rounds": $ROUNDS, "mini_rounds": $MINI_ROUNDS, "ab_cycles": $AB_CYCLES,
                 "mini_soap_fill_max": $MINI_SOAP_FILL_MAX, "host_tcp_hash": bool($HOST_TCP_HASH),
                 "workloads": "$WORKLOADS", "daemons": "$DAEMONS"},
 }
