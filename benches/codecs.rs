@@ -6,6 +6,9 @@
 //! 100 ms per repetition and run 5 times; the table shows the best, the
 //! median and the worst repetition in ns per operation. Inputs are the
 //! bytes real clients send (upnpc / libminiupnpc, natpmpc, a PCP MAP).
+//!
+//! `cargo test --all-targets` runs this binary too, without `--bench`:
+//! it then only calls every case a few times (a smoke test) and exits.
 
 use std::hint::black_box;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
@@ -20,13 +23,26 @@ use rupnpd::proto::{Proto, http, natpmp, pcp, soap, ssdp};
 const REPS: usize = 5;
 const TARGET: Duration = Duration::from_millis(100);
 
+/// Which cases to run, and whether to measure them.
+struct Opts {
+    filter: Option<String>,
+    /// False under `cargo test`: call each case a few times, print nothing.
+    measure: bool,
+}
+
 /// Runs `f` in batches until one repetition takes about `TARGET`, then
 /// reports ns/op over `REPS` repetitions.
-fn bench(filter: &Option<String>, name: &str, mut f: impl FnMut()) {
-    if let Some(p) = filter {
+fn bench(o: &Opts, name: &str, mut f: impl FnMut()) {
+    if let Some(p) = &o.filter {
         if !name.contains(p.as_str()) {
             return;
         }
+    }
+    if !o.measure {
+        for _ in 0..3 {
+            f();
+        }
+        return;
     }
     // Calibration: double the batch until it takes ≥ 10 ms.
     let mut iters: u64 = 1;
@@ -155,12 +171,20 @@ fn filled_core(n: u16) -> Core {
 
 fn main() {
     // `cargo bench --bench codecs -- FILTER` (cargo adds `--bench`).
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let f = &filter;
-    println!(
-        "{:<52} {:>10} {:>10} {:>10}",
-        "case (ns/op: best, median, worst of 5)", "best", "median", "worst"
-    );
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let opts = Opts {
+        filter: args.iter().find(|a| !a.starts_with('-')).cloned(),
+        measure: args.iter().any(|a| a == "--bench"),
+    };
+    let f = &opts;
+    if !f.measure {
+        println!("codecs: smoke run (measure with `cargo bench --bench codecs`)");
+    } else {
+        println!(
+            "{:<52} {:>10} {:>10} {:>10}",
+            "case (ns/op: best, median, worst of 5)", "best", "median", "worst"
+        );
+    }
 
     // ---- HTTP
     bench(f, "http::parse_head (upnpc POST head)", || {
@@ -251,7 +275,8 @@ fn main() {
 
     // ---- core::pmp::handle: request in, reply bytes out, table updated
     let src = SocketAddrV4::new(client, 40_000);
-    for n in [0u16, 10_000] {
+    let big = if f.measure { 10_000 } else { 100 };
+    for n in [0u16, big] {
         let mut core = filled_core(n);
         let map = natpmp_map(Proto::Udp, 9000, 3600);
         let del = natpmp_map(Proto::Udp, 9000, 0);
@@ -290,8 +315,10 @@ fn main() {
     // and emit of a reply table with ~10 fields, e.g.
     //     bench(f, "blob::parse (ubus request)", || { ... });
     //     bench(f, "blob::emit (status reply)", || { ... });
-    println!(
-        "{:<52} {:>10}",
-        "blob (ubus blobmsg codec)", "not on this branch yet"
-    );
+    if f.measure {
+        println!(
+            "{:<52} {:>10}",
+            "blob (ubus blobmsg codec)", "not on this branch yet"
+        );
+    }
 }
