@@ -1,0 +1,324 @@
+//! Microbenchmarks of the hot codecs and the NAT-PMP/PCP handler:
+//! `cargo bench --bench codecs [FILTER]`.
+//!
+//! A custom harness (std only: `Instant` and `black_box`) so the crate
+//! keeps no benchmarking dependency. Each case is calibrated to about
+//! 100 ms per repetition and run 5 times; the table shows the best, the
+//! median and the worst repetition in ns per operation. Inputs are the
+//! bytes real clients send (upnpc / libminiupnpc, natpmpc, a PCP MAP).
+//!
+//! `cargo test --all-targets` runs this binary too, without `--bench`:
+//! it then only calls every case a few times (a smoke test) and exits.
+
+use std::hint::black_box;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use rupnpd::config::Config;
+use rupnpd::core::Core;
+use rupnpd::core::pmp::{self, PmpConfig};
+use rupnpd::core::policy::{NoListeners, Policy};
+use rupnpd::proto::{Proto, http, natpmp, pcp, soap, ssdp};
+
+const REPS: usize = 5;
+const TARGET: Duration = Duration::from_millis(100);
+
+/// Which cases to run, and whether to measure them.
+struct Opts {
+    filter: Option<String>,
+    /// False under `cargo test`: call each case a few times, print nothing.
+    measure: bool,
+}
+
+/// Runs `f` in batches until one repetition takes about `TARGET`, then
+/// reports ns/op over `REPS` repetitions.
+fn bench(o: &Opts, name: &str, mut f: impl FnMut()) {
+    if let Some(p) = &o.filter {
+        if !name.contains(p.as_str()) {
+            return;
+        }
+    }
+    if !o.measure {
+        for _ in 0..3 {
+            f();
+        }
+        return;
+    }
+    // Calibration: double the batch until it takes ≥ 10 ms.
+    let mut iters: u64 = 1;
+    loop {
+        let t = Instant::now();
+        for _ in 0..iters {
+            f();
+        }
+        let e = t.elapsed();
+        if e >= Duration::from_millis(10) {
+            let per = e.as_secs_f64() / iters as f64;
+            iters = ((TARGET.as_secs_f64() / per) as u64).max(1);
+            break;
+        }
+        iters *= 2;
+    }
+    let mut ns: Vec<f64> = (0..REPS)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..iters {
+                f();
+            }
+            t.elapsed().as_secs_f64() * 1e9 / iters as f64
+        })
+        .collect();
+    ns.sort_by(f64::total_cmp);
+    println!(
+        "{name:<52} {:>10.0} {:>10.0} {:>10.0}   ({iters} iters × {REPS})",
+        ns[0],
+        ns[REPS / 2],
+        ns[REPS - 1]
+    );
+}
+
+/// The head of an AddPortMapping POST as libminiupnpc 2.2.4 sends it.
+const SOAP_HEAD: &[u8] = b"POST /ctl/IPConn HTTP/1.1\r\nHost: 192.168.77.1:5000\r\n\
+User-Agent: Debian/12 UPnP/1.1 MiniUPnPc/2.2.4\r\nContent-Length: 594\r\nContent-Type: text/xml\r\n\
+SOAPAction: \"urn:schemas-upnp-org:service:WANIPConnection:2#AddPortMapping\"\r\nConnection: Close\r\n\
+Cache-Control: no-cache\r\nPragma: no-cache\r\n\r\n";
+
+const SOAP_ADD: &[u8] = b"<?xml version=\"1.0\"?>\r\n<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\" \
+s:encodingStyle=\"http://schemas.xmlsoap.org/soap/encoding/\"><s:Body><u:AddPortMapping \
+xmlns:u=\"urn:schemas-upnp-org:service:WANIPConnection:2\"><NewRemoteHost></NewRemoteHost>\
+<NewExternalPort>18080</NewExternalPort><NewProtocol>TCP</NewProtocol><NewInternalPort>8080</NewInternalPort>\
+<NewInternalClient>192.168.77.2</NewInternalClient><NewEnabled>1</NewEnabled>\
+<NewPortMappingDescription>libminiupnpc</NewPortMappingDescription><NewLeaseDuration>3600</NewLeaseDuration>\
+</u:AddPortMapping></s:Body></s:Envelope>\r\n";
+
+const MSEARCH: &[u8] = b"M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nST: \
+urn:schemas-upnp-org:device:InternetGatewayDevice:1\r\nMAN: \"ssdp:discover\"\r\nMX: 2\r\n\r\n";
+
+const IGD2: &str = "urn:schemas-upnp-org:service:WANIPConnection:2";
+
+fn pmp_core() -> Core {
+    let cfg = Config {
+        max_mappings: 65_535,
+        max_mappings_per_client: 65_535,
+        ..Config::default()
+    };
+    Core::new(Policy::from_config(&cfg, vec![]))
+}
+
+const PMP_CFG: PmpConfig = PmpConfig {
+    natpmp: true,
+    pcp: true,
+    min_lifetime: 120,
+    max_lifetime: 86_400,
+    allow_third_party: false,
+};
+
+fn pmp_ctx(now: u64) -> pmp::Ctx<'static> {
+    pmp::Ctx {
+        cfg: &PMP_CFG,
+        external: Some(Ipv4Addr::new(192, 0, 3, 1)),
+        epoch: 1000,
+        now,
+        env: &NoListeners,
+    }
+}
+
+fn natpmp_map(proto: Proto, port: u16, lifetime: u32) -> Vec<u8> {
+    natpmp::Request::Map(natpmp::MapRequest {
+        proto,
+        internal_port: port,
+        suggested_external_port: port,
+        lifetime,
+    })
+    .emit()
+}
+
+fn pcp_map(client: Ipv4Addr, port: u16, lifetime: u32) -> Vec<u8> {
+    pcp::Request {
+        lifetime,
+        client_addr: pcp::mapped(client),
+        body: pcp::Body::Map(pcp::Map {
+            nonce: [7; 12],
+            protocol: 6,
+            internal_port: port,
+            external_port: port,
+            external_addr: Ipv6Addr::UNSPECIFIED,
+        }),
+        options: vec![],
+    }
+    .emit()
+}
+
+/// One datagram through the handler, then what the daemon does at the end
+/// of the loop turn: the journal is committed and the events drained.
+fn handle(core: &mut Core, src: SocketAddrV4, pkt: &[u8]) -> Option<pmp::Reply> {
+    let r = pmp::handle(core, &pmp_ctx(10_000), src, pkt);
+    core.table.commit();
+    black_box(core.take_events());
+    r
+}
+
+/// A core holding `n` NAT-PMP UDP mappings of another LAN host.
+fn filled_core(n: u16) -> Core {
+    let mut core = pmp_core();
+    let other = SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 3), 5350);
+    for i in 0..n {
+        let pkt = natpmp_map(Proto::Udp, 10_000 + i, 3600);
+        let _ = handle(&mut core, other, &pkt);
+    }
+    core
+}
+
+fn main() {
+    // `cargo bench --bench codecs -- FILTER` (cargo adds `--bench`).
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let opts = Opts {
+        filter: args.iter().find(|a| !a.starts_with('-')).cloned(),
+        measure: args.iter().any(|a| a == "--bench"),
+    };
+    let f = &opts;
+    if !f.measure {
+        println!("codecs: smoke run (measure with `cargo bench --bench codecs`)");
+    } else {
+        println!(
+            "{:<52} {:>10} {:>10} {:>10}",
+            "case (ns/op: best, median, worst of 5)", "best", "median", "worst"
+        );
+    }
+
+    // ---- HTTP
+    bench(f, "http::parse_head (upnpc POST head)", || {
+        black_box(http::parse_head(black_box(SOAP_HEAD)).ok());
+    });
+
+    // ---- SOAP
+    bench(f, "soap::parse_body (AddPortMapping)", || {
+        black_box(soap::parse_body(black_box(SOAP_ADD)).ok());
+    });
+    bench(f, "soap::parse_soapaction", || {
+        black_box(soap::parse_soapaction(black_box(
+            "\"urn:schemas-upnp-org:service:WANIPConnection:2#AddPortMapping\"",
+        )));
+    });
+    bench(f, "soap::response (AddPortMapping, no out-args)", || {
+        black_box(soap::response(
+            black_box("AddPortMapping"),
+            IGD2,
+            black_box(&[]),
+        ));
+    });
+    let entry: Vec<(&str, String)> = vec![
+        ("NewRemoteHost", String::new()),
+        ("NewExternalPort", "18080".into()),
+        ("NewProtocol", "TCP".into()),
+        ("NewInternalPort", "8080".into()),
+        ("NewInternalClient", "192.168.77.2".into()),
+        ("NewEnabled", "1".into()),
+        ("NewPortMappingDescription", "libminiupnpc".into()),
+        ("NewLeaseDuration", "3587".into()),
+    ];
+    bench(f, "soap::response (GetGenericPortMappingEntry)", || {
+        black_box(soap::response(
+            "GetGenericPortMappingEntry",
+            IGD2,
+            black_box(&entry),
+        ));
+    });
+
+    // ---- SSDP
+    let id = ssdp::Identity {
+        uuid: "3d3cec3a-8cf0-11e0-98ee-001a6bd2d07b".into(),
+        version: 2,
+        pinholes: true,
+    };
+    let common = ssdp::Common {
+        location: "http://192.168.77.1:5000/rootDesc.xml",
+        server: "Linux/6.1 UPnP/1.1 rupnpd/0.1.0",
+        boot_id: 1,
+        config_id: 1,
+        max_age: 1800,
+    };
+    let date = "Wed, 25 Nov 2026 23:20:41 GMT";
+    bench(f, "ssdp::parse (M-SEARCH, IGD:1 search target)", || {
+        black_box(ssdp::parse(black_box(MSEARCH)));
+    });
+    bench(f, "ssdp::answer + search_response (IGD:1 ST)", || {
+        let rows = ssdp::answer(
+            &id,
+            black_box("urn:schemas-upnp-org:device:InternetGatewayDevice:1"),
+        );
+        for r in &rows {
+            black_box(ssdp::search_response(&common, r, date));
+        }
+    });
+    bench(
+        f,
+        "ssdp::answer + search_response (ssdp:all, 11 rows)",
+        || {
+            let rows = ssdp::answer(&id, black_box("ssdp:all"));
+            for r in &rows {
+                black_box(ssdp::search_response(&common, r, date));
+            }
+        },
+    );
+
+    // ---- NAT-PMP / PCP codecs
+    let pmp_pkt = natpmp_map(Proto::Udp, 9000, 3600);
+    bench(f, "natpmp::parse (map request)", || {
+        black_box(natpmp::parse(black_box(&pmp_pkt)).ok());
+    });
+    let client = Ipv4Addr::new(192, 168, 77, 2);
+    let pcp_pkt = pcp_map(client, 9000, 3600);
+    bench(f, "pcp::parse (MAP request)", || {
+        black_box(pcp::parse(black_box(&pcp_pkt)).ok());
+    });
+
+    // ---- core::pmp::handle: request in, reply bytes out, table updated
+    let src = SocketAddrV4::new(client, 40_000);
+    let big = if f.measure { 10_000 } else { 100 };
+    for n in [0u16, big] {
+        let mut core = filled_core(n);
+        let map = natpmp_map(Proto::Udp, 9000, 3600);
+        let del = natpmp_map(Proto::Udp, 9000, 0);
+        bench(
+            f,
+            &format!("pmp::handle NAT-PMP map + delete ({n} in table)"),
+            || {
+                black_box(handle(&mut core, src, black_box(&map)));
+                black_box(handle(&mut core, src, black_box(&del)));
+            },
+        );
+        let _ = handle(&mut core, src, &map);
+        bench(
+            f,
+            &format!("pmp::handle NAT-PMP renewal ({n} in table)"),
+            || {
+                black_box(handle(&mut core, src, black_box(&map)));
+            },
+        );
+        let pmap = pcp_map(client, 9100, 3600);
+        let pdel = pcp_map(client, 9100, 0);
+        bench(
+            f,
+            &format!("pmp::handle PCP MAP + delete ({n} in table)"),
+            || {
+                black_box(handle(&mut core, src, black_box(&pmap)));
+                black_box(handle(&mut core, src, black_box(&pdel)));
+            },
+        );
+    }
+
+    // ---- blobmsg (ubus)
+    // PLACEHOLDER: `proto::blob` (the blobmsg codec for ubus) lands from
+    // another branch; on this branch src/proto/blob.rs is still empty.
+    // Once it exists, add here: parse of a ubus `status` request message
+    // and emit of a reply table with ~10 fields, e.g.
+    //     bench(f, "blob::parse (ubus request)", || { ... });
+    //     bench(f, "blob::emit (status reply)", || { ... });
+    if f.measure {
+        println!(
+            "{:<52} {:>10}",
+            "blob (ubus blobmsg codec)", "not on this branch yet"
+        );
+    }
+}
