@@ -105,6 +105,7 @@ max_len() {
 	pmp_handler) echo 8192 ;; # up to 64 datagrams
 	uci) echo 16384 ;;        # real configs are a few KiB
 	lease) echo 8192 ;;
+	blobmsg) echo 8192 ;;   # real ubus messages are small; MAX_LEN is 1 MiB
 	*) echo 4096 ;;
 	esac
 }

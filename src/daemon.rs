@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::UdpSocket;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -598,7 +598,8 @@ impl Daemon {
         for (i, lan) in self.lans.iter_mut().enumerate() {
             if self.cfg.enable_upnp {
                 for (a6, _) in &lan.nets6 {
-                    match TcpListener::bind((*a6, lan.http_port_or(self.cfg.port))).await {
+                    let port = lan.http_port_or(self.cfg.port);
+                    match shttp::listener(&lan.dev, IpAddr::V6(*a6), port) {
                         Ok(l) => {
                             log::info!("HTTP listening on [{a6}]:{} ({})", self.cfg.port, lan.dev);
                             self.tasks.push(tokio::task::spawn_local(shttp::serve(
@@ -612,7 +613,9 @@ impl Daemon {
                         Err(e) => log::warn!("HTTP on [{a6}]:{}: {e}", self.cfg.port),
                     }
                 }
-                match TcpListener::bind((lan.addr, self.cfg.port)).await {
+                // Bound to the LAN device too: a WAN host routing to the
+                // LAN address gets no answer at all.
+                match shttp::listener(&lan.dev, IpAddr::V4(lan.addr), self.cfg.port) {
                     Ok(l) => {
                         lan.http_port = l.local_addr().map(|a| a.port()).unwrap_or(self.cfg.port);
                         log::info!(

@@ -596,7 +596,6 @@ MX: 1\r\nST: ssdp:all\r\n\r\n";
 /// the listener is bound to the LAN address but, unlike the UDP sockets,
 /// not to the LAN device.
 #[test]
-#[ignore = "needs daemon fix: bind the HTTP listener to the LAN device (sys::http::listener)"]
 fn http_does_not_answer_the_wan_on_the_lan_address() {
     let (bed, pid) = unshielded("abwan2");
     let http = http_from_wan(&bed, LAN_IP);

@@ -9,7 +9,7 @@
 
 use std::cell::Cell;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -58,9 +58,16 @@ pub struct Job {
 /// address finds no socket (its SYN is reset by the kernel) instead of an
 /// HTTP server that reads its request and answers 403. Must be called
 /// inside the runtime.
-pub fn listener(dev: &str, addr: Ipv4Addr, port: u16) -> io::Result<TcpListener> {
+pub fn listener(dev: &str, addr: IpAddr, port: u16) -> io::Result<TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
-    let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    let s = Socket::new(
+        Domain::for_address(SocketAddr::from((addr, port))),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
     // as tokio's TcpListener::bind: a restart may rebind at once
     s.set_reuse_address(true)?;
     s.bind_device(Some(dev.as_bytes()))

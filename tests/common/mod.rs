@@ -426,7 +426,7 @@ SOAPAction: \"{urn}#{action}\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\
         let (tx, rx) = mpsc::channel();
         let c = self.c.clone();
         let listener = in_netns(&c, move || {
-            TcpListener::bind(("0.0.0.0", lan_port)).unwrap()
+            bind_retry(|| TcpListener::bind(("0.0.0.0", lan_port)))
         });
         listener.set_nonblocking(true).unwrap();
         let dst: Ipv4Addr = dst.parse().unwrap();
@@ -509,7 +509,7 @@ SOAPAction: \"{urn}#{action}\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\
         let c = self.c.clone();
         let dst: std::net::Ipv6Addr = dst.parse().unwrap();
         let src: std::net::Ipv6Addr = src.parse().unwrap();
-        let listener = in_netns(&c, move || TcpListener::bind((dst, port)).unwrap());
+        let listener = in_netns(&c, move || bind_retry(|| TcpListener::bind((dst, port))));
         listener.set_nonblocking(true).unwrap();
         let w = self.w.clone();
         let (tx, rx) = mpsc::channel();
@@ -553,7 +553,9 @@ SOAPAction: \"{urn}#{action}\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\
     pub fn udp_through(&self, ext_port: u16, lan_port: u16) -> bool {
         let c = self.c.clone();
         let w = self.w.clone();
-        let rx = in_netns(&c, move || UdpSocket::bind(("0.0.0.0", lan_port)).unwrap());
+        let rx = in_netns(&c, move || {
+            bind_retry(|| UdpSocket::bind(("0.0.0.0", lan_port)))
+        });
         rx.set_read_timeout(Some(Duration::from_millis(300)))
             .unwrap();
         let tx = in_netns(&w, || UdpSocket::bind("0.0.0.0:0").unwrap());
