@@ -6,6 +6,7 @@ pub mod http;
 pub mod leasefile;
 pub mod netif;
 pub mod netifd;
+pub mod nfnl;
 pub mod nft;
 pub mod notify;
 pub mod syslog;
