@@ -516,7 +516,7 @@ restore() { # rupnpd n: time until a mapping works again after a fw4 reload
 			[ "$(grep -c 'reinstalled [0-9]* mappings' "$WORK/rupnpd.log" || true)" -gt "$before" ] && break
 			sleep 0.05
 		done
-		inner=$(grep -o 'reinstalled [0-9]* mappings in [0-9]* ms' "$WORK/rupnpd.log" | tail -n +$((before + 1)) | tail -1 | awk '{print $5}')
+		inner=$(grep -o 'reinstalled [0-9]* mappings[a-z0-9 ]* in [0-9]* ms' "$WORK/rupnpd.log" | tail -n +$((before + 1)) | tail -1 | awk '{print $(NF-1)}')
 		count=$(kernel_mappings rupnpd)
 		rec rupnpd "$n" restore ok "$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d["daemon_ms"]=int(sys.argv[2]) if sys.argv[2] else None; d["elements"]=int(sys.argv[3]); print(json.dumps(d))' "$out" "$inner" "$count")"
 	else

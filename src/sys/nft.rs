@@ -2,11 +2,15 @@
 //! maps and sets inside fw4's `table inet fw4` (or an equivalent table the
 //! daemon creates where fw4 is absent).
 //!
-//! Owns: the ruleset structure, the text of every nft command, the
-//! transaction per loop turn, restoring after a firewall reload, and the
-//! netlink watch that notices such a reload. Commands go through
-//! libnftables loaded at run time (no process per mapping); the `nft`
-//! binary is only a fallback when the library is missing.
+//! Owns: the ruleset structure, the elements each mapping and pinhole
+//! becomes, the transaction per loop turn, restoring after a firewall
+//! reload, and the netlink watch that notices such a reload. Elements
+//! (the per-mapping hot path) go straight to the kernel through
+//! [`super::nfnl`], one netlink round trip per transaction. The structure
+//! (tables, chains, set declarations, rules) is nft text, rare (start,
+//! firewall reload, WAN/LAN change), applied through libnftables loaded
+//! for that one transaction and unloaded after, or through the `nft`
+//! binary when the library is missing.
 //!
 //! Layout (per-packet cost is one hash lookup whatever the number of
 //! mappings, the kernel expires leases even if the daemon dies, and every
@@ -37,6 +41,7 @@ use crate::core::firewall::{Counters, Firewall};
 use crate::core::pinhole::{PinChange, Pinhole};
 use crate::core::table::{Change, Key, Mapping, Millis};
 use crate::proto::Proto;
+use crate::sys::nfnl::{self, Batch, Data, Elem};
 
 /// Extra time the kernel keeps an element after its lease: the daemon
 /// removes it itself while alive; the kernel only takes over if it died.
@@ -270,65 +275,128 @@ fn fwd_key(m: &Mapping) -> FwdKey {
     (m.iaddr, m.key.proto, m.iport)
 }
 
-fn timeout(expires: Option<Millis>, now: Millis) -> String {
-    match expires {
-        None => String::new(),
-        // Whole seconds, rounded up: nft refuses large millisecond counts.
-        Some(e) => format!(
-            " timeout {}s",
-            (e.saturating_sub(now).max(1000) + GRACE_MS).div_ceil(1000)
-        ),
+/// IANA protocol number, as `inet_proto` holds it.
+fn proto_number(p: Proto) -> u8 {
+    match p {
+        Proto::Tcp => 6,
+        Proto::Udp => 17,
     }
 }
 
-/// `(map name, key text, value text)` of a mapping's DNAT element.
-fn dnat_elem(m: &Mapping) -> (&'static str, String, String) {
-    let value = format!("{} . {}", m.iaddr, m.iport);
-    let p = m.key.proto.as_lower();
+/// Longest element lifetime we ask for (leases are far shorter).
+const TIMEOUT_MAX_S: u64 = 366 * 24 * 3600;
+
+/// An element's lifetime: the lease left (at least a second) plus the
+/// grace period, in whole seconds as `nft list` shows them; None =
+/// permanent.
+fn timeout_ms(expires: Option<Millis>, now: Millis) -> Option<u64> {
+    expires.map(|e| {
+        (e.saturating_sub(now).max(1000).saturating_add(GRACE_MS))
+            .div_ceil(1000)
+            .min(TIMEOUT_MAX_S)
+            * 1000
+    })
+}
+
+/// The first and last address of a remote-host prefix.
+fn prefix_range(a: Ipv4Addr, prefix: u8) -> (Ipv4Addr, Ipv4Addr) {
+    let p = u32::from(prefix.min(32));
+    let mask = u32::MAX.checked_shl(32 - p).unwrap_or(0);
+    let lo = u32::from(a) & mask;
+    (Ipv4Addr::from(lo), Ipv4Addr::from(lo | !mask))
+}
+
+/// A mapping's DNAT element, without lifetime: `proto . eport : iaddr .
+/// iport` in upnp_dnat, or with a remote host the range `rhost/prefix .
+/// proto . eport` in upnp_dnat_rh.
+fn dnat_elem(m: &Mapping) -> (&'static str, Elem) {
+    let data = Some(Data::new().ipv4(m.iaddr).service(m.iport));
+    let p = proto_number(m.key.proto);
     match m.remote {
-        Some(r) => (
-            DNAT_RH,
-            format!("{}/{} . {p} . {}", r.addr, r.prefix.min(32), m.key.eport),
-            value,
+        Some(r) => {
+            let (lo, hi) = prefix_range(r.addr, r.prefix);
+            let key = |a| Data::new().ipv4(a).proto(p).service(m.key.eport);
+            (
+                DNAT_RH,
+                Elem {
+                    key: key(lo),
+                    key_end: Some(key(hi)),
+                    data,
+                    ..Elem::default()
+                },
+            )
+        }
+        None => (
+            DNAT,
+            Elem {
+                key: Data::new().proto(p).service(m.key.eport),
+                data,
+                ..Elem::default()
+            },
         ),
-        None => (DNAT, format!("{p} . {}", m.key.eport), value),
     }
 }
 
-/// The SNAT element of a PCP PEER mapping, if it is one.
-fn snat_elem(m: &Mapping, ext: Option<Ipv4Addr>) -> Option<(String, String)> {
+/// The SNAT element of a PCP PEER mapping, if it is one: `iaddr . proto
+/// . iport . peer . pport : ext . eport`.
+fn snat_elem(m: &Mapping, ext: Option<Ipv4Addr>) -> Option<Elem> {
     let (pport, peer, ext) = (m.peer_port?, m.remote?, ext?);
-    Some((
-        format!(
-            "{} . {} . {} . {} . {pport}",
-            m.iaddr,
-            m.key.proto.as_lower(),
-            m.iport,
-            peer.addr
-        ),
-        format!("{ext} . {}", m.key.eport),
+    Some(Elem {
+        key: Data::new()
+            .ipv4(m.iaddr)
+            .proto(proto_number(m.key.proto))
+            .service(m.iport)
+            .ipv4(peer.addr)
+            .service(pport),
+        data: Some(Data::new().ipv4(ext).service(m.key.eport)),
+        ..Elem::default()
+    })
+}
+
+/// A pinhole's element: its set by wildcard shape, keys ending with
+/// `iaddr . proto . iport`.
+fn pin_elem(p: &Pinhole) -> (&'static str, Elem) {
+    let tail = |d: Data| d.ipv6(p.iaddr).proto(p.proto).service(p.iport);
+    let (set, key) = match (p.remote, p.rport) {
+        (None, 0) => (PIN6, tail(Data::new())),
+        (Some(r), 0) => (PIN6_H, tail(Data::new().ipv6(r))),
+        (None, rp) => (PIN6_P, tail(Data::new().service(rp))),
+        (Some(r), rp) => (PIN6_HP, tail(Data::new().ipv6(r).service(rp))),
+    };
+    (
+        set,
+        Elem {
+            key,
+            ..Elem::default()
+        },
+    )
+}
+
+fn fwd_elem(k: &FwdKey) -> Elem {
+    Elem {
+        key: Data::new().ipv4(k.0).proto(proto_number(k.1)).service(k.2),
+        ..Elem::default()
+    }
+}
+
+/// The mapping key in a DNAT element's key: protocol and external port
+/// are its last two fields.
+fn dnat_mapping_key(key: &[u8]) -> Option<Key> {
+    let f = key.get(key.len().checked_sub(8)?..)?;
+    let proto = match f.first()? {
+        6 => Proto::Tcp,
+        17 => Proto::Udp,
+        _ => return None,
+    };
+    Some(Key::new(
+        proto,
+        u16::from_be_bytes([*f.get(4)?, *f.get(5)?]),
     ))
 }
 
-/// `(set, key text)` of a pinhole's element.
-fn pin_elem(p: &Pinhole) -> (&'static str, String) {
-    let proto = match p.proto {
-        6 => "tcp".to_string(),
-        17 => "udp".to_string(),
-        136 => "udplite".to_string(),
-        n => n.to_string(),
-    };
-    let tail = format!("{} . {proto} . {}", p.iaddr, p.iport);
-    match (p.remote, p.rport) {
-        (None, 0) => (PIN6, tail),
-        (Some(r), 0) => (PIN6_H, format!("{r} . {tail}")),
-        (None, rp) => (PIN6_P, format!("{rp} . {tail}")),
-        (Some(r), rp) => (PIN6_HP, format!("{r} . {rp} . {tail}")),
-    }
-}
-
-fn fwd_text(k: &FwdKey) -> String {
-    format!("{} . {} . {}", k.0, k.1.as_lower(), k.2)
+/// The key [`Nft::pinhole_counter_map`] files a pinhole element under.
+fn pin_map_key(set: &str, key: &[u8]) -> String {
+    format!("{set} {}", nfnl::hex(key))
 }
 
 /// The forward element an endpoint needs: present while any mapping
@@ -344,24 +412,38 @@ fn fwd_state(refs: &[(Key, Option<Millis>)]) -> Option<Option<Millis>> {
     Some(refs.iter().filter_map(|(_, e)| *e).max())
 }
 
-/// Deleting an element that may already be gone (the kernel expired it,
-/// or a reload flushed it) would fail the whole transaction. Adding it
-/// first makes the delete succeed either way.
-fn delete_idempotent(c: &mut String, t: &str, set: &str, key: &str, value: Option<&str>) {
-    match value {
-        Some(v) => {
-            let _ = writeln!(c, "add element inet {t} {set} {{ {key} : {v} }}");
-        }
-        None => {
-            let _ = writeln!(c, "add element inet {t} {set} {{ {key} }}");
-        }
-    }
-    let _ = writeln!(c, "delete element inet {t} {set} {{ {key} }}");
+/// When an element operation runs inside one transaction. Deleting an
+/// element that may already be gone (expired in the kernel, flushed by a
+/// reload) would fail the whole transaction, so each delete is preceded
+/// by an add of the same element, which makes it succeed either way; all
+/// those adds come first, then the deletes, then the real adds, so that
+/// operations on one set share messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Phase {
+    Ensure,
+    Delete,
+    Add,
 }
 
-/// libnftables, loaded with dlopen so the daemon still runs (through the
-/// `nft` binary) where only nftables' command-line package is installed.
+type Ops = Vec<(Phase, &'static str, Elem)>;
+
+/// An element as it was installed, for an idempotent delete: same key
+/// and data, no lifetime or counter values.
+fn as_installed(e: &Elem) -> Elem {
+    Elem {
+        timeout_ms: None,
+        expiration_ms: None,
+        counter: None,
+        ..*e
+    }
+}
+
+/// libnftables, loaded with dlopen for one structure transaction and
+/// unloaded right after (its libraries and its ruleset cache would
+/// otherwise stay resident); the daemon still runs through the `nft`
+/// binary where only nftables' command-line package is installed.
 struct LibNft {
+    handle: *mut c_void,
     ctx: *mut c_void,
     run: unsafe extern "C" fn(*mut c_void, *const c_char) -> c_int,
     output: unsafe extern "C" fn(*mut c_void) -> *const c_char,
@@ -388,13 +470,21 @@ impl LibNft {
                 let p = libc::dlsym(handle, n.as_ptr());
                 (!p.is_null()).then_some(p)
             };
-            let new = sym(c"nft_ctx_new")?;
-            let buffer_output = sym(c"nft_ctx_buffer_output")?;
-            let buffer_error = sym(c"nft_ctx_buffer_error")?;
-            let run = sym(c"nft_run_cmd_from_buffer")?;
-            let output = sym(c"nft_ctx_get_output_buffer")?;
-            let error = sym(c"nft_ctx_get_error_buffer")?;
-            let free = sym(c"nft_ctx_free")?;
+            let syms = (|| {
+                Some((
+                    sym(c"nft_ctx_new")?,
+                    sym(c"nft_ctx_buffer_output")?,
+                    sym(c"nft_ctx_buffer_error")?,
+                    sym(c"nft_run_cmd_from_buffer")?,
+                    sym(c"nft_ctx_get_output_buffer")?,
+                    sym(c"nft_ctx_get_error_buffer")?,
+                    sym(c"nft_ctx_free")?,
+                ))
+            })();
+            let Some((new, buffer_output, buffer_error, run, output, error, free)) = syms else {
+                libc::dlclose(handle);
+                return None;
+            };
             type New = unsafe extern "C" fn(u32) -> *mut c_void;
             type Buffer = unsafe extern "C" fn(*mut c_void) -> c_int;
             let new = std::mem::transmute::<*mut c_void, New>(new);
@@ -402,6 +492,7 @@ impl LibNft {
             let buffer_error = std::mem::transmute::<*mut c_void, Buffer>(buffer_error);
             let ctx = new(0);
             if ctx.is_null() {
+                libc::dlclose(handle);
                 return None;
             }
             buffer_output(ctx);
@@ -410,6 +501,7 @@ impl LibNft {
             type Text = unsafe extern "C" fn(*mut c_void) -> *const c_char;
             type Free = unsafe extern "C" fn(*mut c_void);
             Some(LibNft {
+                handle,
                 ctx,
                 run: std::mem::transmute::<*mut c_void, Run>(run),
                 output: std::mem::transmute::<*mut c_void, Text>(output),
@@ -442,20 +534,41 @@ fn text(p: *const c_char) -> String {
 
 impl Drop for LibNft {
     fn drop(&mut self) {
-        // SAFETY: ctx came from nft_ctx_new and is freed once.
-        unsafe { (self.free)(self.ctx) }
+        // SAFETY: ctx came from nft_ctx_new and is freed once; nothing of
+        // the library is referenced after dlclose.
+        unsafe {
+            (self.free)(self.ctx);
+            libc::dlclose(self.handle);
+        }
+        trim_heap();
     }
 }
 
+/// Gives freed heap back to the system: glibc keeps it otherwise (after
+/// libnftables' cache or a large batch). musl returns it by itself.
+fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks and trims the allocator's own state.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// How structure transactions (text) reach nftables.
 enum Runner {
-    Lib(LibNft),
+    /// libnftables, loaded for each transaction.
+    Lib,
+    /// The `nft` command.
     Cmd,
 }
 
 impl Runner {
-    fn run(&mut self, cmds: &str) -> Result<String, String> {
+    fn run(&self, cmds: &str) -> Result<String, String> {
         match self {
-            Runner::Lib(l) => l.run(cmds),
+            Runner::Lib => {
+                let mut lib = LibNft::open().ok_or("cannot load libnftables")?;
+                lib.run(cmds)
+            }
             Runner::Cmd => {
                 let mut child = Command::new("nft")
                     .args(["-f", "-"])
@@ -490,14 +603,22 @@ fn first_line(e: &str) -> String {
 /// The nftables backend.
 pub struct Nft {
     runner: Runner,
+    /// Element changes and queries.
+    sock: nfnl::Socket,
     names: NftNames,
     setup: Setup,
     /// No fw4 chains in the table: we add hooked base chains ourselves.
     own_base: bool,
-    /// The table did not exist before we started.
-    created_table: bool,
     /// Mappings referencing each forward element.
-    fwd: HashMap<FwdKey, Vec<(Key, Option<Millis>)>>,
+    fwd: HashMap<FwdKey, FwdRefs>,
+    /// The kernel may hold elements no mapping owns (at start: a previous
+    /// instance's; after a failed transaction: unknown), so the next
+    /// restore flushes the sets before adding. Otherwise a restore only
+    /// adds, which leaves elements that survived a reload untouched.
+    flush_next: bool,
+    /// Whether adding an existing element renews it in place (Linux ≥
+    /// 6.12); None until probed after the first restore.
+    in_place: Option<bool>,
 }
 
 impl Nft {
@@ -513,37 +634,35 @@ impl Nft {
                 return Err(format!("invalid nftables name \"{}\"", id.escape_debug()));
             }
         }
+        let mut sock = nfnl::Socket::open().map_err(|e| format!("nf_tables: {e}"))?;
         let runner = match LibNft::open() {
-            Some(l) => Runner::Lib(l),
+            Some(_) => Runner::Lib,
             None => {
                 log::warn!("libnftables not found; falling back to the nft command");
                 Runner::Cmd
             }
         };
-        let mut nft = Nft {
-            runner,
-            names,
-            setup,
-            own_base: false,
-            created_table: false,
-            fwd: HashMap::new(),
-        };
-        let t = nft.names.table.clone();
-        nft.created_table = nft.runner.run(&format!("list table inet {t}")).is_err();
+        let t = &names.table;
+        let created_table = !sock.table_exists(t).unwrap_or(false);
         // fw4 (or a fw4-shaped ruleset) has a hooked `forward` chain that
         // jumps to ours; without it we hook in ourselves.
-        let fw4 = !nft.created_table
-            && nft
-                .runner
-                .run(&format!("list chain inet {t} forward"))
-                .is_ok();
-        nft.own_base = !fw4;
-        Ok(nft)
+        let fw4 = !created_table && sock.chain_exists(t, "forward").unwrap_or(false);
+        Ok(Nft {
+            runner,
+            sock,
+            names,
+            setup,
+            own_base: !fw4,
+            fwd: HashMap::new(),
+            flush_next: true,
+            in_place: None,
+        })
     }
 
-    /// True when libnftables is in use (no process per change).
+    /// True when libnftables is in use for structure transactions (no
+    /// process per change); elements always go over netlink.
     pub fn in_process(&self) -> bool {
-        matches!(self.runner, Runner::Lib(_))
+        matches!(self.runner, Runner::Lib)
     }
 
     pub fn owns_hooks(&self) -> bool {
@@ -554,17 +673,41 @@ impl Nft {
         self.runner.run(cmds).map_err(|e| first_line(&e))
     }
 
-    /// Builds (or rebuilds after a reload) the structure and rules and
-    /// installs exactly `all`, in one transaction.
+    /// Builds (or rebuilds after a reload) the structure and rules, then
+    /// installs `all` and `pins`: exactly these after a start or a failed
+    /// transaction (the sets are flushed first), otherwise by adding only,
+    /// so elements that survived a firewall reload keep their counters.
     pub fn restore(
         &mut self,
         all: &[&Mapping],
         pins: &[&Pinhole],
         now: Millis,
     ) -> Result<(), String> {
-        let mut c = structure(&self.names, &self.setup, self.own_base);
-        self.fill(&mut c, all, pins, now);
+        let c = structure(&self.names, &self.setup, self.own_base);
         self.run(&c)?;
+        if self.in_place.is_none() {
+            let yes = self.probe_in_place();
+            log::info!(
+                "nftables: renewals {}",
+                if yes {
+                    "update elements in place"
+                } else {
+                    "replace elements (kernel before 6.12)"
+                }
+            );
+            self.in_place = Some(yes);
+        }
+        let r = match self.install(all, pins, now, self.flush_next) {
+            // An element that differs from ours (changed behind our back)
+            // refuses the add: start from empty sets instead.
+            Err(e) if !self.flush_next => {
+                log::info!("re-adding elements failed ({e}); replacing them all");
+                self.install(all, pins, now, true)
+            }
+            r => r,
+        };
+        r?;
+        self.flush_next = false;
         self.rebuild_refs(all);
         Ok(())
     }
@@ -578,6 +721,10 @@ impl Nft {
         pins: &[&Pinhole],
         now: Millis,
     ) -> Result<(), String> {
+        // SNAT elements carry the external address.
+        if setup.ext_addr != self.setup.ext_addr {
+            self.flush_next = true;
+        }
         self.setup = setup;
         self.restore(all, pins, now)
     }
@@ -586,51 +733,60 @@ impl Nft {
         &self.setup
     }
 
-    /// Whether our structure is still in place (the canary element is
-    /// gone after fw4 flushed the table).
+    /// Whether our structure is still in place: the canary element (gone
+    /// when the table was flushed or deleted) and, with a WAN device, our
+    /// commented DNAT rule (gone when fw4 reloaded the rules).
     pub fn intact(&mut self) -> bool {
-        let n = &self.names;
-        let t = &n.table;
-        let cmd = format!(
-            "list chain inet {t} {}\nget element inet {t} {ALIVE} {{ 1 }}",
-            n.prerouting_chain
-        );
-        let wants_rules = self.setup.wan_dev.is_some();
-        match self.runner.run(&cmd) {
-            Ok(out) => !wants_rules || out.contains(&format!("comment \"{MARKER}\"")),
-            Err(_) => false,
+        let t = self.names.table.clone();
+        let mut alive = false;
+        let found = self.sock.elements(&t, ALIVE, &mut |e| {
+            // `inet_service` 1, in network order.
+            alive |= e.key.get(..2) == Some(&[0, 1][..]);
+        });
+        if found.is_err() || !alive {
+            return false;
         }
+        if self.setup.wan_dev.is_none() {
+            return true;
+        }
+        let mut marked = false;
+        let chain = self.names.prerouting_chain.clone();
+        let listed = self.sock.rules(&t, &chain, &mut |r| {
+            marked |= nfnl::rule_comment(r.userdata) == Some(MARKER.as_bytes());
+        });
+        listed.is_ok() && marked
     }
 
     /// Removes everything we installed (clean stop).
     pub fn teardown(&mut self) {
         let t = self.names.table.clone();
         let n = self.names.clone();
-        let mut c = String::new();
+        let mut b = Batch::new(&t);
         for chain in [&n.forward_chain, &n.prerouting_chain, &n.postrouting_chain] {
-            let _ = writeln!(c, "flush chain inet {t} {chain}");
+            b.flush_chain(chain);
         }
-        for (kind, name, _) in DECLARATIONS {
-            let _ = writeln!(c, "flush {kind} inet {t} {name}");
+        for (_, name, _) in DECLARATIONS {
+            b.flush(name);
         }
-        if self.own_base {
-            for chain in [BASE_FORWARD, BASE_DSTNAT, BASE_SRCNAT] {
-                let _ = writeln!(c, "delete chain inet {t} {chain}");
-            }
-        }
-        if let Err(e) = self.run(&c) {
-            log::warn!("removing our nftables rules: {e}");
+        if let Err(e) = self.sock.commit(b) {
+            log::warn!("removing our nftables rules and elements: {e}");
         }
         if self.own_base {
-            // Delete the declarations too; the table goes if nothing else is in it.
+            // Delete the hooks and declarations too; the table goes if
+            // nothing else is in it.
             let mut d = String::new();
+            for chain in [BASE_FORWARD, BASE_DSTNAT, BASE_SRCNAT] {
+                let _ = writeln!(d, "delete chain inet {t} {chain}");
+            }
             for chain in [&n.forward_chain, &n.prerouting_chain, &n.postrouting_chain] {
                 let _ = writeln!(d, "delete chain inet {t} {chain}");
             }
             for (kind, name, _) in DECLARATIONS {
                 let _ = writeln!(d, "delete {kind} inet {t} {name}");
             }
-            let _ = self.run(&d);
+            if let Err(e) = self.run(&d) {
+                log::warn!("removing our nftables chains and sets: {e}");
+            }
             if let Ok(list) = self.runner.run(&format!("list table inet {t}")) {
                 let empty = !list.lines().any(|l| {
                     let l = l.trim_start();
@@ -657,89 +813,176 @@ impl Nft {
         }
     }
 
-    /// Flushes the element containers and adds every mapping, batched in
-    /// one `add element` per container.
-    fn fill(&self, c: &mut String, all: &[&Mapping], pins: &[&Pinhole], now: Millis) {
-        let t = &self.names.table;
-        for (kind, name, _) in DECLARATIONS
-            .iter()
-            .filter(|(_, n, _)| ![EXTADDR, ALIVE].contains(n))
-        {
-            let _ = writeln!(c, "flush {kind} inet {t} {name}");
+    /// An element with the lifetime of a lease ending at `expires`. Where
+    /// the kernel renews in place, the expiry goes along so that adding an
+    /// existing element restarts its clock.
+    fn timed(&self, e: Elem, expires: Option<Millis>, now: Millis) -> Elem {
+        let t = timeout_ms(expires, now);
+        Elem {
+            timeout_ms: t,
+            expiration_ms: t.filter(|_| self.in_place == Some(true)),
+            ..e
         }
-        let mut by_set: HashMap<&str, Vec<String>> = HashMap::new();
-        for p in pins {
-            let (set, k) = pin_elem(p);
-            by_set
-                .entry(set)
-                .or_default()
-                .push(format!("{k}{}", timeout(Some(p.expires), now)));
-        }
-        for (set, elems) in by_set {
-            for chunk in elems.chunks(512) {
-                let _ = writeln!(c, "add element inet {t} {set} {{ {} }}", chunk.join(", "));
+    }
+
+    /// Adds every element of `all` and `pins` to a batch, set by set so
+    /// they share messages, after flushing the sets if `flush`.
+    fn fill(&self, b: &mut Batch, all: &[&Mapping], pins: &[&Pinhole], now: Millis, flush: bool) {
+        if flush {
+            for (_, name, _) in DECLARATIONS
+                .iter()
+                .filter(|(_, n, _)| ![EXTADDR, ALIVE].contains(n))
+            {
+                b.flush(name);
             }
         }
-        let mut dnat = Vec::new();
-        let mut dnat_rh = Vec::new();
-        let mut snat = Vec::new();
-        let mut fwd: HashMap<FwdKey, Vec<(Key, Option<Millis>)>> = HashMap::new();
+        for set in [PIN6, PIN6_H, PIN6_P, PIN6_HP] {
+            for p in pins {
+                let (s, e) = pin_elem(p);
+                if s == set {
+                    b.add(s, &self.timed(e, Some(p.expires), now));
+                }
+            }
+        }
+        for set in [DNAT, DNAT_RH] {
+            for m in all {
+                let (s, e) = dnat_elem(m);
+                if s == set {
+                    b.add(s, &self.timed(e, m.expires, now));
+                }
+            }
+        }
         for m in all {
-            let (set, k, v) = dnat_elem(m);
-            let e = format!("{k}{} : {v}", timeout(m.expires, now));
-            if set == DNAT {
-                dnat.push(e)
-            } else {
-                dnat_rh.push(e)
+            if let Some(e) = snat_elem(m, self.setup.ext_addr) {
+                b.add(SNAT, &self.timed(e, m.expires, now));
             }
-            if let Some((k, v)) = snat_elem(m, self.setup.ext_addr) {
-                snat.push(format!("{k}{} : {v}", timeout(m.expires, now)));
-            }
+        }
+        let mut fwd: HashMap<FwdKey, FwdRefs> = HashMap::new();
+        for m in all {
             fwd.entry(fwd_key(m)).or_default().push((m.key, m.expires));
         }
-        let fwd: Vec<String> = fwd
-            .iter()
-            .filter_map(|(k, refs)| {
-                fwd_state(refs).map(|exp| format!("{}{}", fwd_text(k), timeout(exp, now)))
-            })
-            .collect();
-        for (set, elems) in [(DNAT, dnat), (DNAT_RH, dnat_rh), (SNAT, snat), (FWD, fwd)] {
-            // Chunks keep each command line of reasonable size.
-            for chunk in elems.chunks(512) {
-                let _ = writeln!(c, "add element inet {t} {set} {{ {} }}", chunk.join(", "));
+        for (k, refs) in &fwd {
+            if let Some(exp) = fwd_state(refs) {
+                b.add(FWD, &self.timed(fwd_elem(k), exp, now));
             }
         }
     }
 
+    /// Installs every element in one transaction.
+    fn install(
+        &mut self,
+        all: &[&Mapping],
+        pins: &[&Pinhole],
+        now: Millis,
+        flush: bool,
+    ) -> Result<(), String> {
+        let mut b = Batch::new(&self.names.table);
+        self.fill(&mut b, all, pins, now, flush);
+        let large = b.len() > 256 * 1024;
+        let r = self.sock.commit(b).map_err(|e| e.to_string());
+        if large {
+            trim_heap();
+        }
+        r
+    }
+
+    /// Whether the kernel renews an existing element when it is added
+    /// again with a new timeout and expiry (Linux ≥ 6.12; older kernels
+    /// keep it as it was). Tried on a forward element no mapping can
+    /// have (0.0.0.0, protocol 0, port 0), removed again.
+    fn probe_in_place(&mut self) -> bool {
+        let t = self.names.table.clone();
+        let probe = |ms: u64, expiry: bool| Elem {
+            key: Data::new().ipv4(Ipv4Addr::UNSPECIFIED).proto(0).service(0),
+            timeout_ms: Some(ms),
+            expiration_ms: expiry.then_some(ms),
+            ..Elem::default()
+        };
+        let commit = |sock: &mut nfnl::Socket, add: Option<Elem>, del: Option<Elem>| {
+            let mut b = Batch::new(&t);
+            if let Some(e) = add {
+                b.add(FWD, &e);
+            }
+            if let Some(e) = del {
+                b.delete(FWD, &e);
+            }
+            sock.commit(b)
+        };
+        let renewed = commit(&mut self.sock, Some(probe(60_000, false)), None).is_ok()
+            && commit(&mut self.sock, Some(probe(120_000, true)), None).is_ok()
+            && matches!(
+                self.sock.element(&t, FWD, &probe(0, false).key, None),
+                Ok(Some(f)) if f.timeout_ms == Some(120_000)
+            );
+        let p = probe(0, false);
+        if let Err(e) = commit(&mut self.sock, Some(p), Some(p)) {
+            log::debug!("removing the nftables probe element: {e}");
+        }
+        renewed
+    }
+
+    /// Turns element `old` into `new` (either may be absent; both carry
+    /// their lifetimes). The same element with a new lifetime is a
+    /// renewal: updated in place where the kernel can, else deleted and
+    /// added again, with its counters carried over if `counted`.
+    fn change(
+        &mut self,
+        ops: &mut Ops,
+        old: Option<(&'static str, Elem)>,
+        new: Option<(&'static str, Elem)>,
+        counted: bool,
+    ) {
+        if let (Some((so, o)), Some((sn, n))) = (&old, &new) {
+            let same = so == sn && o.key == n.key && o.key_end == n.key_end && o.data == n.data;
+            if same {
+                if self.in_place == Some(true) && o.timeout_ms.is_some() && n.timeout_ms.is_some() {
+                    ops.push((Phase::Add, sn, *n));
+                    return;
+                }
+                let counter = if counted {
+                    self.element_counters(sn, o)
+                } else {
+                    None
+                };
+                ops.push((Phase::Ensure, so, as_installed(o)));
+                ops.push((Phase::Delete, so, *o));
+                ops.push((Phase::Add, sn, Elem { counter, ..*n }));
+                return;
+            }
+        }
+        if let Some((s, o)) = old {
+            ops.push((Phase::Ensure, s, as_installed(&o)));
+            ops.push((Phase::Delete, s, o));
+        }
+        if let Some((s, n)) = new {
+            ops.push((Phase::Add, s, n));
+        }
+    }
+
     /// Reads one element's counters (to carry them over a renewal).
-    fn element_counters(&mut self, set: &str, key: &str) -> Option<Counters> {
+    fn element_counters(&mut self, set: &str, e: &Elem) -> Option<Counters> {
         let t = &self.names.table;
-        let out = self
-            .runner
-            .run(&format!("get element inet {t} {set} {{ {key} }}"))
-            .ok()?;
-        parse_elements(&out).into_iter().next().map(|(_, c)| c)
+        match self.sock.element(t, set, &e.key, e.key_end.as_ref()) {
+            Ok(found) => found.and_then(|f| f.counter),
+            Err(err) => {
+                log::debug!("reading counters in {set}: {err}");
+                None
+            }
+        }
     }
 }
 
 impl Firewall for Nft {
     fn apply(&mut self, changes: &[Change], pins: &[PinChange], now: Millis) -> Result<(), String> {
-        let t = self.names.table.clone();
         let ext = self.setup.ext_addr;
-        let mut c = String::with_capacity(256 * changes.len());
+        let mut ops: Ops = Vec::new();
         for ch in pins {
-            if let Some(o) = &ch.old {
-                let (set, k) = pin_elem(o);
-                delete_idempotent(&mut c, &t, set, &k, None);
-            }
-            if let Some(n) = &ch.new {
-                let (set, k) = pin_elem(n);
-                let _ = writeln!(
-                    c,
-                    "add element inet {t} {set} {{ {k}{} }}",
-                    timeout(Some(n.expires), now)
-                );
-            }
+            let el = |p: &Pinhole| {
+                let (s, e) = pin_elem(p);
+                (s, self.timed(e, Some(p.expires), now))
+            };
+            let (old, new) = (ch.old.as_ref().map(el), ch.new.as_ref().map(el));
+            self.change(&mut ops, old, new, true);
         }
         // Forward references change on a scratch copy, kept only if the
         // transaction succeeds.
@@ -762,70 +1005,47 @@ impl Firewall for Nft {
                     refs.push((n.key, n.expires));
                 }
             }
-            let old = ch.old.as_ref().map(dnat_elem);
-            let new = ch.new.as_ref().map(dnat_elem);
-            match (&old, &new) {
-                (Some(o), Some(n)) if o == n => {
-                    // A renewal: replace the element, keeping its counters.
-                    let (set, k, v) = n;
-                    let counters = self.element_counters(set, k).unwrap_or_default();
-                    let exp = ch.new.as_ref().and_then(|m| m.expires);
-                    delete_idempotent(&mut c, &t, set, k, Some(v));
-                    let _ = writeln!(
-                        c,
-                        "add element inet {t} {set} {{ {k} counter packets {} bytes {}{} : {v} }}",
-                        counters.packets,
-                        counters.bytes,
-                        timeout(exp, now)
-                    );
-                }
-                _ => {
-                    if let Some((set, k, v)) = &old {
-                        delete_idempotent(&mut c, &t, set, k, Some(v));
-                    }
-                    if let (Some((set, k, v)), Some(m)) = (&new, &ch.new) {
-                        let _ = writeln!(
-                            c,
-                            "add element inet {t} {set} {{ {k}{} : {v} }}",
-                            timeout(m.expires, now)
-                        );
-                    }
-                }
-            }
-            if let Some((k, v)) = ch.old.as_ref().and_then(|m| snat_elem(m, ext)) {
-                delete_idempotent(&mut c, &t, SNAT, &k, Some(&v));
-            }
-            if let Some(m) = &ch.new {
-                if let Some((k, v)) = snat_elem(m, ext) {
-                    let _ = writeln!(
-                        c,
-                        "add element inet {t} {SNAT} {{ {k}{} : {v} }}",
-                        timeout(m.expires, now)
-                    );
-                }
-            }
+            let dnat = |m: &Mapping| {
+                let (s, e) = dnat_elem(m);
+                (s, self.timed(e, m.expires, now))
+            };
+            let (old, new) = (ch.old.as_ref().map(dnat), ch.new.as_ref().map(dnat));
+            self.change(&mut ops, old, new, true);
+            let snat =
+                |m: &Mapping| snat_elem(m, ext).map(|e| (SNAT, self.timed(e, m.expires, now)));
+            let (old, new) = (
+                ch.old.as_ref().and_then(snat),
+                ch.new.as_ref().and_then(snat),
+            );
+            self.change(&mut ops, old, new, false);
         }
         for (fk, (before, refs)) in &touched {
             let after = fwd_state(refs);
             if *before == after {
                 continue;
             }
-            let k = fwd_text(fk);
-            if before.is_some() {
-                delete_idempotent(&mut c, &t, FWD, &k, None);
-            }
-            if let Some(exp) = after {
-                let _ = writeln!(
-                    c,
-                    "add element inet {t} {FWD} {{ {k}{} }}",
-                    timeout(exp, now)
-                );
-            }
+            let old = before.map(|exp| (FWD, self.timed(fwd_elem(fk), exp, now)));
+            let new = after.map(|exp| (FWD, self.timed(fwd_elem(fk), exp, now)));
+            self.change(&mut ops, old, new, false);
         }
-        if c.is_empty() {
+        if ops.is_empty() {
             return Ok(());
         }
-        self.run(&c)?;
+        // Stable: operations on one element keep their order.
+        ops.sort_by_key(|(phase, set, _)| (*phase, *set));
+        let mut b = Batch::new(&self.names.table);
+        for (phase, set, e) in &ops {
+            match phase {
+                Phase::Ensure | Phase::Add => b.add(set, e),
+                Phase::Delete => b.delete(set, e),
+            }
+        }
+        if let Err(e) = self.sock.commit(b) {
+            // The kernel kept its old state, which the daemon's table may
+            // no longer describe: the repair starts from empty sets.
+            self.flush_next = true;
+            return Err(e.to_string());
+        }
         for (fk, (_, refs)) in touched {
             if refs.is_empty() {
                 self.fwd.remove(&fk);
@@ -837,40 +1057,28 @@ impl Firewall for Nft {
     }
 
     fn sync(&mut self, all: &[&Mapping], pins: &[&Pinhole], now: Millis) -> Result<(), String> {
-        let mut c = String::new();
-        self.fill(&mut c, all, pins, now);
-        self.run(&c)?;
+        self.install(all, pins, now, true)?;
+        self.flush_next = false;
         self.rebuild_refs(all);
         Ok(())
     }
 
     fn pinhole_counters(&mut self, p: &Pinhole) -> Option<Counters> {
-        let (set, k) = pin_elem(p);
-        self.element_counters(set, &k)
+        let (set, e) = pin_elem(p);
+        self.element_counters(set, &e)
     }
 
     fn counters(&mut self) -> HashMap<Key, Counters> {
         let t = self.names.table.clone();
         let mut out = HashMap::new();
         for set in [DNAT, DNAT_RH] {
-            let Ok(text) = self.runner.run(&format!("list map inet {t} {set}")) else {
-                continue;
-            };
-            for (key, c) in parse_elements(&text) {
-                // key: "tcp . 18080" or "1.2.3.4 . tcp . 18080"
-                let parts: Vec<&str> = key.split(" . ").collect();
-                let n = parts.len();
-                if n < 2 {
-                    continue;
+            let r = self.sock.elements(&t, set, &mut |e| {
+                if let Some(k) = dnat_mapping_key(e.key) {
+                    out.insert(k, e.counter.unwrap_or_default());
                 }
-                let proto = match parts[n - 2] {
-                    "tcp" => Proto::Tcp,
-                    "udp" => Proto::Udp,
-                    _ => continue,
-                };
-                if let Ok(port) = parts[n - 1].parse::<u16>() {
-                    out.insert(Key::new(proto, port), c);
-                }
+            });
+            if let Err(e) = r {
+                log::debug!("listing {set}: {e}");
             }
         }
         out
@@ -878,60 +1086,28 @@ impl Firewall for Nft {
 }
 
 impl Nft {
-    /// Reads the counters of every pinhole element (for `list`), keyed by
-    /// the pinhole's set and element text.
+    /// Reads the counters of every pinhole element (for `list`), keyed as
+    /// [`Nft::pinhole_key`] names them.
     pub fn pinhole_counter_map(&mut self) -> HashMap<String, Counters> {
         let t = self.names.table.clone();
         let mut out = HashMap::new();
         for set in [PIN6, PIN6_H, PIN6_P, PIN6_HP] {
-            if let Ok(text) = self.runner.run(&format!("list set inet {t} {set}")) {
-                for (k, c) in parse_elements(&text) {
-                    out.insert(format!("{set} {k}"), c);
-                }
+            let r = self.sock.elements(&t, set, &mut |e| {
+                out.insert(pin_map_key(set, e.key), e.counter.unwrap_or_default());
+            });
+            if let Err(e) = r {
+                log::debug!("listing {set}: {e}");
             }
         }
         out
     }
 
-    /// The key [`Nft::pinhole_counter_map`] uses for a pinhole.
+    /// The key [`Nft::pinhole_counter_map`] uses for a pinhole: its set
+    /// and element key.
     pub fn pinhole_key(p: &Pinhole) -> String {
-        let (set, k) = pin_elem(p);
-        format!("{set} {k}")
+        let (set, e) = pin_elem(p);
+        pin_map_key(set, e.key.as_bytes())
     }
-}
-
-/// Parses the elements of `nft list map|set` or `get element` output into
-/// (key text, counters). Elements look like
-/// `tcp . 18080 counter packets 3 bytes 180 timeout 1h expires 59m : 192.168.1.2 . 8080`.
-pub fn parse_elements(text: &str) -> Vec<(String, Counters)> {
-    let Some(start) = text.find("elements = {") else {
-        return Vec::new();
-    };
-    let body = &text[start + "elements = {".len()..];
-    let body = body.split('}').next().unwrap_or("");
-    let mut out = Vec::new();
-    for elem in body.split(',') {
-        // " : " separates a map element's value (IPv6 keys contain ':').
-        let elem = elem.split(" : ").next().unwrap_or("").trim();
-        let words: Vec<&str> = elem.split_whitespace().collect();
-        let cut = words
-            .iter()
-            .position(|w| matches!(*w, "counter" | "timeout" | "expires" | "comment"))
-            .unwrap_or(words.len());
-        let key = words[..cut].join(" ");
-        let mut c = Counters::default();
-        for pair in words.windows(2) {
-            match pair[0] {
-                "packets" => c.packets = pair[1].parse().unwrap_or(0),
-                "bytes" => c.bytes = pair[1].parse().unwrap_or(0),
-                _ => {}
-            }
-        }
-        if !key.is_empty() {
-            out.push((key, c));
-        }
-    }
-    out
 }
 
 /// Watches nf_tables netlink notifications for transactions committed by
@@ -1102,34 +1278,118 @@ mod tests {
         }
     }
 
+    fn hex_of(d: &Data) -> String {
+        nfnl::hex(d.as_bytes())
+    }
+
+    /// Keys and values as `nft --debug=netlink add element` shows them for
+    /// the same elements (nft 1.0.6), byte for byte.
     #[test]
-    fn element_texts() {
+    fn element_encodings() {
         let a = m(18080, 8080, 2, Some(3_600_000));
-        assert_eq!(
-            dnat_elem(&a),
-            (
-                DNAT,
-                "tcp . 18080".to_string(),
-                "192.168.77.2 . 8080".to_string()
-            )
-        );
+        let (set, e) = dnat_elem(&a);
+        assert_eq!(set, DNAT);
+        assert_eq!(hex_of(&e.key), "06000000 46a00000");
+        assert_eq!(hex_of(&e.data.unwrap()), "c0a84d02 1f900000");
+        assert_eq!(e.key_end, None);
+
         let mut r = a.clone();
+        r.key = Key::new(Proto::Udp, 18080);
+        r.remote = Some(RemoteFilter {
+            addr: Ipv4Addr::new(192, 0, 3, 77),
+            prefix: 24,
+        });
+        let (set, e) = dnat_elem(&r);
+        assert_eq!(set, DNAT_RH);
+        assert_eq!(hex_of(&e.key), "c0000300 11000000 46a00000");
+        assert_eq!(hex_of(&e.key_end.unwrap()), "c00003ff 11000000 46a00000");
         r.remote = Some(RemoteFilter::host(Ipv4Addr::new(192, 0, 3, 2)));
-        assert_eq!(dnat_elem(&r).1, "192.0.3.2/32 . tcp . 18080");
-        assert_eq!(timeout(Some(3_600_000), 0), " timeout 3610s");
-        assert_eq!(timeout(None, 0), "");
-        assert_eq!(timeout(Some(10), 5000), " timeout 11s");
-        assert_eq!(timeout(Some(1500), 0), " timeout 12s");
+        let (_, e) = dnat_elem(&r);
+        assert_eq!(e.key, e.key_end.unwrap());
+
         let mut p = a.clone();
         p.peer_port = Some(5000);
         p.remote = Some(RemoteFilter::host(Ipv4Addr::new(192, 0, 3, 2)));
+        let e = snat_elem(&p, Some(Ipv4Addr::new(192, 0, 3, 1))).unwrap();
         assert_eq!(
-            snat_elem(&p, Some(Ipv4Addr::new(192, 0, 3, 1))),
-            Some((
-                "192.168.77.2 . tcp . 8080 . 192.0.3.2 . 5000".to_string(),
-                "192.0.3.1 . 18080".to_string()
-            ))
+            hex_of(&e.key),
+            "c0a84d02 06000000 1f900000 c0000302 13880000"
         );
+        assert_eq!(hex_of(&e.data.unwrap()), "c0000301 46a00000");
+        assert!(snat_elem(&p, None).is_none());
+        assert!(snat_elem(&a, Some(Ipv4Addr::new(192, 0, 3, 1))).is_none());
+
+        assert_eq!(
+            hex_of(&fwd_elem(&fwd_key(&a)).key),
+            "c0a84d02 06000000 1f900000"
+        );
+    }
+
+    #[test]
+    fn pinhole_encodings() {
+        let mut p = Pinhole {
+            id: 1,
+            remote: None,
+            rport: 0,
+            iaddr: "fd77::2".parse().unwrap(),
+            iport: 8080,
+            proto: 17,
+            expires: 60_000,
+            client: "fd77::2".parse().unwrap(),
+        };
+        let tail = "fd770000 00000000 00000000 00000002 11000000 1f900000";
+        let (set, e) = pin_elem(&p);
+        assert_eq!((set, hex_of(&e.key)), (PIN6, tail.to_string()));
+        p.rport = 5000;
+        let (set, e) = pin_elem(&p);
+        assert_eq!((set, hex_of(&e.key)), (PIN6_P, format!("13880000 {tail}")));
+        p.remote = Some("2001:db8::1".parse().unwrap());
+        let remote = "20010db8 00000000 00000000 00000001";
+        let (set, e) = pin_elem(&p);
+        assert_eq!(
+            (set, hex_of(&e.key)),
+            (PIN6_HP, format!("{remote} 13880000 {tail}"))
+        );
+        p.rport = 0;
+        let (set, e) = pin_elem(&p);
+        assert_eq!((set, hex_of(&e.key)), (PIN6_H, format!("{remote} {tail}")));
+        // the counter map and the lookup agree on the key
+        assert_eq!(Nft::pinhole_key(&p), pin_map_key(PIN6_H, e.key.as_bytes()));
+    }
+
+    #[test]
+    fn lifetimes_and_ranges() {
+        assert_eq!(timeout_ms(Some(3_600_000), 0), Some(3_610_000));
+        assert_eq!(timeout_ms(None, 0), None);
+        assert_eq!(timeout_ms(Some(10), 5000), Some(11_000));
+        assert_eq!(timeout_ms(Some(1500), 0), Some(12_000));
+        assert_eq!(timeout_ms(Some(u64::MAX), 0), Some(TIMEOUT_MAX_S * 1000));
+        let a = Ipv4Addr::new(192, 0, 3, 77);
+        assert_eq!(prefix_range(a, 32), (a, a));
+        assert_eq!(
+            prefix_range(a, 0),
+            (Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST)
+        );
+        assert_eq!(
+            prefix_range(a, 31),
+            (Ipv4Addr::new(192, 0, 3, 76), Ipv4Addr::new(192, 0, 3, 77))
+        );
+        assert_eq!(prefix_range(a, 200), (a, a));
+    }
+
+    #[test]
+    fn mapping_keys_from_dumped_dnat_keys() {
+        let a = m(18080, 8080, 2, None);
+        let (_, e) = dnat_elem(&a);
+        assert_eq!(dnat_mapping_key(e.key.as_bytes()), Some(a.key));
+        let mut r = a.clone();
+        r.key = Key::new(Proto::Udp, 1);
+        r.remote = Some(RemoteFilter::host(Ipv4Addr::new(192, 0, 3, 2)));
+        let (_, e) = dnat_elem(&r);
+        assert_eq!(dnat_mapping_key(e.key.as_bytes()), Some(r.key));
+        assert_eq!(dnat_mapping_key(&[6, 0, 0, 0, 0x46]), None);
+        assert_eq!(dnat_mapping_key(&[]), None);
+        assert_eq!(dnat_mapping_key(&[1, 0, 0, 0, 0, 80, 0, 0]), None);
     }
 
     #[test]
@@ -1161,34 +1421,6 @@ mod tests {
         assert!(text.contains("add element inet fw4 upnp_extaddr { 192.0.3.1 }"));
         let own = structure(&NftNames::default(), &s, true);
         assert!(own.contains("add chain inet fw4 rupnpd_forward { type filter hook forward priority filter; policy accept; }"));
-    }
-
-    #[test]
-    fn element_listing() {
-        let text = "table inet fw4 {\n\tmap upnp_dnat {\n\t\ttype inet_proto . inet_service : ipv4_addr . inet_service\n\t\tflags timeout\n\t\tcounter\n\t\telements = { tcp . 18080 counter packets 3 bytes 180 timeout 1h expires 59m59s908ms : 192.168.77.2 . 8080,\n\t\t\t     udp . 19000 counter packets 0 bytes 0 : 192.168.77.2 . 9000 }\n\t}\n}\n";
-        let e = parse_elements(text);
-        assert_eq!(e.len(), 2);
-        assert_eq!(e[0].0, "tcp . 18080");
-        assert_eq!(
-            e[0].1,
-            Counters {
-                packets: 3,
-                bytes: 180
-            }
-        );
-        assert_eq!(e[1].0, "udp . 19000");
-        assert!(parse_elements("table inet fw4 {}").is_empty());
-        let six = "elements = { fd77::2 . tcp . 8080 counter packets 4 bytes 300 timeout 1h expires 59m }";
-        assert_eq!(
-            parse_elements(six),
-            vec![(
-                "fd77::2 . tcp . 8080".to_string(),
-                Counters {
-                    packets: 4,
-                    bytes: 300
-                }
-            )]
-        );
     }
 
     #[test]
