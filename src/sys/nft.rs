@@ -556,42 +556,37 @@ fn trim_heap() {
 
 /// How structure transactions (text) reach nftables.
 enum Runner {
-    /// libnftables, loaded for each transaction.
+    /// libnftables, loaded for the transactions of one restore.
     Lib,
     /// The `nft` command.
     Cmd,
 }
 
-impl Runner {
-    fn run(&self, cmds: &str) -> Result<String, String> {
-        match self {
-            Runner::Lib => {
-                let mut lib = LibNft::open().ok_or("cannot load libnftables")?;
-                lib.run(cmds)
-            }
-            Runner::Cmd => {
-                let mut child = Command::new("nft")
-                    .args(["-f", "-"])
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .map_err(|e| format!("cannot run nft: {e}"))?;
-                if let Some(mut stdin) = child.stdin.take() {
-                    stdin
-                        .write_all(cmds.as_bytes())
-                        .map_err(|e| format!("writing to nft: {e}"))?;
-                }
-                let out = child
-                    .wait_with_output()
-                    .map_err(|e| format!("waiting for nft: {e}"))?;
-                if out.status.success() {
-                    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-                } else {
-                    Err(String::from_utf8_lossy(&out.stderr).into_owned())
-                }
-            }
-        }
+// SAFETY: a context is used by one thread at a time; it only moves to
+// another thread to be freed after its last use (`Nft::release_lib`).
+unsafe impl Send for LibNft {}
+
+/// Runs nft text through the `nft` command.
+fn nft_command(cmds: &str) -> Result<String, String> {
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run nft: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(cmds.as_bytes())
+            .map_err(|e| format!("writing to nft: {e}"))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("waiting for nft: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
     }
 }
 
@@ -603,6 +598,8 @@ fn first_line(e: &str) -> String {
 /// The nftables backend.
 pub struct Nft {
     runner: Runner,
+    /// libnftables while a restore (or teardown) uses it; None otherwise.
+    lib: Option<LibNft>,
     /// Element changes and queries.
     sock: nfnl::Socket,
     names: NftNames,
@@ -635,7 +632,9 @@ impl Nft {
             }
         }
         let mut sock = nfnl::Socket::open().map_err(|e| format!("nf_tables: {e}"))?;
-        let runner = match LibNft::open() {
+        // Kept loaded for the first restore, which follows right away.
+        let lib = LibNft::open();
+        let runner = match lib {
             Some(_) => Runner::Lib,
             None => {
                 log::warn!("libnftables not found; falling back to the nft command");
@@ -649,6 +648,7 @@ impl Nft {
         let fw4 = !created_table && sock.chain_exists(t, "forward").unwrap_or(false);
         Ok(Nft {
             runner,
+            lib,
             sock,
             names,
             setup,
@@ -669,8 +669,52 @@ impl Nft {
         self.own_base
     }
 
+    /// How renewals reach the kernel: in place (Linux ≥ 6.12) or by
+    /// delete and add; None until the first restore found out.
+    pub fn renews_in_place(&self) -> Option<bool> {
+        self.in_place
+    }
+
+    /// Forces one renewal path, for tests of the other kernel generation.
+    #[doc(hidden)]
+    pub fn force_renewals_in_place(&mut self, yes: bool) {
+        self.in_place = Some(yes);
+    }
+
+    /// Runs structure text; the error is nft's first line.
     fn run(&mut self, cmds: &str) -> Result<String, String> {
-        self.runner.run(cmds).map_err(|e| first_line(&e))
+        self.run_text(cmds).map_err(|e| first_line(&e))
+    }
+
+    fn run_text(&mut self, cmds: &str) -> Result<String, String> {
+        match self.runner {
+            Runner::Cmd => nft_command(cmds),
+            Runner::Lib => {
+                let lib = match self.lib.as_mut() {
+                    Some(l) => l,
+                    None => self
+                        .lib
+                        .insert(LibNft::open().ok_or("cannot load libnftables")?),
+                };
+                lib.run(cmds)
+            }
+        }
+    }
+
+    /// Unloads libnftables, off the daemon's thread: closing its socket
+    /// waits until the kernel has destroyed what the transaction
+    /// replaced (an RCU grace period, ≈ 10 ms), and our own netlink
+    /// socket stays open, so nothing else waits for that.
+    fn release_lib(&mut self) {
+        if let Some(lib) = self.lib.take() {
+            let spawned = std::thread::Builder::new()
+                .name("nft-unload".into())
+                .stack_size(256 * 1024)
+                .spawn(move || drop(lib));
+            if let Err(e) = spawned {
+                log::debug!("unloading libnftables inline: {e}");
+            }
+        }
     }
 
     /// Builds (or rebuilds after a reload) the structure and rules, then
@@ -678,6 +722,17 @@ impl Nft {
     /// transaction (the sets are flushed first), otherwise by adding only,
     /// so elements that survived a firewall reload keep their counters.
     pub fn restore(
+        &mut self,
+        all: &[&Mapping],
+        pins: &[&Pinhole],
+        now: Millis,
+    ) -> Result<(), String> {
+        let r = self.restore_inner(all, pins, now);
+        self.release_lib();
+        r
+    }
+
+    fn restore_inner(
         &mut self,
         all: &[&Mapping],
         pins: &[&Pinhole],
@@ -787,7 +842,7 @@ impl Nft {
             if let Err(e) = self.run(&d) {
                 log::warn!("removing our nftables chains and sets: {e}");
             }
-            if let Ok(list) = self.runner.run(&format!("list table inet {t}")) {
+            if let Ok(list) = self.run_text(&format!("list table inet {t}")) {
                 let empty = !list.lines().any(|l| {
                     let l = l.trim_start();
                     l.starts_with("chain ")
@@ -799,6 +854,7 @@ impl Nft {
                     let _ = self.run(&format!("delete table inet {t}"));
                 }
             }
+            self.release_lib();
         }
         self.fwd.clear();
     }
