@@ -216,6 +216,29 @@ pub fn load_config(opts: &Options) -> Result<(Config, Vec<String>), Vec<String>>
     if let Some(l) = &opts.lease_file {
         cfg.upnp_lease_file = Some(l.clone());
     }
+    // external_zone: the first network of that firewall zone is the WAN
+    // (miniupnpd's init script asks `fw4 zone`; the zone's networks are in
+    // /etc/config/firewall).
+    if let (None, Some(zone)) = (&cfg.external_iface, &cfg.external_zone) {
+        if let Ok((fw, _)) = uci::load(&dirs, "firewall") {
+            let net = fw
+                .of_type("zone")
+                .filter(|z| z.option("name") == Some(zone.as_str()))
+                .find_map(|z| z.get("network").and_then(|v| v.words().next().map(String::from)));
+            match net {
+                Some(n) => cfg.external_iface = Some(n),
+                None => warnings.push(format!(
+                    "upnpd.config.external_zone: zone \"{zone}\" has no network in the firewall configuration"
+                )),
+            }
+        }
+    }
+    if cfg.use_stun {
+        warnings.push(
+            "upnpd.config.use_stun: STUN is not implemented; the WAN address is reported as it is"
+                .into(),
+        );
+    }
     if opts.debug {
         cfg.log_output = true;
     }
