@@ -392,13 +392,24 @@ fn without_ubusd_the_daemon_runs_and_warns_once() {
 #[tokio::test(flavor = "current_thread")]
 #[ignore]
 async fn readme_examples() {
-    let Setup { bed, broker: _b, caller, netifd: _n, .. } = setup("urdme").await;
+    let Setup {
+        bed,
+        broker: _b,
+        caller,
+        netifd: _n,
+        ..
+    } = setup("urdme").await;
     eventually("the WAN from netifd", async || {
         let s = call(&caller, "status", "{}").await.unwrap();
         s.get("wan_device").and_then(Value::as_str) == Some("r-wan")
     })
     .await;
-    bed.soap(CLIENT_IP, "WANIPConnection:2", "AddPortMapping", &add_args("18080", "TCP", "8080", CLIENT_IP, "3600", "web server"));
+    bed.soap(
+        CLIENT_IP,
+        "WANIPConnection:2",
+        "AddPortMapping",
+        &add_args("18080", "TCP", "8080", CLIENT_IP, "3600", "web server"),
+    );
     assert!(bed.tcp_through(18080, 8080));
     for (m, a) in [
         ("status", "{}"),
