@@ -91,8 +91,10 @@ done
 [ "$(id -u)" = 0 ] || { echo "compare.sh: run as root" >&2; exit 1; }
 IFS=, read -r -a LEVEL_LIST <<<"$LEVELS"
 for n in "${LEVEL_LIST[@]}"; do
-	[[ $n =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le 40000 ] ||
-		{ echo "compare.sh: bad level $n (1..40000)" >&2; exit 2; }
+	if ! [[ $n =~ ^[0-9]+$ ]] || [ "$n" -lt 1 ] || [ "$n" -gt 40000 ]; then
+		echo "compare.sh: bad level $n (1..40000)" >&2
+		exit 2
+	fi
 done
 MAX_LEVEL=$(printf '%s\n' "${LEVEL_LIST[@]}" | sort -n | tail -1)
 [ -n "$CONN_LEVELS" ] || CONN_LEVELS="0,$MAX_LEVEL"
@@ -132,7 +134,9 @@ alive() {
 	[ -n "${1:-}" ] && [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
 }
 
-mini_pid() { [ -s "$MINI_PIDFILE" ] && cat "$MINI_PIDFILE" || true; }
+mini_pid() {
+	if [ -s "$MINI_PIDFILE" ]; then cat "$MINI_PIDFILE"; fi
+}
 
 bed_down() {
 	for ns in "$NS_C" "$NS_R" "$NS_W" "$NS_P"; do

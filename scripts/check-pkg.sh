@@ -42,6 +42,8 @@ sc_status=0
 sc_count=0
 while IFS= read -r -d '' f; do
 	[ -f "$f" ] || continue
+	# Binary files (fixtures, images) are not scripts.
+	grep -Iq . "$f" || continue
 	first=$(head -n 1 "$f")
 	dialect=
 	case "$f" in

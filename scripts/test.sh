@@ -35,8 +35,8 @@ for extra in scripts/check-pkg.sh scripts/cross-test.sh scripts/fuzz.sh; do
 	if [ -f "$extra" ]; then
 		step "$extra"
 		case "$extra" in
-			*fuzz.sh) sh "$extra" --smoke ;;
-			*) sh "$extra" ;;
+			*fuzz.sh) bash "$extra" --smoke ;;
+			*) bash "$extra" ;;
 		esac
 	fi
 done

@@ -216,6 +216,32 @@ pub fn load_config(opts: &Options) -> Result<(Config, Vec<String>), Vec<String>>
     if let Some(l) = &opts.lease_file {
         cfg.upnp_lease_file = Some(l.clone());
     }
+    // external_zone: the first network of that firewall zone is the WAN
+    // (miniupnpd's init script asks `fw4 zone`; the zone's networks are in
+    // /etc/config/firewall).
+    if let (None, Some(zone)) = (&cfg.external_iface, &cfg.external_zone) {
+        if let Ok((fw, _)) = uci::load(&dirs, "firewall") {
+            let net = fw
+                .of_type("zone")
+                .filter(|z| z.option("name") == Some(zone.as_str()))
+                .find_map(|z| {
+                    z.get("network")
+                        .and_then(|v| v.words().next().map(String::from))
+                });
+            match net {
+                Some(n) => cfg.external_iface = Some(n),
+                None => warnings.push(format!(
+                    "upnpd.config.external_zone: zone \"{zone}\" has no network in the firewall configuration"
+                )),
+            }
+        }
+    }
+    if cfg.use_stun {
+        warnings.push(
+            "upnpd.config.use_stun: STUN is not implemented; the WAN address is reported as it is"
+                .into(),
+        );
+    }
     if opts.debug {
         cfg.log_output = true;
     }
@@ -657,13 +683,18 @@ impl Daemon {
         }
     }
 
-    fn ssdp_common(&self, lan: usize) -> Option<(String, u32, u32)> {
+    /// Builds an SSDP message for LAN interface `lan` with the fields
+    /// every message shares (LOCATION, SERVER, BOOTID, CONFIGID, max-age).
+    fn ssdp_message(&self, lan: usize, f: impl FnOnce(&ssdp::Common) -> String) -> Option<String> {
         let l = self.lans.get(lan)?;
-        Some((
-            format!("http://{}:{}/rootDesc.xml", l.addr, l.http_port),
-            self.boot_id,
-            self.config_id(),
-        ))
+        let location = format!("http://{}:{}/rootDesc.xml", l.addr, l.http_port);
+        Some(f(&ssdp::Common {
+            location: &location,
+            server: &self.server,
+            boot_id: self.boot_id,
+            config_id: self.config_id(),
+            max_age: self.max_age(),
+        }))
     }
 
     fn max_age(&self) -> u32 {
@@ -676,29 +707,22 @@ impl Daemon {
             return;
         }
         let rows = ssdp::rows(&self.identity());
-        let max_age = self.max_age();
         let group = SocketAddr::from((udp::SSDP_GROUP, udp::SSDP_PORT));
-        for i in 0..self.lans.len() {
-            let Some((location, boot_id, config_id)) = self.ssdp_common(i) else {
-                continue;
-            };
-            let c = ssdp::Common {
-                location: &location,
-                server: &self.server,
-                boot_id,
-                config_id,
-                max_age,
-            };
-            let Some(sock) = self.lans[i].ssdp.clone() else {
+        for (i, lan) in self.lans.iter().enumerate() {
+            let Some(sock) = &lan.ssdp else {
                 continue;
             };
             for row in &rows {
-                let msg = if alive {
-                    ssdp::notify_alive(&c, row)
-                } else {
-                    ssdp::notify_byebye(&c, row)
-                };
-                let _ = sock.try_send_to(msg.as_bytes(), group);
+                let msg = self.ssdp_message(i, |c| {
+                    if alive {
+                        ssdp::notify_alive(c, row)
+                    } else {
+                        ssdp::notify_byebye(c, row)
+                    }
+                });
+                if let Some(m) = msg {
+                    let _ = sock.try_send_to(m.as_bytes(), group);
+                }
             }
         }
     }
@@ -791,18 +815,8 @@ impl Daemon {
             let Some(lan) = self.lan_of(*to.ip()) else {
                 continue;
             };
-            let Some((location, boot_id, config_id)) = self.ssdp_common(lan) else {
-                continue;
-            };
-            let c = ssdp::Common {
-                location: &location,
-                server: &self.server,
-                boot_id,
-                config_id,
-                max_age: self.max_age(),
-            };
-            let msg = ssdp::search_response(&c, &row, &date);
-            if let Some(sock) = &self.lans[lan].ssdp {
+            let msg = self.ssdp_message(lan, |c| ssdp::search_response(c, &row, &date));
+            if let (Some(msg), Some(sock)) = (msg, &self.lans[lan].ssdp) {
                 let _ = sock.try_send_to(msg.as_bytes(), SocketAddr::V4(to));
             }
         }

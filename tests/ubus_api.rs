@@ -386,3 +386,42 @@ fn without_ubusd_the_daemon_runs_and_warns_once() {
         "{log}"
     );
 }
+
+/// Prints what `ubus call rupnpd …` answers, for the README
+/// (`cargo test --test ubus_api readme_examples -- --ignored --nocapture`).
+#[tokio::test(flavor = "current_thread")]
+#[ignore]
+async fn readme_examples() {
+    let Setup {
+        bed,
+        broker: _b,
+        caller,
+        netifd: _n,
+        ..
+    } = setup("urdme").await;
+    eventually("the WAN from netifd", async || {
+        let s = call(&caller, "status", "{}").await.unwrap();
+        s.get("wan_device").and_then(Value::as_str) == Some("r-wan")
+    })
+    .await;
+    bed.soap(
+        CLIENT_IP,
+        "WANIPConnection:2",
+        "AddPortMapping",
+        &add_args("18080", "TCP", "8080", CLIENT_IP, "3600", "web server"),
+    );
+    assert!(bed.tcp_through(18080, 8080));
+    for (m, a) in [
+        ("status", "{}"),
+        ("list", "{}"),
+        ("delete", r#"{"proto": "TCP", "external_port": 18080}"#),
+        ("delete", r#"{"proto": "TCP", "external_port": 18080}"#),
+        ("set", r#"{"log_connections": true}"#),
+        ("flush", "{}"),
+    ] {
+        match call(&caller, m, a).await {
+            Ok(v) => println!("$ ubus call rupnpd {m} '{a}'\n{v}\n"),
+            Err(s) => println!("$ ubus call rupnpd {m} '{a}'\nCommand failed: status {s}\n"),
+        }
+    }
+}

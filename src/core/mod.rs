@@ -101,19 +101,6 @@ pub struct Core {
     pub system_update_id: u32,
 }
 
-/// Removes control characters and bounds the length of a description, so
-/// no client text can break a lease file line, a log line or XML.
-pub fn sanitize_desc(s: &str, max: usize) -> String {
-    let mut out = String::with_capacity(s.len().min(max));
-    for c in s.chars().filter(|c| !c.is_control()) {
-        if out.len() + c.len_utf8() > max {
-            break;
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// Longest description kept (miniupnpd keeps 64 bytes).
 pub const MAX_DESC: usize = 128;
 
@@ -186,7 +173,7 @@ impl Core {
             iaddr: req.want.iaddr,
             iport: req.want.iport,
             remote: req.remote,
-            desc: sanitize_desc(&req.desc, MAX_DESC),
+            desc: crate::proto::sanitize_text(&req.desc, MAX_DESC),
             origin: req.origin,
             client: req.want.client,
             expires: match req.lease {
@@ -502,7 +489,7 @@ mod tests {
 
     #[test]
     fn descriptions_are_sanitised_and_bounded() {
-        assert_eq!(sanitize_desc("a\nb\0c\u{7f}", 10), "abc");
-        assert_eq!(sanitize_desc("ééé", 5), "éé");
+        assert_eq!(crate::proto::sanitize_text("a\nb\0c\u{7f}", 10), "abc");
+        assert_eq!(crate::proto::sanitize_text("ééé", 5), "éé");
     }
 }

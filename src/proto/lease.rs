@@ -105,14 +105,7 @@ impl std::error::Error for LineError {}
 /// A description fit for one line: no control characters (so no line can
 /// be injected), at most [`MAX_DESC`] bytes.
 pub fn sanitize_desc(desc: &str) -> String {
-    let mut out = String::with_capacity(desc.len().min(MAX_DESC));
-    for c in desc.chars().filter(|c| !c.is_control()) {
-        if out.len() + c.len_utf8() > MAX_DESC {
-            break;
-        }
-        out.push(c);
-    }
-    out
+    crate::proto::sanitize_text(desc, MAX_DESC)
 }
 
 fn parse_u64(s: &str) -> Option<u64> {

@@ -94,6 +94,20 @@ impl fmt::Display for Proto {
     }
 }
 
+/// Removes control characters and bounds the length (in bytes, on a
+/// character boundary) of client text, so no description can break a
+/// lease-file line, a log line or XML.
+pub fn sanitize_text(s: &str, max: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(max));
+    for c in s.chars().filter(|c| !c.is_control()) {
+        if out.len() + c.len_utf8() > max {
+            break;
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Parses a decimal number that must consist only of ASCII digits (no sign,
 /// no spaces, at most 10 digits), as every numeric protocol field must.
 pub fn parse_u32(s: &str) -> Option<u32> {
