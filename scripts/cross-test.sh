@@ -18,7 +18,7 @@
 # Usage: scripts/cross-test.sh
 # Environment:
 #   CROSS_TARGETS        targets to check (default: mips-unknown-linux-gnu armv7-unknown-linux-gnueabihf)
-#   CROSS_TEST_FILTERS   libtest filters (default: "proto:: core:: config::", the pure layers;
+#   CROSS_TEST_FILTERS   libtest filters (default: "proto:: core:: config:: sys::nfnl::", the pure layers and the netlink codec;
 #                        set to "" to run every unit test of the library)
 #   CROSS_NO_RELEASE=1   skip the release builds
 #   CARGO_TARGET_DIR     default target/cross (kept apart from the host build's target/)
@@ -32,7 +32,7 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
 read -r -a TARGETS <<<"${CROSS_TARGETS:-mips-unknown-linux-gnu armv7-unknown-linux-gnueabihf}"
-read -r -a FILTERS <<<"${CROSS_TEST_FILTERS-proto:: core:: config::}"
+read -r -a FILTERS <<<"${CROSS_TEST_FILTERS-proto:: core:: config:: sys::nfnl::}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target/cross}"
 
 DEB_CARGO=/usr/bin/cargo
