@@ -18,6 +18,8 @@ use rupnpd::config::Config;
 use rupnpd::core::Core;
 use rupnpd::core::pmp::{self, PmpConfig};
 use rupnpd::core::policy::{NoListeners, Policy};
+use rupnpd::proto::blob::{self, Value};
+use rupnpd::proto::ubus::{Attr, Message, MsgType};
 use rupnpd::proto::{Proto, http, natpmp, pcp, soap, ssdp};
 
 const REPS: usize = 5;
@@ -309,16 +311,50 @@ fn main() {
     }
 
     // ---- blobmsg (ubus)
-    // PLACEHOLDER: `proto::blob` (the blobmsg codec for ubus) lands from
-    // another branch; on this branch src/proto/blob.rs is still empty.
-    // Once it exists, add here: parse of a ubus `status` request message
-    // and emit of a reply table with ~10 fields, e.g.
-    //     bench(f, "blob::parse (ubus request)", || { ... });
-    //     bench(f, "blob::emit (status reply)", || { ... });
-    if f.measure {
-        println!(
-            "{:<52} {:>10}",
-            "blob (ubus blobmsg codec)", "not on this branch yet"
+    // An INVOKE as `ubus call rupnpd delete '{...}'` sends it, and a reply
+    // the size of one `list` entry (a table of 14 fields, nested counters).
+    let invoke = Message::new(MsgType::Invoke, 7, 0x1234_5678)
+        .with(Attr::ObjId(0x9abc_def0))
+        .with(Attr::Method("delete".into()))
+        .with(Attr::Data(
+            Value::table()
+                .with("proto", "TCP")
+                .with("external_port", 8080u32),
+        ));
+    let invoke_bytes = invoke.encode().unwrap_or_default();
+    bench(f, "ubus::Message::decode (INVOKE delete)", || {
+        black_box(Message::decode(black_box(&invoke_bytes)).is_ok());
+    });
+    let entry = Value::table()
+        .with("proto", "TCP")
+        .with("external_port", 8080u32)
+        .with("internal_client", "192.168.1.100")
+        .with("internal_port", 8080u32)
+        .with("remote_host", "")
+        .with("description", "Transmission at 8080")
+        .with("origin", "UPnP IGDv2")
+        .with("client", "192.168.1.100")
+        .with("enabled", true)
+        .with("expires_in", 3541u32)
+        .with(
+            "counters",
+            Value::table()
+                .with("packets", 123_456u64)
+                .with("bytes", 98_765_432u64),
+        )
+        .with("lease_duration", 3600u32)
+        .with("remote_port", 0u32)
+        .with("hairpin", false);
+    let reply = Value::table().with("mappings", Value::from(vec![entry]));
+    bench(f, "blob::encode_blobmsg (one list entry)", || {
+        black_box(
+            blob::encode_blobmsg(black_box(&reply))
+                .map(|v| v.len())
+                .ok(),
         );
-    }
+    });
+    let reply_bytes = blob::encode_blobmsg(&reply).unwrap_or_default();
+    bench(f, "blob::decode_blobmsg (one list entry)", || {
+        black_box(blob::decode_blobmsg(black_box(&reply_bytes)).is_ok());
+    });
 }

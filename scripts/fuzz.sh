@@ -8,8 +8,9 @@
 #                                   which compiles in about half the time
 #   sh scripts/fuzz.sh SECONDS pcp soap    only the targets named
 #
-# Installs cargo-fuzz (crates.io) if it is missing and needs the nightly
-# toolchain (rustup); if either cannot be had it fails, it never skips.
+# Installs cargo-fuzz (crates.io) if it is missing. Uses the nightly
+# toolchain, or stable with RUSTC_BOOTSTRAP=1 when nightly cannot be had;
+# it never skips.
 # Prints per target the seconds run, libFuzzer's executions and whether it
 # found a crash, and exits non-zero if any target did; the input that
 # crashed is left in fuzz/artifacts/<target>/. New corpus entries of a
@@ -50,24 +51,33 @@ esac
 # ---------------------------------------------------------------- tools
 
 command -v cargo >/dev/null 2>&1 || die "cargo not found (install Rust with rustup)"
-command -v rustup >/dev/null 2>&1 || die "rustup not found: the nightly toolchain is needed"
+command -v rustup >/dev/null 2>&1 || die "rustup not found (cargo-fuzz needs a rustup toolchain)"
+# cargo-fuzz wants nightly. Without one (and no way to fetch it), the
+# stable toolchain builds the same targets with RUSTC_BOOTSTRAP=1, which
+# unlocks the unstable flags cargo-fuzz passes.
+tc=nightly
 if ! rustup run nightly rustc --version >/dev/null 2>&1; then
 	echo "fuzz.sh: installing the nightly toolchain" >&2
-	rustup toolchain install nightly --profile minimal ||
-		die "no nightly toolchain and it cannot be installed (cargo-fuzz needs nightly)"
+	if ! rustup toolchain install nightly --profile minimal; then
+		tc=stable
+		rustup run "$tc" rustc --version >/dev/null 2>&1 ||
+			die "neither a nightly nor a stable rustup toolchain"
+		echo "fuzz.sh: no nightly toolchain; building with stable and RUSTC_BOOTSTRAP=1" >&2
+		export RUSTC_BOOTSTRAP=1
+	fi
 fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
 	echo "fuzz.sh: installing cargo-fuzz" >&2
 	cargo install cargo-fuzz --locked || die "cargo-fuzz cannot be installed"
 	cargo fuzz --version >/dev/null 2>&1 || die "cargo-fuzz installed but 'cargo fuzz' does not run (is ~/.cargo/bin on PATH?)"
 fi
-host=$(rustup run nightly rustc -vV | sed -n 's/^host: //p')
-[ -n "$host" ] || die "cannot tell the nightly toolchain's host triple"
+host=$(rustup run "$tc" rustc -vV | sed -n 's/^host: //p')
+[ -n "$host" ] || die "cannot tell the $tc toolchain's host triple"
 
 # ---------------------------------------------------------------- build
 
 cd fuzz
-all=$(cargo +nightly fuzz list) || die "cargo fuzz list failed"
+all=$(cargo +"$tc" fuzz list) || die "cargo fuzz list failed"
 [ -n "$all" ] || die "no fuzz targets in fuzz/Cargo.toml"
 if [ $# -gt 0 ]; then
 	for t in "$@"; do
@@ -82,11 +92,11 @@ fi
 # overflow checks are on in both builds, so an arithmetic overflow is
 # found as a panic, not silently wrapped.
 if [ $smoke -eq 1 ]; then
-	CARGO_INCREMENTAL=0 cargo +nightly fuzz build --dev --sanitizer none ||
+	CARGO_INCREMENTAL=0 cargo +"$tc" fuzz build --dev --sanitizer none ||
 		die "build failed"
 	bindir=target/$host/debug
 else
-	cargo +nightly fuzz build --debug-assertions || die "build failed"
+	cargo +"$tc" fuzz build --debug-assertions || die "build failed"
 	bindir=target/$host/release
 fi
 

@@ -157,6 +157,9 @@ nft flush map inet upnpd upnp_snat
 nft flush set inet upnpd upnp_fwd
 nft flush set inet upnpd upnp_extaddr
 nft flush set inet upnpd upnp_pin6
+nft flush set inet upnpd upnp_pin6_h
+nft flush set inet upnpd upnp_pin6_p
+nft flush set inet upnpd upnp_pin6_hp
 nft flush set inet upnpd upnp_alive
 procd_kill rupnpd"
 
