@@ -9,7 +9,6 @@
 
 mod api;
 
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
@@ -368,7 +367,7 @@ pub struct Daemon {
     http_tx: mpsc::Sender<Job>,
     udp_tx: mpsc::Sender<Datagram>,
     tasks: Vec<JoinHandle<()>>,
-    http_active: Rc<Cell<usize>>,
+    http_active: Rc<shttp::Gate>,
     claims: Vec<PortClaim>,
     /// NAT-PMP/PCP epoch start (RFC 6886 §3.6, RFC 6887 §8.5): reset at
     /// start and whenever the external address changes.
@@ -1656,7 +1655,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
         http_tx,
         udp_tx,
         tasks: Vec::new(),
-        http_active: Rc::new(Cell::new(0)),
+        http_active: Rc::new(shttp::Gate::default()),
         claims,
         epoch_start: 0,
         announce_at: Vec::new(),

@@ -134,6 +134,54 @@ fn slowloris_is_cut_at_the_deadline_while_others_are_served() {
     soap_ok_within(&bed, Duration::from_secs(2));
 }
 
+/// One LAN host opening as many idle connections as the whole server
+/// takes (a slowloris from one address) gets `max_per_client` of them;
+/// the rest are answered 503 at once, and another host is served while
+/// they are held.
+#[test]
+fn one_client_cannot_hold_every_connection() {
+    let (bed, pid) = started("abper");
+    let l = Limits::default();
+    assert!(l.max_per_client < l.max_connections);
+    let total = l.max_connections;
+    let conns: Vec<TcpStream> = in_netns(&bed.c, move || {
+        (0..total)
+            .map(|_| TcpStream::connect_timeout(&lan_http(), Duration::from_secs(5)).unwrap())
+            .collect()
+    });
+    // The refusals are written at accept; the held connections would be
+    // closed after `Limits::idle` (15 s), so read them all well before.
+    thread::sleep(Duration::from_secs(1));
+    let (mut held, mut busy) = (0, 0);
+    for mut c in &conns {
+        c.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let mut out = Vec::new();
+        match c.read_to_end(&mut out) {
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&out);
+                assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+                assert!(text.contains("Retry-After: 1"), "{text}");
+                busy += 1;
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                assert!(out.is_empty(), "{:?}", String::from_utf8_lossy(&out));
+                held += 1;
+            }
+            Err(e) => panic!("connection failed: {e}"),
+        }
+    }
+    eprintln!(
+        "{} connections from one host: {held} held, {busy} × 503",
+        conns.len()
+    );
+    assert_eq!(held, l.max_per_client);
+    assert_eq!(busy, l.max_connections - l.max_per_client);
+    // the other LAN host, while the first still holds its connections
+    soap_ok_within(&bed, Duration::from_secs(2));
+    drop(conns);
+    assert!(alive(pid));
+}
+
 /// More connections than `sys::http::Limits::max_connections` (32): the
 /// surplus is answered 503 at once and closed, no connection hangs, and
 /// the daemon serves normally afterwards.

@@ -4,10 +4,11 @@
 //! channel.
 //!
 //! Owns: the listening socket (bound to its LAN device), the connection
-//! cap, the per-request deadline (slowloris), the keep-alive idle
+//! caps (in all and per client address), the per-request deadline (slowloris), the keep-alive idle
 //! timeout, and the byte limits of `proto::http`.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -25,6 +26,9 @@ use crate::proto::http::{self, MAX_BODY, MAX_HEAD, Method, Request, Response};
 pub struct Limits {
     /// Concurrent connections; more are answered 503 and closed.
     pub max_connections: usize,
+    /// Concurrent connections from one client address, so that one LAN
+    /// host holding idle or slow connections cannot lock out the others.
+    pub max_per_client: usize,
     /// Time from the first byte of a request to its last byte.
     pub request_deadline: Duration,
     /// Time an idle keep-alive connection is kept.
@@ -37,10 +41,51 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 32,
+            max_per_client: 8,
             request_deadline: Duration::from_secs(10),
             idle: Duration::from_secs(15),
             answer: Duration::from_secs(30),
         }
+    }
+}
+
+/// The connections open across every listener: in all and per client.
+#[derive(Default)]
+pub struct Gate {
+    total: Cell<usize>,
+    per_client: RefCell<HashMap<IpAddr, usize>>,
+}
+
+impl Gate {
+    /// Admits one more connection from `ip`, or says why not.
+    fn enter(&self, ip: IpAddr, limits: &Limits) -> Result<(), &'static str> {
+        if self.total.get() >= limits.max_connections {
+            return Err("too many connections");
+        }
+        let mut per = self.per_client.borrow_mut();
+        let n = per.entry(ip).or_insert(0);
+        if *n >= limits.max_per_client {
+            return Err("too many connections from this address");
+        }
+        *n += 1;
+        self.total.set(self.total.get() + 1);
+        Ok(())
+    }
+
+    fn leave(&self, ip: IpAddr) {
+        self.total.set(self.total.get().saturating_sub(1));
+        let mut per = self.per_client.borrow_mut();
+        if let Some(n) = per.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                per.remove(&ip);
+            }
+        }
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.total.get()
     }
 }
 
@@ -83,7 +128,7 @@ pub async fn serve(
     listener: TcpListener,
     jobs: mpsc::Sender<Job>,
     limits: Limits,
-    active: Rc<Cell<usize>>,
+    gate: Rc<Gate>,
     server: Rc<str>,
 ) {
     loop {
@@ -96,22 +141,22 @@ pub async fn serve(
             }
         };
         let jobs = jobs.clone();
-        let active = active.clone();
+        let gate = gate.clone();
         let server = server.clone();
-        if active.get() >= limits.max_connections {
+        let ip = peer.ip();
+        if let Err(why) = gate.enter(ip, &limits) {
             // Tell the client why rather than leave it hanging.
             tokio::task::spawn_local(async move {
                 let mut s = stream;
-                let r = Response::error(503, "too many connections").header("Retry-After", "1");
+                let r = Response::error(503, why).header("Retry-After", "1");
                 let bytes = r.emit(&server, &now_date(), false);
                 let _ = timeout(Duration::from_secs(2), s.write_all(&bytes)).await;
             });
             continue;
         }
-        active.set(active.get() + 1);
         tokio::task::spawn_local(async move {
             let _ = connection(stream, peer, jobs, limits, &server).await;
-            active.set(active.get().saturating_sub(1));
+            gate.leave(ip);
         });
     }
 }
