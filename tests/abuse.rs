@@ -154,7 +154,8 @@ fn one_client_cannot_hold_every_connection() {
     thread::sleep(Duration::from_secs(1));
     let (mut held, mut busy) = (0, 0);
     for mut c in &conns {
-        c.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        c.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
         let mut out = Vec::new();
         match c.read_to_end(&mut out) {
             Ok(_) => {

@@ -849,6 +849,42 @@ mod tests {
         );
     }
 
+    /// 728 NoPortMapsAvailable (IGDv2; IGDv1 has no such code and gets
+    /// 501): a client over its quota, then a full table.
+    #[test]
+    fn no_port_maps_available() {
+        let cfg = Config {
+            max_mappings: 2,
+            max_mappings_per_client: 1,
+            ..Config::default()
+        };
+        let mut c = Core::new(Policy::from_config(&cfg, vec![]));
+        let add = |c: &mut Core, host: u8, version: u8, eport: &str| {
+            let client = ip(host).to_string();
+            call(
+                c,
+                host,
+                version,
+                "AddPortMapping",
+                &add_args(eport, eport, &client, "0"),
+            )
+        };
+        assert!(add(&mut c, 2, 2, "18080").is_ok());
+        assert_eq!(
+            add(&mut c, 2, 2, "18081"),
+            Err(UpnpError::NoPortMapsAvailable)
+        );
+        assert_eq!(add(&mut c, 2, 1, "18081"), Err(UpnpError::ActionFailed));
+        // renewing the mapping it has is no new mapping
+        assert!(add(&mut c, 2, 2, "18080").is_ok());
+        assert!(add(&mut c, 3, 2, "18082").is_ok());
+        assert_eq!(
+            add(&mut c, 4, 2, "18083"),
+            Err(UpnpError::NoPortMapsAvailable)
+        );
+        assert_eq!(c.table.len(), 2);
+    }
+
     #[test]
     fn error_codes() {
         let mut c = core();

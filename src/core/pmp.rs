@@ -104,8 +104,9 @@ pub fn natpmp_announcement(epoch: u32, external: Ipv4Addr) -> Vec<u8> {
     .to_vec()
 }
 
-/// The unsolicited PCP ANNOUNCE response, for 224.0.0.1:5350 and
-/// [ff02::1]:5350 (RFC 6887 §14.1.3).
+/// The unsolicited PCP ANNOUNCE response (RFC 6887 §14.1.3). The daemon
+/// serves NAT-PMP and PCP over IPv4 only, so it goes to 224.0.0.1:5350;
+/// RFC 6887 also names [ff02::1]:5350 for servers reachable over IPv6.
 pub fn pcp_announcement(epoch: u32) -> Vec<u8> {
     pcp::announcement(epoch)
 }
