@@ -70,13 +70,21 @@ fn packets_cross_the_mapping_until_delete_or_expiry() {
     assert!(!bed.tcp_through(18080, 8080), "TCP after delete");
     assert!(bed.udp_through(19000, 9000));
 
-    // a 2-second lease expires by the daemon's timer
+    // 2-second leases expire by the daemon's timer
     add(&bed, "18081", "TCP", "8081", "2");
+    add(&bed, "19001", "UDP", "9001", "2");
     assert!(bed.tcp_through(18081, 8081));
+    assert!(bed.udp_through(19001, 9001));
     std::thread::sleep(Duration::from_millis(2600));
     assert!(!bed.tcp_through(18081, 8081), "TCP after expiry");
+    assert!(!bed.udp_through(19001, 9001), "UDP after expiry");
     assert_eq!(bed.dnat_elements(), vec!["udp . 19000"]);
     assert!(bed.log().contains("expire TCP 18081"), "{}", bed.log());
+    assert!(bed.log().contains("expire UDP 19001"), "{}", bed.log());
+
+    delete(&bed, "19000", "UDP");
+    assert!(!bed.udp_through(19000, 9000), "UDP after delete");
+    assert!(bed.dnat_elements().is_empty());
 }
 
 #[test]
@@ -168,6 +176,12 @@ fn a_fw4_reload_is_repaired_within_a_second() {
     assert!(took < Duration::from_secs(1), "restored after {took:?}");
     assert!(bed.tcp_through(18080, 8080));
     assert!(bed.udp_through(19000, 9000));
+    // a fresh connection got through, within a second of the reload's start
+    let flowed = t.elapsed();
+    assert!(
+        flowed < Duration::from_secs(1),
+        "traffic flowed after {flowed:?}"
+    );
 
     // a harsher reload: the whole table deleted and created again empty
     let t = Instant::now();
@@ -183,6 +197,11 @@ fn a_fw4_reload_is_repaired_within_a_second() {
     );
     assert_eq!(bed.dnat_elements(), vec!["tcp . 18080", "udp . 19000"]);
     assert!(bed.tcp_through(18080, 8080));
+    let flowed = t.elapsed();
+    assert!(
+        flowed < Duration::from_secs(1),
+        "traffic flowed after {flowed:?}"
+    );
 }
 
 #[test]
