@@ -1394,20 +1394,23 @@ impl Daemon {
     /// SIGHUP / ubus reload: applies a new configuration without
     /// dropping leases; those the new rules or limits forbid are removed,
     /// each with a log line. An invalid configuration changes nothing.
-    async fn reload(&mut self) {
+    /// Reads the configuration again and applies it; an invalid one is
+    /// logged and refused (its errors returned), and the running one stays.
+    async fn reload(&mut self) -> Result<(), Vec<String>> {
         let (cfg, warnings) = match load_config(&self.opts) {
             Ok(c) => c,
             Err(errors) => {
-                for e in errors {
+                for e in &errors {
                     log::error!("reload refused, keeping the running configuration: {e}");
                 }
-                return;
+                return Err(errors);
             }
         };
         for w in warnings {
             log::warn!("{w}");
         }
         self.apply_config(cfg).await;
+        Ok(())
     }
 
     async fn apply_config(&mut self, cfg: Config) {
@@ -1714,7 +1717,9 @@ async fn main_loop(opts: Options) -> Result<(), String> {
             Some(m) = ubus_rx.recv() => d.on_ubus(m).await,
             Some((name, wan, st)) = netifd_rx.recv() => d.on_netifd_status(name, wan, &st).await,
             _ = tokio::time::sleep_until(deadline) => {}
-            _ = sighup.recv() => d.reload().await,
+            _ = sighup.recv() => {
+                let _ = d.reload().await;
+            }
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
             _ = sigusr1.recv() => wan_event = true,

@@ -85,6 +85,19 @@ async fn call(p: &Peer, method: &str, args: &str) -> Result<Value, u32> {
         .map(|mut v| v.pop().unwrap_or_else(Value::table))
 }
 
+/// A failing call: its status and the `error` text sent before it.
+async fn failure(p: &Peer, method: &str, args: &str) -> (u32, String) {
+    let id = p.lookup_id("rupnpd").await.unwrap();
+    let (data, st) = p.invoke(id, method, json(args)).await;
+    let why = data
+        .first()
+        .and_then(|v| v.get("error"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    (st, why)
+}
+
 async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
     let t = Instant::now();
     while !f().await {
@@ -206,6 +219,18 @@ async fn status_list_delete_flush_with_events() {
         call(&caller, "delete", r#"{"proto": "TCP"}"#).await.err(),
         Some(2)
     );
+    // each refusal says what was wrong
+    let (st, why) = failure(&caller, "delete", r#"{"proto": "TCP"}"#).await;
+    assert_eq!(st, 2);
+    assert!(why.contains("external_port (1-65535)"), "{why}");
+    let (st, why) = failure(
+        &caller,
+        "delete",
+        r#"{"proto": "TCP", "external_port": 18080}"#,
+    )
+    .await;
+    assert_eq!(st, 4);
+    assert_eq!(why, "no TCP mapping on external port 18080");
     let ev = event(&mut listener, "rupnpd.mapping", "action", "delete".into()).await;
     assert_eq!(
         ev.get("reason").and_then(Value::as_str),
@@ -301,6 +326,37 @@ async fn set_toggles_apply_live_and_persist() {
         Some(2)
     );
     assert_eq!(call(&caller, "set", "{}").await.err(), Some(2));
+    let (st, why) = failure(&caller, "set", r#"{"colour": true}"#).await;
+    assert_eq!(st, 2);
+    assert!(
+        why.starts_with("unknown toggle \"colour\"; allowed: enabled,"),
+        "{why}"
+    );
+    let (_, why) = failure(&caller, "set", r#"{"enabled": "yes"}"#).await;
+    assert_eq!(why, "enabled must be a boolean (true/false or 0/1)");
+
+    // reload of an invalid file: refused with the error, the running
+    // configuration (and its mappings) kept
+    let good = std::fs::read_to_string(dir.join("upnpd")).unwrap();
+    std::fs::write(
+        dir.join("upnpd"),
+        good.replacen(
+            "config upnpd 'config'\n",
+            "config upnpd 'config'\n\toption port 'abc'\n",
+            1,
+        ),
+    )
+    .unwrap();
+    let (st, why) = failure(&caller, "reload", "{}").await;
+    assert_eq!(st, 2);
+    assert!(
+        why.starts_with("configuration refused, the running one is kept: "),
+        "{why}"
+    );
+    assert!(why.contains("abc"), "{why}");
+    assert!(bed.http_get("/rootDesc.xml").is_ok());
+    std::fs::write(dir.join("upnpd"), good).unwrap();
+    assert_eq!(call(&caller, "reload", "{}").await.map(|_| ()), Ok(()));
 }
 
 #[tokio::test(flavor = "current_thread")]

@@ -141,7 +141,10 @@ impl Daemon {
                     .and_then(|p| u16::try_from(p).ok())
                     .filter(|p| *p != 0);
                 let (Some(proto), Some(port)) = (proto, port) else {
-                    reply.reply(Err(Status::InvalidArgument));
+                    reply.fail(
+                        Status::InvalidArgument,
+                        "delete needs proto (\"TCP\" or \"UDP\") and external_port (1-65535)",
+                    );
                     return;
                 };
                 let key = Key::new(proto, port);
@@ -150,7 +153,10 @@ impl Daemon {
                     .remove(&key, EventKind::Delete, "deleted through ubus")
                     .is_none()
                 {
-                    reply.reply(Err(Status::NotFound));
+                    reply.fail(
+                        Status::NotFound,
+                        &format!("no {} mapping on external port {port}", proto.as_str()),
+                    );
                     return;
                 }
                 self.deferred.push(Deferred::Ubus {
@@ -173,36 +179,57 @@ impl Daemon {
             }
             "set" => match self.set_toggles(args).await {
                 Ok(()) => reply.reply(Ok(Value::table())),
-                Err(s) => reply.reply(Err(s)),
+                Err((s, why)) => reply.fail(s, &why),
             },
-            "reload" => {
-                self.reload().await;
-                reply.reply(Ok(Value::table()));
-            }
+            "reload" => match self.reload().await {
+                Ok(()) => reply.reply(Ok(Value::table())),
+                Err(errors) => reply.fail(
+                    Status::InvalidArgument,
+                    &format!(
+                        "configuration refused, the running one is kept: {}",
+                        errors.join("; ")
+                    ),
+                ),
+            },
             _ => reply.reply(Err(Status::MethodNotFound)),
         }
     }
 
     /// `set`: live toggles, applied at once and persisted to UCI so LuCI
     /// and `uci get` agree.
-    async fn set_toggles(&mut self, args: &Value) -> Result<(), Status> {
-        let entries = args.as_table().ok_or(Status::InvalidArgument)?;
+    async fn set_toggles(&mut self, args: &Value) -> Result<(), (Status, String)> {
+        let invalid = |why: String| (Status::InvalidArgument, why);
+        let entries = args
+            .as_table()
+            .ok_or_else(|| invalid("set takes a table of toggles".into()))?;
         let mut changes: Vec<(&str, bool)> = Vec::new();
         for (name, v) in entries {
             let key = TOGGLES
                 .iter()
                 .find(|t| **t == name.as_str())
-                .ok_or(Status::InvalidArgument)?;
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "unknown toggle {name:?}; allowed: {}",
+                        TOGGLES.join(", ")
+                    ))
+                })?;
             let b = match v {
                 Value::Bool(b) => *b,
                 Value::Int32(0) | Value::Int64(0) | Value::Int16(0) => false,
                 Value::Int32(1) | Value::Int64(1) | Value::Int16(1) => true,
-                _ => return Err(Status::InvalidArgument),
+                _ => {
+                    return Err(invalid(format!(
+                        "{name} must be a boolean (true/false or 0/1)"
+                    )));
+                }
             };
             changes.push((key, b));
         }
         if changes.is_empty() {
-            return Err(Status::InvalidArgument);
+            return Err(invalid(format!(
+                "set needs at least one of: {}",
+                TOGGLES.join(", ")
+            )));
         }
         let mut cfg = self.cfg.clone();
         for (k, b) in &changes {
@@ -214,7 +241,7 @@ impl Daemon {
                 "secure_mode" => &mut cfg.secure_mode,
                 "log_packets" => &mut cfg.log_packets,
                 "log_connections" => &mut cfg.log_connections,
-                _ => return Err(Status::InvalidArgument),
+                other => return Err(invalid(format!("unknown toggle {other:?}"))),
             };
             *field = *b;
         }
@@ -231,7 +258,7 @@ impl Daemon {
                     let v = if *b { "1" } else { "0" };
                     if let Err(e) = crate::sys::uci::set_option_atomic(&path, &section, k, v) {
                         log::error!("set {k}: {e}");
-                        return Err(Status::SystemError);
+                        return Err((Status::SystemError, format!("storing {k}: {e}")));
                     }
                 }
             }
@@ -241,7 +268,10 @@ impl Daemon {
             ),
             Err(e) => {
                 log::error!("set: {e}");
-                return Err(Status::SystemError);
+                return Err((
+                    Status::SystemError,
+                    format!("finding the configuration: {e}"),
+                ));
             }
         }
         let what: Vec<String> = changes

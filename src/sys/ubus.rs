@@ -127,6 +127,7 @@ pub struct Responder {
     tx: Option<mpsc::Sender<Reply>>,
     generation: u64,
     serial: u64,
+    explain: Option<Value>,
 }
 
 impl Responder {
@@ -134,6 +135,13 @@ impl Responder {
     /// A call made with NO_REPLY ignores this.
     pub fn reply(mut self, result: Result<Value, Status>) {
         self.send(result);
+    }
+
+    /// Fails the call with `status`, after a DATA `{"error": message}`
+    /// that says what was wrong (`ubus call` prints it).
+    pub fn fail(mut self, status: Status, message: &str) {
+        self.explain = Some(Value::table().with("error", message));
+        self.send(Err(status));
     }
 
     /// Whether the caller asked for no answer (NO_REPLY).
@@ -147,6 +155,7 @@ impl Responder {
                 generation: self.generation,
                 serial: self.serial,
                 result,
+                explain: self.explain.take(),
             };
             // Full only if far more replies than MAX_SERVING are in flight;
             // the serve timeout then answers the caller.
@@ -174,6 +183,8 @@ struct Reply {
     generation: u64,
     serial: u64,
     result: Result<Value, Status>,
+    /// With an error: a table sent as DATA before the STATUS.
+    explain: Option<Value>,
 }
 
 enum Command {
@@ -1083,6 +1094,7 @@ impl Session {
             tx,
             generation: ctx.generation,
             serial,
+            explain: None,
         };
         ctx.deliver(Incoming::Call {
             method,
@@ -1134,7 +1146,22 @@ impl Session {
         let Some(call) = self.serving.remove(&reply.serial) else {
             return Ok(()); // answered after its timeout
         };
-        let status = match reply.result {
+        let result = match (reply.result, reply.explain) {
+            (Err(st), Some(why)) => {
+                let data = Message::new(MsgType::Data, call.seq, call.peer)
+                    .with(Attr::ObjId(call.objid))
+                    .with(Attr::Data(why));
+                if let Ok(bytes) = data.encode() {
+                    self.wr
+                        .write_all(&bytes)
+                        .await
+                        .map_err(|e| End::Lost(format!("write: {e}")))?;
+                }
+                Err(st)
+            }
+            (r, _) => r,
+        };
+        let status = match result {
             Ok(value) => {
                 let data = Message::new(MsgType::Data, call.seq, call.peer)
                     .with(Attr::ObjId(call.objid))
