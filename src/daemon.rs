@@ -1342,9 +1342,32 @@ impl Daemon {
         }
     }
 
+    /// After a firewall reload (fw4's include, or a foreign nftables
+    /// commit): its configuration may have changed, so the ports it opens
+    /// itself are read again, then the elements are restored if the
+    /// reload removed them.
     fn check_firewall(&mut self) {
+        self.refresh_claims();
         if !self.nft.intact() {
             self.restore_firewall("firewall was reloaded");
+        }
+    }
+
+    /// Re-reads the port claims of `/etc/config/firewall`; mappings on a
+    /// port the firewall now opens itself are removed, each logged.
+    fn refresh_claims(&mut self) {
+        let claims = firewall_claims(&self.opts, &self.cfg, self.wan.dev.as_deref());
+        if claims == self.claims {
+            return;
+        }
+        self.claims = claims;
+        self.core.policy = Policy::from_config(&self.cfg, self.claims.clone());
+        let env = Env::new(self.wan.addr);
+        let removed = self.core.enforce(&env);
+        if removed > 0 {
+            log::info!(
+                "firewall configuration changed: removed {removed} mappings it now conflicts with"
+            );
         }
     }
 

@@ -353,6 +353,25 @@ config rule\n\toption name 'disabled'\n\toption enabled '0'\n\toption src 'wan'\
         log.contains("port held by a local service listening on tcp/6000"),
         "{log}"
     );
+
+    // A new port forward on 9443, then a fw4 reload (its include sends
+    // SIGUSR2): the mapping that now collides is removed, with the reason.
+    assert_eq!(bed.dnat_elements(), vec!["tcp . 9443", "udp . 8443"]);
+    let fw = std::path::Path::new(&dir).join("firewall");
+    let mut text = std::fs::read_to_string(&fw).unwrap();
+    text.push_str("\nconfig redirect\n\toption name 'game'\n\toption src 'wan'\n\toption src_dport '9443'\n\toption dest_ip '192.168.77.9'\n");
+    std::fs::write(&fw, text).unwrap();
+    bed.signal("USR2");
+    let t = std::time::Instant::now();
+    while bed.dnat_elements().len() > 1 && t.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(bed.dnat_elements(), vec!["udp . 8443"]);
+    let log = bed.log();
+    assert!(
+        log.contains("delete TCP 9443") && log.contains("port held by firewall redirect 'game'"),
+        "{log}"
+    );
 }
 
 #[test]
