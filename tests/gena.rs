@@ -212,3 +212,160 @@ fn a_dead_subscriber_does_not_hold_up_the_loop() {
     }
     drop(hang);
 }
+
+/// A new WAN address reaches every place that tells clients about it: a
+/// GENA event with the new ExternalIPAddress, and fresh NAT-PMP and PCP
+/// announcements on 224.0.0.1:5350 carrying the address and a restarted
+/// epoch (RFC 6886 §3.2.1, RFC 6887 §8.5). Then the link goes down:
+/// ConnectionStatus is evented too.
+#[test]
+fn a_new_wan_address_is_evented_and_announced() {
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+
+    fn must_ok(o: std::process::Output) {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let lan: Ipv4Addr = LAN_IP.parse().unwrap();
+
+    let bed = started("genwan");
+    let ns = bed.c.clone();
+    let l = in_netns(&ns, || TcpListener::bind((CLIENT_IP, 47010)).unwrap());
+    let r = subscribe(&bed, "http://192.168.77.2:47010/evt", "");
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let first = receive(&l, Duration::from_secs(3)).expect("initial event");
+    assert!(
+        first.contains("<ExternalIPAddress>192.0.3.1</ExternalIPAddress>"),
+        "{first}"
+    );
+    let mcast = in_netns(&ns, || {
+        let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
+        s.set_reuse_address(true).unwrap();
+        let group = Ipv4Addr::new(224, 0, 0, 1);
+        s.bind(&SocketAddr::from((group, 5350)).into()).unwrap();
+        s.join_multicast_v4(&group, &CLIENT_IP.parse().unwrap())
+            .unwrap();
+        let u: UdpSocket = s.into();
+        u
+    });
+    // Past the first seconds, so that a restarted epoch (< 5) cannot be
+    // the start-up one (≥ 6 by then); what was announced so far is dropped.
+    std::thread::sleep(Duration::from_secs(6));
+    mcast.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 1100];
+    while mcast.recv_from(&mut buf).is_ok() {}
+    mcast.set_nonblocking(false).unwrap();
+    mcast
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+
+    must_ok(bed.exec(
+        &bed.r,
+        &["ip", "addr", "del", "192.0.3.1/24", "dev", "r-wan"],
+    ));
+    must_ok(bed.exec(
+        &bed.r,
+        &["ip", "addr", "add", "192.0.3.9/24", "dev", "r-wan"],
+    ));
+
+    // GENA: an event with the new address (a removed address may first be
+    // evented as disconnected)
+    let t = Instant::now();
+    let mut evented = None;
+    while t.elapsed() < Duration::from_secs(5) {
+        if let Some(e) = receive(&l, Duration::from_millis(500)) {
+            if e.contains("<ExternalIPAddress>192.0.3.9</ExternalIPAddress>") {
+                evented = Some(e);
+                break;
+            }
+        }
+    }
+    let e = evented.expect("an event with the new external address");
+    assert!(
+        e.contains("<ConnectionStatus>Connected</ConnectionStatus>"),
+        "{e}"
+    );
+
+    // NAT-PMP and PCP announcements of the new address
+    let (mut natpmp, mut pcp) = (Vec::new(), Vec::new());
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(4) && (natpmp.len() < 2 || pcp.len() < 2) {
+        let Ok((n, from)) = mcast.recv_from(&mut buf) else {
+            continue;
+        };
+        assert_eq!(from, SocketAddr::from((lan, 5351)));
+        let b = &buf[..n];
+        match b.first() {
+            Some(0) if n == 12 && b[1] == 128 && b[8..] == [192, 0, 3, 9] => {
+                natpmp.push(u32::from_be_bytes([b[4], b[5], b[6], b[7]]));
+            }
+            // PCP announcements of the same burst, after the NAT-PMP one
+            Some(2) if n == 24 && b[1] == 0x80 && !natpmp.is_empty() => {
+                pcp.push(u32::from_be_bytes([b[8], b[9], b[10], b[11]]));
+            }
+            _ => {}
+        }
+    }
+    assert!(natpmp.len() >= 2, "NAT-PMP announcements: {natpmp:?}");
+    assert!(pcp.len() >= 2, "PCP announcements: {pcp:?}");
+    // the epoch started again with the new address
+    assert!(natpmp[0] < 5, "NAT-PMP epoch {natpmp:?}");
+    assert!(pcp[0] < 5, "PCP epoch {pcp:?}");
+
+    // the link goes down: ConnectionStatus is evented
+    must_ok(bed.exec(&bed.r, &["ip", "link", "set", "r-wan", "down"]));
+    let t = Instant::now();
+    let mut down = None;
+    while t.elapsed() < Duration::from_secs(5) {
+        if let Some(e) = receive(&l, Duration::from_millis(500)) {
+            if !e.contains("<ConnectionStatus>Connected</ConnectionStatus>") {
+                down = Some(e);
+                break;
+            }
+        }
+    }
+    let e = down.expect("an event after the WAN link went down");
+    assert!(e.contains("<ConnectionStatus>"), "{e}");
+}
+
+/// WANIPv6FirewallControl events: the initial event says whether inbound
+/// pinholes are allowed, and a reload that forbids them is evented.
+#[test]
+fn pinhole_permission_changes_are_evented() {
+    let mut bed = Bed::new("gen6");
+    bed.fw4();
+    let dir = bed.config("config upnpd 'config'\n\toption ipv6_pinholes '1'\n");
+    let d = dir.to_str().unwrap().to_string();
+    bed.start(&["--config-dir", &d]);
+    let ns = bed.c.clone();
+    let l = in_netns(&ns, || TcpListener::bind((CLIENT_IP, 47020)).unwrap());
+    let req = format!(
+        "SUBSCRIBE /evt/IP6FCtl HTTP/1.1\r\nHost: {LAN_IP}:5000\r\nCALLBACK: <http://{CLIENT_IP}:47020/evt>\r\n\
+NT: upnp:event\r\nTIMEOUT: Second-300\r\nConnection: close\r\n\r\n"
+    );
+    let r = bed.http_raw(req.into_bytes()).unwrap();
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let first = receive(&l, Duration::from_secs(3)).expect("initial event");
+    assert!(first.contains("SEQ: 0\r\n"), "{first}");
+    assert!(
+        first.contains("<FirewallEnabled>1</FirewallEnabled>"),
+        "{first}"
+    );
+    assert!(
+        first.contains("<InboundPinholeAllowed>1</InboundPinholeAllowed>"),
+        "{first}"
+    );
+
+    std::fs::write(
+        dir.join("upnpd"),
+        "config upnpd 'config'\n\toption ipv6_pinholes '0'\n",
+    )
+    .unwrap();
+    bed.signal("HUP");
+    let second = receive(&l, Duration::from_secs(3)).expect("event after the reload");
+    assert!(second.contains("SEQ: 1\r\n"), "{second}");
+    assert!(
+        second.contains("<InboundPinholeAllowed>0</InboundPinholeAllowed>"),
+        "{second}"
+    );
+}

@@ -46,7 +46,7 @@ async fn setup(name: &str) -> Setup {
     });
     let dir = bed.config(&format!(
         "config upnpd 'config'\n\toption internal_iface 'r-lan'\n\toption external_iface 'wan'\n\
-\toption upnp_lease_file '{}'\n\nconfig perm_rule\n\toption action allow\n\toption ext_ports 1024-65535\n\
+\toption upnp_lease_file '{}'\n\toption ipv6_pinholes '1'\n\nconfig perm_rule\n\toption action allow\n\toption ext_ports 1024-65535\n\
 \toption int_addr 0.0.0.0/0\n\toption int_ports 1024-65535\n",
         bed.dir.join("leases").display()
     ));
@@ -238,6 +238,72 @@ async fn status_list_delete_flush_with_events() {
         "{ev}"
     );
 
+    // renew, refuse and expire events
+    for action in ["add", "renew"] {
+        let (code, _) = bed.soap(
+            CLIENT_IP,
+            "WANIPConnection:2",
+            "AddPortMapping",
+            &add_args("18082", "TCP", "8082", CLIENT_IP, "2", "short"),
+        );
+        assert_eq!(code, 200);
+        let ev = event(&mut listener, "rupnpd.mapping", "action", action.into()).await;
+        assert_eq!(ev.get("external_port").and_then(Value::as_u32), Some(18082));
+    }
+    let (code, _) = bed.soap(
+        CLIENT_IP,
+        "WANIPConnection:2",
+        "AddPortMapping",
+        &add_args("80", "TCP", "80", CLIENT_IP, "600", "low port"),
+    );
+    assert_eq!(code, 500);
+    let ev = event(&mut listener, "rupnpd.mapping", "action", "refuse".into()).await;
+    assert_eq!(ev.get("external_port").and_then(Value::as_u32), Some(80));
+    assert!(
+        ev.get("reason")
+            .and_then(Value::as_str)
+            .is_some_and(|r| !r.is_empty()),
+        "{ev}"
+    );
+    let ev = event(&mut listener, "rupnpd.mapping", "action", "expire".into()).await;
+    assert_eq!(ev.get("external_port").and_then(Value::as_u32), Some(18082));
+
+    // an IPv6 pinhole is listed with its counters
+    let (code, text) = bed.soap6(
+        CLIENT6,
+        "WANIPv6FirewallControl",
+        "AddPinhole",
+        &[
+            ("RemoteHost", ""),
+            ("RemotePort", "0"),
+            ("InternalClient", CLIENT6),
+            ("InternalPort", "8086"),
+            ("Protocol", "6"),
+            ("LeaseTime", "3600"),
+        ],
+    );
+    assert_eq!(code, 200, "{text}");
+    assert!(bed.tcp6_through(PEER6, CLIENT6, 8086));
+    let l = call(&caller, "list", "{}").await.unwrap();
+    let pins = l.get("pinholes").and_then(Value::as_array).unwrap();
+    assert_eq!(pins.len(), 1, "{l}");
+    let p = &pins[0];
+    assert_eq!(p.get("internal_ip").and_then(Value::as_str), Some(CLIENT6));
+    assert_eq!(p.get("internal_port").and_then(Value::as_u32), Some(8086));
+    assert_eq!(p.get("proto").and_then(Value::as_u32), Some(6));
+    assert!(
+        p.get("expires")
+            .and_then(Value::as_u32)
+            .is_some_and(|e| e > 3590),
+        "{p}"
+    );
+    assert!(
+        p.get("packets")
+            .and_then(Value::as_i64)
+            .is_some_and(|n| n > 0),
+        "{p}"
+    );
+
     for p in ["20000", "20001"] {
         bed.soap(
             CLIENT_IP,
@@ -248,6 +314,7 @@ async fn status_list_delete_flush_with_events() {
     }
     let f = call(&caller, "flush", "{}").await.unwrap();
     assert_eq!(f.get("deleted").and_then(Value::as_u32), Some(2), "{f}");
+    assert_eq!(f.get("pinholes").and_then(Value::as_u32), Some(1), "{f}");
     assert!(bed.dnat_elements().is_empty());
     assert_eq!(call(&caller, "reload", "{}").await.map(|_| ()), Ok(()));
     assert_eq!(call(&caller, "nope", "{}").await.err(), Some(3));
@@ -374,6 +441,8 @@ async fn wan_changes_from_netifd_and_a_ubusd_restart() {
         s.get("wan_device").and_then(Value::as_str) == Some("r-wan")
     })
     .await;
+    let mut listener = Peer::connect(&socket_path("uwan")).await;
+    listener.listen("rupnpd.status").await;
     // netifd announces a new address in an interface.update notification
     eventually("the new address", async || {
         netifd
@@ -383,6 +452,19 @@ async fn wan_changes_from_netifd_and_a_ubusd_restart() {
         element(&t, "NewExternalIPAddress") == Some("192.0.3.7")
     })
     .await;
+    let ev = event(
+        &mut listener,
+        "rupnpd.status",
+        "external_ip",
+        "192.0.3.7".into(),
+    )
+    .await;
+    assert_eq!(
+        ev.get("reason").and_then(Value::as_str),
+        Some("wan"),
+        "{ev}"
+    );
+    drop(listener);
     drop((caller, netifd));
     broker.stop();
     // ubusd restarts: the daemon reconnects and registers again
