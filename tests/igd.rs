@@ -358,3 +358,81 @@ fn a_thousand_mappings_added_listed_and_deleted() {
     }
     assert!(bed.dnat_elements().is_empty());
 }
+
+/// SSDP announcements on the LAN: `ssdp:alive` for the root device, the
+/// UUIDs and every type at start, with BOOTID and CONFIGID; `ssdp:byebye`
+/// for them when the daemon stops.
+#[test]
+fn ssdp_alive_at_start_and_byebye_at_stop() {
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+    use std::time::{Duration, Instant};
+
+    let mut bed = Bed::new("ssdpnt");
+    bed.fw4();
+    let ns = bed.c.clone();
+    let sock = in_netns(&ns, || {
+        let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
+        s.set_reuse_address(true).unwrap();
+        let group = Ipv4Addr::new(239, 255, 255, 250);
+        s.bind(&SocketAddr::from((group, 1900)).into()).unwrap();
+        s.join_multicast_v4(&group, &CLIENT_IP.parse().unwrap())
+            .unwrap();
+        let u: UdpSocket = s.into();
+        u
+    });
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let collect = |sock: &UdpSocket, nts: &str, want: usize| {
+        let mut got = Vec::new();
+        let t = Instant::now();
+        let mut buf = [0u8; 2048];
+        while t.elapsed() < Duration::from_secs(5) && got.len() < want {
+            if let Ok((n, _)) = sock.recv_from(&mut buf) {
+                let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if m.starts_with("NOTIFY * HTTP/1.1\r\n")
+                    && m.contains(&format!("\r\nNTS: {nts}\r\n"))
+                {
+                    got.push(m);
+                }
+            }
+        }
+        got
+    };
+    bed.start(&[]);
+    // root device, 3 device UUIDs, 3 device types, 4 service types
+    let alive = collect(&sock, "ssdp:alive", 11);
+    assert!(alive.len() >= 11, "{} ssdp:alive: {alive:?}", alive.len());
+    let root = alive
+        .iter()
+        .find(|m| m.contains("\r\nNT: upnp:rootdevice\r\n"))
+        .expect("an ssdp:alive for upnp:rootdevice");
+    for h in [
+        "\r\nHOST: 239.255.255.250:1900\r\n",
+        "\r\nLOCATION: http://192.168.77.1:5000/rootDesc.xml\r\n",
+        "\r\nBOOTID.UPNP.ORG: ",
+        "\r\nCONFIGID.UPNP.ORG: ",
+        "\r\nCACHE-CONTROL: max-age=",
+    ] {
+        assert!(root.contains(h), "{h:?} missing: {root}");
+    }
+    for t in [
+        "urn:schemas-upnp-org:device:InternetGatewayDevice:2",
+        "urn:schemas-upnp-org:service:WANIPConnection:2",
+    ] {
+        assert!(
+            alive
+                .iter()
+                .any(|m| m.contains(&format!("\r\nNT: {t}\r\n"))),
+            "no ssdp:alive for {t}"
+        );
+    }
+    bed.stop();
+    let bye = collect(&sock, "ssdp:byebye", 11);
+    assert!(bye.len() >= 11, "{} ssdp:byebye: {bye:?}", bye.len());
+    assert!(
+        bye.iter()
+            .any(|m| m.contains("\r\nNT: upnp:rootdevice\r\n") && !m.contains("LOCATION")),
+        "{bye:?}"
+    );
+}
