@@ -254,12 +254,14 @@ impl Daemon {
                     stype: "upnpd".into(),
                     index: 0,
                 };
-                for (k, b) in &changes {
-                    let v = if *b { "1" } else { "0" };
-                    if let Err(e) = crate::sys::uci::set_option_atomic(&path, &section, k, v) {
-                        log::error!("set {k}: {e}");
-                        return Err((Status::SystemError, format!("storing {k}: {e}")));
-                    }
+                // one write for every option: all stored, or none
+                let opts: Vec<(&str, &str)> = changes
+                    .iter()
+                    .map(|(k, b)| (*k, if *b { "1" } else { "0" }))
+                    .collect();
+                if let Err(e) = crate::sys::uci::set_options_atomic(&path, &section, &opts) {
+                    log::error!("set: {e}");
+                    return Err((Status::SystemError, format!("storing the toggles: {e}")));
                 }
             }
             Ok(path) => log::warn!(

@@ -92,6 +92,16 @@ pub fn set_option_atomic(
     option: &str,
     value: &str,
 ) -> io::Result<()> {
+    set_options_atomic(path, section, &[(option, value)])
+}
+
+/// Sets several options of one section in one atomic write: either every
+/// one of them is stored, or (on any error) the file is left as it was.
+pub fn set_options_atomic(
+    path: &Path,
+    section: &SectionRef,
+    options: &[(&str, &str)],
+) -> io::Result<()> {
     let real = fs::canonicalize(path).map_err(|e| ctx(path, "resolve", e))?;
     let mut f = File::open(&real).map_err(|e| ctx(&real, "open", e))?;
     lock_exclusive(&f).map_err(|e| ctx(&real, "lock", e))?;
@@ -109,16 +119,19 @@ pub fn set_option_atomic(
             format!("{}: not UTF-8 text", real.display()),
         )
     })?;
-    let edited = uci::set_option(&text, section, option, value).map_err(|e| {
-        let kind = match e {
-            uci::EditError::Parse(_) => io::ErrorKind::InvalidData,
-            _ => io::ErrorKind::InvalidInput,
-        };
-        io::Error::new(
-            kind,
-            format!("{}: set {section}.{option}: {e}", real.display()),
-        )
-    })?;
+    let mut edited = text.clone();
+    for (option, value) in options {
+        edited = uci::set_option(&edited, section, option, value).map_err(|e| {
+            let kind = match e {
+                uci::EditError::Parse(_) => io::ErrorKind::InvalidData,
+                _ => io::ErrorKind::InvalidInput,
+            };
+            io::Error::new(
+                kind,
+                format!("{}: set {section}.{option}: {e}", real.display()),
+            )
+        })?;
+    }
     if edited == text {
         return Ok(());
     }
@@ -161,6 +174,33 @@ mod tests {
     }
 
     const UPNPD: &str = "# keep me\nconfig upnpd 'config'\n\toption port 5000 # the port\n\toption uuid ''\n\nconfig perm_rule\n\toption action allow\n";
+
+    #[test]
+    fn several_options_in_one_write_or_none() {
+        let dir = std::env::temp_dir().join(format!("rupnpd-uci-multi-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("upnpd");
+        let original = "# mine\nconfig upnpd 'config'\n\toption enabled '1'\n\tlist x 'a'\n";
+        fs::write(&path, original).unwrap();
+        let sec = SectionRef::Named("config".into());
+        set_options_atomic(&path, &sec, &[("enabled", "0"), ("secure_mode", "1")]).unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(
+            text.starts_with("# mine\nconfig upnpd 'config'\n"),
+            "{text}"
+        );
+        assert!(text.contains("\toption enabled '0'\n"), "{text}");
+        assert!(text.contains("\toption secure_mode '1'\n"), "{text}");
+        // the second edit fails (a list): nothing of the first is stored
+        let before = fs::read_to_string(&path).unwrap();
+        let bad = "config upnpd 'config'\n\toption enabled '1'\n\tlist secure_mode 'x'\n";
+        fs::write(&path, bad).unwrap();
+        set_options_atomic(&path, &sec, &[("enabled", "0"), ("secure_mode", "1")]).unwrap_err();
+        assert_eq!(fs::read_to_string(&path).unwrap(), bad);
+        assert_ne!(before, bad);
+        let _ = fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn override_dir_wins() {
