@@ -18,8 +18,8 @@
 # Usage: scripts/cross-test.sh
 # Environment:
 #   CROSS_TARGETS        targets to check (default: mips-unknown-linux-gnu armv7-unknown-linux-gnueabihf)
-#   CROSS_TEST_FILTERS   libtest filters (default: "proto:: core:: config:: sys::nfnl::", the pure layers and the netlink codec;
-#                        set to "" to run every unit test of the library)
+#   CROSS_TEST_FILTERS   libtest filters, e.g. "proto:: core::" (default: none, every unit test
+#                        of the library, netlink and sock_diag ones included)
 #   CROSS_NO_RELEASE=1   skip the release builds
 #   CARGO_TARGET_DIR     default target/cross (kept apart from the host build's target/)
 #
@@ -32,7 +32,7 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
 read -r -a TARGETS <<<"${CROSS_TARGETS:-mips-unknown-linux-gnu armv7-unknown-linux-gnueabihf}"
-read -r -a FILTERS <<<"${CROSS_TEST_FILTERS-proto:: core:: config:: sys::nfnl::}"
+read -r -a FILTERS <<<"${CROSS_TEST_FILTERS-}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target/cross}"
 
 DEB_CARGO=/usr/bin/cargo
@@ -124,6 +124,13 @@ for t in "${TARGETS[@]}"; do
 		log "$t: tests passed ($((SECONDS - t0)) s)"
 	else
 		failures+=("$t: unit tests")
+	fi
+	# The PCP cross-check: our test client's codec against the daemon's, in memory and over
+	# loopback UDP, on this byte order.
+	if deb_cargo test --locked --test pcp_crosscheck -Zbuild-std --target "$t"; then
+		log "$t: pcp_crosscheck passed"
+	else
+		failures+=("$t: pcp_crosscheck")
 	fi
 
 	[ "${CROSS_NO_RELEASE:-0}" = 1 ] && continue
