@@ -656,3 +656,71 @@ fn http_does_not_answer_the_wan_on_the_lan_address() {
     );
     assert!(alive(pid));
 }
+
+/// A flood of SOAP requests from one LAN host (four threads, each a new
+/// connection per request, for 3 s): every request is answered or turned
+/// away with 503, memory stays flat, and another host is served within
+/// 2 s while the flood lasts.
+#[test]
+fn soap_flood_keeps_memory_flat_and_others_served() {
+    let (bed, pid) = started("absoap");
+    let before = vm_rss_kib(pid);
+    let req = soap_request(
+        "GetExternalIPAddress",
+        &soap_body(
+            "GetExternalIPAddress",
+            "urn:schemas-upnp-org:service:WANIPConnection:2",
+            &[],
+        ),
+        "close",
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let floods: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, ns, req) = (stop.clone(), bed.c.clone(), req.clone());
+            thread::spawn(move || {
+                in_netns(&ns, move || {
+                    let (mut ok, mut busy) = (0u32, 0u32);
+                    while !stop.load(Ordering::Relaxed) {
+                        let mut s = TcpStream::connect_timeout(&lan_http(), Duration::from_secs(2))
+                            .unwrap();
+                        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                        let _ = s.write_all(req.as_bytes());
+                        let mut out = Vec::new();
+                        let _ = s.read_to_end(&mut out);
+                        let text = String::from_utf8_lossy(&out);
+                        if text.starts_with("HTTP/1.1 200") {
+                            ok += 1;
+                        } else if text.starts_with("HTTP/1.1 503") {
+                            busy += 1;
+                        } else {
+                            panic!("unexpected answer during the flood: {text:?}");
+                        }
+                    }
+                    (ok, busy)
+                })
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(500));
+    for _ in 0..3 {
+        soap_ok_within(&bed, Duration::from_secs(2));
+        thread::sleep(Duration::from_millis(500));
+    }
+    thread::sleep(Duration::from_millis(1000));
+    stop.store(true, Ordering::Relaxed);
+    let (mut ok, mut busy) = (0, 0);
+    for f in floods {
+        let (o, b) = f.join().unwrap();
+        ok += o;
+        busy += b;
+    }
+    let after = vm_rss_kib(pid);
+    eprintln!("SOAP flood: {ok} answered, {busy} × 503; VmRSS {before} → {after} KiB");
+    assert!(ok >= 100, "only {ok} requests answered");
+    assert!(
+        after <= before + 1024,
+        "VmRSS grew from {before} to {after} KiB"
+    );
+    assert!(alive(pid));
+}

@@ -220,12 +220,8 @@ fn a_dead_subscriber_does_not_hold_up_the_loop() {
 /// ConnectionStatus is evented too.
 #[test]
 fn a_new_wan_address_is_evented_and_announced() {
-    use socket2::{Domain, Protocol, Socket, Type};
-    use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+    use std::net::{Ipv4Addr, SocketAddr};
 
-    fn must_ok(o: std::process::Output) {
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    }
     let lan: Ipv4Addr = LAN_IP.parse().unwrap();
 
     let bed = started("genwan");
@@ -238,16 +234,7 @@ fn a_new_wan_address_is_evented_and_announced() {
         first.contains("<ExternalIPAddress>192.0.3.1</ExternalIPAddress>"),
         "{first}"
     );
-    let mcast = in_netns(&ns, || {
-        let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
-        s.set_reuse_address(true).unwrap();
-        let group = Ipv4Addr::new(224, 0, 0, 1);
-        s.bind(&SocketAddr::from((group, 5350)).into()).unwrap();
-        s.join_multicast_v4(&group, &CLIENT_IP.parse().unwrap())
-            .unwrap();
-        let u: UdpSocket = s.into();
-        u
-    });
+    let mcast = multicast_listener(&ns, Ipv4Addr::new(224, 0, 0, 1), 5350);
     // Past the first seconds, so that a restarted epoch (< 5) cannot be
     // the start-up one (≥ 6 by then); what was announced so far is dropped.
     std::thread::sleep(Duration::from_secs(6));
@@ -259,14 +246,7 @@ fn a_new_wan_address_is_evented_and_announced() {
         .set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
 
-    must_ok(bed.exec(
-        &bed.r,
-        &["ip", "addr", "del", "192.0.3.1/24", "dev", "r-wan"],
-    ));
-    must_ok(bed.exec(
-        &bed.r,
-        &["ip", "addr", "add", "192.0.3.9/24", "dev", "r-wan"],
-    ));
+    bed.renumber_wan("192.0.3.1", "192.0.3.9");
 
     // GENA: an event with the new address (a removed address may first be
     // evented as disconnected)
@@ -313,7 +293,8 @@ fn a_new_wan_address_is_evented_and_announced() {
     assert!(pcp[0] < 5, "PCP epoch {pcp:?}");
 
     // the link goes down: ConnectionStatus is evented
-    must_ok(bed.exec(&bed.r, &["ip", "link", "set", "r-wan", "down"]));
+    let o = bed.exec(&bed.r, &["ip", "link", "set", "r-wan", "down"]);
+    assert!(o.status.success());
     let t = Instant::now();
     let mut down = None;
     while t.elapsed() < Duration::from_secs(5) {

@@ -364,23 +364,13 @@ fn a_thousand_mappings_added_listed_and_deleted() {
 /// for them when the daemon stops.
 #[test]
 fn ssdp_alive_at_start_and_byebye_at_stop() {
-    use socket2::{Domain, Protocol, Socket, Type};
-    use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+    use std::net::{Ipv4Addr, UdpSocket};
     use std::time::{Duration, Instant};
 
     let mut bed = Bed::new("ssdpnt");
     bed.fw4();
     let ns = bed.c.clone();
-    let sock = in_netns(&ns, || {
-        let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
-        s.set_reuse_address(true).unwrap();
-        let group = Ipv4Addr::new(239, 255, 255, 250);
-        s.bind(&SocketAddr::from((group, 1900)).into()).unwrap();
-        s.join_multicast_v4(&group, &CLIENT_IP.parse().unwrap())
-            .unwrap();
-        let u: UdpSocket = s.into();
-        u
-    });
+    let sock = multicast_listener(&ns, Ipv4Addr::new(239, 255, 255, 250), 1900);
     sock.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
     let collect = |sock: &UdpSocket, nts: &str, want: usize| {

@@ -439,14 +439,7 @@ fn a_failing_firewall_fails_the_request_and_keeps_the_table() {
 fn a_new_wan_address_is_followed() {
     let bed = started("wanip", "");
     add(&bed, "18080", "TCP", "8080", "600");
-    must_ok(bed.exec(
-        &bed.r,
-        &["ip", "addr", "del", "192.0.3.1/24", "dev", "r-wan"],
-    ));
-    must_ok(bed.exec(
-        &bed.r,
-        &["ip", "addr", "add", "192.0.3.9/24", "dev", "r-wan"],
-    ));
+    bed.renumber_wan("192.0.3.1", "192.0.3.9");
     let t = Instant::now();
     loop {
         let (_, text) = bed.soap(CLIENT_IP, "WANIPConnection:2", "GetExternalIPAddress", &[]);

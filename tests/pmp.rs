@@ -705,20 +705,10 @@ fn malformed_packets_get_exact_errors_or_silence() {
 
 #[test]
 fn unsolicited_announcements_after_start() {
-    use socket2::{Domain, Protocol, Socket, Type};
     let mut bed = Bed::new("pmann");
     bed.fw4();
     // RFC 6886 §3.2.1: clients listen on 224.0.0.1:5350
-    let sock = in_netns(&bed.c, || {
-        let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
-        s.set_reuse_address(true).unwrap();
-        let group = Ipv4Addr::new(224, 0, 0, 1);
-        s.bind(&SocketAddr::from((group, 5350)).into()).unwrap();
-        s.join_multicast_v4(&group, &CLIENT_IP.parse().unwrap())
-            .unwrap();
-        let u: UdpSocket = s.into();
-        u
-    });
+    let sock = multicast_listener(&bed.c, Ipv4Addr::new(224, 0, 0, 1), 5350);
     let t0 = Instant::now();
     bed.start(&[]);
     let mut natpmp = Vec::new();

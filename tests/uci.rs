@@ -143,8 +143,11 @@ fn sighup_applies_edits_without_losing_leases() {
     rupnpd::sys::uci::set_option_atomic(&file, &SectionRef::Named("config".into()), "port", "5555")
         .unwrap();
     bed.signal("HUP");
+    // the removal is logged when the loop turn commits, right after the
+    // reload's own line
     let t = Instant::now();
-    while !bed.log().contains("configuration reloaded") {
+    while !(bed.log().contains("configuration reloaded") && bed.log().contains("delete UDP 30000"))
+    {
         assert!(t.elapsed() < Duration::from_secs(5), "{}", bed.log());
         std::thread::sleep(Duration::from_millis(20));
     }

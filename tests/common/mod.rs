@@ -64,6 +64,21 @@ pub fn require(tools: &[&str]) {
     }
 }
 
+/// A UDP socket in namespace `ns` that listens on the multicast `group`
+/// at `port`, joined on the LAN host's address, as a client on the LAN
+/// listens for SSDP or NAT-PMP/PCP announcements.
+pub fn multicast_listener(ns: &str, group: Ipv4Addr, port: u16) -> UdpSocket {
+    use socket2::{Domain, Protocol, Socket, Type};
+    in_netns(ns, move || {
+        let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
+        s.set_reuse_address(true).unwrap();
+        s.bind(&SocketAddr::from((group, port)).into()).unwrap();
+        s.join_multicast_v4(&group, &CLIENT_IP.parse().unwrap())
+            .unwrap();
+        s.into()
+    })
+}
+
 /// The three namespaces of one test.
 pub struct Bed {
     pub c: String,
@@ -237,6 +252,16 @@ impl Bed {
         let mut full = vec!["ip", "netns", "exec", ns];
         full.extend_from_slice(args);
         sh(&full)
+    }
+
+    /// Moves the router's WAN address from `old` to `new` (both /24), as
+    /// a DHCP renewal with a new lease does.
+    pub fn renumber_wan(&self, old: &str, new: &str) {
+        for (verb, a) in [("del", old), ("add", new)] {
+            let cidr = format!("{a}/24");
+            let o = self.exec(&self.r, &["ip", "addr", verb, &cidr, "dev", "r-wan"]);
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        }
     }
 
     pub fn nft(&self, args: &str) -> String {
