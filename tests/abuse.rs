@@ -39,6 +39,19 @@ SOAPAction: \"{urn}#{action}\"\r\nContent-Length: {}\r\nConnection: {connection}
     )
 }
 
+/// A whole GetExternalIPAddress request with `Connection: close`.
+fn external_ip_request() -> String {
+    soap_request(
+        "GetExternalIPAddress",
+        &soap_body(
+            "GetExternalIPAddress",
+            "urn:schemas-upnp-org:service:WANIPConnection:2",
+            &[],
+        ),
+        "close",
+    )
+}
+
 /// A GetExternalIPAddress call from the LAN host, answered within `max`.
 fn soap_ok_within(bed: &Bed, max: Duration) {
     let t = Instant::now();
@@ -195,15 +208,7 @@ fn two_hundred_connections_get_503_and_none_hangs() {
             .map(|_| TcpStream::connect_timeout(&lan_http(), Duration::from_secs(5)).unwrap())
             .collect()
     });
-    let req = soap_request(
-        "GetExternalIPAddress",
-        &soap_body(
-            "GetExternalIPAddress",
-            "urn:schemas-upnp-org:service:WANIPConnection:2",
-            &[],
-        ),
-        "close",
-    );
+    let req = external_ip_request();
     let t = Instant::now();
     for mut c in &conns {
         // the server may have closed a refused connection already
@@ -665,15 +670,7 @@ fn http_does_not_answer_the_wan_on_the_lan_address() {
 fn soap_flood_keeps_memory_flat_and_others_served() {
     let (bed, pid) = started("absoap");
     let before = vm_rss_kib(pid);
-    let req = soap_request(
-        "GetExternalIPAddress",
-        &soap_body(
-            "GetExternalIPAddress",
-            "urn:schemas-upnp-org:service:WANIPConnection:2",
-            &[],
-        ),
-        "close",
-    );
+    let req = external_ip_request();
     let stop = Arc::new(AtomicBool::new(false));
     let floods: Vec<_> = (0..4)
         .map(|_| {
