@@ -17,8 +17,13 @@ fn started(name: &str) -> Bed {
 }
 
 fn subscribe(bed: &Bed, callback: &str, extra: &str) -> String {
+    subscribe_to(bed, "/evt/IPConn", callback, extra)
+}
+
+/// SUBSCRIBE to the event URL `path` with `callback`.
+fn subscribe_to(bed: &Bed, path: &str, callback: &str, extra: &str) -> String {
     let req = format!(
-        "SUBSCRIBE /evt/IPConn HTTP/1.1\r\nHost: {LAN_IP}:5000\r\nCALLBACK: <{callback}>\r\nNT: upnp:event\r\n\
+        "SUBSCRIBE {path} HTTP/1.1\r\nHost: {LAN_IP}:5000\r\nCALLBACK: <{callback}>\r\nNT: upnp:event\r\n\
 TIMEOUT: Second-300\r\n{extra}Connection: close\r\n\r\n"
     );
     bed.http_raw(req.into_bytes()).unwrap()
@@ -320,11 +325,12 @@ fn pinhole_permission_changes_are_evented() {
     bed.start(&["--config-dir", &d]);
     let ns = bed.c.clone();
     let l = in_netns(&ns, || TcpListener::bind((CLIENT_IP, 47020)).unwrap());
-    let req = format!(
-        "SUBSCRIBE /evt/IP6FCtl HTTP/1.1\r\nHost: {LAN_IP}:5000\r\nCALLBACK: <http://{CLIENT_IP}:47020/evt>\r\n\
-NT: upnp:event\r\nTIMEOUT: Second-300\r\nConnection: close\r\n\r\n"
+    let r = subscribe_to(
+        &bed,
+        "/evt/IP6FCtl",
+        &format!("http://{CLIENT_IP}:47020/evt"),
+        "",
     );
-    let r = bed.http_raw(req.into_bytes()).unwrap();
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
     let first = receive(&l, Duration::from_secs(3)).expect("initial event");
     assert!(first.contains("SEQ: 0\r\n"), "{first}");

@@ -264,11 +264,11 @@ fn pcp_prefer_failure_and_filter() {
         bed.dnat_elements()
     );
     assert!(
-        bed.tcp_from_addr(&bed.w, PEER_IP, WAN_IP, 7300, 27300),
+        bed.tcp_from_source(&bed.w, PEER_IP, WAN_IP, 7300, 27300),
         "the allowed peer is refused"
     );
     assert!(
-        !bed.tcp_from_addr(&bed.w, PEER2_IP, WAN_IP, 7300, 27300),
+        !bed.tcp_from_source(&bed.w, PEER2_IP, WAN_IP, 7300, 27300),
         "another peer passes the filter"
     );
     // a renewal with prefix length 0 removes the filter
@@ -285,7 +285,7 @@ fn pcp_prefer_failure_and_filter() {
         "{r:?}"
     );
     assert!(
-        bed.tcp_from_addr(&bed.w, PEER2_IP, WAN_IP, 7300, 27300),
+        bed.tcp_from_source(&bed.w, PEER2_IP, WAN_IP, 7300, 27300),
         "the unfiltered mapping refuses a peer"
     );
 }

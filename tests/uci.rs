@@ -16,36 +16,7 @@ use rupnpd::proto::uci::SectionRef;
 
 /// OpenWrt's shipped /etc/config/upnpd (openwrt/packages
 /// net/miniupnpd/files/upnpd.config), verbatim.
-const SHIPPED: &str = "config upnpd config
-\toption enabled\t\t0
-\toption enable_natpmp\t1
-\toption enable_upnp\t1
-\toption secure_mode\t1
-\toption log_output\t0
-\toption download\t\t1024
-\toption upload\t\t512
-#by default, looked up dynamically from ubus
-#\toption external_iface\twan
-\toption internal_iface\tlan
-\toption port\t\t5000
-\toption upnp_lease_file\t/var/run/miniupnpd.leases
-\toption upnp_lease_file6\t/var/run/miniupnpd.leases6
-\toption igdv1\t\t1
-
-config perm_rule
-\toption action\t\tallow
-\toption ext_ports\t1024-65535
-\toption int_addr\t\t0.0.0.0/0\t# Does not override secure_mode
-\toption int_ports\t1024-65535
-\toption comment\t\t\"Allow high ports\"
-
-config perm_rule
-\toption action\t\tdeny
-\toption ext_ports\t0-65535
-\toption int_addr\t\t0.0.0.0/0
-\toption int_ports\t0-65535
-\toption comment\t\t\"Default deny\"
-";
+const SHIPPED: &str = include_str!("fixtures/miniupnpd-upnpd.config");
 
 /// The shipped file, switched on, with its devices as in the bed. The
 /// lease file moves into the test's directory.

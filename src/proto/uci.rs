@@ -954,37 +954,10 @@ pub(crate) mod tests {
         parse("test", text).unwrap_err()
     }
 
-    /// OpenWrt's shipped /etc/config/upnpd (openwrt.md §1), verbatim.
-    pub(crate) const SHIPPED_UPNPD: &str = "config upnpd config
-\toption enabled\t\t0
-\toption enable_natpmp\t1
-\toption enable_upnp\t1
-\toption secure_mode\t1
-\toption log_output\t0
-\toption download\t\t1024
-\toption upload\t\t512
-#by default, looked up dynamically from ubus
-#\toption external_iface\twan
-\toption internal_iface\tlan
-\toption port\t\t5000
-\toption upnp_lease_file\t/var/run/miniupnpd.leases
-\toption upnp_lease_file6\t/var/run/miniupnpd.leases6
-\toption igdv1\t\t1
-
-config perm_rule
-\toption action\t\tallow
-\toption ext_ports\t1024-65535
-\toption int_addr\t\t0.0.0.0/0\t# Does not override secure_mode
-\toption int_ports\t1024-65535
-\toption comment\t\t\"Allow high ports\"
-
-config perm_rule
-\toption action\t\tdeny
-\toption ext_ports\t0-65535
-\toption int_addr\t\t0.0.0.0/0
-\toption int_ports\t0-65535
-\toption comment\t\t\"Default deny\"
-";
+    /// OpenWrt's shipped /etc/config/upnpd (openwrt.md §1), verbatim (a
+    /// fixture shared with the integration tests).
+    pub(crate) const SHIPPED_UPNPD: &str =
+        include_str!("../../tests/fixtures/miniupnpd-upnpd.config");
 
     #[test]
     fn shipped_upnpd_config() {

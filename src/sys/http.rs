@@ -82,11 +82,6 @@ impl Gate {
             }
         }
     }
-
-    /// Connections open now.
-    pub fn open(&self) -> usize {
-        self.total.get()
-    }
 }
 
 /// One request for the loop to answer.

@@ -422,19 +422,22 @@ impl Environment for Listeners {
     }
 }
 
-/// A netlink socket that wakes when IPv4/IPv6 addresses or links change.
-pub struct AddrWatch {
+/// A non-blocking netlink socket subscribed to multicast groups and
+/// registered with the loop: what the address watch here and the
+/// nf_tables watch in `sys::nft` listen on.
+pub struct McastSocket {
     fd: AsyncFd<OwnedFd>,
 }
 
-impl AddrWatch {
-    pub fn new() -> io::Result<AddrWatch> {
+impl McastSocket {
+    /// Opens a socket of netlink `protocol` bound to the `groups` bit mask.
+    pub fn open(protocol: libc::c_int, groups: u32) -> io::Result<McastSocket> {
         // SAFETY: plain socket/bind calls; the fd is owned right away.
         let fd = unsafe {
             let raw = libc::socket(
                 libc::AF_NETLINK,
                 libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                libc::NETLINK_ROUTE,
+                protocol,
             );
             if raw < 0 {
                 return Err(io::Error::last_os_error());
@@ -443,8 +446,7 @@ impl AddrWatch {
         };
         let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
         sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        sa.nl_groups =
-            (libc::RTMGRP_IPV4_IFADDR | libc::RTMGRP_IPV6_IFADDR | libc::RTMGRP_LINK) as u32;
+        sa.nl_groups = groups;
         // SAFETY: `sa` is a valid sockaddr_nl of the size passed.
         let rc = unsafe {
             libc::bind(
@@ -456,7 +458,7 @@ impl AddrWatch {
         if rc != 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(AddrWatch {
+        Ok(McastSocket {
             // SAFETY: the OwnedFd is moved in and stays open, unchanged,
             // until the AsyncFd is dropped.
             fd: unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
@@ -464,38 +466,66 @@ impl AddrWatch {
         })
     }
 
+    /// Waits until the socket is readable, then hands at most `max` queued
+    /// datagrams to `f`: `Some(bytes)`, or `None` when the kernel dropped
+    /// notifications for want of buffer space (ENOBUFS).
+    pub async fn recv_batch(
+        &self,
+        buf: &mut [u8],
+        max: usize,
+        mut f: impl FnMut(Option<&[u8]>),
+    ) -> io::Result<()> {
+        let mut guard = self.fd.readable().await?;
+        for _ in 0..max {
+            // SAFETY: reading into a buffer of the given length.
+            let n = unsafe {
+                libc::recv(
+                    self.fd.get_ref().as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::WouldBlock {
+                    guard.clear_ready();
+                    break;
+                }
+                if e.raw_os_error() == Some(libc::ENOBUFS) {
+                    f(None);
+                    continue;
+                }
+                return Err(e);
+            }
+            let n = usize::try_from(n).unwrap_or(0).min(buf.len());
+            f(buf.get(..n));
+        }
+        Ok(())
+    }
+}
+
+/// A netlink socket that wakes when IPv4/IPv6 addresses or links change.
+pub struct AddrWatch {
+    sock: McastSocket,
+}
+
+impl AddrWatch {
+    pub fn new() -> io::Result<AddrWatch> {
+        let groups = libc::RTMGRP_IPV4_IFADDR | libc::RTMGRP_IPV6_IFADDR | libc::RTMGRP_LINK;
+        Ok(AddrWatch {
+            sock: McastSocket::open(libc::NETLINK_ROUTE, groups as u32)?,
+        })
+    }
+
     /// Waits for at least one change notification and drains what is
-    /// queued (at most 64 datagrams per call).
+    /// queued (at most 64 datagrams per call; a missed notification
+    /// counts too: a re-read covers it).
     pub async fn changed(&self) -> io::Result<()> {
         let mut buf = [0u8; 8192];
         loop {
-            let mut guard = self.fd.readable().await?;
             let mut got = false;
-            for _ in 0..64 {
-                // SAFETY: reading into a buffer of the given length.
-                let n = unsafe {
-                    libc::recv(
-                        self.fd.get_ref().as_raw_fd(),
-                        buf.as_mut_ptr().cast(),
-                        buf.len(),
-                        libc::MSG_DONTWAIT,
-                    )
-                };
-                if n < 0 {
-                    let e = io::Error::last_os_error();
-                    if e.kind() == io::ErrorKind::WouldBlock {
-                        guard.clear_ready();
-                        break;
-                    }
-                    // ENOBUFS: we missed some; a re-read covers it.
-                    if e.raw_os_error() == Some(libc::ENOBUFS) {
-                        got = true;
-                        continue;
-                    }
-                    return Err(e);
-                }
-                got = true;
-            }
+            self.sock.recv_batch(&mut buf, 64, |_| got = true).await?;
             if got {
                 return Ok(());
             }

@@ -30,17 +30,14 @@ use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::fmt::Write as _;
 use std::io::{self, Write as _};
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::{Command, Stdio};
-
-use tokio::io::Interest;
-use tokio::io::unix::AsyncFd;
 
 use crate::config::NftNames;
 use crate::core::firewall::{Counters, Firewall};
 use crate::core::pinhole::{PinChange, Pinhole};
 use crate::core::table::{Change, Key, Mapping, Millis};
 use crate::proto::Proto;
+use crate::sys::netif::McastSocket;
 use crate::sys::nfnl::{self, Batch, Data, Elem};
 
 /// Extra time the kernel keeps an element after its lease: the daemon
@@ -1170,7 +1167,7 @@ impl Nft {
 /// other processes (fw4 reload, `nft -f`), so the daemon can check that
 /// its structure survived.
 pub struct Monitor {
-    fd: AsyncFd<OwnedFd>,
+    sock: McastSocket,
     pid: u32,
 }
 
@@ -1182,37 +1179,8 @@ const NFTA_GEN_PROC_PID: u16 = 2;
 
 impl Monitor {
     pub fn new() -> io::Result<Monitor> {
-        // SAFETY: plain socket/bind; the fd is owned immediately.
-        let fd = unsafe {
-            let raw = libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                libc::NETLINK_NETFILTER,
-            );
-            if raw < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            OwnedFd::from_raw_fd(raw)
-        };
-        let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        sa.nl_groups = 1 << (NFNLGRP_NFTABLES - 1);
-        // SAFETY: `sa` is a valid sockaddr_nl.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                &sa as *const libc::sockaddr_nl as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
         Ok(Monitor {
-            // SAFETY: the OwnedFd is moved in and stays open, unchanged,
-            // until the AsyncFd is dropped.
-            fd: unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
-                .map_err(|e| e.into_parts().1)?,
+            sock: McastSocket::open(libc::NETLINK_NETFILTER, 1 << (NFNLGRP_NFTABLES - 1))?,
             pid: std::process::id(),
         })
     }
@@ -1221,39 +1189,18 @@ impl Monitor {
     pub async fn foreign_commit(&self) -> io::Result<()> {
         let mut buf = vec![0u8; 65536];
         loop {
-            let mut guard = self.fd.readable().await?;
             let mut foreign = false;
-            for _ in 0..256 {
-                // SAFETY: receiving into a buffer of the given length.
-                let n = unsafe {
-                    libc::recv(
-                        self.fd.get_ref().as_raw_fd(),
-                        buf.as_mut_ptr().cast(),
-                        buf.len(),
-                        libc::MSG_DONTWAIT,
-                    )
-                };
-                if n < 0 {
-                    let e = io::Error::last_os_error();
-                    if e.kind() == io::ErrorKind::WouldBlock {
-                        guard.clear_ready();
-                        break;
+            self.sock
+                .recv_batch(&mut buf, 256, |d| match d {
+                    // Lost notifications: assume the worst.
+                    None => foreign = true,
+                    Some(d) => {
+                        if newgen_pids(d).iter().any(|p| *p != self.pid) {
+                            foreign = true;
+                        }
                     }
-                    if e.raw_os_error() == Some(libc::ENOBUFS) {
-                        // Lost notifications: assume the worst.
-                        foreign = true;
-                        continue;
-                    }
-                    return Err(e);
-                }
-                let n = n as usize;
-                if newgen_pids(&buf[..n.min(buf.len())])
-                    .iter()
-                    .any(|p| *p != self.pid)
-                {
-                    foreign = true;
-                }
-            }
+                })
+                .await?;
             if foreign {
                 return Ok(());
             }

@@ -869,65 +869,11 @@ impl Bed {
         std::thread::sleep(Duration::from_millis(50));
     }
 
-    /// Like [`Bed::tcp_from`], with the connecting socket bound to
-    /// `src_ip` in namespace `src`: does a connection from that address
-    /// to `dst:ext_port` reach the LAN listener on `lan_port`?
-    pub fn tcp_from_addr(
-        &self,
-        src: &str,
-        src_ip: &str,
-        dst: &str,
-        ext_port: u16,
-        lan_port: u16,
-    ) -> bool {
-        use socket2::{Domain, Socket, Type};
-        let c = self.c.clone();
-        let listener = in_netns(&c, move || {
-            bind_retry(|| TcpListener::bind(("0.0.0.0", lan_port)))
-        });
-        listener.set_nonblocking(true).unwrap();
-        let dst: Ipv4Addr = dst.parse().unwrap();
-        let from: Ipv4Addr = src_ip.parse().unwrap();
-        let src = src.to_string();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let ok = in_netns(&src, move || {
-                let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-                s.bind(&SocketAddr::from((from, 0)).into()).unwrap();
-                match s.connect_timeout(
-                    &SocketAddr::from((dst, ext_port)).into(),
-                    Duration::from_secs(2),
-                ) {
-                    Ok(()) => {
-                        let mut t: TcpStream = s.into();
-                        t.write_all(b"through-dnat").is_ok()
-                    }
-                    Err(_) => false,
-                }
-            });
-            let _ = tx.send(ok);
-        });
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if let Ok((mut s, _)) = listener.accept() {
-                s.set_nonblocking(false).unwrap();
-                s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-                let mut buf = [0u8; 12];
-                let got = s.read_exact(&mut buf).is_ok() && &buf == b"through-dnat";
-                let _ = rx.recv_timeout(Duration::from_secs(3));
-                return got;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = rx.recv_timeout(Duration::from_secs(3));
-        false
-    }
-
     /// [`Bed::tcp_through`] with a bind that survives a concurrent fork
     /// ([`bind_retry`]): a connection from the WAN host to the external
     /// address reaches a listener on the LAN host at `lan_port`.
     pub fn tcp_passes(&self, ext_port: u16, lan_port: u16) -> bool {
-        self.tcp_from_addr(&self.w, PEER_IP, WAN_IP, ext_port, lan_port)
+        self.tcp_from_source(&self.w, PEER_IP, WAN_IP, ext_port, lan_port)
     }
 
     /// [`Bed::udp_through`] with a bind that survives a concurrent fork
