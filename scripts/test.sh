@@ -11,11 +11,18 @@ sh scripts/deps.sh
 
 step() { printf '\n=== %s\n' "$*"; }
 
-# Test namespaces (all named rupt-*) left by a killed earlier run would
-# collide with this one; nothing else is touched.
+# Test namespaces are named rupt-<pid>-<test>-<host>, <pid> being the test
+# process. Those of a process that is gone (a killed earlier run) are
+# removed; a run still going in another checkout keeps its own.
 for ns in $(ip netns list 2>/dev/null | awk '{print $1}'); do
 	case "$ns" in
-		rupt-*) ip netns del "$ns" 2>/dev/null || true ;;
+		rupt-*)
+			pid=$(echo "$ns" | cut -d- -f2)
+			case "$pid" in
+				'' | *[!0-9]*) ip netns del "$ns" 2>/dev/null || true ;;
+				*) kill -0 "$pid" 2>/dev/null || ip netns del "$ns" 2>/dev/null || true ;;
+			esac
+			;;
 	esac
 done
 

@@ -92,13 +92,16 @@ impl Bed {
     /// Builds the bed under prefix `name` (unique per test, ≤ 8 chars).
     pub fn new(name: &str) -> Bed {
         require(&["ip", "nft"]);
-        let dir = std::env::temp_dir().join(format!("rupnpd-test-{name}"));
+        // The test process's id keeps two runs of the suite (two checkouts)
+        // apart; scripts/test.sh removes the beds of processes that are gone.
+        let pid = std::process::id();
+        let dir = std::env::temp_dir().join(format!("rupnpd-test-{pid}-{name}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
         let bed = Bed {
-            c: format!("rupt-{name}-c"),
-            r: format!("rupt-{name}-r"),
-            w: format!("rupt-{name}-w"),
+            c: format!("rupt-{pid}-{name}-c"),
+            r: format!("rupt-{pid}-{name}-r"),
+            w: format!("rupt-{pid}-{name}-w"),
             dir,
             daemons: Vec::new(),
         };
