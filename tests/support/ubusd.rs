@@ -505,9 +505,7 @@ impl Core {
         let Some(obj) = self.objects.get(&id) else {
             return Some(status::NOT_FOUND);
         };
-        let Some(caller) = self.clients.get(&client) else {
-            return None;
-        };
+        let caller = self.clients.get(&client)?;
         let fwd = forwarded_invoke(
             msg.seq,
             client,
