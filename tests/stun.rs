@@ -167,6 +167,34 @@ fn endpoint_independent_carrier_with_stund() {
 }
 
 #[test]
+fn address_restricted_carrier_with_coturn() {
+    let cb = CarrierBed::new("stad5780", Carrier::AddressRestricted, Server::Coturn);
+    let mut h = Harness::new(&cb, Config::default());
+    h.one_run(RUN);
+    let s = h.client.status();
+    assert_eq!(s.public, public(), "{s:?}");
+    assert_eq!(
+        s.filtering,
+        Filtering::Filtered(FilterKind::AddressDependent),
+        "{s:?}"
+    );
+    // Two Bindings, test II three times, test III answered.
+    assert_eq!(h.sent, 6);
+}
+
+#[test]
+fn no_nat_with_coturn() {
+    let cb = CarrierBed::new("strouted", Carrier::Routed, Server::Coturn);
+    let mut h = Harness::new(&cb, Config::default());
+    h.one_run(RUN);
+    let s = h.client.status();
+    assert_eq!(s.public, CGN_WAN_IP.parse().ok(), "{s:?}");
+    assert_eq!(s.behind_nat, Some(false));
+    assert_eq!(s.filtering, Filtering::EndpointIndependent, "{s:?}");
+    assert!(s.reason.starts_with("No NAT"), "{}", s.reason);
+}
+
+#[test]
 fn symmetric_carrier_with_coturn() {
     let cb = CarrierBed::new("stsy5780", Carrier::Symmetric, Server::Coturn);
     let mut h = Harness::new(&cb, Config::default());
@@ -243,4 +271,39 @@ fn the_carrier_moves_the_public_address() {
         new: Some(new)
     }));
     assert_eq!(h.client.status().filtering, Filtering::EndpointIndependent);
+}
+
+/// The router's own firewall is the first NAT-like filter on the path:
+/// with fw4's input chain (policy drop, only established traffic from the
+/// WAN) the answers of tests II and III, which come from addresses the
+/// sockets never sent to, die on the router itself and an open carrier
+/// looks filtered. The daemon must let datagrams to its STUN sockets'
+/// ports in, as miniupnpd does for its STUN ports; with that accept the
+/// verdict is right again.
+#[test]
+fn the_router_firewall_must_let_the_answers_in() {
+    let cb = CarrierBed::new("stfw4", Carrier::EndpointIndependent, Server::Coturn);
+    cb.bed.fw4();
+    // Two runs back to back: a cap above the 8 + 3 datagrams they send
+    // keeps the second from waiting for the first one's minute to pass.
+    let cfg = Config {
+        max_per_minute: 16,
+        ..Config::default()
+    };
+    let mut h = Harness::new(&cb, cfg);
+    h.one_run(RUN);
+    assert_eq!(
+        h.client.status().filtering,
+        Filtering::Filtered(FilterKind::AddressAndPortDependent)
+    );
+    let [a, b] = h.wan().ports;
+    let rule = format!("insert rule inet fw4 input iifname r-wan udp dport {{ {a}, {b} }} accept");
+    let o = cb.bed.exec(&cb.bed.r, &["nft", &rule]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let now = h.now();
+    h.client.check_now(now);
+    h.one_run(RUN);
+    let s = h.client.status();
+    assert_eq!(s.filtering, Filtering::EndpointIndependent, "{s:?}");
+    assert_eq!(s.public, public());
 }

@@ -44,6 +44,13 @@ pub enum Carrier {
     /// the router: endpoint-independent mapping and filtering, as a
     /// carrier offering inbound ports (a "public IP" option) would have.
     EndpointIndependent,
+    /// Like `EndpointIndependent`, but the forward only admits sources
+    /// the router has sent to (a dynamic set filled on the way out):
+    /// address-dependent filtering, a "restricted cone" NAT.
+    AddressRestricted,
+    /// No NAT: the carrier routes 100.64.0.0/24 as it is (the public
+    /// segment has a route back), as a WAN with its own address is.
+    Routed,
     /// Plain conntrack masquerading with random ports and no forward:
     /// only replies from where the router sent to get in
     /// (address-and-port-dependent filtering), ports not kept.
@@ -154,6 +161,18 @@ impl CarrierBed {
             "-qw",
             "net.ipv4.ip_forward=1",
         ]);
+        if carrier == Carrier::Routed {
+            must(&[
+                "ip",
+                "-n",
+                p,
+                "route",
+                "add",
+                "100.64.0.0/24",
+                "via",
+                CARRIER_PUBLIC_IP,
+            ]);
+        }
         self.carrier_nat(carrier, CARRIER_PUBLIC_IP);
     }
 
@@ -172,6 +191,26 @@ impl CarrierBed {
   }}
 }}"
             ),
+            Carrier::AddressRestricted => format!(
+                "table ip carrier {{
+  set contacted {{
+    type ipv4_addr; flags dynamic, timeout; timeout 10m;
+  }}
+  chain forward {{
+    type filter hook forward priority filter; policy accept;
+    iifname \"w-eth0\" oifname \"w-pub\" update @contacted {{ ip daddr }}
+  }}
+  chain prerouting {{
+    type nat hook prerouting priority dstnat; policy accept;
+    iifname \"w-pub\" ip daddr {public} ip saddr @contacted meta l4proto {{ tcp, udp }} th dport 1024-65535 dnat to {CGN_WAN_IP}
+  }}
+  chain postrouting {{
+    type nat hook postrouting priority srcnat; policy accept;
+    oifname \"w-pub\" ip saddr {CGN_WAN_IP} snat to {public}
+  }}
+}}"
+            ),
+            Carrier::Routed => "table ip carrier {\n}".to_string(),
             Carrier::Symmetric => format!(
                 "table ip carrier {{
   chain postrouting {{
