@@ -140,7 +140,12 @@ const RUN: Duration = Duration::from_secs(100);
 #[test]
 fn endpoint_independent_carrier_with_coturn() {
     let cb = CarrierBed::new("stei5780", Carrier::EndpointIndependent, Server::Coturn);
-    let mut h = Harness::new(&cb, Config::default());
+    // the next run a second later instead of ten minutes
+    let cfg = Config {
+        interval: 1000,
+        ..Config::default()
+    };
+    let mut h = Harness::new(&cb, cfg);
     h.one_run(RUN);
     let s = h.client.status();
     assert_eq!(s.public, public(), "{s:?}");
@@ -153,6 +158,11 @@ fn endpoint_independent_carrier_with_coturn() {
         old: None,
         new: public()
     }));
+    // The next run is one Binding: the same mapping, the same verdict.
+    h.one_run(RUN);
+    assert_eq!(h.sent, 4);
+    assert_eq!(h.client.status().filtering, Filtering::EndpointIndependent);
+    assert_eq!(h.events(), vec![]);
 }
 
 #[test]

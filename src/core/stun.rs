@@ -30,6 +30,12 @@
 //!    but the other port means address-dependent filtering, none means
 //!    address-and-port-dependent filtering.
 //!
+//! Steps 2–4 run at start, after a change (WAN, server, operator), when
+//! step 1 shows a mapping that differs from the last full run's (another
+//! public address, NAT or not, ports kept or not), and once an hour
+//! ([`Config::full_every`]); the runs in between are step 1 alone, one
+//! datagram, which is all it takes to see the public address move.
+//!
 //! Tests II and III only count when the answer really comes from where
 //! it was asked to come from; a server that ignores CHANGE-REQUEST (or
 //! refuses it with 420) cannot test filtering, and then the verdict rests
@@ -67,6 +73,10 @@ pub struct Config {
     /// Time between the end of one successful run and the next (default
     /// 10 min). See [`Config::default`].
     pub interval: Millis,
+    /// How often the full run (steps 2–4) repeats when nothing changed
+    /// (default 1 h): a carrier changes how its NAT filters with its
+    /// equipment or policy, far more rarely than it moves addresses.
+    pub full_every: Millis,
     /// First retry after a run without answer; doubles up to
     /// `backoff_max` (default 1 min to 32 min).
     pub backoff_min: Millis,
@@ -83,9 +93,9 @@ impl Default for Config {
     /// session is re-established (which changes the WAN address too and
     /// starts a run at once) or when the carrier moves its NAT pool, which
     /// happens in hours or days, not minutes. Ten minutes bounds how long
-    /// clients can be told a stale address after such a move, at 3
-    /// datagrams a run (18 an hour) on an open path and 8 (48 an hour) on
-    /// a filtered one.
+    /// clients can be told a stale address after such a move, at one
+    /// datagram a run, and the full run once an hour: 8 datagrams an hour
+    /// on an open path, 13 on a filtered one.
     fn default() -> Config {
         Config {
             rto: 500,
@@ -93,6 +103,7 @@ impl Default for Config {
             rc_tests: 3,
             rm: 16,
             interval: 10 * MINUTE,
+            full_every: 60 * MINUTE,
             backoff_min: MINUTE,
             backoff_max: 32 * MINUTE,
             run_deadline: 90_000,
@@ -275,6 +286,27 @@ struct Run {
     /// address and port.
     alt: Option<SocketAddrV4>,
     tested: Option<Tested>,
+    /// Steps 2–4 run (else step 1 alone, if it shows nothing new).
+    full: bool,
+}
+
+/// What step 1 showed in the last full run: a later step 1 that shows
+/// the same needs no full run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Shape {
+    public: Ipv4Addr,
+    behind_nat: bool,
+    port_kept: bool,
+}
+
+impl Shape {
+    fn of(first: SocketAddrV4, wan: Wan) -> Shape {
+        Shape {
+            public: *first.ip(),
+            behind_nat: first != SocketAddrV4::new(wan.addr, wan.ports[0]),
+            port_kept: first.port() == wan.ports[0],
+        }
+    }
 }
 
 /// The STUN client. See the module documentation.
@@ -286,6 +318,8 @@ pub struct Client {
     status: Status,
     run: Option<Run>,
     next_run: Option<Millis>,
+    /// The last full run: when, and what step 1 showed.
+    last_full: Option<(Millis, Shape)>,
     backoff: Millis,
     /// Send times within the last minute, oldest first.
     recent: VecDeque<Millis>,
@@ -311,6 +345,7 @@ impl Client {
             },
             run: None,
             next_run: None,
+            last_full: None,
             backoff,
             recent: VecDeque::new(),
             transmits: VecDeque::new(),
@@ -353,8 +388,10 @@ impl Client {
         self.restart(now);
     }
 
-    /// Starts a run now (an operator's request), within the packet cap.
+    /// Starts a full run now (an operator's request), within the packet
+    /// cap.
     pub fn check_now(&mut self, now: Millis) {
+        self.last_full = None;
         if self.run.is_none() {
             self.next_run = Some(now);
         }
@@ -362,6 +399,7 @@ impl Client {
 
     fn restart(&mut self, now: Millis) {
         self.run = None;
+        self.last_full = None;
         self.backoff = self.cfg.backoff_min;
         let reason = match (self.server, self.wan) {
             (None, _) => "no STUN server address".to_string(),
@@ -434,6 +472,9 @@ impl Client {
 
     fn start(&mut self, now: Millis, server: SocketAddrV4, wan: Wan) {
         self.next_run = None;
+        let full = self
+            .last_full
+            .is_none_or(|(at, _)| now >= at.saturating_add(self.cfg.full_every));
         self.run = Some(Run {
             deadline: now.saturating_add(self.cfg.run_deadline),
             server,
@@ -444,6 +485,7 @@ impl Client {
             second: None,
             alt: None,
             tested: None,
+            full,
         });
     }
 
@@ -461,11 +503,18 @@ impl Client {
             return self.timed_out(now, step);
         }
         // The packet cap: at most `max_per_minute` in any 60 s.
-        while self.recent.front().is_some_and(|&t| t + MINUTE <= now) {
+        while self
+            .recent
+            .front()
+            .is_some_and(|&t| t.saturating_add(MINUTE) <= now)
+        {
             self.recent.pop_front();
         }
         if self.recent.len() >= self.cfg.max_per_minute.max(1) {
-            txn.next = self.recent.front().map_or(now, |&t| t + MINUTE);
+            txn.next = self
+                .recent
+                .front()
+                .map_or(now, |&t| t.saturating_add(MINUTE));
             return;
         }
         self.recent.push_back(now);
@@ -538,6 +587,13 @@ impl Client {
                         }
                         _ => None,
                     });
+                let unchanged = self
+                    .last_full
+                    .is_some_and(|(_, shape)| shape == Shape::of(mapped, run.wan));
+                if !run.full && unchanged {
+                    return self.finish(now);
+                }
+                run.full = true;
                 run.next = Some((Step::BindSecond, now));
                 return;
             }
@@ -622,6 +678,8 @@ impl Client {
     /// kept, the next run after the backoff.
     fn failed(&mut self, now: Millis, why: String) {
         self.run = None;
+        // the verdict is gone: the next answer gets a full run
+        self.last_full = None;
         let wait = self.backoff;
         self.backoff = self.backoff.saturating_mul(2).min(self.cfg.backoff_max);
         self.next_run = Some(now.saturating_add(wait));
@@ -634,7 +692,8 @@ impl Client {
         self.set_filtering(Filtering::Unknown, reason);
     }
 
-    /// The verdict of a run that got at least the first answer.
+    /// The end of a run that got at least the first answer: a full run's
+    /// verdict, or step 1's public address.
     fn finish(&mut self, now: Millis) {
         let Some(run) = self.run.take() else {
             return;
@@ -646,10 +705,15 @@ impl Client {
         let Some(first) = run.first else {
             return;
         };
-        let wan = run.wan;
-        let behind_nat = first != SocketAddrV4::new(wan.addr, wan.ports[0]);
-        self.status.behind_nat = Some(behind_nat);
         self.set_public(Some(*first.ip()));
+        if !run.full {
+            // step 1 alone, and it showed what the last full run did
+            return;
+        }
+        let shape = Shape::of(first, run.wan);
+        self.last_full = Some((now, shape));
+        let behind_nat = shape.behind_nat;
+        self.status.behind_nat = Some(behind_nat);
         let (filtering, mut reason) = verdict(&run, first, behind_nat);
         if let Some(s) = run.second.filter(|s| s.ip() != first.ip()) {
             reason.push_str(&format!(
@@ -809,6 +873,8 @@ mod tests {
         no_nat: bool,
         /// Answers to drop before delivering again.
         lose: usize,
+        /// Drop every answer to the second socket.
+        mute_second: bool,
         /// When each datagram was sent.
         sent: Vec<Millis>,
     }
@@ -823,6 +889,7 @@ mod tests {
                 public: PUBLIC,
                 no_nat: false,
                 lose: 0,
+                mute_second: false,
                 sent: Vec::new(),
             }
         }
@@ -895,7 +962,7 @@ mod tests {
                     Filtering::Filtered(FilterKind::AddressDependent) => from.ip() == P.ip(),
                     _ => false,
                 };
-            if !passes {
+            if !passes || (self.mute_second && t.socket == Socket::Second) {
                 return None;
             }
             if self.lose > 0 {
@@ -1125,6 +1192,56 @@ mod tests {
     }
 
     #[test]
+    fn step_one_alone_between_full_runs() {
+        let mut f = Fake::new(Server::Rfc5780, Filtering::EndpointIndependent);
+        let mut c = client();
+        let now = drive(&mut c, &mut f, 0, 1000);
+        events(&mut c);
+        let verdict = c.status().clone();
+        // five runs of one datagram each, nothing changes
+        let now = drive(&mut c, &mut f, now, 50 * MINUTE + 1000);
+        let m = MINUTE;
+        assert_eq!(f.sent[3..], [10 * m, 20 * m, 30 * m, 40 * m, 50 * m]);
+        assert_eq!(events(&mut c), vec![]);
+        assert_eq!(
+            (&c.status().reason, c.status().filtering),
+            (&verdict.reason, verdict.filtering)
+        );
+        assert_eq!(c.status().checked_at, Some(50 * m));
+        // an hour after the last full run, the full run again
+        drive(&mut c, &mut f, now, 60 * MINUTE + 1000);
+        assert_eq!(f.sent[8..], [60 * m, 60 * m, 60 * m]);
+        // an operator's check is a full one
+        c.check_now(61 * m);
+        drive(&mut c, &mut f, 61 * m, 61 * m);
+        assert_eq!(f.sent.len(), 14);
+    }
+
+    #[test]
+    fn a_changed_mapping_makes_step_one_a_full_run() {
+        let mut f = Fake::new(Server::Rfc5780, Filtering::EndpointIndependent);
+        let mut c = client();
+        let now = drive(&mut c, &mut f, 0, 1000);
+        f.shift = 7;
+        drive(&mut c, &mut f, now, 10 * MINUTE);
+        assert_eq!(f.sent.len(), 6);
+        assert_eq!(
+            c.status().filtering,
+            Filtering::Filtered(FilterKind::PortTranslated)
+        );
+    }
+
+    #[test]
+    fn the_second_socket_may_stay_unanswered() {
+        let mut f = Fake::new(Server::Rfc5780, Filtering::EndpointIndependent);
+        f.mute_second = true;
+        let c = one_run(&mut f);
+        assert_eq!(c.status().filtering, Filtering::EndpointIndependent);
+        // 3 tries for the second socket, 8 s after the last, then test II
+        assert_eq!(f.sent, vec![0, 0, 500, 1500, 9500]);
+    }
+
+    #[test]
     fn a_lost_answer_is_retransmitted() {
         let mut f = Fake::new(Server::Rfc5780, Filtering::EndpointIndependent);
         f.lose = 1;
@@ -1139,12 +1256,12 @@ mod tests {
     fn packets_per_hour() {
         let apdf = Filtering::Filtered(FilterKind::AddressAndPortDependent);
         let cases = [
-            // 3 a run, a run every 10 min: 18 an hour
-            (Server::Rfc5780, Filtering::EndpointIndependent, 180..=180),
-            // 8 a run, one every 10 min 19 s: 46.5 an hour
-            (Server::Rfc5780, apdf, 464..=472),
-            // 2 a run (no tests possible): 12 an hour
-            (Server::Plain, Filtering::EndpointIndependent, 120..=120),
+            // a full run (3) and five of step 1 alone (1) an hour
+            (Server::Rfc5780, Filtering::EndpointIndependent, 80..=80),
+            // a full run (8, over 19 s) and five of step 1 alone an hour
+            (Server::Rfc5780, apdf, 129..=130),
+            // a full run of 2 (no tests possible) and five of 1 an hour
+            (Server::Plain, Filtering::EndpointIndependent, 70..=70),
             // 7 a run, one every 32 min 39.5 s: 12.9 an hour
             (Server::Silent, Filtering::Unknown, 126..=133),
         ];
