@@ -1258,6 +1258,12 @@ mod tests {
         let cases = [
             // a full run (3) and five of step 1 alone (1) an hour
             (Server::Rfc5780, Filtering::EndpointIndependent, 80..=80),
+            // a full run (6, over 9.5 s) and five of step 1 alone an hour
+            (
+                Server::Rfc5780,
+                Filtering::Filtered(FilterKind::AddressDependent),
+                109..=110,
+            ),
             // a full run (8, over 19 s) and five of step 1 alone an hour
             (Server::Rfc5780, apdf, 129..=130),
             // a full run of 2 (no tests possible) and five of 1 an hour
