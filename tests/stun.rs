@@ -137,22 +137,39 @@ fn public() -> Option<Ipv4Addr> {
 /// client's own deadline 90 s.
 const RUN: Duration = Duration::from_secs(100);
 
+/// A bed with `carrier` and `server`, and the client's first run in it.
+fn first_run(name: &str, carrier: Carrier, server: Server, cfg: Config) -> (CarrierBed, Harness) {
+    let cb = CarrierBed::new(name, carrier, server);
+    let mut h = Harness::new(&cb, cfg);
+    h.one_run(RUN);
+    (cb, h)
+}
+
+/// The public address, the verdict and how many datagrams it took.
+fn expect(h: &Harness, public: Option<Ipv4Addr>, filtering: Filtering, sent: usize) {
+    let s = h.client.status();
+    assert_eq!((s.public, s.filtering), (public, filtering), "{s:?}");
+    assert_eq!(h.sent, sent, "{s:?}");
+}
+
+const APDF: Filtering = Filtering::Filtered(FilterKind::AddressAndPortDependent);
+
 #[test]
 fn endpoint_independent_carrier_with_coturn() {
-    let cb = CarrierBed::new("stei5780", Carrier::EndpointIndependent, Server::Coturn);
     // the next run a second later instead of ten minutes
     let cfg = Config {
         interval: 1000,
         ..Config::default()
     };
-    let mut h = Harness::new(&cb, cfg);
-    h.one_run(RUN);
-    let s = h.client.status();
-    assert_eq!(s.public, public(), "{s:?}");
-    assert_eq!(s.filtering, Filtering::EndpointIndependent, "{s:?}");
-    assert_eq!(s.behind_nat, Some(true));
+    let (_cb, mut h) = first_run(
+        "stei5780",
+        Carrier::EndpointIndependent,
+        Server::Coturn,
+        cfg,
+    );
     // Binding from each socket and test II, each answered at once.
-    assert_eq!(h.sent, 3);
+    expect(&h, public(), Filtering::EndpointIndependent, 3);
+    assert_eq!(h.client.status().behind_nat, Some(true));
     let ev = h.events();
     assert!(ev.contains(&Event::Public {
         old: None,
@@ -160,79 +177,76 @@ fn endpoint_independent_carrier_with_coturn() {
     }));
     // The next run is one Binding: the same mapping, the same verdict.
     h.one_run(RUN);
-    assert_eq!(h.sent, 4);
-    assert_eq!(h.client.status().filtering, Filtering::EndpointIndependent);
+    expect(&h, public(), Filtering::EndpointIndependent, 4);
     assert_eq!(h.events(), vec![]);
 }
 
 #[test]
 fn endpoint_independent_carrier_with_stund() {
-    let cb = CarrierBed::new("steistud", Carrier::EndpointIndependent, Server::Stund);
-    let mut h = Harness::new(&cb, Config::default());
-    h.one_run(RUN);
-    let s = h.client.status();
-    assert_eq!(s.public, public(), "{s:?}");
-    assert_eq!(s.filtering, Filtering::EndpointIndependent, "{s:?}");
-    assert_eq!(h.sent, 3);
+    let (_cb, h) = first_run(
+        "steistud",
+        Carrier::EndpointIndependent,
+        Server::Stund,
+        Config::default(),
+    );
+    expect(&h, public(), Filtering::EndpointIndependent, 3);
 }
 
 #[test]
 fn address_restricted_carrier_with_coturn() {
-    let cb = CarrierBed::new("stad5780", Carrier::AddressRestricted, Server::Coturn);
-    let mut h = Harness::new(&cb, Config::default());
-    h.one_run(RUN);
-    let s = h.client.status();
-    assert_eq!(s.public, public(), "{s:?}");
-    assert_eq!(
-        s.filtering,
-        Filtering::Filtered(FilterKind::AddressDependent),
-        "{s:?}"
+    let (_cb, h) = first_run(
+        "stad5780",
+        Carrier::AddressRestricted,
+        Server::Coturn,
+        Config::default(),
     );
     // Two Bindings, test II three times, test III answered.
-    assert_eq!(h.sent, 6);
+    let adf = Filtering::Filtered(FilterKind::AddressDependent);
+    expect(&h, public(), adf, 6);
 }
 
 #[test]
 fn no_nat_with_coturn() {
-    let cb = CarrierBed::new("strouted", Carrier::Routed, Server::Coturn);
-    let mut h = Harness::new(&cb, Config::default());
-    h.one_run(RUN);
+    let (_cb, h) = first_run(
+        "strouted",
+        Carrier::Routed,
+        Server::Coturn,
+        Config::default(),
+    );
+    expect(
+        &h,
+        CGN_WAN_IP.parse().ok(),
+        Filtering::EndpointIndependent,
+        3,
+    );
     let s = h.client.status();
-    assert_eq!(s.public, CGN_WAN_IP.parse().ok(), "{s:?}");
     assert_eq!(s.behind_nat, Some(false));
-    assert_eq!(s.filtering, Filtering::EndpointIndependent, "{s:?}");
     assert!(s.reason.starts_with("No NAT"), "{}", s.reason);
 }
 
 #[test]
 fn symmetric_carrier_with_coturn() {
-    let cb = CarrierBed::new("stsy5780", Carrier::Symmetric, Server::Coturn);
-    let mut h = Harness::new(&cb, Config::default());
-    h.one_run(RUN);
-    let s = h.client.status();
-    assert_eq!(s.public, public(), "{s:?}");
-    assert_eq!(
-        s.filtering,
-        Filtering::Filtered(FilterKind::AddressAndPortDependent),
-        "{s:?}"
+    let (_cb, h) = first_run(
+        "stsy5780",
+        Carrier::Symmetric,
+        Server::Coturn,
+        Config::default(),
     );
-    assert!(s.reason.contains("cannot be reached"), "{}", s.reason);
     // Two Bindings, then tests II and III three times each.
-    assert_eq!(h.sent, 8);
+    expect(&h, public(), APDF, 8);
+    let reason = &h.client.status().reason;
+    assert!(reason.contains("cannot be reached"), "{reason}");
 }
 
 #[test]
 fn symmetric_carrier_with_stund() {
-    let cb = CarrierBed::new("stsystud", Carrier::Symmetric, Server::Stund);
-    let mut h = Harness::new(&cb, Config::default());
-    h.one_run(RUN);
-    let s = h.client.status();
-    assert_eq!(s.public, public(), "{s:?}");
-    assert_eq!(
-        s.filtering,
-        Filtering::Filtered(FilterKind::AddressAndPortDependent),
-        "{s:?}"
+    let (_cb, h) = first_run(
+        "stsystud",
+        Carrier::Symmetric,
+        Server::Stund,
+        Config::default(),
     );
+    expect(&h, public(), APDF, 8);
 }
 
 #[test]

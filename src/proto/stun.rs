@@ -261,15 +261,15 @@ impl Message {
         if b.len() > MAX_MESSAGE {
             return Err(Error::TooLong { len: b.len() });
         }
-        let t = be16(b, 0);
+        let t = be16(b);
         if t & 0xC000 != 0 {
             return Err(Error::NotStun { first: b[0] });
         }
-        let cookie = be32(b, 4);
+        let cookie = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
         if cookie != MAGIC_COOKIE {
             return Err(Error::BadCookie { cookie });
         }
-        let field = be16(b, 2);
+        let field = be16(&b[2..]);
         // RFC 8489 §5: attributes are padded, so the length is a multiple
         // of 4; over UDP one datagram carries exactly one message.
         if field % 4 != 0 || HEADER_LEN + usize::from(field) != b.len() {
@@ -291,8 +291,8 @@ impl Message {
             let Some(head) = b.get(at..at + 4) else {
                 return Err(Error::Truncated { at });
             };
-            let kind = be16(head, 0);
-            let len = usize::from(be16(head, 2));
+            let kind = be16(head);
+            let len = usize::from(be16(&head[2..]));
             let start = at + 4;
             // RFC 8489 §14: values are padded to a multiple of 4 bytes;
             // the padding's content is ignored.
@@ -498,7 +498,7 @@ const FAMILY_V6: u8 = 0x02;
 fn parse_address(v: &[u8], xor: Option<&TransactionId>) -> Option<SocketAddr> {
     let family = *v.get(1)?;
     let mask = xor_mask(xor);
-    let port = be16(v, 2) ^ u16::from_be_bytes([mask[0], mask[1]]);
+    let port = be16(v.get(2..)?) ^ u16::from_be_bytes([mask[0], mask[1]]);
     let ip = match (family, v.len()) {
         (FAMILY_V4, 8) => {
             let mut o = [0u8; 4];
@@ -556,16 +556,10 @@ pub fn crc32(data: &[u8]) -> u32 {
     !crc
 }
 
-fn be16(b: &[u8], at: usize) -> u16 {
-    match b.get(at..at + 2) {
-        Some(&[x, y]) => u16::from_be_bytes([x, y]),
-        _ => 0,
-    }
-}
-
-fn be32(b: &[u8], at: usize) -> u32 {
-    match b.get(at..at + 4) {
-        Some(&[a, c, d, e]) => u32::from_be_bytes([a, c, d, e]),
+/// The big-endian 16 bits at the start of `b` (0 if it is shorter).
+fn be16(b: &[u8]) -> u16 {
+    match *b {
+        [x, y, ..] => u16::from_be_bytes([x, y]),
         _ => 0,
     }
 }
@@ -805,7 +799,7 @@ mod tests {
         };
         let b = m.emit();
         assert_eq!(b.len() % 4, 0);
-        assert_eq!(usize::from(be16(&b, 2)), b.len() - HEADER_LEN);
+        assert_eq!(usize::from(be16(&b[2..])), b.len() - HEADER_LEN);
         assert_eq!(Message::parse(&b).unwrap(), m);
     }
 

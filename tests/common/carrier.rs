@@ -126,29 +126,11 @@ impl CarrierBed {
             "ip", "link", "add", "w-pub", "netns", w, "type", "veth", "peer", "name", "p-eth0",
             "netns", p,
         ]);
-        for a in [CARRIER_PUBLIC_IP, CARRIER_PUBLIC2_IP] {
-            must(&[
-                "ip",
-                "-n",
-                w,
-                "addr",
-                "add",
-                &format!("{a}/24"),
-                "dev",
-                "w-pub",
-            ]);
-        }
-        for a in [STUN_IP, STUN_ALT_IP, PUBLIC_HOST_IP] {
-            must(&[
-                "ip",
-                "-n",
-                p,
-                "addr",
-                "add",
-                &format!("{a}/24"),
-                "dev",
-                "p-eth0",
-            ]);
+        let public = [CARRIER_PUBLIC_IP, CARRIER_PUBLIC2_IP].map(|a| (w, "w-pub", a));
+        let segment = [STUN_IP, STUN_ALT_IP, PUBLIC_HOST_IP].map(|a| (p, "p-eth0", a));
+        for (ns, dev, a) in public.into_iter().chain(segment) {
+            let cidr = format!("{a}/24");
+            must(&["ip", "-n", ns, "addr", "add", &cidr, "dev", dev]);
         }
         must(&["ip", "-n", w, "link", "set", "w-pub", "up"]);
         must(&["ip", "-n", p, "link", "set", "p-eth0", "up"]);
@@ -178,48 +160,44 @@ impl CarrierBed {
 
     /// Loads (again) the carrier's NAT rules, translating to `public`.
     pub fn carrier_nat(&self, carrier: Carrier, public: &str) {
-        let rules = match carrier {
-            Carrier::EndpointIndependent => format!(
-                "table ip carrier {{
-  chain prerouting {{
+        // The forward of the carrier's inbound ports to the router, `only`
+        // matching before the ports; the source NAT to `public`.
+        let forward = |only: &str| {
+            format!(
+                "chain prerouting {{
     type nat hook prerouting priority dstnat; policy accept;
-    iifname \"w-pub\" ip daddr {public} meta l4proto {{ tcp, udp }} th dport 1024-65535 dnat to {CGN_WAN_IP}
-  }}
-  chain postrouting {{
-    type nat hook postrouting priority srcnat; policy accept;
-    oifname \"w-pub\" ip saddr {CGN_WAN_IP} snat to {public}
-  }}
-}}"
-            ),
-            Carrier::AddressRestricted => format!(
-                "table ip carrier {{
-  set contacted {{
-    type ipv4_addr; flags dynamic, timeout; timeout 10m;
-  }}
-  chain forward {{
-    type filter hook forward priority filter; policy accept;
-    iifname \"w-eth0\" oifname \"w-pub\" update @contacted {{ ip daddr }}
-  }}
-  chain prerouting {{
-    type nat hook prerouting priority dstnat; policy accept;
-    iifname \"w-pub\" ip daddr {public} ip saddr @contacted meta l4proto {{ tcp, udp }} th dport 1024-65535 dnat to {CGN_WAN_IP}
-  }}
-  chain postrouting {{
-    type nat hook postrouting priority srcnat; policy accept;
-    oifname \"w-pub\" ip saddr {CGN_WAN_IP} snat to {public}
-  }}
-}}"
-            ),
-            Carrier::Routed => "table ip carrier {\n}".to_string(),
-            Carrier::Symmetric => format!(
-                "table ip carrier {{
-  chain postrouting {{
-    type nat hook postrouting priority srcnat; policy accept;
-    oifname \"w-pub\" ip saddr {CGN_WAN_IP} snat to {public} random
-  }}
-}}"
-            ),
+    iifname \"w-pub\" ip daddr {public} {only} meta l4proto {{ tcp, udp }} th dport 1024-65535 dnat to {CGN_WAN_IP}
+  }}"
+            )
         };
+        let snat = |how: &str| {
+            format!(
+                "chain postrouting {{
+    type nat hook postrouting priority srcnat; policy accept;
+    oifname \"w-pub\" ip saddr {CGN_WAN_IP} snat to {public}{how}
+  }}"
+            )
+        };
+        // Addresses the router sent to, for the restricted forward.
+        let contacted = "set contacted {
+    type ipv4_addr; flags dynamic, timeout; timeout 10m;
+  }
+  chain forward {
+    type filter hook forward priority filter; policy accept;
+    iifname \"w-eth0\" oifname \"w-pub\" update @contacted { ip daddr }
+  }";
+        let chains = match carrier {
+            Carrier::EndpointIndependent => [forward(""), snat("")].join("\n  "),
+            Carrier::AddressRestricted => [
+                contacted.to_string(),
+                forward("ip saddr @contacted"),
+                snat(""),
+            ]
+            .join("\n  "),
+            Carrier::Routed => String::new(),
+            Carrier::Symmetric => snat(" random"),
+        };
+        let rules = format!("table ip carrier {{\n  {chains}\n}}\n");
         let _ = self
             .bed
             .exec(&self.bed.w, &["nft", "delete", "table", "ip", "carrier"]);
