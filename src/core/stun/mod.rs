@@ -898,6 +898,7 @@ mod tests {
         assert_eq!(s.filtering, Filtering::EndpointIndependent);
         assert_eq!(s.behind_nat, Some(true));
         assert!(s.reason.contains("endpoint-independent"), "{}", s.reason);
+        assert_eq!(s.filtering.as_str(), "endpoint-independent");
         // Bind, second socket's Bind, test II: three datagrams at once.
         assert_eq!(f.sent, vec![0, 0, 0]);
         assert_eq!(c.poll_at(), Some(10 * MINUTE));
@@ -945,6 +946,7 @@ mod tests {
         );
         assert_eq!(f.sent, vec![0, 0, 0, 500, 1500, 9500, 10000, 11000]);
         assert_eq!(c.status().checked_at, Some(19_000));
+        assert_eq!(c.status().filtering.as_str(), "address-and-port-dependent");
         assert_eq!(c.poll_at(), Some(19_000 + 10 * MINUTE));
     }
 
