@@ -14,6 +14,7 @@ pub mod pinhole;
 pub mod pmp;
 pub mod policy;
 pub mod ssdp;
+pub mod stun;
 pub mod table;
 
 use std::net::Ipv4Addr;

@@ -15,6 +15,7 @@ pub mod pcp;
 pub mod schema;
 pub mod soap;
 pub mod ssdp;
+pub mod stun;
 pub mod ubus;
 pub mod uci;
 pub mod xml;

@@ -6,6 +6,8 @@
 //! the same test builds it again.
 #![allow(dead_code)]
 
+pub mod carrier;
+
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
