@@ -1,8 +1,9 @@
 //! The interface through which the core drives the packet filter, and a
 //! recording fake for tests.
 //!
-//! Owns: the [`Firewall`] trait. The real implementation is
-//! `sys::nft::Nft`; nothing here may do IO.
+//! Owns: the [`Firewall`] trait, which [`crate::core::Core::commit_turn`]
+//! drives once per loop turn, and [`Recording`]. The real implementation
+//! is `sys::nft::Nft`; nothing here may do IO.
 
 use std::collections::HashMap;
 
@@ -23,10 +24,12 @@ pub trait Firewall {
     /// the call.
     fn apply(&mut self, changes: &[Change], pins: &[PinChange], now: Millis) -> Result<(), String>;
 
-    /// Makes the kernel hold exactly `all` and `pins` and nothing else:
-    /// used at start, after a firewall reload, and to recover from a
-    /// failed transaction.
-    fn sync(&mut self, all: &[&Mapping], pins: &[&Pinhole], now: Millis) -> Result<(), String>;
+    /// Builds (or rebuilds) the packet filter's structure and installs
+    /// `all` and `pins`: used at start, after a firewall reload or a new
+    /// setup, and to recover from a failed transaction. Elements no
+    /// mapping owns are removed whenever the kernel may hold some (at
+    /// start, after a failure).
+    fn restore(&mut self, all: &[&Mapping], pins: &[&Pinhole], now: Millis) -> Result<(), String>;
 
     /// Counters of every installed mapping.
     fn counters(&mut self) -> HashMap<Key, Counters>;
@@ -43,9 +46,11 @@ pub struct Recording {
     pub pinholes: HashMap<u16, Pinhole>,
     /// Number of successful `apply` calls (transactions).
     pub transactions: usize,
-    pub syncs: usize,
+    pub restores: usize,
     /// When set, the next `apply` fails with this message.
     pub fail_next: Option<String>,
+    /// When set, the next `restore` fails with this message.
+    pub fail_restore: Option<String>,
 }
 
 impl Firewall for Recording {
@@ -74,10 +79,13 @@ impl Firewall for Recording {
         Ok(())
     }
 
-    fn sync(&mut self, all: &[&Mapping], pins: &[&Pinhole], _now: Millis) -> Result<(), String> {
+    fn restore(&mut self, all: &[&Mapping], pins: &[&Pinhole], _now: Millis) -> Result<(), String> {
+        if let Some(e) = self.fail_restore.take() {
+            return Err(e);
+        }
         self.pinholes = pins.iter().map(|p| (p.id, (*p).clone())).collect();
         self.installed = all.iter().map(|m| (m.key, (*m).clone())).collect();
-        self.syncs += 1;
+        self.restores += 1;
         Ok(())
     }
 

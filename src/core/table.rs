@@ -12,7 +12,8 @@ use std::net::Ipv4Addr;
 
 use crate::proto::Proto;
 
-/// Milliseconds on the daemon's monotonic clock. Wall-clock time only
+/// Milliseconds on the daemon's monotonic clock, counted from the
+/// daemon's start (so `now / 1000` is its uptime). Wall-clock time only
 /// appears at the edges (the lease file), so an NTP step on a router that
 /// booted in 1970 does not expire every lease at once.
 pub type Millis = u64;
@@ -53,7 +54,7 @@ impl Origin {
 
     /// NAT-PMP and PCP mappings are identified by their internal endpoint
     /// as well as by their external port.
-    pub fn is_pmp(self) -> bool {
+    pub fn is_natpmp_or_pcp(self) -> bool {
         matches!(self, Origin::NatPmp | Origin::Pcp)
     }
 }
@@ -106,6 +107,17 @@ impl Mapping {
         })
     }
 
+    /// The description as shown to anyone but its owner (UPnP listings,
+    /// ubus): a PCP nonce is secret, since it authorises renewals and
+    /// deletions, so a PCP mapping shows only `PCP MAP` or `PCP PEER`.
+    pub fn public_desc(&self) -> &str {
+        match self.origin {
+            Origin::Pcp if self.desc.starts_with("PCP PEER") => "PCP PEER",
+            Origin::Pcp => "PCP MAP",
+            _ => &self.desc,
+        }
+    }
+
     /// True if the parts the firewall sees are equal (not lease or text).
     pub fn same_rule(&self, other: &Mapping) -> bool {
         self.key == other.key
@@ -137,7 +149,7 @@ pub struct Table {
     /// NAT-PMP/PCP mappings by internal endpoint (RFC 6886 §3.3: one
     /// mapping per internal address, protocol and port).
     by_internal: HashMap<(Ipv4Addr, Proto, u16), Key>,
-    /// Prior state of every key touched since the last `take_changes`.
+    /// Prior state of every key touched since the last `commit`.
     journal: Vec<(Key, Option<Mapping>)>,
 }
 
@@ -244,7 +256,7 @@ impl Table {
         }
     }
 
-    /// True if anything was changed since the last `take_changes`.
+    /// True if anything was changed since the last `commit`.
     pub fn is_dirty(&self) -> bool {
         !self.journal.is_empty()
     }
@@ -277,13 +289,6 @@ impl Table {
         self.journal.clear();
     }
 
-    /// [`Table::pending_changes`] followed by [`Table::commit`].
-    pub fn take_changes(&mut self) -> Vec<Change> {
-        let c = self.pending_changes();
-        self.commit();
-        c
-    }
-
     fn attach(&mut self, m: Mapping) {
         let key = m.key;
         if let Err(pos) = self.order.binary_search(&key) {
@@ -293,7 +298,7 @@ impl Table {
             self.deadlines.insert((t, key));
         }
         *self.per_client.entry(m.client).or_insert(0) += 1;
-        if m.origin.is_pmp() {
+        if m.origin.is_natpmp_or_pcp() {
             self.by_internal.insert((m.iaddr, key.proto, m.iport), key);
         }
         self.entries.insert(key, m);
@@ -339,6 +344,12 @@ pub(crate) mod tests {
             nonce: None,
             peer_port: None,
         }
+    }
+
+    fn take_changes(t: &mut Table) -> Vec<Change> {
+        let c = t.pending_changes();
+        t.commit();
+        c
     }
 
     #[test]
@@ -388,13 +399,13 @@ pub(crate) mod tests {
     fn changes_collapse_and_roll_back() {
         let mut t = Table::new();
         t.put(mapping(Proto::Tcp, 1, 2, None));
-        t.take_changes();
+        take_changes(&mut t);
         let sp = t.savepoint();
         t.put(mapping(Proto::Tcp, 2, 2, None));
         t.remove(&Key::new(Proto::Tcp, 2));
         t.remove(&Key::new(Proto::Tcp, 1));
         t.put(mapping(Proto::Tcp, 3, 3, None));
-        let c = t.take_changes();
+        let c = take_changes(&mut t);
         // key 2 was added and removed: no net change.
         assert_eq!(c.len(), 2);
         assert!(c[0].old.is_some() && c[0].new.is_none());
@@ -409,7 +420,7 @@ pub(crate) mod tests {
         assert!(t.get(&Key::new(Proto::Tcp, 3)).is_some());
         assert_eq!(t.next_deadline(), None);
         assert_eq!(t.count_for(Ipv4Addr::new(192, 168, 1, 4)), 0);
-        assert!(t.take_changes().is_empty());
+        assert!(take_changes(&mut t).is_empty());
     }
 
     #[test]

@@ -103,7 +103,7 @@ pub enum Incoming {
     Call {
         method: String,
         args: Value,
-        reply: Responder,
+        reply: CallReply,
     },
     /// A notification from an object we subscribed to (`object` is the path
     /// given to [`Handle::subscribe`], `kind` e.g. `interface.update`).
@@ -123,14 +123,14 @@ pub enum Incoming {
 
 /// The answer to one [`Incoming::Call`]. Dropping it unanswered answers
 /// UBUS_STATUS_UNKNOWN_ERROR; answering after the serve timeout does nothing.
-pub struct Responder {
+pub struct CallReply {
     tx: Option<mpsc::Sender<Reply>>,
     generation: u64,
     serial: u64,
     explain: Option<Value>,
 }
 
-impl Responder {
+impl CallReply {
     /// `Ok(table)` sends DATA then STATUS 0; `Err(status)` sends STATUS only.
     /// A call made with NO_REPLY ignores this.
     pub fn reply(mut self, result: Result<Value, Status>) {
@@ -164,15 +164,15 @@ impl Responder {
     }
 }
 
-impl Drop for Responder {
+impl Drop for CallReply {
     fn drop(&mut self) {
         self.send(Err(Status::UnknownError));
     }
 }
 
-impl fmt::Debug for Responder {
+impl fmt::Debug for CallReply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Responder")
+        f.debug_struct("CallReply")
             .field("serial", &self.serial)
             .field("no_reply", &self.tx.is_none())
             .finish()
@@ -279,7 +279,7 @@ pub fn spawn_with(opts: Options, object: ObjectSpec) -> (Handle, mpsc::Receiver<
         call_timeout: opts.call_timeout,
     };
     let signature = wire::signature(&object.methods);
-    let ctx = Ctx {
+    let client = Client {
         opts,
         object,
         signature,
@@ -292,13 +292,13 @@ pub fn spawn_with(opts: Options, object: ObjectSpec) -> (Handle, mpsc::Receiver<
         generation: 0,
         next_serial: 0,
     };
-    tokio::spawn(run(ctx));
+    tokio::spawn(run(client));
     (handle, in_rx)
 }
 
 /// State that outlives a connection: what we want registered, and the
 /// channels.
-struct Ctx {
+struct Client {
     opts: Options,
     object: ObjectSpec,
     signature: Value,
@@ -323,7 +323,7 @@ enum End {
     Lost(String),
 }
 
-impl Ctx {
+impl Client {
     /// Hands a message to the daemon without ever blocking the connection
     /// (the daemon may itself be waiting on a [`Handle::call`]).
     fn deliver(&self, msg: Incoming) -> Result<(), End> {
@@ -407,25 +407,25 @@ fn describe(m: &Incoming) -> String {
     }
 }
 
-async fn run(mut ctx: Ctx) {
+async fn run(mut client: Client) {
     let mut warned = false;
-    let mut delay = ctx.opts.retry_min;
+    let mut delay = client.opts.retry_min;
     loop {
-        match connect(&ctx.opts).await {
+        match connect(&client.opts).await {
             Ok((stream, client_id, path)) => {
                 info!(
                     "ubus: connected to {} as client {client_id:08x}",
                     path.display()
                 );
-                delay = ctx.opts.retry_min;
-                ctx.generation += 1;
-                match session(&mut ctx, stream).await {
+                delay = client.opts.retry_min;
+                client.generation += 1;
+                match session(&mut client, stream).await {
                     End::Shutdown => return,
                     End::Lost(why) => {
                         // The loss is the one warning of this outage.
                         warn!("ubus: connection lost ({why}); reconnecting");
                         warned = true;
-                        if ctx.deliver(Incoming::Disconnected).is_err() {
+                        if client.deliver(Incoming::Disconnected).is_err() {
                             return;
                         }
                     }
@@ -437,10 +437,10 @@ async fn run(mut ctx: Ctx) {
             }
             Err(why) => debug!("ubus: still not available ({why})"),
         }
-        if ctx.idle(delay).await.is_err() {
+        if client.idle(delay).await.is_err() {
             return;
         }
-        delay = (delay * 2).min(ctx.opts.retry_max);
+        delay = (delay * 2).min(client.opts.retry_max);
     }
 }
 
@@ -560,7 +560,7 @@ struct Session {
     announced: bool,
 }
 
-async fn session(ctx: &mut Ctx, stream: UnixStream) -> End {
+async fn session(client: &mut Client, stream: UnixStream) -> End {
     let (mut rd, wr) = stream.into_split();
     let mut s = Session {
         wr,
@@ -573,8 +573,8 @@ async fn session(ctx: &mut Ctx, stream: UnixStream) -> End {
         subs: Vec::new(),
         announced: false,
     };
-    let end = match s.start(ctx).await {
-        Ok(()) => s.run(ctx, &mut rd).await,
+    let end = match s.start(client).await {
+        Ok(()) => s.run(client, &mut rd).await,
         Err(end) => end,
     };
     // Whatever was in flight fails with the connection.
@@ -590,7 +590,7 @@ async fn session(ctx: &mut Ctx, stream: UnixStream) -> End {
 }
 
 impl Session {
-    async fn run(&mut self, ctx: &mut Ctx, rd: &mut tokio::net::unix::OwnedReadHalf) -> End {
+    async fn run(&mut self, client: &mut Client, rd: &mut tokio::net::unix::OwnedReadHalf) -> End {
         let mut chunk = vec![0u8; 16 * 1024];
         let mut inbuf: Vec<u8> = Vec::new();
         loop {
@@ -601,16 +601,16 @@ impl Session {
                     Err(e) => Err(End::Lost(format!("read: {e}"))),
                     Ok(n) => {
                         inbuf.extend_from_slice(chunk.get(..n).unwrap_or(&[]));
-                        self.drain_frames(ctx, &mut inbuf).await
+                        self.drain_frames(client, &mut inbuf).await
                     }
                 },
-                cmd = ctx.cmd_rx.recv() => match cmd {
-                    Some(cmd) => self.on_command(ctx, cmd).await,
+                cmd = client.cmd_rx.recv() => match cmd {
+                    Some(cmd) => self.on_command(client, cmd).await,
                     None => Err(End::Shutdown),
                 },
-                Some(reply) = ctx.reply_rx.recv() => self.on_reply(ctx, reply).await,
+                Some(reply) = client.reply_rx.recv() => self.on_reply(client, reply).await,
                 _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                    self.expire(ctx).await
+                    self.expire(client).await
                 }
             };
             if let Err(end) = step {
@@ -621,7 +621,7 @@ impl Session {
 
     /// Decodes every complete message in `inbuf`. The buffer never holds
     /// more than one message plus one read, as `frame_len` bounds each.
-    async fn drain_frames(&mut self, ctx: &mut Ctx, inbuf: &mut Vec<u8>) -> Result<(), End> {
+    async fn drain_frames(&mut self, client: &mut Client, inbuf: &mut Vec<u8>) -> Result<(), End> {
         while inbuf.len() >= PREFIX_LEN {
             let total = frame_len(inbuf).map_err(malformed)?;
             if inbuf.len() < total {
@@ -631,7 +631,7 @@ impl Session {
             let decoded = Message::decode(inbuf.get(..total).unwrap_or(&[]));
             inbuf.drain(..total);
             match decoded {
-                Ok(msg) => self.on_message(ctx, msg).await?,
+                Ok(msg) => self.on_message(client, msg).await?,
                 Err(wire::Error::UnknownType { kind, .. }) => {
                     debug!("ubus: ignoring message of unknown type {kind}");
                 }
@@ -669,13 +669,13 @@ impl Session {
     /// Sends a request and remembers what its answer is for.
     async fn request(
         &mut self,
-        ctx: &Ctx,
+        client: &Client,
         kind: MsgType,
         peer: u32,
         attrs: Vec<Attr>,
         what: Pending,
     ) -> Result<(), End> {
-        let deadline = Instant::now() + ctx.opts.call_timeout;
+        let deadline = Instant::now() + client.opts.call_timeout;
         self.request_until(deadline, kind, peer, attrs, what).await
     }
 
@@ -711,20 +711,20 @@ impl Session {
 
     /// Registers everything the connection needs: our object first, then
     /// the listener object (patterns and subscriptions follow its answer).
-    async fn start(&mut self, ctx: &mut Ctx) -> Result<(), End> {
+    async fn start(&mut self, client: &mut Client) -> Result<(), End> {
         let attrs = vec![
-            Attr::ObjPath(ctx.object.name.clone()),
-            Attr::Signature(ctx.signature.clone()),
+            Attr::ObjPath(client.object.name.clone()),
+            Attr::Signature(client.signature.clone()),
         ];
-        self.request(ctx, MsgType::AddObject, 0, attrs, Pending::AddObject)
+        self.request(client, MsgType::AddObject, 0, attrs, Pending::AddObject)
             .await?;
-        if !ctx.listens.is_empty() || !ctx.subs.is_empty() {
-            self.add_listener(ctx).await?;
+        if !client.listens.is_empty() || !client.subs.is_empty() {
+            self.add_listener(client).await?;
         }
         Ok(())
     }
 
-    async fn add_listener(&mut self, ctx: &Ctx) -> Result<(), End> {
+    async fn add_listener(&mut self, client: &Client) -> Result<(), End> {
         if self.listener.is_some()
             || self
                 .requests
@@ -733,19 +733,19 @@ impl Session {
         {
             return Ok(());
         }
-        self.request(ctx, MsgType::AddObject, 0, vec![], Pending::AddListener)
+        self.request(client, MsgType::AddObject, 0, vec![], Pending::AddListener)
             .await
     }
 
     /// Registers every wanted pattern not yet registered, ours included,
     /// then starts the subscriptions: ubusd handles our messages in order,
     /// so `ubus.object.add` is registered before any LOOKUP can miss it.
-    async fn sync_listener(&mut self, ctx: &Ctx) -> Result<(), End> {
+    async fn sync_listener(&mut self, client: &Client) -> Result<(), End> {
         let Some(listener) = self.listener else {
-            return self.add_listener(ctx).await;
+            return self.add_listener(client).await;
         };
-        let mut wanted = ctx.listens.clone();
-        if !ctx.subs.is_empty() {
+        let mut wanted = client.listens.clone();
+        if !client.subs.is_empty() {
             wanted.push(OBJECT_ADD_EVENT.to_owned());
         }
         for pattern in wanted {
@@ -762,7 +762,7 @@ impl Session {
                 Attr::Data(data),
             ];
             self.request(
-                ctx,
+                client,
                 MsgType::Invoke,
                 SYSTEM_OBJECT_EVENT,
                 attrs,
@@ -770,7 +770,7 @@ impl Session {
             )
             .await?;
         }
-        for path in &ctx.subs {
+        for path in &client.subs {
             if !self.subs.iter().any(|s| &s.path == path) {
                 self.subs.push(Sub {
                     path: path.clone(),
@@ -781,14 +781,14 @@ impl Session {
             }
         }
         for i in 0..self.subs.len() {
-            self.advance_sub(ctx, i).await?;
+            self.advance_sub(client, i).await?;
         }
         Ok(())
     }
 
     /// Moves subscription `i` one step on: create its object, then look up
     /// its target (the SUBSCRIBE follows the LOOKUP's answer).
-    async fn advance_sub(&mut self, ctx: &Ctx, i: usize) -> Result<(), End> {
+    async fn advance_sub(&mut self, client: &Client, i: usize) -> Result<(), End> {
         let Some(sub) = self.subs.get_mut(i) else {
             return Ok(());
         };
@@ -799,15 +799,16 @@ impl Session {
         let path = sub.path.clone();
         if sub.objid.is_none() {
             let what = Pending::AddSubscriber(path);
-            self.request(ctx, MsgType::AddObject, 0, vec![], what).await
+            self.request(client, MsgType::AddObject, 0, vec![], what)
+                .await
         } else {
             let attrs = vec![Attr::ObjPath(path.clone())];
             let what = Pending::LookupTarget(path);
-            self.request(ctx, MsgType::Lookup, 0, attrs, what).await
+            self.request(client, MsgType::Lookup, 0, attrs, what).await
         }
     }
 
-    async fn subscribe_to(&mut self, ctx: &Ctx, path: &str, target: u32) -> Result<(), End> {
+    async fn subscribe_to(&mut self, client: &Client, path: &str, target: u32) -> Result<(), End> {
         let Some(sub) = self.subs.iter_mut().find(|s| s.path == path) else {
             return Ok(());
         };
@@ -820,10 +821,11 @@ impl Session {
             path: path.to_owned(),
             target,
         };
-        self.request(ctx, MsgType::Subscribe, 0, attrs, what).await
+        self.request(client, MsgType::Subscribe, 0, attrs, what)
+            .await
     }
 
-    async fn on_command(&mut self, ctx: &mut Ctx, cmd: Command) -> Result<(), End> {
+    async fn on_command(&mut self, client: &mut Client, cmd: Command) -> Result<(), End> {
         match cmd {
             Command::SendEvent { name, data } => {
                 if data.as_table().is_none() {
@@ -837,7 +839,7 @@ impl Session {
                     Attr::Data(payload),
                 ];
                 self.request(
-                    ctx,
+                    client,
                     MsgType::Invoke,
                     SYSTEM_OBJECT_EVENT,
                     attrs,
@@ -846,14 +848,14 @@ impl Session {
                 .await
             }
             Command::Subscribe(path) => {
-                if ctx.remember_sub(&path) {
-                    self.sync_listener(ctx).await?;
+                if client.remember_sub(&path) {
+                    self.sync_listener(client).await?;
                 }
                 Ok(())
             }
             Command::Listen(pattern) => {
-                if ctx.remember_listen(&pattern) {
-                    self.sync_listener(ctx).await?;
+                if client.remember_listen(&pattern) {
+                    self.sync_listener(client).await?;
                 }
                 Ok(())
             }
@@ -878,12 +880,12 @@ impl Session {
                     args,
                     reply,
                 };
-                self.request(ctx, MsgType::Lookup, 0, attrs, what).await
+                self.request(client, MsgType::Lookup, 0, attrs, what).await
             }
         }
     }
 
-    async fn on_message(&mut self, ctx: &mut Ctx, msg: Message) -> Result<(), End> {
+    async fn on_message(&mut self, client: &mut Client, msg: Message) -> Result<(), End> {
         match msg.kind {
             MsgType::Data => {
                 if let Some(req) = self.requests.get_mut(&msg.seq) {
@@ -899,11 +901,11 @@ impl Session {
             MsgType::Status => {
                 let status = msg.status().unwrap_or(Status::InvalidArgument.code());
                 match self.requests.remove(&msg.seq) {
-                    Some(req) => self.complete(ctx, req, status).await,
+                    Some(req) => self.complete(client, req, status).await,
                     None => Ok(()),
                 }
             }
-            MsgType::Invoke => self.on_invoke(ctx, msg).await,
+            MsgType::Invoke => self.on_invoke(client, msg).await,
             MsgType::Unsubscribe => {
                 // ubusd: the target went away (`ubus_notify_unsubscribe`).
                 let objid = msg.objid();
@@ -927,7 +929,12 @@ impl Session {
     }
 
     /// A request's STATUS arrived (or its deadline passed, with TIMEOUT).
-    async fn complete(&mut self, ctx: &mut Ctx, req: Request, status: u32) -> Result<(), End> {
+    async fn complete(
+        &mut self,
+        client: &mut Client,
+        req: Request,
+        status: u32,
+    ) -> Result<(), End> {
         let ok = status == Status::Ok.code();
         let st = Status::from_code(status);
         match req.what {
@@ -935,20 +942,20 @@ impl Session {
                 match (ok, req.objid) {
                     (true, Some(id)) => {
                         self.object = Some(id);
-                        info!("ubus: published object {} ({id:08x})", ctx.object.name);
+                        info!("ubus: published object {} ({id:08x})", client.object.name);
                     }
-                    _ => warn!("ubus: cannot publish object {}: {st}", ctx.object.name),
+                    _ => warn!("ubus: cannot publish object {}: {st}", client.object.name),
                 }
                 if !self.announced {
                     self.announced = true;
-                    ctx.deliver(Incoming::Connected)?;
+                    client.deliver(Incoming::Connected)?;
                 }
                 Ok(())
             }
             Pending::AddListener => match (ok, req.objid) {
                 (true, Some(id)) => {
                     self.listener = Some(id);
-                    self.sync_listener(ctx).await
+                    self.sync_listener(client).await
                 }
                 _ => {
                     warn!("ubus: cannot create the event listener: {st}");
@@ -977,7 +984,7 @@ impl Session {
                     sub.objid = objid;
                 }
                 match objid {
-                    Some(_) => self.advance_sub(ctx, i).await,
+                    Some(_) => self.advance_sub(client, i).await,
                     None => {
                         warn!("ubus: cannot create a subscriber for {path}: {st}");
                         Ok(())
@@ -989,7 +996,7 @@ impl Session {
                     sub.busy = false;
                 }
                 match (ok, req.objid) {
-                    (true, Some(target)) => self.subscribe_to(ctx, &path, target).await,
+                    (true, Some(target)) => self.subscribe_to(client, &path, target).await,
                     _ => {
                         info!("ubus: {path} not there yet ({st}); waiting for it");
                         Ok(())
@@ -1043,18 +1050,18 @@ impl Session {
         }
     }
 
-    async fn on_invoke(&mut self, ctx: &mut Ctx, msg: Message) -> Result<(), End> {
+    async fn on_invoke(&mut self, client: &mut Client, msg: Message) -> Result<(), End> {
         let objid = msg.objid().unwrap_or(0);
         let method = msg.method().unwrap_or_default().to_owned();
         let no_reply = msg.no_reply();
         let data = msg.data().cloned().unwrap_or_else(Value::table);
         if Some(objid) == self.listener {
             // Events come from ubusd itself (peer 0): nobody awaits a STATUS.
-            return self.on_event(ctx, method, data).await;
+            return self.on_event(client, method, data).await;
         }
         if let Some(sub) = self.subs.iter().find(|s| s.objid == Some(objid)) {
             let object = sub.path.clone();
-            ctx.deliver(Incoming::Notify {
+            client.deliver(Incoming::Notify {
                 object,
                 kind: method,
                 data,
@@ -1064,7 +1071,7 @@ impl Session {
         if Some(objid) != self.object || objid == 0 {
             return self.status(&msg, objid, Status::NotFound, no_reply).await;
         }
-        if !ctx.object.methods.iter().any(|(m, _)| *m == method) {
+        if !client.object.methods.iter().any(|(m, _)| *m == method) {
             return self
                 .status(&msg, objid, Status::MethodNotFound, no_reply)
                 .await;
@@ -1073,8 +1080,8 @@ impl Session {
             warn!("ubus: too many calls waiting for an answer, refusing {method}");
             return self.status(&msg, objid, Status::UnknownError, false).await;
         }
-        ctx.next_serial += 1;
-        let serial = ctx.next_serial;
+        client.next_serial += 1;
+        let serial = client.next_serial;
         let tx = if no_reply {
             None
         } else {
@@ -1085,25 +1092,30 @@ impl Session {
                     seq: msg.seq,
                     peer: msg.peer,
                     objid,
-                    deadline: Instant::now() + ctx.opts.serve_timeout,
+                    deadline: Instant::now() + client.opts.serve_timeout,
                 },
             );
-            Some(ctx.reply_tx.clone())
+            Some(client.reply_tx.clone())
         };
-        let reply = Responder {
+        let reply = CallReply {
             tx,
-            generation: ctx.generation,
+            generation: client.generation,
             serial,
             explain: None,
         };
-        ctx.deliver(Incoming::Call {
+        client.deliver(Incoming::Call {
             method,
             args: data,
             reply,
         })
     }
 
-    async fn on_event(&mut self, ctx: &mut Ctx, name: String, data: Value) -> Result<(), End> {
+    async fn on_event(
+        &mut self,
+        client: &mut Client,
+        name: String,
+        data: Value,
+    ) -> Result<(), End> {
         if name == OBJECT_ADD_EVENT {
             let path = data.get("path").and_then(Value::as_str).unwrap_or_default();
             let id = data.get("id").and_then(Value::as_u32);
@@ -1113,11 +1125,11 @@ impl Session {
                 .any(|s| s.path == path && s.target.is_none() && !s.busy);
             if let (true, Some(id)) = (waiting, id) {
                 let path = path.to_owned();
-                self.subscribe_to(ctx, &path, id).await?;
+                self.subscribe_to(client, &path, id).await?;
             }
         }
-        if ctx.listens.iter().any(|p| pattern_matches(p, &name)) {
-            ctx.deliver(Incoming::Event { name, data })?;
+        if client.listens.iter().any(|p| pattern_matches(p, &name)) {
+            client.deliver(Incoming::Event { name, data })?;
         }
         Ok(())
     }
@@ -1139,8 +1151,8 @@ impl Session {
         self.write(&msg).await
     }
 
-    async fn on_reply(&mut self, ctx: &Ctx, reply: Reply) -> Result<(), End> {
-        if reply.generation != ctx.generation {
+    async fn on_reply(&mut self, client: &Client, reply: Reply) -> Result<(), End> {
+        if reply.generation != client.generation {
             return Ok(());
         }
         let Some(call) = self.serving.remove(&reply.serial) else {
@@ -1197,7 +1209,7 @@ impl Session {
         }
     }
 
-    async fn expire(&mut self, ctx: &mut Ctx) -> Result<(), End> {
+    async fn expire(&mut self, client: &mut Client) -> Result<(), End> {
         let now = Instant::now();
         let late: Vec<u16> = self
             .requests
@@ -1208,7 +1220,7 @@ impl Session {
         for seq in late {
             if let Some(req) = self.requests.remove(&seq) {
                 debug!("ubus: request {seq} timed out");
-                self.complete(ctx, req, Status::Timeout.code()).await?;
+                self.complete(client, req, Status::Timeout.code()).await?;
             }
         }
         let late: Vec<u64> = self
