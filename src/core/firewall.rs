@@ -70,9 +70,9 @@ impl Firewall for Recording {
             }
         }
         for c in pins {
-            self.pinholes.remove(&c.id);
+            self.pinholes.remove(&c.key);
             if let Some(p) = &c.new {
-                self.pinholes.insert(c.id, p.clone());
+                self.pinholes.insert(c.key, p.clone());
             }
         }
         self.transactions += 1;

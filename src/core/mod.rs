@@ -14,6 +14,7 @@ pub mod facts;
 pub mod firewall;
 pub mod gena;
 pub mod igd;
+pub mod journal;
 pub mod lan;
 pub mod natpmp_pcp;
 pub mod persist;

@@ -12,6 +12,7 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use crate::config::{Config, PermRule};
 use crate::core::facts::Facts;
+use crate::core::journal::{Change, Journal};
 use crate::core::table::Millis;
 
 /// WANIPv6FirewallControl:1 A_ARG_TYPE_LeaseTime range.
@@ -62,13 +63,8 @@ pub struct PinRequest {
     pub lease: u32,
 }
 
-/// One pinhole's state before and after a batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PinChange {
-    pub id: u16,
-    pub old: Option<Pinhole>,
-    pub new: Option<Pinhole>,
-}
+/// What happened to one pinhole (by UniqueID) during a turn.
+pub type PinChange = Change<u16, Pinhole>;
 
 /// Why a pinhole request is refused (mapped to 6FC error codes by the
 /// IGD layer).
@@ -91,7 +87,7 @@ pub struct Pinholes {
     by_tuple: HashMap<(Option<Ipv6Addr>, u16, Ipv6Addr, u16, u8), u16>,
     deadlines: BTreeSet<(Millis, u16)>,
     next_id: u16,
-    journal: Vec<(u16, Option<Pinhole>)>,
+    journal: Journal<u16, Pinhole>,
 }
 
 /// What governs pinholes.
@@ -163,7 +159,7 @@ impl Pinholes {
 
     fn put(&mut self, p: Pinhole) {
         let old = self.detach(p.id);
-        self.journal.push((p.id, old));
+        self.journal.record(p.id, old);
         self.attach(p);
     }
 
@@ -284,7 +280,7 @@ impl Pinholes {
     /// Removes a pinhole unconditionally (expiry, ubus, flush).
     pub fn remove(&mut self, id: u16) -> Option<Pinhole> {
         let p = self.detach(id)?;
-        self.journal.push((id, Some(p.clone())));
+        self.journal.record(id, Some(p.clone()));
         Some(p)
     }
 
@@ -324,14 +320,11 @@ impl Pinholes {
     }
 
     pub fn savepoint(&self) -> usize {
-        self.journal.len()
+        self.journal.savepoint()
     }
 
     pub fn rollback(&mut self, sp: usize) {
-        while self.journal.len() > sp {
-            let Some((id, old)) = self.journal.pop() else {
-                break;
-            };
+        while let Some((id, old)) = self.journal.undo_since(sp) {
             self.detach(id);
             if let Some(p) = old {
                 self.attach(p);
@@ -341,21 +334,7 @@ impl Pinholes {
 
     /// Net changes since the last commit, by UniqueID.
     pub fn pending_changes(&self) -> Vec<PinChange> {
-        let mut first: BTreeMap<u16, &Option<Pinhole>> = BTreeMap::new();
-        for (id, old) in &self.journal {
-            first.entry(*id).or_insert(old);
-        }
-        first
-            .into_iter()
-            .filter_map(|(id, old)| {
-                let new = self.by_id.get(&id);
-                (old.as_ref() != new).then(|| PinChange {
-                    id,
-                    old: old.clone(),
-                    new: new.cloned(),
-                })
-            })
-            .collect()
+        self.journal.net(|id| self.by_id.get(id))
     }
 
     pub fn commit(&mut self) {

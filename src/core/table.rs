@@ -10,6 +10,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
+use crate::core::journal::{Change as Change_, Journal};
 use crate::proto::Proto;
 
 /// Milliseconds on the daemon's monotonic clock, counted from the
@@ -128,14 +129,8 @@ impl Mapping {
     }
 }
 
-/// What happened to one key during a batch: its state before the batch
-/// and now. At least one side is `Some`, and the two differ.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Change {
-    pub key: Key,
-    pub old: Option<Mapping>,
-    pub new: Option<Mapping>,
-}
+/// What happened to one mapping during a turn.
+pub type Change = Change_<Key, Mapping>;
 
 /// The mapping table.
 #[derive(Debug, Default)]
@@ -150,7 +145,7 @@ pub struct Table {
     /// mapping per internal address, protocol and port).
     by_internal: HashMap<(Ipv4Addr, Proto, u16), Key>,
     /// Prior state of every key touched since the last `commit`.
-    journal: Vec<(Key, Option<Mapping>)>,
+    journal: Journal<Key, Mapping>,
 }
 
 impl Table {
@@ -210,7 +205,7 @@ impl Table {
     pub fn put(&mut self, m: Mapping) -> Option<Mapping> {
         let key = m.key;
         let old = self.detach(&key);
-        self.journal.push((key, old.clone()));
+        self.journal.record(key, old.clone());
         self.attach(m);
         old
     }
@@ -218,7 +213,7 @@ impl Table {
     /// Removes the mapping with `key`.
     pub fn remove(&mut self, key: &Key) -> Option<Mapping> {
         let old = self.detach(key)?;
-        self.journal.push((*key, Some(old.clone())));
+        self.journal.record(*key, Some(old.clone()));
         Some(old)
     }
 
@@ -240,15 +235,12 @@ impl Table {
 
     /// A point to roll back to.
     pub fn savepoint(&self) -> usize {
-        self.journal.len()
+        self.journal.savepoint()
     }
 
     /// Undoes every change made since `sp`, newest first.
     pub fn rollback(&mut self, sp: usize) {
-        while self.journal.len() > sp {
-            let Some((key, old)) = self.journal.pop() else {
-                break;
-            };
+        while let Some((key, old)) = self.journal.undo_since(sp) {
             self.detach(&key);
             if let Some(m) = old {
                 self.attach(m);
@@ -265,23 +257,7 @@ impl Table {
     /// [`Change`] per key in key order. The journal is kept, so the batch
     /// can still be rolled back if the firewall refuses it.
     pub fn pending_changes(&self) -> Vec<Change> {
-        let mut first: HashMap<Key, &Option<Mapping>> = HashMap::new();
-        for (key, old) in &self.journal {
-            first.entry(*key).or_insert(old);
-        }
-        let mut out: Vec<Change> = first
-            .into_iter()
-            .filter_map(|(key, old)| {
-                let new = self.entries.get(&key);
-                (old.as_ref() != new).then(|| Change {
-                    key,
-                    old: old.clone(),
-                    new: new.cloned(),
-                })
-            })
-            .collect();
-        out.sort_by_key(|c| c.key);
-        out
+        self.journal.net(|k| self.entries.get(k))
     }
 
     /// Forgets the journal: the batch is final.

@@ -18,7 +18,7 @@ use crate::core::lan::Lans;
 use crate::core::natpmp_pcp::{self, Server};
 use crate::core::ssdp;
 use crate::core::table::Millis;
-use crate::core::web::{Client, Site};
+use crate::core::web::{Client, Inbound, Site};
 use crate::proto::http;
 use crate::sys::facts::Kernel;
 use crate::sys::http::{self as shttp, Job};
@@ -177,19 +177,17 @@ impl Daemon {
             lans: &self.lans,
             wan: &self.wan,
         };
-        let client = Client {
-            peer: job.peer,
-            local: job.local,
-        };
-        let reply = self.web.handle(
-            &mut self.core,
-            site,
-            client,
-            &job.req,
-            &job.body,
+        let q = Inbound {
+            client: Client {
+                peer: job.peer,
+                local: job.local,
+            },
+            head: &job.req,
+            body: &job.body,
             now,
-            &facts,
-        );
+            facts: &facts,
+        };
+        let reply = self.web.handle(&mut self.core, site, &q);
         if let Some(note) = &reply.note {
             log::debug!("{note}");
         }

@@ -6,9 +6,9 @@
 
 use std::net::Ipv4Addr;
 
-use super::{Call, IGD2_MAX_LEASE, MAX_LISTING, Out, refusal_error};
+use super::{Answer, Call, IGD2_MAX_LEASE, MAX_LISTING, Out, refusal_error};
 use crate::core::policy::{Refusal, Want};
-use crate::core::table::{Key, Mapping, Origin, RemoteFilter};
+use crate::core::table::{Key, Mapping, Millis, Origin, RemoteFilter};
 use crate::core::{Core, EventKind, Lease, MapRequest};
 use crate::proto::Proto;
 use crate::proto::igd::{Args, UpnpError};
@@ -34,12 +34,22 @@ fn remote_text(r: Option<RemoteFilter>) -> String {
     r.map(|r| r.addr.to_string()).unwrap_or_default()
 }
 
-pub(super) fn handle(
-    core: &mut Core,
-    call: &Call,
-    action: &str,
-    args: &Args,
-) -> Result<Out, UpnpError> {
+/// What GetSpecificPortMappingEntry says of a mapping (and
+/// GetGenericPortMappingEntry after its key).
+fn entry(m: &Mapping, now: Millis) -> Out {
+    vec![
+        ("NewInternalPort", m.iport.to_string()),
+        ("NewInternalClient", m.iaddr.to_string()),
+        ("NewEnabled", "1".into()),
+        ("NewPortMappingDescription", m.public_desc().into()),
+        (
+            "NewLeaseDuration",
+            m.remaining_secs(now).unwrap_or(0).to_string(),
+        ),
+    ]
+}
+
+pub(super) fn handle(core: &mut Core, call: &Call, action: &str, args: &Args) -> Answer {
     let status = if call.wan.connected() {
         "Connected"
     } else {
@@ -100,33 +110,15 @@ pub(super) fn handle(
                 .table()
                 .nth(usize::from(i))
                 .ok_or(UpnpError::SpecifiedArrayIndexInvalid)?;
-            Ok(vec![
+            let mut out = vec![
                 ("NewRemoteHost", remote_text(m.remote)),
                 ("NewExternalPort", m.key.eport.to_string()),
                 ("NewProtocol", m.key.proto.as_str().into()),
-                ("NewInternalPort", m.iport.to_string()),
-                ("NewInternalClient", m.iaddr.to_string()),
-                ("NewEnabled", "1".into()),
-                ("NewPortMappingDescription", m.public_desc().into()),
-                (
-                    "NewLeaseDuration",
-                    m.remaining_secs(call.now).unwrap_or(0).to_string(),
-                ),
-            ])
+            ];
+            out.extend(entry(m, call.now));
+            Ok(out)
         }
-        "GetSpecificPortMappingEntry" => {
-            let m = find(core, args)?;
-            Ok(vec![
-                ("NewInternalPort", m.iport.to_string()),
-                ("NewInternalClient", m.iaddr.to_string()),
-                ("NewEnabled", "1".into()),
-                ("NewPortMappingDescription", m.public_desc().into()),
-                (
-                    "NewLeaseDuration",
-                    m.remaining_secs(call.now).unwrap_or(0).to_string(),
-                ),
-            ])
-        }
+        "GetSpecificPortMappingEntry" => Ok(entry(find(core, args)?, call.now)),
         "AddPortMapping" => add(core, call, args, false).map(|_| vec![]),
         "AddAnyPortMapping" => {
             let key = add(core, call, args, true)?;

@@ -5,13 +5,13 @@
 //! read from [`crate::core::facts::Facts`] by the actions that report
 //! them, and by no other.
 
-use super::{Call, Out, b};
+use super::{Answer, Call, b};
 use crate::proto::igd::{Args, UpnpError};
 
 /// The WANIPConnection's service ID within its device.
 const CONNECTION_SERVICE_ID: &str = "urn:upnp-org:serviceId:WANIPConn1";
 
-pub(super) fn common_interface(call: &Call, action: &str, args: &Args) -> Result<Out, UpnpError> {
+pub(super) fn common_interface(call: &Call, action: &str, args: &Args) -> Answer {
     // ui4 counters wrap at 2^32, as the variables are 32-bit.
     let counter = |f: fn(&crate::core::facts::LinkCounters) -> u64| {
         let c = call.facts.wan_counters().unwrap_or_default();
@@ -56,7 +56,7 @@ pub fn default_connection_service(conn_udn: &str, version: u8) -> String {
     format!("{conn_udn}:WANConnectionDevice:{version},{CONNECTION_SERVICE_ID}")
 }
 
-pub(super) fn layer3(call: &Call, action: &str, args: &Args) -> Result<Out, UpnpError> {
+pub(super) fn layer3(call: &Call, action: &str, args: &Args) -> Answer {
     let conn_udn = call.device.conn_udn();
     match action {
         "GetDefaultConnectionService" => Ok(vec![(

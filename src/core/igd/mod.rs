@@ -55,6 +55,9 @@ pub struct Call<'a> {
 /// Out-arguments in SCPD order.
 pub type Out = Vec<(&'static str, String)>;
 
+/// What an action answers: its out-arguments or its error.
+pub type Answer = Result<Out, UpnpError>;
+
 fn b(v: bool) -> String {
     if v { "1".into() } else { "0".into() }
 }
@@ -97,7 +100,7 @@ pub fn handle(
     service: ServiceKind,
     action: &str,
     args: &Args,
-) -> Result<Out, UpnpError> {
+) -> Answer {
     match service {
         ServiceKind::WanIpConnection => connection::handle(core, call, action, args),
         ServiceKind::WanCommonInterfaceConfig => link::common_interface(call, action, args),

@@ -5,7 +5,7 @@
 
 use std::net::Ipv6Addr;
 
-use super::{Call, Out, b};
+use super::{Answer, Call, b};
 use crate::core::Core;
 use crate::core::pinhole::{MAX_LEASE, MIN_LEASE, PinRefusal, PinRequest};
 use crate::proto::igd::{Args, UpnpError};
@@ -77,12 +77,7 @@ fn pin_lease(args: &Args, name: &str) -> Result<u32, UpnpError> {
     Ok(l)
 }
 
-pub(super) fn handle(
-    core: &mut Core,
-    call: &Call,
-    action: &str,
-    args: &Args,
-) -> Result<Out, UpnpError> {
+pub(super) fn handle(core: &mut Core, call: &Call, action: &str, args: &Args) -> Answer {
     match action {
         "GetFirewallStatus" => Ok(vec![
             ("FirewallEnabled", b(true)),

@@ -545,7 +545,9 @@ fn out_arguments_follow_the_scpd() {
         let want: Vec<_> = WAN_IP_CONNECTION
             .action(action)
             .unwrap()
-            .outputs()
+            .args
+            .iter()
+            .filter(|a| a.dir == crate::proto::schema::Dir::Out)
             .map(|a| a.name)
             .collect();
         assert_eq!(names, want, "{action}");

@@ -49,6 +49,15 @@ pub struct Client {
     pub local: SocketAddr,
 }
 
+/// One request as it arrived, and what answering it may read.
+pub struct Inbound<'a> {
+    pub client: Client,
+    pub head: &'a Request,
+    pub body: &'a [u8],
+    pub now: Millis,
+    pub facts: &'a dyn Facts,
+}
+
 /// The answer to one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
@@ -101,20 +110,10 @@ impl Web {
         self.gena.clear();
     }
 
-    /// Answers one request from `client`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn handle(
-        &mut self,
-        core: &mut Core,
-        site: Site,
-        client: Client,
-        req: &Request,
-        body: &[u8],
-        now: Millis,
-        facts: &dyn Facts,
-    ) -> Reply {
+    /// Answers one request.
+    pub fn handle(&mut self, core: &mut Core, site: Site, q: &Inbound) -> Reply {
         let mut note = None;
-        let ok = self.respond(core, site, client, req, body, now, facts, &mut note);
+        let ok = self.respond(core, site, q, &mut note);
         Reply {
             ok,
             on_failure: fault(UpnpError::ActionFailed),
@@ -122,18 +121,14 @@ impl Web {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn respond(
         &mut self,
         core: &mut Core,
         site: Site,
-        client: Client,
-        req: &Request,
-        body: &[u8],
-        now: Millis,
-        facts: &dyn Facts,
+        q: &Inbound,
         note: &mut Option<String>,
     ) -> Response {
+        let (client, req) = (q.client, q.head);
         let requester = client.peer.ip();
         let Some(lan) = site.lans.of(requester) else {
             return Response::error(403, "not a LAN client");
@@ -167,13 +162,13 @@ impl Web {
                         },
                         requester,
                         version: device.version(),
-                        now,
+                        now: q.now,
                         device,
                         lans: site.lans,
                         wan: site.wan,
-                        facts,
+                        facts: q.facts,
                     };
-                    soap_action(core, call, s, req, body, note)
+                    soap_action(core, call, s, q, note)
                 }
                 _ => Response::error(404, "no such control URL"),
             },
@@ -181,7 +176,7 @@ impl Web {
                 match (Service::by_event_path(path), requester) {
                     // GENA callbacks must be IPv4 (the subscriber's own address).
                     (Some(s), IpAddr::V4(subscriber)) if device.serves(s, 2) => {
-                        self.subscription(s.kind, req, subscriber, now, facts, note)
+                        self.subscription(s.kind, q, subscriber, note)
                     }
                     _ => Response::error(404, "no such event URL"),
                 }
@@ -194,12 +189,11 @@ impl Web {
     fn subscription(
         &mut self,
         service: ServiceKind,
-        req: &Request,
+        q: &Inbound,
         subscriber: Ipv4Addr,
-        now: Millis,
-        facts: &dyn Facts,
         note: &mut Option<String>,
     ) -> Response {
+        let (req, now) = (q.head, q.now);
         let h = gena::Headers {
             sid: req.sid.as_deref(),
             callback: req.callback.as_deref(),
@@ -207,7 +201,7 @@ impl Web {
             timeout: req.timeout.as_deref(),
         };
         let result = if req.method() == Method::Subscribe {
-            let new_sid = || format!("uuid:{}", random_uuid(facts.random()));
+            let new_sid = || format!("uuid:{}", random_uuid(q.facts.random()));
             self.gena
                 .subscribe(service, subscriber, h, now, new_sid)
                 .map(|(sid, secs)| {
@@ -291,10 +285,10 @@ fn soap_action(
     core: &mut Core,
     mut call: Call,
     service: &'static Service,
-    req: &Request,
-    body: &[u8],
+    q: &Inbound,
     note: &mut Option<String>,
 ) -> Response {
+    let (req, body) = (q.head, q.body);
     let Some(action) = req.soapaction.as_deref().and_then(soap::parse_soapaction) else {
         return fault(UpnpError::InvalidAction);
     };

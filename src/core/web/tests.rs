@@ -102,15 +102,14 @@ impl Router {
             lans: &self.lans,
             wan: &self.wan,
         };
-        let r = self.web.handle(
-            &mut self.core,
-            site,
+        let q = Inbound {
             client,
-            &req,
+            head: &req,
             body,
-            self.now,
-            &self.facts,
-        );
+            now: self.now,
+            facts: &self.facts,
+        };
+        let r = self.web.handle(&mut self.core, site, &q);
         // the turn ends: the firewall takes the changes
         let turn = self.core.commit_turn(&mut Recording::default(), self.now);
         self.events.extend(turn.events);

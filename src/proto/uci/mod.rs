@@ -115,17 +115,6 @@ impl Package {
         self.sections.iter().filter(move |s| s.stype == stype)
     }
 
-    /// `@type[index]`: the index-th section of a type, negative counting
-    /// from the end (`-1` is the last), as uci's extended lookup does. An
-    /// empty type matches every section.
-    pub fn nth_of_type(&self, stype: &str, index: i64) -> Option<&Section> {
-        self.position(&SectionRef::Indexed {
-            stype: stype.into(),
-            index,
-        })
-        .and_then(|i| self.sections.get(i))
-    }
-
     /// The position in `sections` of the section a reference names.
     pub fn position(&self, r: &SectionRef) -> Option<usize> {
         match r {
@@ -392,6 +381,15 @@ pub fn valid_type(s: &str) -> bool {
 pub(crate) mod tests {
     use super::*;
 
+    /// `@type[index]` as uci's extended lookup reads it.
+    fn nth_of_type<'a>(p: &'a Package, stype: &str, index: i64) -> Option<&'a Section> {
+        p.position(&SectionRef::Indexed {
+            stype: stype.into(),
+            index,
+        })
+        .and_then(|i| p.sections.get(i))
+    }
+
     fn opt(s: &str) -> Value {
         Value::Option(s.into())
     }
@@ -435,17 +433,17 @@ pub(crate) mod tests {
             Some("/var/run/miniupnpd.leases6")
         );
         assert_eq!(c.options.len(), 12);
-        let r0 = p.nth_of_type("perm_rule", 0).unwrap();
+        let r0 = nth_of_type(&p, "perm_rule", 0).unwrap();
         assert_eq!(r0.name, None);
         assert_eq!(r0.option("int_addr"), Some("0.0.0.0/0"));
         assert_eq!(r0.option("comment"), Some("Allow high ports"));
-        let last = p.nth_of_type("perm_rule", -1).unwrap();
+        let last = nth_of_type(&p, "perm_rule", -1).unwrap();
         assert_eq!(last.option("action"), Some("deny"));
         assert_eq!(last.option("comment"), Some("Default deny"));
-        assert_eq!(p.nth_of_type("perm_rule", -2), Some(r0));
-        assert_eq!(p.nth_of_type("perm_rule", 2), None);
-        assert_eq!(p.nth_of_type("perm_rule", -3), None);
-        assert_eq!(p.nth_of_type("", 0), Some(c));
+        assert_eq!(nth_of_type(&p, "perm_rule", -2), Some(r0));
+        assert_eq!(nth_of_type(&p, "perm_rule", 2), None);
+        assert_eq!(nth_of_type(&p, "perm_rule", -3), None);
+        assert_eq!(nth_of_type(&p, "", 0), Some(c));
         assert_eq!(p.section_id(0), "config");
         assert_eq!(p.section_id(2), "@perm_rule[1]");
     }
