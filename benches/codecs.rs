@@ -104,7 +104,7 @@ urn:schemas-upnp-org:device:InternetGatewayDevice:1\r\nMAN: \"ssdp:discover\"\r\
 
 const IGD2: &str = "urn:schemas-upnp-org:service:WANIPConnection:2";
 
-fn pmp_core() -> Core {
+fn natpmp_pcp_core() -> Core {
     let cfg = Config {
         max_mappings: 65_535,
         max_mappings_per_client: 65_535,
@@ -124,7 +124,7 @@ const PMP_CFG: Settings = Settings {
     allow_third_party: false,
 };
 
-fn pmp_ctx(now: u64) -> Server<'static> {
+fn natpmp_pcp_server(now: u64) -> Server<'static> {
     Server {
         settings: &PMP_CFG,
         external: Some(Ipv4Addr::new(192, 0, 3, 1)),
@@ -163,14 +163,14 @@ fn pcp_map(client: Ipv4Addr, port: u16, lifetime: u32) -> Vec<u8> {
 /// One datagram through the handler, then what the daemon does at the end
 /// of the loop turn: the journal is committed and the events drained.
 fn handle(core: &mut Core, src: SocketAddrV4, pkt: &[u8]) -> Option<natpmp_pcp::Reply> {
-    let r = natpmp_pcp::handle(core, &pmp_ctx(10_000), src, pkt);
+    let r = natpmp_pcp::handle(core, &natpmp_pcp_server(10_000), src, pkt);
     black_box(core.commit_turn(&mut Recording::default(), 10_000));
     r
 }
 
 /// A core holding `n` NAT-PMP UDP mappings of another LAN host.
 fn filled_core(n: u16) -> Core {
-    let mut core = pmp_core();
+    let mut core = natpmp_pcp_core();
     let other = SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 3), 5350);
     for i in 0..n {
         let pkt = natpmp_map(Proto::Udp, 10_000 + i, 3600);

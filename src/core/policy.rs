@@ -471,7 +471,7 @@ mod tests {
     }
 
     #[test]
-    fn pmp_renews_only_its_own_endpoint() {
+    fn natpmp_and_pcp_renew_only_their_own_endpoint() {
         use crate::core::table::Origin;
         let p = policy();
         let mut t = Table::new();

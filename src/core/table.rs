@@ -400,7 +400,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn internal_index_for_pmp() {
+    fn internal_index_for_natpmp_and_pcp() {
         let mut t = Table::new();
         let mut m = mapping(Proto::Udp, 4000, 9, None);
         m.origin = Origin::NatPmp;
