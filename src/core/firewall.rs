@@ -36,6 +36,9 @@ pub trait Firewall {
 
     /// Counters of one pinhole.
     fn pinhole_counters(&mut self, p: &Pinhole) -> Option<Counters>;
+
+    /// Counters of every pinhole of `pins` the firewall holds, by UniqueID.
+    fn all_pinhole_counters(&mut self, pins: &[&Pinhole]) -> HashMap<u16, Counters>;
 }
 
 /// A firewall that records what it is asked to do, for core tests.
@@ -98,5 +101,11 @@ impl Firewall for Recording {
 
     fn pinhole_counters(&mut self, p: &Pinhole) -> Option<Counters> {
         self.pinholes.get(&p.id).map(|_| Counters::default())
+    }
+
+    fn all_pinhole_counters(&mut self, pins: &[&Pinhole]) -> HashMap<u16, Counters> {
+        pins.iter()
+            .filter_map(|p| self.pinhole_counters(p).map(|c| (p.id, c)))
+            .collect()
     }
 }

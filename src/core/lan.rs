@@ -39,6 +39,12 @@ pub fn prefix6_contains(net: Ipv6Addr, prefix: u8, addr: Ipv6Addr) -> bool {
     u128::from(net).checked_shr(shift) == u128::from(addr).checked_shr(shift)
 }
 
+/// Whether a LAN's IPv6 address is served: global and unique-local ones
+/// are; link-local ones need a scope, and loopback is no LAN.
+pub fn serves_ipv6(a: &Ipv6Addr) -> bool {
+    (a.segments()[0] & 0xffc0) != 0xfe80 && !a.is_loopback()
+}
+
 impl Lans {
     pub fn new(lans: Vec<Lan>) -> Lans {
         Lans(lans)
@@ -128,5 +134,9 @@ mod tests {
         assert!(!prefix6_contains(n, 64, "fd78::2".parse().unwrap()));
         assert!(prefix6_contains(n, 0, "2001:db8::1".parse().unwrap()));
         assert!(prefix6_contains(n, 128, "fd77::".parse().unwrap()));
+        assert!(serves_ipv6(&"fd77::1".parse().unwrap()));
+        assert!(serves_ipv6(&"2001:db8::1".parse().unwrap()));
+        assert!(!serves_ipv6(&"fe80::1".parse().unwrap()));
+        assert!(!serves_ipv6(&"::1".parse().unwrap()));
     }
 }

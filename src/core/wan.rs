@@ -27,6 +27,21 @@ pub struct WanChange {
     pub external_changed: bool,
 }
 
+/// Private, shared (CGNAT, RFC 6598), IETF protocol assignments (RFC
+/// 6890), benchmarking (RFC 2544), reserved, loopback, link-local or
+/// unspecified.
+pub fn is_private(a: Ipv4Addr) -> bool {
+    let o = a.octets();
+    a.is_private()
+        || a.is_loopback()
+        || a.is_link_local()
+        || a.is_unspecified()
+        || (o[0] == 100 && (o[1] & 0xc0) == 64)
+        || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+        || (o[0] == 198 && (o[1] & 0xfe) == 18)
+        || o[0] >= 240
+}
+
 /// The WAN and the external address.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Wan {
@@ -48,6 +63,13 @@ impl Wan {
     /// configured address, else the WAN link's.
     pub fn external_ip(&self) -> Option<Ipv4Addr> {
         self.fixed.or(self.link.addr)
+    }
+
+    /// Whether the external address is private, shared (CGNAT) or
+    /// otherwise not globally routable: port mappings then only reach the
+    /// next NAT (miniupnpd's `ext_allow_private_ipv4` case).
+    pub fn external_is_private(&self) -> bool {
+        self.external_ip().is_some_and(is_private)
     }
 
     /// The link is up with an address (ConnectionStatus "Connected").
@@ -210,6 +232,25 @@ mod tests {
         );
         assert_eq!(w.external_ip(), fixed);
         assert_eq!(w.link_addr(), Some(Ipv4Addr::new(192, 0, 3, 9)));
+    }
+
+    #[test]
+    fn private_and_cgnat_addresses() {
+        for a in [
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "100.64.0.1",
+            "100.127.255.254",
+            "192.0.0.9",
+            "198.18.0.1",
+            "240.0.0.1",
+        ] {
+            assert!(is_private(a.parse().unwrap()), "{a}");
+        }
+        for a in ["192.0.3.1", "8.8.8.8", "100.128.0.1", "203.0.114.1"] {
+            assert!(!is_private(a.parse().unwrap()), "{a}");
+        }
     }
 
     #[test]

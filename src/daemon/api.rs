@@ -3,8 +3,6 @@
 //!
 //! Owns: the method table and the shapes of what the methods return.
 
-use std::net::Ipv4Addr;
-
 use crate::config::{TOGGLES, Toggle};
 use crate::core::firewall::{Counters, Firewall};
 use crate::core::pinhole::Pinhole;
@@ -14,7 +12,6 @@ use crate::proto::Proto;
 use crate::proto::blob::{BlobType, Value};
 use crate::proto::ubus::Status;
 use crate::proto::uci::SectionRef;
-use crate::sys::nft::Nft;
 use crate::sys::ubus::{CallReply, Incoming, ObjectSpec};
 
 use super::commit::Deferred;
@@ -46,21 +43,6 @@ pub fn object_spec() -> ObjectSpec {
             m("reload", &[]),
         ],
     }
-}
-
-/// Private, shared (CGNAT) or otherwise not globally routable: port
-/// mappings then only reach the next NAT (miniupnpd's
-/// `ext_allow_private_ipv4` case).
-pub fn is_private(a: Ipv4Addr) -> bool {
-    let o = a.octets();
-    a.is_private()
-        || a.is_loopback()
-        || a.is_link_local()
-        || a.is_unspecified()
-        || (o[0] == 100 && (o[1] & 0xc0) == 64)
-        || (o[0] == 192 && o[1] == 0 && o[2] == 0)
-        || (o[0] == 198 && (o[1] & 0xfe) == 18)
-        || o[0] >= 240
 }
 
 /// One mapping as `list` and the `rupnpd.mapping` event show it.
@@ -292,7 +274,7 @@ impl Daemon {
                 "external_ip",
                 ext.map(|a| a.to_string()).unwrap_or_default(),
             )
-            .with("external_ip_private", ext.is_some_and(is_private))
+            .with("external_ip_private", self.wan.external_is_private())
             .with("wan_up", self.wan.connected())
             .with(
                 "wan_device",
@@ -308,21 +290,17 @@ impl Daemon {
     fn list_value(&mut self) -> Value {
         let now = self.now();
         let counters = self.nft.counters();
-        let pin_counters = self.nft.pinhole_counter_map();
+        let pins: Vec<&Pinhole> = self.core.pinholes().iter().collect();
+        let pin_counters = self.nft.all_pinhole_counters(&pins);
         let maps: Vec<Value> = self
             .core
             .table()
             .iter()
             .map(|m| mapping_value(m, now, counters.get(&m.key).copied().unwrap_or_default()))
             .collect();
-        let pins: Vec<Value> = self
-            .core
-            .pinholes()
+        let pins: Vec<Value> = pins
             .iter()
-            .map(|p| {
-                let c = pin_counters.get(&Nft::pinhole_key(p)).copied();
-                pinhole_value(p, now, c.unwrap_or_default())
-            })
+            .map(|p| pinhole_value(p, now, pin_counters.get(&p.id).copied().unwrap_or_default()))
             .collect();
         Value::table()
             .with("mappings", Value::Array(maps))
@@ -362,25 +340,6 @@ impl Daemon {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn private_and_cgnat_addresses() {
-        for a in [
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "100.64.0.1",
-            "100.127.255.254",
-            "192.0.0.9",
-            "198.18.0.1",
-            "240.0.0.1",
-        ] {
-            assert!(is_private(a.parse().unwrap()), "{a}");
-        }
-        for a in ["192.0.3.1", "8.8.8.8", "100.128.0.1", "203.0.114.1"] {
-            assert!(!is_private(a.parse().unwrap()), "{a}");
-        }
-    }
 
     #[test]
     fn the_object_has_every_method() {

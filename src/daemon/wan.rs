@@ -9,7 +9,7 @@
 //! `core::wan` and `core::lan`.
 
 use crate::config::Config;
-use crate::core::lan::{Lan, Lans};
+use crate::core::lan::{Lan, Lans, serves_ipv6};
 use crate::core::wan::{Link, Netifd, NetifdNews};
 use crate::proto::blob::Value;
 use crate::sys::{netif, netifd};
@@ -68,7 +68,7 @@ pub(super) fn read_lans(cfg: &Config, netifd: &Netifd) -> Lans {
         } else {
             netif::ipv6_addrs(&dev)
                 .into_iter()
-                .filter(|(a, _)| (a.segments()[0] & 0xffc0) != 0xfe80 && !a.is_loopback())
+                .filter(|(a, _)| serves_ipv6(a))
                 .collect()
         };
         out.push(Lan {

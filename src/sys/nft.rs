@@ -1102,6 +1102,13 @@ impl Firewall for Nft {
         self.element_counters(set, &e)
     }
 
+    fn all_pinhole_counters(&mut self, pins: &[&Pinhole]) -> HashMap<u16, Counters> {
+        let by_element = self.pinhole_counter_map();
+        pins.iter()
+            .filter_map(|p| by_element.get(&Nft::pinhole_key(p)).map(|c| (p.id, *c)))
+            .collect()
+    }
+
     fn counters(&mut self) -> HashMap<Key, Counters> {
         let t = self.names.table.clone();
         let mut out = HashMap::new();

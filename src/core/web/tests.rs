@@ -794,6 +794,13 @@ fn query_state_variable() {
     assert_eq!(qsv(&mut r, "/ctl/IPConn", "Colour"), Err(404));
     assert_eq!(qsv(&mut r, "/ctl/IPConn", ""), Err(404));
     assert_eq!(qsv(&mut r, "/ctl/L3F", "ConnectionStatus"), Err(401));
+    // no varName at all: 402
+    let body = "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Body><u:QueryStateVariable xmlns:u=\"urn:schemas-upnp-org:control-1-0\"/></s:Body></s:Envelope>";
+    let raw = format!(
+        "POST /ctl/IPConn HTTP/1.1\r\nHost: 192.168.77.1:5000\r\nSOAPAction: \"urn:schemas-upnp-org:control-1-0#QueryStateVariable\"\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    assert_eq!(parse_soap_reply(&r.send(&raw)), Err(402));
 }
 
 // ---------------------------------------- WANCommonInterfaceConfig, L3F
