@@ -1,11 +1,50 @@
-//! The undo journal of the mapping table and of the pinholes: what each
-//! entry was before the loop turn touched it, so the turn's net changes
-//! can be handed to the firewall as one transaction, and undone if the
-//! firewall refuses them.
+//! What the mapping table and the pinholes share: the undo journal (what
+//! each entry was before the loop turn touched it, so the turn's net
+//! changes can be handed to the firewall as one transaction, and undone if
+//! the firewall refuses them), and the lease deadlines.
 //!
-//! Owns: [`Journal`] and [`Change`]. Pure.
+//! Owns: [`Journal`], [`Change`] and [`Deadlines`]. Pure.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::core::table::Millis;
+
+/// When each entry's lease ends, earliest first.
+#[derive(Debug)]
+pub struct Deadlines<K>(BTreeSet<(Millis, K)>);
+
+impl<K> Default for Deadlines<K> {
+    fn default() -> Self {
+        Deadlines(BTreeSet::new())
+    }
+}
+
+impl<K: Copy + Ord> Deadlines<K> {
+    pub fn insert(&mut self, at: Millis, key: K) {
+        self.0.insert((at, key));
+    }
+
+    pub fn remove(&mut self, at: Millis, key: K) {
+        self.0.remove(&(at, key));
+    }
+
+    /// The earliest lease end, for the loop's timer.
+    pub fn next(&self) -> Option<Millis> {
+        self.0.first().map(|(t, _)| *t)
+    }
+
+    /// The entries whose lease has ended at `now`, at most `limit` of them
+    /// (the loop takes the rest on its next turn, so a mass expiry never
+    /// stalls it).
+    pub fn expired(&self, now: Millis, limit: usize) -> Vec<K> {
+        self.0
+            .iter()
+            .take_while(|(t, _)| *t <= now)
+            .take(limit)
+            .map(|(_, k)| *k)
+            .collect()
+    }
+}
 
 /// What happened to one entry during a turn: its state before the turn
 /// and now. At least one side is `Some`, and the two differ.

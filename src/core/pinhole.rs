@@ -7,12 +7,12 @@
 //! caller's [`Facts`]. Changes reach it through [`crate::core::Core`],
 //! which records an event for each.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv6Addr};
 
 use crate::config::{Config, PermRule};
 use crate::core::facts::Facts;
-use crate::core::journal::{Change, Journal};
+use crate::core::journal::{Change, Deadlines, Journal};
 use crate::core::table::Millis;
 
 /// WANIPv6FirewallControl:1 A_ARG_TYPE_LeaseTime range.
@@ -85,7 +85,7 @@ pub enum PinRefusal {
 pub struct Pinholes {
     by_id: BTreeMap<u16, Pinhole>,
     by_tuple: HashMap<(Option<Ipv6Addr>, u16, Ipv6Addr, u16, u8), u16>,
-    deadlines: BTreeSet<(Millis, u16)>,
+    deadlines: Deadlines<u16>,
     next_id: u16,
     journal: Journal<u16, Pinhole>,
 }
@@ -150,7 +150,7 @@ impl Pinholes {
     }
 
     pub fn next_deadline(&self) -> Option<Millis> {
-        self.deadlines.first().map(|(t, _)| *t)
+        self.deadlines.next()
     }
 
     fn count_for(&self, client: IpAddr) -> u32 {
@@ -165,14 +165,14 @@ impl Pinholes {
 
     fn attach(&mut self, p: Pinhole) {
         self.by_tuple.insert(p.tuple(), p.id);
-        self.deadlines.insert((p.expires, p.id));
+        self.deadlines.insert(p.expires, p.id);
         self.by_id.insert(p.id, p);
     }
 
     fn detach(&mut self, id: u16) -> Option<Pinhole> {
         let p = self.by_id.remove(&id)?;
         self.by_tuple.remove(&p.tuple());
-        self.deadlines.remove(&(p.expires, id));
+        self.deadlines.remove(p.expires, id);
         Some(p)
     }
 
@@ -286,12 +286,7 @@ impl Pinholes {
 
     /// Pinholes whose lease has ended, at most `limit`.
     pub fn expired(&self, now: Millis, limit: usize) -> Vec<u16> {
-        self.deadlines
-            .iter()
-            .take_while(|(t, _)| *t <= now)
-            .take(limit)
-            .map(|(_, id)| *id)
-            .collect()
+        self.deadlines.expired(now, limit)
     }
 
     /// The pinholes a new policy forbids.

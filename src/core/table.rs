@@ -7,10 +7,10 @@
 //! back if that transaction fails). Must not do IO or read a clock: every
 //! time is a [`Millis`] value passed in by the caller.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
-use crate::core::journal::{Change as Change_, Journal};
+use crate::core::journal::{Change as Change_, Deadlines, Journal};
 use crate::proto::Proto;
 
 /// Milliseconds on the daemon's monotonic clock, counted from the
@@ -139,7 +139,7 @@ pub struct Table {
     /// Every key, sorted: O(1) access by index for
     /// GetGenericPortMappingEntry, O(log n) ranges for the v2 range actions.
     order: Vec<Key>,
-    deadlines: BTreeSet<(Millis, Key)>,
+    deadlines: Deadlines<Key>,
     per_client: HashMap<Ipv4Addr, u32>,
     /// NAT-PMP/PCP mappings by internal endpoint (RFC 6886 §3.3: one
     /// mapping per internal address, protocol and port).
@@ -219,18 +219,13 @@ impl Table {
 
     /// The earliest lease end, for the loop's timer.
     pub fn next_deadline(&self) -> Option<Millis> {
-        self.deadlines.first().map(|(t, _)| *t)
+        self.deadlines.next()
     }
 
     /// Keys whose lease has ended at `now`, at most `limit` of them (the
     /// loop takes the rest on its next turn, so a mass expiry never stalls it).
     pub fn expired(&self, now: Millis, limit: usize) -> Vec<Key> {
-        self.deadlines
-            .iter()
-            .take_while(|(t, _)| *t <= now)
-            .take(limit)
-            .map(|(_, k)| *k)
-            .collect()
+        self.deadlines.expired(now, limit)
     }
 
     /// A point to roll back to.
@@ -271,7 +266,7 @@ impl Table {
             self.order.insert(pos, key);
         }
         if let Some(t) = m.expires {
-            self.deadlines.insert((t, key));
+            self.deadlines.insert(t, key);
         }
         *self.per_client.entry(m.client).or_insert(0) += 1;
         if m.origin.is_natpmp_or_pcp() {
@@ -286,7 +281,7 @@ impl Table {
             self.order.remove(pos);
         }
         if let Some(t) = m.expires {
-            self.deadlines.remove(&(t, *key));
+            self.deadlines.remove(t, *key);
         }
         if let Some(n) = self.per_client.get_mut(&m.client) {
             *n = n.saturating_sub(1);
