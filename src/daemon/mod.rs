@@ -94,6 +94,8 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// The loop's state: the core and the protocol state beside it, and the
+/// adapters it carries their bytes and changes through.
 pub struct Daemon {
     opts: Options,
     cfg: Config,
