@@ -485,6 +485,26 @@ mod session;
 
 use session::session;
 
+/// The argument uhttpd's `/ubus` endpoint adds to every call it forwards
+/// (rpcd's session id, already checked against the session's ACL before the
+/// call reaches ubusd).
+pub const RPC_SESSION_ARG: &str = "ubus_rpc_session";
+
+/// `args` without the top-level [`RPC_SESSION_ARG`]: no method of ours takes
+/// it, and one that refuses unknown keys would otherwise refuse every call
+/// from LuCI.
+fn without_session(args: Value) -> Value {
+    match args {
+        Value::Table(entries) => Value::Table(
+            entries
+                .into_iter()
+                .filter(|(name, _)| name != RPC_SESSION_ARG)
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
 /// ubusd's event matching: exact, or a prefix when the pattern ends in `*`.
 pub fn pattern_matches(pattern: &str, name: &str) -> bool {
     match pattern.strip_suffix('*') {
@@ -496,6 +516,21 @@ pub fn pattern_matches(pattern: &str, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_rpc_session_argument_is_dropped_and_nothing_else() {
+        let args = Value::table()
+            .with(RPC_SESSION_ARG, "0123456789abcdef0123456789abcdef")
+            .with("enable_pcp", false)
+            .with("nested", Value::table().with(RPC_SESSION_ARG, "kept"));
+        assert_eq!(
+            without_session(args),
+            Value::table()
+                .with("enable_pcp", false)
+                .with("nested", Value::table().with(RPC_SESSION_ARG, "kept"))
+        );
+        assert_eq!(without_session(Value::table()), Value::table());
+    }
 
     #[test]
     fn patterns() {

@@ -16,7 +16,7 @@ use tokio::time::{Instant, sleep_until};
 
 use super::{
     CallReply, Client, Command, End, Incoming, MAX_REQUESTS, MAX_SERVING, OBJECT_ADD_EVENT, Reply,
-    pattern_matches,
+    pattern_matches, without_session,
 };
 use crate::proto::blob::{self, Value};
 use crate::proto::ubus::{
@@ -614,6 +614,9 @@ impl Session {
                 .status(&msg, objid, Status::MethodNotFound, no_reply)
                 .await;
         }
+        // The one place every call to our object passes: rpcd's session key
+        // goes, so a call through uhttpd means what the same `ubus call` means.
+        let data = without_session(data);
         if !no_reply && self.serving.len() >= MAX_SERVING {
             warn!("ubus: too many calls waiting for an answer, refusing {method}");
             return self.status(&msg, objid, Status::UnknownError, false).await;
