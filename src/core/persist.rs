@@ -354,4 +354,73 @@ mod tests {
         assert_eq!(back.desc, c.desc);
         assert_eq!(back.remote, c.remote);
     }
+
+    fn core() -> Core {
+        let cfg = crate::config::Config::default();
+        Core::new(
+            crate::core::policy::Policy::from_config(&cfg, vec![]),
+            crate::core::pinhole::PinPolicy::from_config(&cfg),
+        )
+    }
+
+    fn lans() -> Lans {
+        Lans::new(vec![crate::core::lan::Lan {
+            dev: "br-lan".into(),
+            addr: Ipv4Addr::new(192, 168, 1, 1),
+            nets: vec![(Ipv4Addr::new(192, 168, 1, 0), 24)],
+            nets6: vec![("fd00::".parse().unwrap(), 64)],
+            http_port: 5000,
+        }])
+    }
+
+    #[test]
+    fn lines_follow_changes_and_start_again_after_a_clock_step() {
+        let mut table = Table::new();
+        let mut lines = LeaseLines::default();
+        let wall = 1_700_000_000;
+        // the first write makes every line
+        assert!(lines.update(&table, None, 0, wall, true));
+        assert_eq!(lines.text(), "");
+        let mut a = m(Origin::UpnpV2, "a", Some(60_000));
+        table.put(a.clone());
+        let changes = table.pending_changes();
+        table.commit();
+        assert!(!lines.update(&table, Some(&changes), 1_000, wall + 1, true));
+        assert_eq!(lines.text(), "UDP:7000:192.168.1.5:27000:1700000060:a\n");
+        a.desc = "b".into();
+        table.put(a);
+        let changes = table.pending_changes();
+        table.commit();
+        assert!(!lines.update(&table, Some(&changes), 2_000, wall + 2, true));
+        assert_eq!(lines.text(), "UDP:7000:192.168.1.5:27000:1700000060:b\n");
+        // NTP sets the clock an hour ahead: every absolute time moves
+        assert!(lines.update(&table, Some(&[]), 3_000, wall + 3 + 3600, true));
+        assert_eq!(lines.text(), "UDP:7000:192.168.1.5:27000:1700003660:b\n");
+    }
+
+    #[test]
+    fn restore_revalidates_and_reports() {
+        let mut c = core();
+        let facts = crate::core::facts::FixedFacts::default();
+        let wall = 1_700_000_000;
+        let v4 = "TCP:18080:192.168.1.5:8080:0:kept\n\
+                  TCP:18081:10.9.9.9:8080:0:off the LAN\n\
+                  TCP:80:192.168.1.5:80:0:a denied port\n\
+                  TCP:18082:192.168.1.5:8080:1600000000:ended\n\
+                  garbage\n";
+        let v6 = "6;fd00::5;8080;;0;7;1700000600;IGD2 pinhole\n";
+        let r = restore(&mut c, &lans(), Some(v4), Some(v6), 0, wall, &facts);
+        assert_eq!(r.mappings, 1);
+        assert_eq!(r.pinholes, 1);
+        assert_eq!(r.off_lan, vec![(Ipv4Addr::new(10, 9, 9, 9), 8080)]);
+        assert_eq!(r.bad_lines.len(), 1);
+        assert_eq!(r.bad_lines[0].line, 5);
+        assert_eq!(c.table().len(), 1);
+        assert_eq!(c.pinholes().get(7).map(|p| p.iport), Some(8080));
+        // settled: nothing is pending for the firewall, the events stay
+        assert!(!c.is_dirty());
+        let kinds: Vec<_> = c.take_events().iter().map(|e| e.kind).collect();
+        use crate::core::EventKind::*;
+        assert_eq!(kinds, [Add, Refuse, Add]);
+    }
 }
