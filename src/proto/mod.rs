@@ -63,14 +63,6 @@ impl Proto {
         }
     }
 
-    /// The IANA protocol number (6 or 17).
-    pub fn iana(self) -> u8 {
-        match self {
-            Proto::Tcp => 6,
-            Proto::Udp => 17,
-        }
-    }
-
     /// From an IANA protocol number; anything but 6 and 17 is unsupported.
     pub fn from_iana(n: u8) -> Option<Proto> {
         match n {
