@@ -912,7 +912,9 @@ meta = {
     "kernel": platform.release(),
     "os": sh(". /etc/os-release && echo \$PRETTY_NAME"),
     "rupnpd": sh("git -C '$ROOT' describe --always --dirty") + " (" + sh("'$RUPNPD' --version") + ")",
-    "miniupnpd": sh("dpkg-query -W -f='\${Version}' miniupnpd-nftables"),
+    "miniupnpd": (sh("dpkg-query -W -f='\${Version}' miniupnpd-nftables") + " (Debian miniupnpd-nftables)"
+                  if "$MINI_BIN" == "/usr/sbin/miniupnpd" else
+                  sh("'$MINI_BIN' --version 2>&1 | head -1") + " ($MINI_BIN)"),
     "nftables": sh("dpkg-query -W -f='\${Version}' nftables"),
     "rustc": sh("rustc --version"),
     "load_start": "$START_LOAD",
@@ -923,11 +925,20 @@ meta = {
                 "conn_runs": $CONN_RUNS, "startup_reps": $STARTUP_REPS,
                 "rounds": $ROUNDS, "mini_rounds": $MINI_ROUNDS, "ab_cycles": $AB_CYCLES,
                 "mini_soap_fill_max": $MINI_SOAP_FILL_MAX, "host_tcp_hash": bool($HOST_TCP_HASH),
-                "workloads": "$WORKLOADS", "daemons": "$DAEMONS"},
+                "workloads": "$WORKLOADS", "daemons": "$DAEMONS", "lease_file": "$LEASE_FILE",
+                "profile_k": $PROFILE_K},
 }
 json.dump(meta, open(sys.argv[1], "w"), indent=1)
 EOF
+if [ "$WORKLOADS" = profile ]; then
+	say "done in $(($(date +%s) - START)) s; profile only: $OUT/profile/n*/summary.md (the comparison report is left as it was)"
+	exit 0
+fi
 cp "$RAW" "$OUT/latest.jsonl"
+# Kept with the logs so that the report can be made again by hand:
+#   python3 bench/report.py bench/results/latest.jsonl bench/results/logs/meta.json bench/results
+mkdir -p "$OUT/logs"
+cp "$META" "$OUT/logs/meta.json"
 python3 bench/report.py "$RAW" "$META" "$OUT"
 cat "$OUT/latest.md"
 say "done in $(($(date +%s) - START)) s; results in $OUT/latest.{json,csv,md}"

@@ -352,6 +352,24 @@ def main():
             "**%s** (%d samples; %.0f %% kernel)" % (fmt_us(tot / 1000 / n), len(pf[w][0]), 100 * sum(kern.values()) / tot)
             for w, (by, kern, tot, n) in shares.items()))
         md.append("")
+        md.append("The same CPU split by the system call it was spent in (kernel) or `user`, per request:")
+        md.append("")
+        for w, (samples, n) in pf.items():
+            if w == "walk":
+                continue
+            by = {}
+            for p, fr in samples:
+                m = re.search(r"(?:__x64_sys|__do_sys|__se_sys|ksys)_(\w+)", fr)
+                k = (classify(fr, PERF_CENTRES), m.group(1) if m else ("kernel, no system call" if
+                     "[kernel.kallsyms]" in fr.split("\n", 1)[0] else "user"))
+                by[k] = by.get(k, 0) + p
+            md.append("- %s:" % TITLES[w])
+            for c in [x for x, _ in PERF_CENTRES] + ["other"]:
+                parts = sorted(((sc, v) for (cc, sc), v in by.items() if cc == c), key=lambda kv: -kv[1])
+                if parts and sum(v for _, v in parts) / 1000 / n >= 1:
+                    md.append("  - %s: %s" % (c, ", ".join("%s %s" % (sc, fmt_us(v / 1000 / n)) for sc, v in parts
+                                                             if v / 1000 / n >= 0.5)))
+            md.append("")
         for w, (samples, n) in pf.items():
             leaves = {}
             for p, fr in samples:
