@@ -22,6 +22,9 @@
 # Ctrl-C included), and never touches the host's interfaces, routes or
 # ruleset. Results: bench/results/latest.{json,csv,md} (+ raw .jsonl and
 # the daemons' logs).
+# The whole script is one brace group, read to its end before anything
+# runs: editing this file during a run cannot change the running one.
+{
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -234,6 +237,7 @@ fi
 # ---------------------------------------------------------------- install, build
 if [ "$INSTALL" = 1 ]; then
 	PKGS="miniupnpd-nftables miniupnpc natpmpc nftables libnftables1 iproute2 util-linux procps python3 curl"
+	has "$WORKLOADS" profile && PKGS="$PKGS strace linux-perf valgrind"
 	missing=""
 	for p in $PKGS; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -942,3 +946,5 @@ cp "$META" "$OUT/logs/meta.json"
 python3 bench/report.py "$RAW" "$META" "$OUT"
 cat "$OUT/latest.md"
 say "done in $(($(date +%s) - START)) s; results in $OUT/latest.{json,csv,md}"
+exit 0
+}
