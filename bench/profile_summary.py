@@ -61,6 +61,17 @@ def read(path):
         return None
 
 
+def per_workload(d, prefix, load, workloads=WORKLOADS):
+    """{workload: (what `load(workload)` read, requests)} for the workloads
+    that have both."""
+    out = {}
+    for w in workloads:
+        data, n = load(w), requests(d, prefix, w)
+        if data and n:
+            out[w] = (data, n)
+    return out
+
+
 def requests(d, prefix, w):
     """How many requests the client made during one profiled workload."""
     t = read(os.path.join(d, "%s-%s.json" % (prefix, w)))
@@ -252,12 +263,7 @@ def main():
     md.append("")
 
     # strace -c: system calls per request.
-    sc = {}
-    for w in WORKLOADS:
-        t = read(os.path.join(d, "strace-c-%s.txt" % w))
-        n = requests(d, "strace-c", w)
-        if t and n:
-            sc[w] = (strace_c(t), n)
+    sc = per_workload(d, "strace-c", lambda w: strace_c(read(os.path.join(d, "strace-c-%s.txt" % w)) or ""))
     if sc:
         md.append("## System calls per request (`strace -c -w -f`)")
         md.append("")
@@ -266,7 +272,7 @@ def main():
         md.append("| system call | " + " | ".join("%s calls / µs" % TITLES[w] for w in sc) + " |")
         md.append("|---|" + "---|" * len(sc))
         names = sorted({k for tab, _ in sc.values() for k in tab},
-                       key=lambda k: -max(tab.get(k, (0, 0))[0] / n for tab, n in sc.values()))
+                       key=lambda k: (-max(tab.get(k, (0, 0))[0] / n for tab, n in sc.values()), k))
         for k in names:
             cells = []
             for w, (tab, n) in sc.items():
@@ -281,12 +287,8 @@ def main():
         md.append("")
 
     # strace -T: by cost centre.
-    st = {}
-    for w in ("add", "del"):
-        t = read(os.path.join(d, "strace-T-%s.txt" % w))
-        n = requests(d, "strace-T", w)
-        if t and n:
-            st[w] = (strace_t(t, protos, lease_dir), n)
+    st = per_workload(d, "strace-T", lambda w: strace_t(read(os.path.join(d, "strace-T-%s.txt" % w)) or "",
+                                                         protos, lease_dir), ("add", "del"))
     if st:
         md.append("## System calls per request by cost centre (`strace -f -T -yy`, 5 requests)")
         md.append("")
@@ -311,12 +313,7 @@ def main():
         md.append("")
 
     # perf: CPU by cost centre.
-    pf = {}
-    for w in WORKLOADS:
-        samples = perf_samples(os.path.join(d, "perf-%s.script.gz" % w))
-        n = requests(d, "perf", w)
-        if samples and n:
-            pf[w] = (samples, n)
+    pf = per_workload(d, "perf", lambda w: perf_samples(os.path.join(d, "perf-%s.script.gz" % w)))
     if pf:
         md.append("## The daemon's CPU time per request by cost centre (`perf record -e cpu-clock --call-graph dwarf`)")
         md.append("")
