@@ -39,15 +39,16 @@ PERF_CENTRES = [
     ("allocator", r"malloc|free|realloc"),
 ]
 
-# Functions (not inlined in the release build) whose inclusive instruction
-# counts stand for a cost centre in callgrind's call graph. They do not
-# call one another, so their sum is at most the request's total.
-CG_ANCHORS = [
-    ("sock_diag listener check", r"^rupnpd::sys::netif::sock_diag$"),
-    ("nftables transaction", r"Firewall>::apply$"),
-    ("lease file rewrite", r"^rupnpd::daemon::Daemon::write_leases$"),
-    ("log line", r"^rupnpd::daemon::log_event$|^rupnpd::daemon::log_pinhole$"),
-    ("SOAP parse and reply", r"^rupnpd::proto::soap::(parse_body|response|fault)$|^rupnpd::proto::http::"),
+# The functions that make up each cost centre in callgrind's call graph
+# (whichever of them the optimiser left out of line). A centre costs its
+# functions' own instructions plus everything they call outside it; a
+# function belongs to the first centre it matches.
+CG_CENTRES = [
+    ("sock_diag listener check", r"^rupnpd::sys::netif::(sock_diag|netlink_dump|Listeners::read)|wan_listener$"),
+    ("nftables transaction", r"^rupnpd::sys::nfnl::|^rupnpd::sys::nft::Nft::|^<rupnpd::sys::nft::Nft as .*Firewall>::"),
+    ("lease file rewrite", r"::write_leases$|^rupnpd::sys::leasefile::|^rupnpd::core::persist::to_lease|^rupnpd::proto::lease::"),
+    ("log line", r"\blog_(event|pinhole)$|^rupnpd::sys::syslog::|Syslog as log::Log>"),
+    ("SOAP parse and reply", r"^rupnpd::proto::(soap|http|xml)::"),
 ]
 # Called from several of the above (and from the loop): shown on its own.
 CG_ZEROED = r"^alloc::vec::from_elem$"
@@ -202,15 +203,15 @@ def leaf(frames):
 
 # ------------------------------------------------------------------ callgrind
 def callgrind_graph(path):
-    """(total Ir, {function: self Ir}, {function: inclusive Ir}) from a
-    callgrind.out file (its documented format): self cost is every cost
-    line under fn=, inclusive adds the cost line after each calls= (a
-    function calling itself is not counted twice)."""
+    """(total Ir, {function: self Ir}, {(caller, callee): Ir of the calls})
+    from a callgrind.out file (its documented format): a cost line under
+    fn= is the function's own, the cost line after a calls= line is the
+    inclusive cost of those calls."""
     try:
         f = gzip.open(path, "rt", errors="replace")
     except OSError:
         return None, {}, {}
-    names, self_ir, incl, total = {}, {}, {}, 0
+    names, self_ir, calls, total = {}, {}, {}, 0
     fn, callee, in_call = None, None, False
 
     def name(v):
@@ -234,16 +235,32 @@ def callgrind_graph(path):
                 parts = line.split()
                 ir = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
                 if in_call:
-                    if callee != fn:
-                        incl[fn] = incl.get(fn, 0) + ir
+                    calls[(fn, callee)] = calls.get((fn, callee), 0) + ir
                     in_call = False
                 else:
                     self_ir[fn] = self_ir.get(fn, 0) + ir
-                    incl[fn] = incl.get(fn, 0) + ir
                     total += ir
-            elif line.startswith("summary:") or line.startswith("totals:"):
-                pass
-    return total, self_ir, incl
+    return total, self_ir, calls
+
+
+def centre_cost(members, self_ir, calls):
+    """Instructions of a set of functions: their own, and their calls to
+    functions outside the set."""
+    own = sum(v for k, v in self_ir.items() if k in members)
+    out = sum(v for (a, b), v in calls.items() if a in members and b not in members)
+    return own + out
+
+
+def centres_of(self_ir, calls):
+    """{centre: set of functions}, each function in the first centre it matches."""
+    fns = set(self_ir) | {a for a, _ in calls} | {b for _, b in calls}
+    out = {c: set() for c, _ in CG_CENTRES}
+    for f in fns:
+        for c, pat in CG_CENTRES:
+            if f and re.search(pat, f):
+                out[c].add(f)
+                break
+    return out
 
 
 def fmt_us(v):
@@ -383,50 +400,49 @@ def main():
     cg = {}
     for w in WORKLOADS:
         n = requests(d, "callgrind", w)
-        total, self_ir, incl = callgrind_graph(os.path.join(d, "callgrind.out.%s.gz" % w))
+        total, self_ir, calls = callgrind_graph(os.path.join(d, "callgrind.out.%s.gz" % w))
         if total and n:
-            cg[w] = (total, self_ir, incl, n)
+            cg[w] = (total, self_ir, calls, n)
     if cg:
         md.append("## User-space instructions per request (callgrind)")
         md.append("")
         md.append("Instructions executed in the daemon's own code and its libraries, not in the kernel; repeatable "
-                  "under load. Each centre is the inclusive count of the functions named in bench/profile_summary.py "
-                  "(`CG_ANCHORS`); the rest is the HTTP task, the event loop and the IGD action itself.")
+                  "under load. A centre is a set of functions (`CG_CENTRES` in bench/profile_summary.py): their own "
+                  "instructions and everything they call outside the set. The rest is the HTTP task, the event loop "
+                  "and the IGD action itself.")
         md.append("")
         md.append("| where | " + " | ".join(TITLES[w] for w in cg) + " |")
         md.append("|---|" + "---|" * len(cg))
-
-        def anchored(incl, pat):
-            return sum(v for k, v in incl.items() if re.search(pat, k))
-
-        rows = [(c, pat) for c, pat in CG_ANCHORS]
-        for c, pat in rows:
+        costs = {}
+        for w, (total, self_ir, calls, n) in cg.items():
+            members = centres_of(self_ir, calls)
+            costs[w] = {c: centre_cost(members[c], self_ir, calls) for c, _ in CG_CENTRES}
+            zeroed = {f for f in set(self_ir) | {b for _, b in calls} if f and re.search(CG_ZEROED, f)}
+            costs[w]["zeroed"] = centre_cost(zeroed, self_ir, calls)
+            doc["workloads"].setdefault(w, {})["instructions_per_request"] = total / n
+            doc["workloads"][w]["instructions_by_centre"] = {c: v / n for c, v in costs[w].items()}
+        for c, _ in CG_CENTRES:
             cells = []
-            for w, (total, self_ir, incl, n) in cg.items():
-                v = anchored(incl, pat)
+            for w, (total, self_ir, calls, n) in cg.items():
+                v = costs[w][c]
                 cells.append("{:,.0f} ({:.0f} %)".format(v / n, 100 * v / total) if v else "")
-                doc["workloads"].setdefault(w, {}).setdefault("instructions_by_centre", {})[c] = v / n
             if any(cells):
                 md.append("| %s | %s |" % (c, " | ".join(cells)))
         cells = []
-        for w, (total, self_ir, incl, n) in cg.items():
-            rest = total - sum(anchored(incl, pat) for _, pat in rows)
+        for w, (total, self_ir, calls, n) in cg.items():
+            rest = total - sum(costs[w][c] for c, _ in CG_CENTRES)
             cells.append("{:,.0f} ({:.0f} %)".format(rest / n, 100 * rest / total))
         md.append("| everything else | %s |" % " | ".join(cells))
         md.append("| **total instructions per request** | %s |" % " | ".join(
-            "**{:,.0f}**".format(total / n) for w, (total, self_ir, incl, n) in cg.items()))
-        cells = []
-        for w, (total, self_ir, incl, n) in cg.items():
-            v = anchored(incl, CG_ZEROED)
-            cells.append("{:,.0f} ({:.0f} %)".format(v / n, 100 * v / total) if v else "")
-            doc["workloads"][w]["instructions_per_request"] = total / n
-            doc["workloads"][w]["instructions_zeroed_buffers"] = v / n
-        md.append("| of all these: zero-filled buffers (`vec![0; n]`) | %s |" % " | ".join(cells))
+            "**{:,.0f}**".format(total / n) for w, (total, self_ir, calls, n) in cg.items()))
+        md.append("| of all these: zero-filled buffers (`vec![0; n]`) | %s |" % " | ".join(
+            "{:,.0f} ({:.0f} %)".format(costs[w]["zeroed"] / n, 100 * costs[w]["zeroed"] / total)
+            for w, (total, self_ir, calls, n) in cg.items()))
         md.append("")
-        for w, (total, self_ir, incl, n) in cg.items():
+        for w, (total, self_ir, calls, n) in cg.items():
             md.append("Most instructions in the function itself, %s (per request):" % TITLES[w])
             md.append("")
-            for k, v in sorted(self_ir.items(), key=lambda kv: -kv[1])[:10]:
+            for k, v in sorted(self_ir.items(), key=lambda kv: (-kv[1], kv[0]))[:10]:
                 md.append("- {:,.0f} ({:.0f} %) `{}`".format(v / n, 100 * v / total, k[:140]))
             md.append("")
 
