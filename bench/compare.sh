@@ -785,6 +785,8 @@ run_daemon() { # daemon
 		fi
 		filled=$n
 		rec "$d" "$n" kernel_count info "{\"entries\":$(kernel_mappings "$d")}"
+		# Evidence that the daemon keeps its lease file (one line per mapping).
+		[ -n "$LEASE_FILE" ] && rec "$d" "$n" lease_lines info "{\"lines\":$(cat "$LEASE_FILE" 2>/dev/null | wc -l)}"
 		restart_if_dead "$d" "$n"
 
 		if has "$WORKLOADS" soap || has "$WORKLOADS" keepalive; then

@@ -535,6 +535,9 @@ def main():
                 d, r["n"], r["data"]["mappings"], fmt_ms(r["data"]["total_ms"])))
     if fill:
         lines.append("Filling: " + "; ".join(fill) + ".")
+    leases = ["%s at N=%s: %d" % (d, r["n"], r["data"]["lines"]) for d in DAEMONS for r in R.all(d, "lease_lines")]
+    if leases:
+        lines.append("Lease file lines after filling: " + "; ".join(leases) + ".")
     restarts = [r for r in R.recs if r["name"] == "restart"]
     for r in restarts:
         lines.append("%s was restarted after crashing at N=%s." % (r["daemon"], r["n"]))
