@@ -497,7 +497,8 @@ def main():
             lines.append("| %s | %s | %s | %s | %s |" % (r["section"], r["metric"], r["rupnpd_text"], r["miniupnpd_text"], rt))
 
     table("headline", "**Headline: what a libminiupnpc client sees** — both daemons with a new TCP connection per "
-          "request (`Connection: Close`), lease file on. Per-request figures are medians (means beside).",
+          "request (`Connection: Close`), lease file %s. Per-request figures are medians (means beside)." % (
+              "on" if o.get("lease_file") else "**off** (`--no-lease-file`)"),
           "| | action | rupnpd | %s | rupnpd / miniupnpd |" % mini_label(m))
     table("keepalive", "**rupnpd over one keep-alive connection** (bench-client only: libminiupnpc never keeps a "
           "connection) against miniupnpd with a connection per request (it closes every connection).",
