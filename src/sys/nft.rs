@@ -37,8 +37,9 @@ use crate::core::firewall::{Counters, Firewall};
 use crate::core::pinhole::{PinChange, Pinhole};
 use crate::core::table::{Change, Key, Mapping, Millis};
 use crate::proto::Proto;
+use crate::proto::netlink::nftables::{self, Batch, Counter, Data, Elem};
 use crate::sys::netif::McastSocket;
-use crate::sys::nfnl::{self, Batch, Data, Elem};
+use crate::sys::nfnl;
 
 /// Extra time the kernel keeps an element after its lease: the daemon
 /// removes it itself while alive; the kernel only takes over if it died.
@@ -393,7 +394,15 @@ fn dnat_mapping_key(key: &[u8]) -> Option<Key> {
 
 /// The key [`Nft::pinhole_counter_map`] files a pinhole element under.
 fn pin_map_key(set: &str, key: &[u8]) -> String {
-    format!("{set} {}", nfnl::hex(key))
+    format!("{set} {}", nftables::hex(key))
+}
+
+/// An element's counter as the firewall interface reports it.
+fn counters(c: Option<Counter>) -> Counters {
+    c.map_or_else(Counters::default, |c| Counters {
+        packets: c.packets,
+        bytes: c.bytes,
+    })
 }
 
 /// The forward element an endpoint needs: present while any mapping
@@ -804,7 +813,7 @@ impl Nft {
         let mut marked = false;
         let chain = self.names.prerouting_chain.clone();
         let listed = self.sock.rules(&t, &chain, &mut |r| {
-            marked |= nfnl::rule_comment(r.userdata) == Some(MARKER.as_bytes());
+            marked |= nftables::rule_comment(r.userdata) == Some(MARKER.as_bytes());
         });
         listed.is_ok() && marked
     }
@@ -1013,7 +1022,7 @@ impl Nft {
     }
 
     /// Reads one element's counters (to carry them over a renewal).
-    fn element_counters(&mut self, set: &str, e: &Elem) -> Option<Counters> {
+    fn element_counters(&mut self, set: &str, e: &Elem) -> Option<Counter> {
         let t = &self.names.table;
         match self.sock.element(t, set, &e.key, e.key_end.as_ref()) {
             Ok(found) => found.and_then(|f| f.counter),
@@ -1118,7 +1127,7 @@ impl Firewall for Nft {
 
     fn pinhole_counters(&mut self, p: &Pinhole) -> Option<Counters> {
         let (set, e) = pin_elem(p);
-        self.element_counters(set, &e)
+        self.element_counters(set, &e).map(|c| counters(Some(c)))
     }
 
     fn counters(&mut self) -> HashMap<Key, Counters> {
@@ -1127,7 +1136,7 @@ impl Firewall for Nft {
         for set in [DNAT, DNAT_RH] {
             let r = self.sock.elements(&t, set, &mut |e| {
                 if let Some(k) = dnat_mapping_key(e.key) {
-                    out.insert(k, e.counter.unwrap_or_default());
+                    out.insert(k, counters(e.counter));
                 }
             });
             if let Err(e) = r {
@@ -1146,7 +1155,7 @@ impl Nft {
         let mut out = HashMap::new();
         for set in [PIN6, PIN6_H, PIN6_P, PIN6_HP] {
             let r = self.sock.elements(&t, set, &mut |e| {
-                out.insert(pin_map_key(set, e.key), e.counter.unwrap_or_default());
+                out.insert(pin_map_key(set, e.key), counters(e.counter));
             });
             if let Err(e) = r {
                 log::debug!("listing {set}: {e}");
@@ -1171,16 +1180,13 @@ pub struct Monitor {
     pid: u32,
 }
 
-/// NFNLGRP_NFTABLES (linux/netfilter/nfnetlink.h).
-const NFNLGRP_NFTABLES: u32 = 7;
-const NFNL_SUBSYS_NFTABLES: u16 = 10;
-const NFT_MSG_NEWGEN: u16 = 15;
-const NFTA_GEN_PROC_PID: u16 = 2;
-
 impl Monitor {
     pub fn new() -> io::Result<Monitor> {
         Ok(Monitor {
-            sock: McastSocket::open(libc::NETLINK_NETFILTER, 1 << (NFNLGRP_NFTABLES - 1))?,
+            sock: McastSocket::open(
+                libc::NETLINK_NETFILTER,
+                1 << (nftables::NFNLGRP_NFTABLES - 1),
+            )?,
             pid: std::process::id(),
         })
     }
@@ -1195,7 +1201,7 @@ impl Monitor {
                     // Lost notifications: assume the worst.
                     None => foreign = true,
                     Some(d) => {
-                        if newgen_pids(d).iter().any(|p| *p != self.pid) {
+                        if nftables::newgen_pids(d).iter().any(|p| *p != self.pid) {
                             foreign = true;
                         }
                     }
@@ -1206,46 +1212,6 @@ impl Monitor {
             }
         }
     }
-}
-
-/// The committing PIDs of the NEWGEN messages in one netlink datagram (0
-/// when a message carries none). Bounded by the datagram: every length is
-/// checked before use.
-pub fn newgen_pids(mut d: &[u8]) -> Vec<u32> {
-    let mut out = Vec::new();
-    while d.len() >= 16 {
-        let len = u32::from_ne_bytes([d[0], d[1], d[2], d[3]]) as usize;
-        let ty = u16::from_ne_bytes([d[4], d[5]]);
-        if len < 16 || len > d.len() {
-            break;
-        }
-        if ty == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN {
-            // nlmsghdr (16) + nfgenmsg (4), then attributes.
-            let mut a = d.get(20..len).unwrap_or(&[]);
-            let mut pid = 0;
-            while a.len() >= 4 {
-                let alen = u16::from_ne_bytes([a[0], a[1]]) as usize;
-                let aty = u16::from_ne_bytes([a[2], a[3]]) & 0x3fff;
-                if alen < 4 || alen > a.len() {
-                    break;
-                }
-                if aty == NFTA_GEN_PROC_PID && alen >= 8 {
-                    pid = u32::from_be_bytes([a[4], a[5], a[6], a[7]]);
-                }
-                let step = (alen + 3) & !3;
-                a = a.get(step..).unwrap_or(&[]);
-            }
-            out.push(pid);
-        }
-        let step = (len + 3) & !3;
-        d = d.get(step..).unwrap_or(&[]);
-    }
-    out
-}
-
-/// Whether two setups need the rules rebuilt.
-pub fn rules_differ(a: &Setup, b: &Setup) -> bool {
-    a != b
 }
 
 /// Devices in a set, deduplicated, for logs.
@@ -1282,7 +1248,7 @@ mod tests {
     }
 
     fn hex_of(d: &Data) -> String {
-        nfnl::hex(d.as_bytes())
+        nftables::hex(d.as_bytes())
     }
 
     /// Keys and values as `nft --debug=netlink add element` shows them for
@@ -1424,27 +1390,6 @@ mod tests {
         assert!(text.contains("add element inet fw4 upnp_extaddr { 192.0.3.1 }"));
         let own = structure(&NftNames::default(), &s, true);
         assert!(own.contains("add chain inet fw4 rupnpd_forward { type filter hook forward priority filter; policy accept; }"));
-    }
-
-    #[test]
-    fn netlink_newgen() {
-        // nlmsghdr(len 32, type 0x0a0f) + nfgenmsg + attr PROC_PID=1234 + attr GEN_ID
-        let mut d = Vec::new();
-        d.extend_from_slice(&32u32.to_ne_bytes());
-        d.extend_from_slice(&0x0a0fu16.to_ne_bytes());
-        d.extend_from_slice(&[0; 10]);
-        d.extend_from_slice(&[0; 4]);
-        d.extend_from_slice(&8u16.to_ne_bytes());
-        d.extend_from_slice(&2u16.to_ne_bytes());
-        d.extend_from_slice(&1234u32.to_be_bytes());
-        d.extend_from_slice(&4u16.to_ne_bytes());
-        d.extend_from_slice(&1u16.to_ne_bytes());
-        assert_eq!(newgen_pids(&d), vec![1234]);
-        // truncated and garbage input never panics
-        for cut in 0..d.len() {
-            let _ = newgen_pids(&d[..cut]);
-        }
-        assert!(newgen_pids(&[0xff; 40]).is_empty());
     }
 
     /// The daemon's declarations and the fw4 include file must agree:
