@@ -280,7 +280,7 @@ fn sock_diag(
     Ok(())
 }
 
-/// Parses /proc/net/{tcp,udp}[6] lines: `sl local_address rem_address st …`
+/// Parses `/proc/net/{tcp,udp}[6]` lines: `sl local_address rem_address st …`
 /// with addresses in hex as the kernel stores them.
 fn parse_proc_net(text: &str, tcp: bool, wan: Option<Ipv4Addr>, out: &mut HashSet<u16>) {
     for line in text.lines().skip(1).take(65536) {
