@@ -17,7 +17,8 @@ use tokio::io::unix::AsyncFd;
 use crate::core::igd::LinkCounters;
 use crate::core::policy::Environment;
 use crate::proto::Proto;
-use crate::proto::netlink::{route, sock_diag};
+use crate::proto::netlink::route;
+use crate::proto::netlink::sock_diag::{self, IPPROTO_TCP, IPPROTO_UDP, TCP_CLOSE, TCP_LISTEN};
 use crate::sys::nfnl;
 
 /// Every address of every interface, from getifaddrs(3).
@@ -141,7 +142,7 @@ pub fn default_route_dev() -> Option<String> {
 
 /// The kernel's neighbour table (ARP and NDP): address → link-layer
 /// address, from one RTM_GETNEIGH dump.
-pub fn neighbours() -> io::Result<Vec<(std::net::IpAddr, [u8; 6])>> {
+pub fn neighbours() -> io::Result<Vec<(IpAddr, [u8; 6])>> {
     let mut out = Vec::new();
     let mut sock = nfnl::Socket::open_protocol(libc::NETLINK_ROUTE)?;
     sock.query(route::get_neighbours, &mut |m| {
@@ -219,14 +220,12 @@ impl Listeners {
     pub fn read(wan: Option<Ipv4Addr>) -> Listeners {
         let mut l = Listeners::default();
         for family in [sock_diag::AF_INET, sock_diag::AF_INET6] {
-            // Unconnected UDP sockets are in TCP_CLOSE.
-            let tcp = (sock_diag::IPPROTO_TCP, sock_diag::TCP_LISTEN);
-            if let Err(e) = sock_diag(family, tcp.0, tcp.1, wan, &mut l.tcp) {
+            if let Err(e) = diag_ports(family, IPPROTO_TCP, TCP_LISTEN, wan, &mut l.tcp) {
                 log::debug!("sock_diag tcp: {e}");
                 return Listeners::read_proc(wan);
             }
-            let udp = (sock_diag::IPPROTO_UDP, sock_diag::TCP_CLOSE);
-            if let Err(e) = sock_diag(family, udp.0, udp.1, wan, &mut l.udp) {
+            // Unconnected UDP sockets are in TCP_CLOSE.
+            if let Err(e) = diag_ports(family, IPPROTO_UDP, TCP_CLOSE, wan, &mut l.udp) {
                 log::debug!("sock_diag udp: {e}");
                 return Listeners::read_proc(wan);
             }
@@ -254,7 +253,7 @@ impl Listeners {
 
 /// One SOCK_DIAG_BY_FAMILY dump collecting the local ports of sockets
 /// in `states` reachable from the WAN.
-fn sock_diag(
+fn diag_ports(
     family: u8,
     protocol: u8,
     states: u32,

@@ -3,7 +3,7 @@
 //! daemon learns the ports that listen on the WAN side.
 //!
 //! Owns: `inet_diag_req_v2` and the part of `inet_diag_msg` read (family,
-//! state, source port and address). Pure: no IO.
+//! source port and address). Pure: no IO.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -40,11 +40,10 @@ pub fn get_sockets(seq: u32, family: u8, protocol: u8, states: u32) -> Vec<u8> {
     })
 }
 
-/// One socket of a dump: its state and local address.
+/// One socket of a dump (in one of the states asked for): its local
+/// address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Socket {
-    /// The TCP state number (10 LISTEN, 7 CLOSE …), not a mask bit.
-    pub state: u8,
     pub src: IpAddr,
     pub sport: u16,
 }
@@ -63,7 +62,6 @@ pub fn parse_socket(m: &Msg<'_>) -> Option<Socket> {
         _ => return None,
     };
     Some(Socket {
-        state: p[1],
         src,
         sport: u16::from_be_bytes([p[4], p[5]]),
     })
@@ -106,12 +104,10 @@ mod tests {
             got,
             vec![
                 Socket {
-                    state: 10,
                     src: "127.0.0.1".parse().unwrap(),
                     sport: 53
                 },
                 Socket {
-                    state: 10,
                     src: "0.0.0.0".parse().unwrap(),
                     sport: 5000
                 },
@@ -125,7 +121,6 @@ mod tests {
         assert_eq!(
             got,
             vec![Socket {
-                state: 7,
                 src: "::".parse().unwrap(),
                 sport: 5351
             }]
