@@ -257,7 +257,7 @@ impl Socket {
                 return Err(Error::Io { call: "poll", err });
             }
             if rc == 0 {
-                return Err(Error::Reply("no answer from nf_tables"));
+                return Err(Error::Reply("no answer from the kernel"));
             }
             // SAFETY: receiving into a buffer of the given length; with
             // MSG_TRUNC the result is the datagram's full length.

@@ -317,14 +317,13 @@ mod vectors {
     /// and attribute header, the host-order fields of the family headers
     /// and of NLMSG_ERROR/NLMSG_DONE are swapped. Host-order values
     /// inside other attributes (none of which our parsers read) stay as
-    /// captured.
+    /// captured. On every host the big-endian form is walked again as
+    /// big-endian, so a conversion that breaks a length fails here.
     pub fn capture(family: Family, hex: &str) -> Vec<u8> {
         let le = unhex(hex);
-        if cfg!(target_endian = "big") {
-            to_big_endian(family, &le)
-        } else {
-            le
-        }
+        let be = to_big_endian(family, &le);
+        walk(family, &mut be.clone(), true, false);
+        if cfg!(target_endian = "big") { be } else { le }
     }
 
     pub fn unhex(hex: &str) -> Vec<u8> {
@@ -337,16 +336,11 @@ mod vectors {
         digits.chunks(2).map(|p| p[0] << 4 | p[1]).collect()
     }
 
-    fn swap(d: &mut [u8], at: usize, n: usize) {
-        d[at..at + n].reverse();
-    }
-
-    fn le16(d: &[u8], at: usize) -> usize {
-        usize::from(u16::from_le_bytes([d[at], d[at + 1]]))
-    }
-
-    fn le32(d: &[u8], at: usize) -> usize {
-        u32::from_le_bytes(d[at..at + 4].try_into().unwrap()) as usize
+    /// Little-endian captures to big-endian.
+    pub fn to_big_endian(family: Family, le: &[u8]) -> Vec<u8> {
+        let mut d = le.to_vec();
+        walk(family, &mut d, false, true);
+        d
     }
 
     /// Whether the attribute at `path` (types from the message body
@@ -368,81 +362,101 @@ mod vectors {
             )
     }
 
-    /// Swaps the headers of the attributes in `d[from..to]` and of those
-    /// nested in them; `offs` also swaps NLMSGERR_ATTR_OFFS payloads.
-    fn swap_attrs(
-        d: &mut [u8],
-        (from, to): (usize, usize),
-        msg: u16,
-        path: &mut Vec<u16>,
-        offs: bool,
-    ) {
-        let mut at = from;
-        while at + 4 <= to {
-            let (len, ty) = (le16(d, at), le16(d, at + 2) as u16);
-            assert!(len >= 4 && at + len <= to, "capture: bad attribute at {at}");
-            swap(d, at, 2);
-            swap(d, at + 2, 2);
-            path.push(ty & NLA_TYPE_MASK);
-            if ty & NLA_F_NESTED != 0 || nft_nests(msg, path) {
-                swap_attrs(d, (at + 4, at + len), msg, path, false);
-            } else if offs && ty == NLMSGERR_ATTR_OFFS {
-                swap(d, at + 4, 4);
+    /// Walks messages and attributes whose headers are in the byte order
+    /// `big`, asserting that every length fits what contains it, and
+    /// with `swap` turns each host-order field it passes around.
+    struct Walk<'a> {
+        d: &'a mut [u8],
+        big: bool,
+        swap: bool,
+    }
+
+    impl Walk<'_> {
+        fn read(&self, at: usize, n: usize) -> usize {
+            let mut b = [0u8; 4];
+            b[4 - n..].copy_from_slice(&self.d[at..at + n]);
+            if !self.big {
+                b[4 - n..].reverse();
             }
-            path.pop();
-            at += align4(len);
+            u32::from_be_bytes(b) as usize
+        }
+
+        fn turn(&mut self, at: usize, n: usize) {
+            if self.swap {
+                self.d[at..at + n].reverse();
+            }
+        }
+
+        fn header(&mut self, at: usize) {
+            for (off, n) in [(0, 4), (4, 2), (6, 2), (8, 4), (12, 4)] {
+                self.turn(at + off, n);
+            }
+        }
+
+        /// The attributes in `d[from..to]` and those nested in them;
+        /// `offs` also turns NLMSGERR_ATTR_OFFS payloads.
+        fn attrs(&mut self, (from, to): (usize, usize), msg: u16, path: &mut Vec<u16>, offs: bool) {
+            let mut at = from;
+            while at + 4 <= to {
+                let (len, ty) = (self.read(at, 2), self.read(at + 2, 2) as u16);
+                assert!(len >= 4 && at + len <= to, "capture: bad attribute at {at}");
+                self.turn(at, 2);
+                self.turn(at + 2, 2);
+                path.push(ty & NLA_TYPE_MASK);
+                if ty & NLA_F_NESTED != 0 || nft_nests(msg, path) {
+                    self.attrs((at + 4, at + len), msg, path, false);
+                } else if offs && ty == NLMSGERR_ATTR_OFFS {
+                    self.turn(at + 4, 4);
+                }
+                path.pop();
+                at += align4(len);
+            }
+            assert_eq!(at.min(to), to, "capture: bytes after the attributes");
         }
     }
 
-    fn swap_header(d: &mut [u8], at: usize) {
-        for (off, n) in [(0, 4), (4, 2), (6, 2), (8, 4), (12, 4)] {
-            swap(d, at + off, n);
-        }
-    }
-
-    pub fn to_big_endian(family: Family, le: &[u8]) -> Vec<u8> {
-        let mut d = le.to_vec();
-        let mut at = 0;
+    fn walk(family: Family, d: &mut [u8], big: bool, swap: bool) {
+        let w = &mut Walk { d, big, swap };
         let path = &mut Vec::new();
-        while at + NLMSG_HDRLEN <= d.len() {
-            let (len, ty, flags) = (le32(&d, at), le16(&d, at + 4) as u16, le16(&d, at + 6));
+        let mut at = 0;
+        while at < w.d.len() {
+            let (len, ty, flags) = (w.read(at, 4), w.read(at + 4, 2) as u16, w.read(at + 6, 2));
             assert!(
-                len >= NLMSG_HDRLEN && at + len <= d.len(),
-                "capture: bad header"
+                len >= NLMSG_HDRLEN && at + len <= w.d.len(),
+                "capture: bad header at {at}"
             );
             let (body, end) = (at + NLMSG_HDRLEN, at + len);
-            swap_header(&mut d, at);
+            w.header(at);
             match ty {
                 NLMSG_ERROR => {
-                    let orig_len = le32(&d, body + 4);
-                    swap(&mut d, body, 4);
-                    swap_header(&mut d, body + 4);
+                    let orig_len = w.read(body + 4, 4);
+                    w.turn(body, 4);
+                    w.header(body + 4);
                     let tlvs = if flags as u16 & NLM_F_CAPPED != 0 {
                         body + 4 + NLMSG_HDRLEN
                     } else {
                         body + 4 + align4(orig_len)
                     };
-                    swap_attrs(&mut d, (tlvs, end), ty, path, true);
+                    w.attrs((tlvs, end), ty, path, true);
                 }
-                NLMSG_DONE => swap(&mut d, body, 4),
+                NLMSG_DONE => w.turn(body, 4),
                 _ => match family {
-                    Family::Netfilter => swap_attrs(&mut d, (body + 4, end), ty, path, false),
+                    Family::Netfilter => w.attrs((body + 4, end), ty, path, false),
                     Family::Route => {
-                        swap(&mut d, body + 4, 4);
-                        swap(&mut d, body + 8, 2);
-                        swap_attrs(&mut d, (body + 12, end), ty, path, false);
+                        w.turn(body + 4, 4);
+                        w.turn(body + 8, 2);
+                        w.attrs((body + 12, end), ty, path, false);
                     }
                     Family::SockDiag => {
                         for off in (40..72).step_by(4) {
-                            swap(&mut d, body + off, 4);
+                            w.turn(body + off, 4);
                         }
-                        swap_attrs(&mut d, (body + 72, end), ty, path, false);
+                        w.attrs((body + 72, end), ty, path, false);
                     }
                 },
             }
             at += align4(len);
         }
-        d
     }
 }
 
