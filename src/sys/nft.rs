@@ -604,7 +604,7 @@ impl Firewall for Nft {
 
     fn pinhole_counters(&mut self, p: &Pinhole) -> Option<Counters> {
         let (set, e) = pin_elem(p);
-        self.element_counters(set, &e).map(|c| counters(Some(c)))
+        self.element_counters(set, &e).map(counters)
     }
 
     fn counters(&mut self) -> HashMap<Key, Counters> {
@@ -613,7 +613,7 @@ impl Firewall for Nft {
         for set in [DNAT, DNAT_RH] {
             let r = self.sock.elements(&t, set, &mut |e| {
                 if let Some(k) = dnat_mapping_key(e.key) {
-                    out.insert(k, counters(e.counter));
+                    out.insert(k, e.counter.map(counters).unwrap_or_default());
                 }
             });
             if let Err(e) = r {
@@ -632,7 +632,8 @@ impl Nft {
         let mut out = HashMap::new();
         for set in [PIN6, PIN6_H, PIN6_P, PIN6_HP] {
             let r = self.sock.elements(&t, set, &mut |e| {
-                out.insert(pin_map_key(set, e.key), counters(e.counter));
+                let c = e.counter.map(counters).unwrap_or_default();
+                out.insert(pin_map_key(set, e.key), c);
             });
             if let Err(e) = r {
                 log::debug!("listing {set}: {e}");

@@ -154,11 +154,11 @@ pub(super) fn pin_map_key(set: &str, key: &[u8]) -> String {
 }
 
 /// An element's counter as the firewall interface reports it.
-pub(super) fn counters(c: Option<Counter>) -> Counters {
-    c.map_or_else(Counters::default, |c| Counters {
+pub(super) fn counters(c: Counter) -> Counters {
+    Counters {
         packets: c.packets,
         bytes: c.bytes,
-    })
+    }
 }
 
 /// The forward element an endpoint needs: present while any mapping
