@@ -363,10 +363,15 @@ impl Socket {
         f: &mut dyn FnMut(&Msg<'_>),
     ) -> Result<(), Error> {
         let seq = self.seqs(1);
-        let req = build(seq);
+        self.talk(&build(seq), seq, f)
+    }
+
+    /// [`Socket::query`] once the request is built (not generic, so that
+    /// the receive loop is compiled once).
+    fn talk(&mut self, req: &[u8], seq: u32, f: &mut dyn FnMut(&Msg<'_>)) -> Result<(), Error> {
         let mut buf = vec![0u8; RECV_BUF];
         self.drain(&mut buf);
-        self.send(&req)?;
+        self.send(req)?;
         let mut total = 0usize;
         loop {
             let got = self.recv(&mut buf)?;
