@@ -11,6 +11,7 @@ pub mod http;
 pub mod igd;
 pub mod lease;
 pub mod natpmp;
+pub mod netlink;
 pub mod pcp;
 pub mod schema;
 pub mod soap;
