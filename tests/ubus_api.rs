@@ -16,7 +16,7 @@ const NETIFD_WAN: &str = "network.interface.wan";
 
 fn wan_status(addr: &str) -> Value {
     json(&format!(
-        r#"{{"up": true, "pending": false, "available": true, "l3_device": "r-wan", "device": "r-wan",
+        r#"{{"up": true, "pending": false, "available": true, "l3_device": "eth1", "device": "eth1",
             "proto": "static", "ipv4-address": [{{"address": "{addr}", "mask": 24}}],
             "route": [{{"target": "0.0.0.0", "mask": 0, "nexthop": "192.0.3.2"}}]}}"#
     ))
@@ -24,7 +24,7 @@ fn wan_status(addr: &str) -> Value {
 
 /// A bed whose daemon knows its WAN only as the logical interface `wan`,
 /// which a fake netifd (a peer publishing `network.interface.wan`)
-/// resolves to r-wan.
+/// resolves to eth1.
 struct Setup {
     bed: Bed,
     broker: Broker,
@@ -36,7 +36,7 @@ struct Setup {
 
 async fn setup(name: &str) -> Setup {
     let mut bed = Bed::new(name);
-    bed.fw4();
+    bed.fw4_start();
     let sock = socket_path(name);
     let broker = Broker::start(&sock);
     let netifd = Peer::connect(&sock).await;
@@ -46,7 +46,7 @@ async fn setup(name: &str) -> Setup {
         _ => Err(3),
     });
     let dir = bed.config(&format!(
-        "config upnpd 'config'\n\toption internal_iface 'r-lan'\n\toption external_iface 'wan'\n\
+        "config upnpd 'config'\n\toption internal_iface 'br-lan'\n\toption external_iface 'wan'\n\
 \toption upnp_lease_file '{}'\n\toption ipv6_pinholes '1'\n\nconfig perm_rule\n\toption action allow\n\toption ext_ports 1024-65535\n\
 \toption int_addr 0.0.0.0/0\n\toption int_ports 1024-65535\n",
         bed.dir.join("leases").display()
@@ -125,7 +125,7 @@ async fn status_list_delete_flush_with_events() {
     // netifd told the daemon which device "wan" is
     eventually("the WAN from netifd", async || {
         let s = call(&caller, "status", "{}").await.unwrap();
-        s.get("wan_device").and_then(Value::as_str) == Some("r-wan")
+        s.get("wan_device").and_then(Value::as_str) == Some("eth1")
     })
     .await;
     let s = call(&caller, "status", "{}").await.unwrap();
@@ -439,7 +439,7 @@ async fn wan_changes_from_netifd_and_a_ubusd_restart() {
     } = setup("uwan").await;
     eventually("the WAN from netifd", async || {
         let s = call(&caller, "status", "{}").await.unwrap();
-        s.get("wan_device").and_then(Value::as_str) == Some("r-wan")
+        s.get("wan_device").and_then(Value::as_str) == Some("eth1")
     })
     .await;
     let mut listener = Peer::connect(&socket_path("uwan")).await;
@@ -604,7 +604,7 @@ async fn every_method_answers_uhttpd_as_it_answers_the_cli() {
 #[test]
 fn without_ubusd_the_daemon_runs_and_warns_once() {
     let mut bed = Bed::new("noub");
-    bed.fw4();
+    bed.fw4_start();
     let sock = std::env::temp_dir().join("rupnpd-no-such-ubusd.sock");
     bed.start(&["--ubus-socket", sock.to_str().unwrap()]);
     std::thread::sleep(Duration::from_secs(5));
@@ -633,7 +633,7 @@ async fn readme_examples() {
     } = setup("urdme").await;
     eventually("the WAN from netifd", async || {
         let s = call(&caller, "status", "{}").await.unwrap();
-        s.get("wan_device").and_then(Value::as_str) == Some("r-wan")
+        s.get("wan_device").and_then(Value::as_str) == Some("eth1")
     })
     .await;
     bed.soap(
