@@ -361,6 +361,14 @@ impl Bed {
     /// Like `start`, with only `args` (plus logging flags): the devices
     /// come from the configuration.
     pub fn start_raw(&mut self, args: &[&str]) -> u32 {
+        let pid = self.spawn(args);
+        self.wait_ready();
+        pid
+    }
+
+    /// Starts the daemon like [`Bed::start_raw`] without waiting for it
+    /// to serve.
+    pub fn spawn(&mut self, args: &[&str]) -> u32 {
         let log = self.dir.join(format!("daemon{}.log", self.daemons.len()));
         let out = File::create(&log).unwrap();
         let err = out.try_clone().unwrap();
@@ -375,9 +383,6 @@ impl Bed {
         let child = cmd.spawn().expect("start rupnpd");
         let pid = child.id();
         self.daemons.push(child);
-        if !args.contains(&"--no-wait") {
-            self.wait_ready();
-        }
         pid
     }
 
