@@ -1,5 +1,5 @@
 #!/bin/sh
-# The three-namespace test bed, as tests/common/mod.rs builds it:
+# The three-namespace test bed (docs/testbed.md), as tests/common/mod.rs builds it:
 #
 #   $C (LAN host)                 $R (router, runs the daemon)            $W (WAN host)
 #   c-eth0 192.168.77.2/24 --veth-- br-lan 192.168.77.1/24 | eth1 192.0.3.1/24 --veth-- w-eth0 192.0.3.2/24

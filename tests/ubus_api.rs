@@ -279,6 +279,14 @@ async fn status_list_delete_flush_with_events() {
         ],
     );
     assert_eq!(code, 200, "{text}");
+    // … and announced like a mapping
+    let ev = event(&mut listener, "rupnpd.pinhole", "action", "add".into()).await;
+    assert_eq!(ev.get("internal_port").and_then(Value::as_u32), Some(8086));
+    assert_eq!(
+        ev.get("internal_ip").and_then(Value::as_str),
+        Some(CLIENT6),
+        "{ev}"
+    );
     assert!(bed.tcp6_through(PEER6, CLIENT6, 8086));
     let l = call(&caller, "list", "{}").await.unwrap();
     let pins = l.get("pinholes").and_then(Value::as_array).unwrap();
@@ -311,6 +319,12 @@ async fn status_list_delete_flush_with_events() {
     let f = call(&caller, "flush", "{}").await.unwrap();
     assert_eq!(f.get("deleted").and_then(Value::as_u32), Some(2), "{f}");
     assert_eq!(f.get("pinholes").and_then(Value::as_u32), Some(1), "{f}");
+    let ev = event(&mut listener, "rupnpd.pinhole", "action", "delete".into()).await;
+    assert_eq!(
+        ev.get("reason").and_then(Value::as_str),
+        Some("flushed through ubus"),
+        "{ev}"
+    );
     assert!(bed.dnat_elements().is_empty());
     assert_eq!(call(&caller, "reload", "{}").await.map(|_| ()), Ok(()));
     assert_eq!(call(&caller, "nope", "{}").await.err(), Some(3));

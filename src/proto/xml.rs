@@ -20,13 +20,6 @@ pub fn escape_into(out: &mut String, s: &str) {
     }
 }
 
-/// `s` escaped for XML text or attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 8);
-    escape_into(&mut out, s);
-    out
-}
-
 /// Appends `<name>text</name>` with `text` escaped.
 pub fn element(out: &mut String, name: &str, text: &str) {
     out.push('<');
@@ -44,10 +37,9 @@ mod tests {
 
     #[test]
     fn escapes_specials_and_drops_controls() {
-        assert_eq!(
-            escape("a<b>&\"c'\u{1}]]>"),
-            "a&lt;b&gt;&amp;&quot;c&apos;]]&gt;"
-        );
+        let mut e = String::new();
+        escape_into(&mut e, "a<b>&\"c'\u{1}]]>");
+        assert_eq!(e, "a&lt;b&gt;&amp;&quot;c&apos;]]&gt;");
         let mut s = String::new();
         element(&mut s, "x", "1 & 2");
         assert_eq!(s, "<x>1 &amp; 2</x>");

@@ -14,8 +14,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
-use crate::core::igd::LinkCounters;
-use crate::core::policy::Environment;
+use crate::core::facts::LinkCounters;
 use crate::proto::Proto;
 
 /// Every address of every interface, from getifaddrs(3).
@@ -413,8 +412,9 @@ fn parse_proc_net(text: &str, tcp: bool, wan: Option<Ipv4Addr>, out: &mut HashSe
     }
 }
 
-impl Environment for Listeners {
-    fn wan_listener(&self, proto: Proto, port: u16) -> bool {
+impl Listeners {
+    /// Whether a socket the WAN side can reach holds `port`.
+    pub fn wan_listener(&self, proto: Proto, port: u16) -> bool {
         match proto {
             Proto::Tcp => self.tcp.contains(&port),
             Proto::Udp => self.udp.contains(&port),

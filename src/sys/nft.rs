@@ -714,21 +714,6 @@ impl Nft {
         }
     }
 
-    /// Builds (or rebuilds after a reload) the structure and rules, then
-    /// installs `all` and `pins`: exactly these after a start or a failed
-    /// transaction (the sets are flushed first), otherwise by adding only,
-    /// so elements that survived a firewall reload keep their counters.
-    pub fn restore(
-        &mut self,
-        all: &[&Mapping],
-        pins: &[&Pinhole],
-        now: Millis,
-    ) -> Result<(), String> {
-        let r = self.restore_inner(all, pins, now);
-        self.release_lib();
-        r
-    }
-
     fn restore_inner(
         &mut self,
         all: &[&Mapping],
@@ -765,20 +750,13 @@ impl Nft {
     }
 
     /// Changes what the rules depend on (WAN device or address, LAN
-    /// devices, toggles) and reinstalls everything.
-    pub fn set_setup(
-        &mut self,
-        setup: Setup,
-        all: &[&Mapping],
-        pins: &[&Pinhole],
-        now: Millis,
-    ) -> Result<(), String> {
+    /// devices, toggles); the next restore installs the rules anew.
+    pub fn set_setup(&mut self, setup: Setup) {
         // SNAT elements carry the external address.
         if setup.ext_addr != self.setup.ext_addr {
             self.flush_next = true;
         }
         self.setup = setup;
-        self.restore(all, pins, now)
     }
 
     pub fn setup(&self) -> &Setup {
@@ -1109,16 +1087,26 @@ impl Firewall for Nft {
         Ok(())
     }
 
-    fn sync(&mut self, all: &[&Mapping], pins: &[&Pinhole], now: Millis) -> Result<(), String> {
-        self.install(all, pins, now, true)?;
-        self.flush_next = false;
-        self.rebuild_refs(all);
-        Ok(())
+    /// Builds (or rebuilds after a reload) the structure and rules, then
+    /// installs `all` and `pins`: exactly these after a start or a failed
+    /// transaction (the sets are flushed first), otherwise by adding only,
+    /// so elements that survived a firewall reload keep their counters.
+    fn restore(&mut self, all: &[&Mapping], pins: &[&Pinhole], now: Millis) -> Result<(), String> {
+        let r = self.restore_inner(all, pins, now);
+        self.release_lib();
+        r
     }
 
     fn pinhole_counters(&mut self, p: &Pinhole) -> Option<Counters> {
         let (set, e) = pin_elem(p);
         self.element_counters(set, &e)
+    }
+
+    fn all_pinhole_counters(&mut self, pins: &[&Pinhole]) -> HashMap<u16, Counters> {
+        let by_element = self.pinhole_counter_map();
+        pins.iter()
+            .filter_map(|p| by_element.get(&Nft::pinhole_key(p)).map(|c| (p.id, *c)))
+            .collect()
     }
 
     fn counters(&mut self) -> HashMap<Key, Counters> {

@@ -1,13 +1,14 @@
 //! The namespace test bed for integration tests: a LAN host, a router
-//! running the real daemon, and a WAN host, joined by veth pairs. The
-//! router's devices carry the names of the router firewall4's output was
-//! recorded on (`br-lan`, `eth1`), so the recorded ruleset loads as it
-//! was printed ([`fw4`]). Everything is created per test under a unique
-//! prefix and removed in `Drop`, so a failing or panicking test cleans up
-//! too; a bed left over by a killed run is removed before the same test
-//! builds it again.
+//! running the real daemon, and a WAN host, joined by veth pairs
+//! (`docs/testbed.md`). The router's devices carry the names of the router
+//! firewall4's output was recorded on (`br-lan`, `eth1`), so the recorded
+//! ruleset loads as it was printed ([`fw4`]). Everything is created per
+//! test under a unique prefix and removed in `Drop`, so a failing or
+//! panicking test cleans up too; a bed left over by a killed run is
+//! removed before the same test builds it again.
 #![allow(dead_code)]
 
+pub mod carrier;
 pub mod fw4;
 
 use std::fs::File;
