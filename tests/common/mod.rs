@@ -30,8 +30,9 @@ pub const LAN6: &str = "fd77::1";
 pub const CLIENT6: &str = "fd77::2";
 pub const CLIENT6_2: &str = "fd77::3";
 pub const PEER6: &str = "2001:db8:3::2";
-/// The router's LAN and WAN devices, as on the router firewall4's
-/// ruleset was recorded on (a bridge `br-lan`, the WAN port `eth1`).
+/// The router's LAN and WAN devices, named as on the router firewall4's
+/// ruleset was recorded on (there `br-lan` is a bridge, here a veth; `eth1`
+/// the WAN port).
 pub const LAN_DEV: &str = fw4::CAPTURED_LAN_DEV;
 pub const WAN_DEV: &str = fw4::CAPTURED_WAN_DEV;
 
