@@ -39,10 +39,20 @@ pub fn prefix6_contains(net: Ipv6Addr, prefix: u8, addr: Ipv6Addr) -> bool {
     u128::from(net).checked_shr(shift) == u128::from(addr).checked_shr(shift)
 }
 
+/// fe80::/10.
+pub fn is_link_local(a: &Ipv6Addr) -> bool {
+    (a.segments()[0] & 0xffc0) == 0xfe80
+}
+
+/// fc00::/7 (RFC 4193).
+pub fn is_unique_local(a: &Ipv6Addr) -> bool {
+    (a.segments()[0] & 0xfe00) == 0xfc00
+}
+
 /// Whether a LAN's IPv6 address is served: global and unique-local ones
 /// are; link-local ones need a scope, and loopback is no LAN.
 pub fn serves_ipv6(a: &Ipv6Addr) -> bool {
-    (a.segments()[0] & 0xffc0) != 0xfe80 && !a.is_loopback()
+    !is_link_local(a) && !a.is_loopback() && !a.is_multicast() && !a.is_unspecified()
 }
 
 impl Lans {

@@ -471,15 +471,34 @@ impl Core {
 
     // ------------------------------------------------------------ pinholes
 
-    /// AddPinhole: a new pinhole, or the identical one extended. Returns
-    /// its UniqueID.
+    /// AddPinhole, PCP MAP or PEER: a new pinhole, or the identical one
+    /// extended. Returns its UniqueID. A refusal is recorded as an event.
     pub fn add_pinhole(
         &mut self,
         req: &PinRequest,
         now: Millis,
         facts: &dyn Facts,
     ) -> Result<u16, PinRefusal> {
-        let (id, renewed) = self.pinholes.add(&self.pin_policy, facts, req, now)?;
+        let (id, renewed) = match self.pinholes.add(&self.pin_policy, facts, req, now) {
+            Ok(x) => x,
+            Err(r) => {
+                let p = Pinhole {
+                    id: 0,
+                    remote: req.remote,
+                    rport: req.rport,
+                    iaddr: req.iaddr,
+                    iport: req.iport,
+                    proto: req.proto,
+                    expires: now,
+                    client: req.client,
+                    origin: req.origin,
+                    nonce: req.nonce,
+                    peer: req.peer,
+                };
+                self.push(EventKind::Refuse, Subject::Pinhole(p), r.reason());
+                return Err(r);
+            }
+        };
         let p = self.pinholes.get(id).cloned();
         if let Some(p) = p {
             let (kind, why) = if renewed {
@@ -557,18 +576,30 @@ impl Core {
         ids.len()
     }
 
-    /// Restores a pinhole read back from the lease file. False if its
-    /// UniqueID or its traffic is taken.
-    pub fn restore_pinhole(&mut self, p: Pinhole) -> bool {
-        if !self.pinholes.restore(p.clone()) {
-            return false;
+    /// Restores a pinhole read back from the lease file, under the
+    /// current pinhole policy like a new request; a refusal is recorded
+    /// as an event and returned.
+    pub fn restore_pinhole(&mut self, p: Pinhole, facts: &dyn Facts) -> Result<(), PinRefusal> {
+        match self.pinholes.restore(&self.pin_policy, facts, p.clone()) {
+            Ok(()) => {
+                self.push(
+                    EventKind::Add,
+                    Subject::Pinhole(p),
+                    "restored from the lease file",
+                );
+                Ok(())
+            }
+            Err(r) => {
+                self.push(EventKind::Refuse, Subject::Pinhole(p), r.reason());
+                Err(r)
+            }
         }
-        self.push(
-            EventKind::Add,
-            Subject::Pinhole(p),
-            "restored from the lease file",
-        );
-        true
+    }
+
+    /// Whether `requester` may renew or delete pinhole `p` (secure mode:
+    /// its creator or the host it admits traffic to).
+    pub fn may_manage_pinhole(&self, requester: IpAddr, p: &Pinhole, facts: &dyn Facts) -> bool {
+        Pinholes::may_manage(&self.pin_policy, facts, requester, p)
     }
 
     /// Takes what was restored at start as installed: the daemon installs
@@ -670,14 +701,12 @@ mod tests {
     }
 
     fn pin(port: u16) -> PinRequest {
+        let me: std::net::Ipv6Addr = "fd77::2".parse().unwrap();
         PinRequest {
-            client: "fd77::2".parse().unwrap(),
-            remote: None,
-            rport: 0,
-            iaddr: "fd77::2".parse().unwrap(),
             iport: port,
             proto: 6,
             lease: 60,
+            ..PinRequest::upnp(me.into(), None, 0, me)
         }
     }
 

@@ -51,6 +51,9 @@ pub fn from_lease6(l: &Lease6, now: Millis, wall: u64) -> Option<Pinhole> {
         proto,
         expires: now + (l.expiry - wall).min(u64::from(crate::core::pinhole::MAX_LEASE)) * 1000,
         client: std::net::IpAddr::V6(l.iaddr),
+        origin: Origin::UpnpV2,
+        nonce: None,
+        peer: false,
     })
 }
 
@@ -276,7 +279,7 @@ pub fn restore(
         let (leases, _) = lease::parse_file6(text);
         for l in &leases {
             if let Some(p) = from_lease6(l, now, wall).filter(|p| lans.holds6(p.iaddr)) {
-                if core.restore_pinhole(p) {
+                if core.restore_pinhole(p, facts).is_ok() {
                     out.pinholes += 1;
                 }
             }

@@ -149,7 +149,7 @@ fn pinhole_line(ev: &Event, p: &Pinhole, now: Millis) -> String {
         ),
     };
     format!(
-        "{} pinhole {} proto {} from {remote} to [{}]:{} lease {}s client {}: {}",
+        "{} pinhole {} proto {} from {remote} to [{}]:{} lease {}s client {} origin {}{}: {}",
         ev.kind.as_str(),
         p.id,
         p.proto,
@@ -157,6 +157,8 @@ fn pinhole_line(ev: &Event, p: &Pinhole, now: Millis) -> String {
         p.iport,
         p.remaining_secs(now),
         p.client,
+        p.origin.as_str(),
+        if p.peer { " (PEER)" } else { "" },
         ev.reason
     )
 }
