@@ -482,20 +482,7 @@ impl Core {
         let (id, renewed) = match self.pinholes.add(&self.pin_policy, facts, req, now) {
             Ok(x) => x,
             Err(r) => {
-                let p = Pinhole {
-                    id: 0,
-                    remote: req.remote,
-                    rport: req.rport,
-                    iaddr: req.iaddr,
-                    iport: req.iport,
-                    proto: req.proto,
-                    expires: now,
-                    client: req.client,
-                    origin: req.origin,
-                    nonce: req.nonce,
-                    peer: req.peer,
-                };
-                self.push(EventKind::Refuse, Subject::Pinhole(p), r.reason());
+                self.refuse_pinhole(req, r, now);
                 return Err(r);
             }
         };
@@ -509,6 +496,24 @@ impl Core {
             self.push(kind, Subject::Pinhole(p), why);
         }
         Ok(id)
+    }
+
+    /// Records a refused pinhole request (for logs and the ubus event).
+    pub fn refuse_pinhole(&mut self, req: &PinRequest, r: PinRefusal, now: Millis) {
+        let p = Pinhole {
+            id: 0,
+            remote: req.remote,
+            rport: req.rport,
+            iaddr: req.iaddr,
+            iport: req.iport,
+            proto: req.proto,
+            expires: now,
+            client: req.client,
+            origin: req.origin,
+            nonce: req.nonce,
+            peer: req.peer,
+        };
+        self.push(EventKind::Refuse, Subject::Pinhole(p), r.reason());
     }
 
     /// UpdatePinhole: a new lease for an existing pinhole.

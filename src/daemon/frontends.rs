@@ -1,12 +1,14 @@
-//! The front ends of each LAN: the HTTP listeners (IPv4 and IPv6), the
-//! SSDP socket and the NAT-PMP/PCP socket, the tasks that read them, and
-//! carrying what arrives to the core and what the core says back out.
+//! The front ends of each LAN: the HTTP listeners, the SSDP sockets and
+//! the NAT-PMP/PCP sockets, over IPv4 and (unless `ipv6_disable`) over
+//! IPv6 on the LAN's global and unique-local addresses; the tasks that
+//! read them, and carrying what arrives to the core and what the core
+//! says back out.
 //!
 //! Owns: [`FrontEnds`], the sockets by LAN index (the index of
 //! `core::lan::Lans`), and the tasks. What a request means and what to
 //! answer is decided in `core::web`, `core::ssdp` and `core::natpmp_pcp`.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 use std::rc::Rc;
 
 use tokio::net::UdpSocket;
@@ -20,10 +22,12 @@ use crate::core::ssdp;
 use crate::core::table::Millis;
 use crate::core::web::{Client, Inbound, Site};
 use crate::proto::http;
+use crate::proto::pcp;
+use crate::proto::ssdp::Group;
 use crate::sys::facts::Kernel;
 use crate::sys::http::{self as shttp, Job};
-use crate::sys::notify;
 use crate::sys::udp::{self, Datagram, Kind};
+use crate::sys::{netif, notify};
 
 use super::commit::Deferred;
 use super::{Daemon, unix_now};
@@ -33,6 +37,11 @@ use super::{Daemon, unix_now};
 struct LanSockets {
     ssdp: Option<Rc<UdpSocket>>,
     natpmp_pcp: Option<Rc<UdpSocket>>,
+    /// The LAN device's interface index (IPv6 multicast goes out there).
+    ifindex: u32,
+    ssdp6: Option<Rc<UdpSocket>>,
+    /// One per global or unique-local address of the LAN.
+    pcp6: Vec<Rc<UdpSocket>>,
 }
 
 /// Every front end's sockets and tasks, and the channels into the loop.
@@ -82,7 +91,8 @@ impl FrontEnds {
     }
 
     /// Opens the HTTP listeners and UDP sockets of every LAN, and records
-    /// the HTTP port each got.
+    /// the HTTP port each got. IPv6 front ends are opened only on a LAN
+    /// with a global or unique-local address, never with `ipv6_disable`.
     pub fn open(&mut self, cfg: &Config, lans: &mut Lans) {
         self.close();
         if !cfg.enabled {
@@ -93,23 +103,15 @@ impl FrontEnds {
                 break;
             };
             let mut socks = LanSockets::default();
-            if cfg.enable_upnp {
-                for (a6, _) in lan.nets6.clone() {
-                    // The IPv4 listener's port once known (port 0 picks
-                    // one), else the configured one.
-                    let port = if cfg.port == 0 {
-                        lan.http_port
-                    } else {
-                        cfg.port
-                    };
-                    match shttp::listener(&lan.dev, IpAddr::V6(a6), port) {
-                        Ok(l) => {
-                            log::info!("HTTP listening on [{a6}]:{} ({})", cfg.port, lan.dev);
-                            self.serve_http(l);
-                        }
-                        Err(e) => log::warn!("HTTP on [{a6}]:{}: {e}", cfg.port),
-                    }
+            let v6 = !cfg.ipv6_disable && !lan.nets6.is_empty();
+            if v6 {
+                match netif::ifindex(&lan.dev) {
+                    Some(ix) => socks.ifindex = ix,
+                    None => log::warn!("LAN device {}: no interface index for IPv6", lan.dev),
                 }
+            }
+            let v6 = v6 && socks.ifindex != 0;
+            if cfg.enable_upnp {
                 // Bound to the LAN device too: a WAN host routing to the
                 // LAN address gets no answer at all.
                 match shttp::listener(&lan.dev, IpAddr::V4(lan.addr), cfg.port) {
@@ -125,6 +127,17 @@ impl FrontEnds {
                     }
                     Err(e) => log::error!("HTTP on {}:{}: {e}", lan.addr, cfg.port),
                 }
+                // The IPv6 listeners take the IPv4 one's port (the one the
+                // kernel picked for port 0): LOCATION names one port.
+                for (a6, _) in lan.nets6.iter().filter(|_| v6) {
+                    match shttp::listener(&lan.dev, IpAddr::V6(*a6), lan.http_port) {
+                        Ok(l) => {
+                            log::info!("HTTP listening on [{a6}]:{} ({})", lan.http_port, lan.dev);
+                            self.serve_http(l);
+                        }
+                        Err(e) => log::warn!("HTTP on [{a6}]:{}: {e}", lan.http_port),
+                    }
+                }
                 match udp::ssdp_socket(&lan.dev, lan.addr) {
                     Ok(s) => {
                         let s = Rc::new(s);
@@ -132,6 +145,17 @@ impl FrontEnds {
                         socks.ssdp = Some(s);
                     }
                     Err(e) => log::error!("SSDP on {}: {e}", lan.dev),
+                }
+                if v6 {
+                    match udp::ssdp_socket6(&lan.dev, socks.ifindex) {
+                        Ok(s) => {
+                            let s = Rc::new(s);
+                            udp::spawn_reader(s.clone(), Kind::Ssdp, i, self.udp_tx.clone());
+                            log::info!("SSDP listening on [ff02::c] and [ff05::c] ({})", lan.dev);
+                            socks.ssdp6 = Some(s);
+                        }
+                        Err(e) => log::error!("SSDP over IPv6 on {}: {e}", lan.dev),
+                    }
                 }
             }
             if cfg.enable_natpmp || cfg.enable_pcp {
@@ -149,16 +173,30 @@ impl FrontEnds {
                     Err(e) => log::error!("NAT-PMP/PCP on {}: {e}", lan.addr),
                 }
             }
+            // NAT-PMP is IPv4 only (RFC 6886): over IPv6 PCP alone
+            for (a6, _) in lan.nets6.iter().filter(|_| v6 && cfg.enable_pcp) {
+                match udp::pcp_socket6(&lan.dev, *a6, socks.ifindex) {
+                    Ok(s) => {
+                        let s = Rc::new(s);
+                        udp::spawn_reader(s.clone(), Kind::NatPmpPcp, i, self.udp_tx.clone());
+                        log::info!("PCP listening on [{a6}]:{}", udp::NATPMP_PCP_PORT);
+                        socks.pcp6.push(s);
+                    }
+                    Err(e) => log::error!("PCP on [{a6}]: {e}"),
+                }
+            }
             self.sockets.push(socks);
         }
     }
 
-    fn ssdp(&self, lan: usize) -> Option<&Rc<UdpSocket>> {
-        self.sockets.get(lan).and_then(|s| s.ssdp.as_ref())
-    }
-
-    fn natpmp_pcp(&self, lan: usize) -> Option<&Rc<UdpSocket>> {
-        self.sockets.get(lan).and_then(|s| s.natpmp_pcp.as_ref())
+    /// LAN `lan`'s SSDP socket of `to`'s family.
+    fn ssdp(&self, lan: usize, to: &SocketAddr) -> Option<&Rc<UdpSocket>> {
+        let s = self.sockets.get(lan)?;
+        if to.is_ipv6() {
+            s.ssdp6.as_ref()
+        } else {
+            s.ssdp.as_ref()
+        }
     }
 }
 
@@ -206,28 +244,27 @@ impl Daemon {
                     .on_datagram(&self.device, &self.lans, dg.lan, dg.src, &dg.data, now);
             }
             Kind::NatPmpPcp => {
-                let Some(sock) = self.fronts.natpmp_pcp(dg.lan).cloned() else {
-                    return;
-                };
                 let facts = Kernel::new(&self.wan, &mut self.nft);
+                // one epoch per address family: an IPv6 prefix and the
+                // external IPv4 address change apart
+                let epoch = if dg.src.is_ipv6() {
+                    &self.epoch6
+                } else {
+                    &self.epoch
+                };
                 let server = Server {
                     settings: &self.natpmp_pcp,
                     external: self.wan.external_ip(),
-                    epoch: self.epoch.secs(now),
+                    epoch: epoch.secs(now),
+                    lans: &self.lans,
                     now,
                     facts: &facts,
                 };
-                let reply = natpmp_pcp::on_datagram(
-                    &mut self.core,
-                    &server,
-                    &self.lans,
-                    dg.lan,
-                    dg.src,
-                    &dg.data,
-                );
+                let reply =
+                    natpmp_pcp::on_datagram(&mut self.core, &server, dg.lan, dg.src, &dg.data);
                 if let Some(reply) = reply {
                     self.deferred.push(Deferred::Udp {
-                        sock,
+                        sock: dg.sock,
                         to: dg.src,
                         reply,
                     });
@@ -236,18 +273,24 @@ impl Daemon {
         }
     }
 
-    /// Multicasts the whole announcement set on every LAN.
+    /// Multicasts the whole announcement set on every LAN, to each group
+    /// it has a socket for.
     pub(super) fn announce(&mut self, alive: bool) {
         if !self.ssdp.enabled() {
             return;
         }
-        let group = SocketAddr::from((udp::SSDP_GROUP, udp::SSDP_PORT));
-        for i in 0..self.fronts.sockets.len() {
-            let Some(sock) = self.fronts.ssdp(i) else {
-                continue;
-            };
-            for m in ssdp::announcements(&self.device, &self.lans, i, alive) {
-                let _ = sock.try_send_to(m.as_bytes(), group);
+        for (i, socks) in self.fronts.sockets.iter().enumerate() {
+            let v4 = socks.ssdp.as_ref().map(|s| (s, Group::V4));
+            let v6 = socks
+                .ssdp6
+                .as_ref()
+                .into_iter()
+                .flat_map(|s| Group::V6.map(|g| (s, g)));
+            for (sock, group) in v4.into_iter().chain(v6) {
+                let to = udp::to_group(group, socks.ifindex);
+                for m in ssdp::announcements(&self.device, &self.lans, i, group, alive) {
+                    let _ = sock.try_send_to(m.as_bytes(), to);
+                }
             }
         }
     }
@@ -255,26 +298,40 @@ impl Daemon {
     pub(super) fn send_search_replies(&mut self, now: Millis) {
         let date = http::date(unix_now());
         for (lan, to, msg) in self.ssdp.due_replies(&self.device, &self.lans, now, &date) {
-            if let Some(sock) = self.fronts.ssdp(lan) {
-                let _ = sock.try_send_to(msg.as_bytes(), SocketAddr::V4(to));
+            if let Some(sock) = self.fronts.ssdp(lan, &to) {
+                let _ = sock.try_send_to(msg.as_bytes(), to);
             }
         }
     }
 
-    /// The NAT-PMP/PCP announcements due (RFC 6886 §3.2.1).
+    /// The NAT-PMP/PCP announcements due (RFC 6886 §3.2.1), over IPv4 to
+    /// 224.0.0.1:5350 and over IPv6, each on its own epoch's schedule,
+    /// to [ff02::1]:5350 (RFC 6887 §14.1) from every IPv6 PCP socket.
     pub(super) fn send_announcements(&mut self, now: Millis) {
-        if !self.epoch.announcement_due(now) {
-            return;
-        }
-        let msgs = natpmp_pcp::announcements(
-            &self.natpmp_pcp,
-            self.epoch.secs(now),
-            self.wan.external_ip(),
-        );
-        for i in 0..self.fronts.sockets.len() {
-            if let Some(sock) = self.fronts.natpmp_pcp(i) {
+        let external = self.wan.external_ip();
+        if self.epoch.announcement_due(now) {
+            let msgs =
+                natpmp_pcp::announcements(&self.natpmp_pcp, self.epoch.secs(now), external, false);
+            for sock in self
+                .fronts
+                .sockets
+                .iter()
+                .filter_map(|s| s.natpmp_pcp.as_ref())
+            {
                 for m in &msgs {
                     let _ = sock.try_send_to(m, SocketAddr::V4(udp::ALL_HOSTS));
+                }
+            }
+        }
+        if self.epoch6.announcement_due(now) {
+            let msgs =
+                natpmp_pcp::announcements(&self.natpmp_pcp, self.epoch6.secs(now), external, true);
+            for socks in &self.fronts.sockets {
+                let to = SocketAddrV6::new(udp::ALL_NODES, pcp::CLIENT_PORT, 0, socks.ifindex);
+                for sock in &socks.pcp6 {
+                    for m in &msgs {
+                        let _ = sock.try_send_to(m, SocketAddr::V6(to));
+                    }
                 }
             }
         }

@@ -108,7 +108,10 @@ pub struct Daemon {
     web: Web,
     ssdp: Ssdp,
     natpmp_pcp: natpmp_pcp::Settings,
+    /// The NAT-PMP/PCP epoch over IPv4 (restarts with the external
+    /// address) and PCP's over IPv6 (restarts with an IPv6 prefix).
     epoch: Epoch,
+    epoch6: Epoch,
     nft: Nft,
     /// Ports `/etc/config/firewall` opens itself.
     claims: Vec<PortClaim>,
@@ -200,7 +203,8 @@ impl Daemon {
             || old.enable_natpmp != self.cfg.enable_natpmp
             || old.enable_pcp != self.cfg.enable_pcp
             || old.port != self.cfg.port
-            || old.internal_iface != self.cfg.internal_iface;
+            || old.internal_iface != self.cfg.internal_iface
+            || old.ipv6_disable != self.cfg.ipv6_disable;
         if frontends_changed {
             if old.enabled && self.cfg.enabled && old.enable_upnp {
                 self.announce(false);
@@ -259,6 +263,7 @@ impl Daemon {
         [
             self.core.next_deadline(),
             self.epoch.next_deadline(),
+            self.epoch6.next_deadline(),
             self.web.next_deadline(),
         ]
         .into_iter()
@@ -364,6 +369,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
         ssdp: Ssdp::new(cfg.enabled && cfg.enable_upnp, 0, seed),
         natpmp_pcp: natpmp_pcp::Settings::from_config(&cfg),
         epoch: Epoch::default(),
+        epoch6: Epoch::default(),
         nft,
         claims: Vec::new(),
         leases: LeaseLines::default(),
@@ -377,6 +383,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
         cfg,
     };
     d.follow_wan(false);
+    d.follow_ipv6();
     d.claims = files::firewall_claims(&d.opts, &d.cfg, d.wan.link().dev.as_deref());
     d.core
         .set_policy(Policy::from_config(&d.cfg, d.claims.clone()));
@@ -396,6 +403,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
     log::info!("firewall ready: {}", nft::describe(d.nft.setup()));
     d.open_frontends();
     d.epoch.restart(now);
+    d.epoch6.restart(now);
 
     let sig = |k: SignalKind| signal(k).map_err(|e| format!("signal handler: {e}"));
     let mut sighup = sig(SignalKind::hangup())?;
@@ -449,6 +457,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
         }
         if wan_event {
             d.follow_wan(true);
+            d.follow_ipv6();
         }
         d.on_timers();
         d.commit();

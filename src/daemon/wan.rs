@@ -8,6 +8,8 @@
 //! ([`Daemon::relearn_lans`]). What a view means is decided in
 //! `core::wan` and `core::lan`.
 
+use std::net::Ipv6Addr;
+
 use crate::config::Config;
 use crate::core::lan::{Lan, Lans, serves_ipv6};
 use crate::core::wan::{Link, Netifd, NetifdNews};
@@ -46,6 +48,14 @@ fn read_link(cfg: &Config, netifd: &Netifd) -> Link {
     Link { dev, addr, up }
 }
 
+/// The global and unique-local IPv6 addresses of a device.
+fn served_ipv6(dev: &str) -> Vec<(Ipv6Addr, u8)> {
+    netif::ipv6_addrs(dev)
+        .into_iter()
+        .filter(|(a, _)| serves_ipv6(a))
+        .collect()
+}
+
 /// The LAN interfaces to serve, with their addresses; those without a
 /// device or an IPv4 address are left out, with a warning.
 pub(super) fn read_lans(cfg: &Config, netifd: &Netifd) -> Lans {
@@ -66,10 +76,7 @@ pub(super) fn read_lans(cfg: &Config, netifd: &Netifd) -> Lans {
         let nets6 = if cfg.ipv6_disable {
             Vec::new()
         } else {
-            netif::ipv6_addrs(&dev)
-                .into_iter()
-                .filter(|(a, _)| serves_ipv6(a))
-                .collect()
+            served_ipv6(&dev)
         };
         out.push(Lan {
             dev,
@@ -109,6 +116,38 @@ impl Daemon {
             let _ = self.install_setup("updating firewall for the new WAN");
             self.send_status_event("wan");
         }
+    }
+
+    /// Follows the IPv6 prefixes of the WAN and the LANs (after an
+    /// address change): a LAN whose global or unique-local addresses
+    /// changed gets its front ends reopened on the new ones, and any
+    /// change of prefix starts a new PCP epoch over IPv6, announced to
+    /// [ff02::1]:5350. With `ipv6_disable` nothing is followed.
+    pub(super) fn follow_ipv6(&mut self) {
+        if self.cfg.ipv6_disable {
+            return;
+        }
+        let fresh: Vec<_> = self.lans.iter().map(|l| served_ipv6(&l.dev)).collect();
+        let lans_changed = self.lans.iter().zip(&fresh).any(|(l, f)| l.nets6 != *f);
+        let mut seen: Vec<_> = fresh.concat();
+        if let Some(dev) = self.wan.link().dev.as_deref() {
+            seen.extend(served_ipv6(dev));
+        }
+        if !self.wan.update_prefixes6(&seen) && !lans_changed {
+            return;
+        }
+        let shown: Vec<String> = self
+            .wan
+            .prefixes6()
+            .iter()
+            .map(|(a, n)| format!("{a}/{n}"))
+            .collect();
+        log::info!("IPv6 prefixes now [{}]", shown.join(", "));
+        if lans_changed {
+            self.relearn_lans();
+        }
+        let now = self.now();
+        self.epoch6.restart(now);
     }
 
     /// Reads the LAN interfaces again and reopens their front ends (a
