@@ -141,6 +141,19 @@ mod tests {
         assert_eq!(parse_u16("65536"), None);
     }
 
+    /// Client text is stored only as characters every XML document may
+    /// hold (XML 1.0 §2.2 `Char`), so a description can never make a
+    /// listing unparseable.
+    #[test]
+    fn client_text_keeps_only_xml_characters() {
+        assert_eq!(sanitize_text("a\u{FFFF}b\u{FFFE}c\td\u{1}", 64), "abcd");
+        assert_eq!(
+            sanitize_text("\u{FFFD}\u{E000}\u{10FFFF}é", 64),
+            "\u{FFFD}\u{E000}\u{10FFFF}é"
+        );
+        assert_eq!(crate::proto::lease::sanitize_desc("x\u{FFFF}"), "x");
+    }
+
     #[test]
     fn protocol_spellings() {
         assert_eq!(Proto::from_upnp("tcp"), Some(Proto::Tcp));

@@ -420,4 +420,31 @@ mod tests {
         assert_eq!(back.action, "GetExternalIPAddressResponse");
         assert_eq!(back.args.get("NewExternalIPAddress"), Some("192.0.3.1"));
     }
+
+    /// Whatever a value holds, the response is an XML document (XML 1.0
+    /// §2.2: U+FFFE and U+FFFF are no characters), also the port listing
+    /// carried in CDATA, and every value reads back without the dropped
+    /// characters.
+    #[test]
+    fn responses_hold_only_xml_characters() {
+        let bad = "a\u{FFFF}b\u{FFFE}c\u{1}\r\n";
+        let listing = "<p:L><p:D>a\u{FFFF}b\u{1}c</p:D></p:L>".to_string();
+        let r = response(
+            "GetListOfPortMappings",
+            "urn:schemas-upnp-org:service:WANIPConnection:2",
+            &[("NewPortListing", listing), ("NewX", bad.into())],
+        );
+        let stray: Vec<char> = r
+            .chars()
+            .filter(|&c| matches!(c, '\u{0}'..='\u{8}' | '\u{B}' | '\u{C}' | '\u{E}'..='\u{1F}' | '\u{FFFE}' | '\u{FFFF}'))
+            .collect();
+        assert!(stray.is_empty(), "{stray:?} in {r}");
+        let back = parse_body(r.as_bytes()).unwrap();
+        assert_eq!(back.args.get("NewX"), Some("abc\r\n"));
+        assert_eq!(
+            back.args.get("NewPortListing"),
+            Some("<p:L><p:D>abc</p:D></p:L>")
+        );
+        assert!(r.contains("<NewPortListing><![CDATA[<p:L>"), "{r}");
+    }
 }

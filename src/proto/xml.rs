@@ -52,4 +52,18 @@ mod tests {
         element(&mut s, "x", "1 & 2");
         assert_eq!(s, "<x>1 &amp; 2</x>");
     }
+
+    /// XML 1.0 §2.2: U+FFFE, U+FFFF and the C0 controls other than tab,
+    /// LF and CR are not characters of any XML document; they are dropped.
+    /// CR, tab and LF are written as references so a parser reads them
+    /// back as they were (a literal CR becomes LF, and in an attribute
+    /// all three become spaces).
+    #[test]
+    fn only_xml_characters_are_emitted() {
+        assert_eq!(
+            escape("a\u{FFFF}b\u{FFFE}c\u{0}\u{1f}d\u{FFFD}\u{E000}\u{10FFFF}"),
+            "abcd\u{FFFD}\u{E000}\u{10FFFF}"
+        );
+        assert_eq!(escape("1\r\n2\t3"), "1&#xD;&#xA;2&#x9;3");
+    }
 }
