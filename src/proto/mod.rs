@@ -94,12 +94,14 @@ impl fmt::Display for Proto {
     }
 }
 
-/// Removes control characters and bounds the length (in bytes, on a
-/// character boundary) of client text, so no description can break a
-/// lease-file line, a log line or XML.
+/// The one sanitiser of client text: keeps only characters that are no
+/// control character (so no description can break a lease-file or log
+/// line) and are XML characters ([`xml::is_char`]: no U+FFFE/U+FFFF, so
+/// none can break a listing), and bounds the length in bytes, on a
+/// character boundary.
 pub fn sanitize_text(s: &str, max: usize) -> String {
     let mut out = String::with_capacity(s.len().min(max));
-    for c in s.chars().filter(|c| !c.is_control()) {
+    for c in s.chars().filter(|&c| !c.is_control() && xml::is_char(c)) {
         if out.len() + c.len_utf8() > max {
             break;
         }

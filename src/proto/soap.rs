@@ -11,7 +11,7 @@ use quick_xml::Reader;
 use quick_xml::events::Event;
 
 use crate::proto::igd::{Args, UpnpError};
-use crate::proto::xml::{element, escape_into};
+use crate::proto::xml::{element, escape_into, is_char};
 
 /// Deepest element nesting accepted (a UPnP request needs 4).
 pub const MAX_DEPTH: usize = 8;
@@ -278,12 +278,14 @@ pub fn response(action: &str, namespace: &str, out: &[(&str, String)]) -> String
     for (name, value) in out {
         // The IGD:2 port listing is an XML document carried in a string
         // argument; clients (libminiupnpc among them) expect it verbatim in
-        // CDATA. Its text is already escaped, so it can hold no `]]>`.
+        // CDATA. Its text is already escaped, so it can hold no `]]>`; what
+        // is no XML character (XML 1.0 §2.2) is dropped here too, as CDATA
+        // cannot escape it.
         if *name == "NewPortListing" && !value.contains("]]>") {
             s.push('<');
             s.push_str(name);
             s.push_str("><![CDATA[");
-            s.push_str(value);
+            s.extend(value.chars().filter(|&c| is_char(c)));
             s.push_str("]]></");
             s.push_str(name);
             s.push('>');
