@@ -190,4 +190,89 @@ mod tests {
         assert_eq!(back.desc, c.desc);
         assert_eq!(back.remote, c.remote);
     }
+
+    /// Issue 13 item 6: a UPnP client's description is its own text; read
+    /// back after a restart it never makes a NAT-PMP or PCP mapping, nor
+    /// a nonce the client chose.
+    #[test]
+    fn a_description_cannot_choose_origin_or_nonce() {
+        let forged = [
+            (Origin::UpnpV1, "PCP MAP 0c0c0c0c0c0c0c0c0c0c0c0c", None),
+            (Origin::UpnpV2, "NAT-PMP 7000 udp", Some(60_000)),
+            (
+                Origin::UpnpV2,
+                "PCP PEER 0c0c0c0c0c0c0c0c0c0c0c0c 5000",
+                Some(60_000),
+            ),
+        ];
+        for (origin, desc, expires) in forged {
+            let mut a = m(origin, desc, expires);
+            a.remote = Some(RemoteFilter::host(Ipv4Addr::new(192, 0, 3, 2)));
+            let line = to_lease(&a, 0, 5).emit();
+            let back = from_lease(&Lease4::parse(&line).unwrap(), 0, 5).unwrap();
+            assert_eq!(
+                (back.origin, back.nonce, back.peer_port),
+                (origin, None, None),
+                "{line:?}"
+            );
+        }
+    }
+
+    /// Lines written by miniupnpd (or an older rupnpd) carry no origin: they
+    /// load as UPnP mappings, and a nonce in a description is not kept
+    /// where it would be listed or logged.
+    #[test]
+    fn miniupnpd_lines_load_as_upnp_without_nonces() {
+        let (ok, bad) = crate::proto::lease::parse_file(
+            "TCP:33333:192.168.0.100:33333:1485578298:NAT-PMP 33333 tcp\n\
+UDP:9:198.51.100.0/24:192.168.1.5:9:0:PCP MAP 0123456789abcdef01234567\n\
+UDP:10:192.168.1.5:10:0:PCP PEER 0123456789abcdef01234567 5000\n",
+        );
+        assert!(bad.is_empty(), "{bad:?}");
+        let back: Vec<Mapping> = ok
+            .iter()
+            .filter_map(|l| from_lease(l, 0, 1_485_578_000))
+            .collect();
+        let got: Vec<_> = back
+            .iter()
+            .map(|b| (b.origin, b.nonce, b.desc.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Origin::UpnpV2, None, "NAT-PMP 33333 tcp"),
+                (Origin::UpnpV1, None, "PCP MAP"),
+                (Origin::UpnpV1, None, "PCP PEER"),
+            ]
+        );
+    }
+
+    /// Issue 13 item 12: times in the file are input. An expiry far in the
+    /// future is cut to the longest lease the mapping's protocol grants
+    /// (no overflow of `(expiry - wall) * 1000`), whatever the clocks say.
+    #[test]
+    fn hostile_expiry_times_are_clamped() {
+        let l = |expiry: u64| Lease4::parse(&format!("TCP:1:192.168.1.5:1:{expiry}:x")).unwrap();
+        let b = from_lease(&l(u64::MAX), 5, 1_700_000_000).unwrap();
+        assert_eq!(
+            b.expires,
+            Some(5 + u64::from(crate::config::IGD2_MAX_LEASE) * 1000)
+        );
+        let b = from_lease(&l(1_700_000_000 + 100), 5, 1_700_000_000).unwrap();
+        assert_eq!(b.expires, Some(5 + 100_000));
+        // a monotonic clock at its end saturates rather than wraps
+        let b = from_lease(&l(u64::MAX), u64::MAX - 1, 0).unwrap();
+        assert_eq!(b.expires, Some(u64::MAX));
+        assert!(from_lease(&l(u64::MAX), 0, u64::MAX).is_none());
+        // the wall clock at its end: the line says "ends now" at worst
+        assert_eq!(
+            to_lease(&m(Origin::UpnpV2, "x", Some(60_000)), 0, u64::MAX).expiry,
+            u64::MAX
+        );
+        let pin = Lease6::parse("TCP;fd00::2;1;;0;7;18446744073709551615;x").unwrap();
+        let p = from_lease6(&pin, u64::MAX - 1, 1).unwrap();
+        assert_eq!(p.expires, u64::MAX);
+        let p = from_lease6(&pin, 0, 1).unwrap();
+        assert_eq!(p.expires, u64::from(crate::core::pinhole::MAX_LEASE) * 1000);
+    }
 }

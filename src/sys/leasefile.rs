@@ -171,12 +171,13 @@ pub(crate) mod tests {
         let path = d.0.join("run/sub/miniupnpd.leases");
         write_atomic(&path, "TCP:1:10.0.0.1:1:0:a\n").unwrap();
         assert_eq!(read(&path).unwrap(), "TCP:1:10.0.0.1:1:0:a\n");
+        // PCP nonces are in it: only root (the daemon, rpcd for LuCI) reads it
         assert_eq!(
             fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o644
+            0o600
         );
-        // an existing file keeps its mode
-        fs::set_permissions(&path, Permissions::from_mode(0o600)).unwrap();
+        // a file left readable (by miniupnpd, an older rupnpd) is made private
+        fs::set_permissions(&path, Permissions::from_mode(0o644)).unwrap();
         write_atomic(&path, "").unwrap();
         assert_eq!(read(&path).unwrap(), "");
         assert_eq!(
