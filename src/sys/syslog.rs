@@ -8,6 +8,7 @@
 
 use std::io::Write;
 use std::os::unix::net::UnixDatagram;
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
@@ -16,6 +17,8 @@ use log::{Level, LevelFilter, Log, Metadata, Record};
 const FACILITY_DAEMON: u8 = 3;
 /// Longest message sent in one datagram; longer ones are cut.
 const MAX_LINE: usize = 1024;
+/// Where syslog daemons (logd, rsyslog, syslog-ng) listen.
+pub const DEV_LOG: &str = "/dev/log";
 
 struct Syslog {
     sock: Option<UnixDatagram>,
@@ -90,16 +93,15 @@ impl Log for Syslog {
     fn flush(&self) {}
 }
 
-/// Installs the logger. With `stderr_only`, or when `/dev/log` cannot be
-/// reached, messages go to stderr (procd forwards that to syslog too).
-pub fn init(debug: bool, stderr_only: bool) {
-    let sock = if stderr_only {
-        None
-    } else {
+/// Installs the logger. `socket` is the syslog daemon's datagram socket
+/// (normally [`DEV_LOG`]); with `None`, or when it cannot be reached,
+/// messages go to stderr (procd forwards that to syslog too).
+pub fn init(debug: bool, socket: Option<PathBuf>) {
+    let sock = socket.and_then(|p| {
         UnixDatagram::unbound()
-            .and_then(|s| s.connect("/dev/log").map(|_| s))
+            .and_then(|s| s.connect(p).map(|_| s))
             .ok()
-    };
+    });
     let logger = LOGGER.get_or_init(|| Syslog {
         sock,
         tag: format!("rupnpd[{}]", std::process::id()),

@@ -293,6 +293,19 @@ impl Bed {
     /// Like `start`, with only `args` (plus logging flags): the devices
     /// come from the configuration.
     pub fn start_raw(&mut self, args: &[&str]) -> u32 {
+        self.spawn(&["--stderr", "--debug"], args)
+    }
+
+    /// Like `start`, logging to the syslog socket at `socket` instead of
+    /// stderr (stderr still goes to the log file, for the lines the
+    /// daemon cannot send there).
+    pub fn start_syslog(&mut self, socket: &Path, args: &[&str]) -> u32 {
+        let mut all = vec!["--lan", "r-lan", "--wan", "r-wan"];
+        all.extend_from_slice(args);
+        self.spawn(&["--debug", "--syslog", socket.to_str().unwrap()], &all)
+    }
+
+    fn spawn(&mut self, log_args: &[&str], args: &[&str]) -> u32 {
         let log = self.dir.join(format!("daemon{}.log", self.daemons.len()));
         let out = File::create(&log).unwrap();
         let err = out.try_clone().unwrap();
@@ -300,7 +313,7 @@ impl Bed {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.r])
             .arg(&bin)
-            .args(["--stderr", "--debug"])
+            .args(log_args)
             .args(args)
             .stdout(out)
             .stderr(err);
