@@ -438,7 +438,7 @@ mod tests {
         assert_eq!(Lease4::parse(&line), Ok(l.clone()));
         // a client's text cannot end in a tab: it is sanitised away
         let forged = lease("PCP MAP 0123456789abcdef01234567\t");
-        assert_eq!(Lease4::parse(&forged.emit()).unwrap().own_label, false);
+        assert!(!Lease4::parse(&forged.emit()).unwrap().own_label);
         // miniupnpd's lines are client text
         let m = Lease4::parse("TCP:1:10.0.0.1:1:0:NAT-PMP 1 tcp").unwrap();
         assert!(!m.own_label);
