@@ -39,8 +39,8 @@ pub struct Lease4 {
     /// `desc` is the daemon's own label of the mapping, not a client's
     /// text. Written as a tab after the description: no client text can
     /// end so (descriptions lose their control characters, see
-    /// [`sanitize_desc`]), LuCI trims it, and miniupnpd reads it as part
-    /// of the description.
+    /// [`sanitize_desc`]), and LuCI and miniupnpd, which trim white space
+    /// around the description, do not see it.
     pub own_label: bool,
 }
 
