@@ -3,9 +3,18 @@
 # the same client program, the same three-namespace bed, one daemon right
 # after the other in one run. Method and results: BENCHMARKS.md.
 #
+# The headline table is what a router owner's client sees: requests
+# shaped like libminiupnpc's (upnpc, torrent clients, games), a new TCP
+# connection per request with `Connection: Close`, both daemons keeping
+# their lease file on tmpfs as OpenWrt ships them, and router-sized
+# socket hashes in the namespaces. rupnpd driven over one keep-alive
+# connection is a second table, labelled as such.
+#
 #   bash bench/compare.sh            full run (N = 100, 1000, 10000; about 10-15 min)
 #   bash bench/compare.sh --quick    N = 100, 1000, shorter budgets (about 3 min)
 #   bash bench/compare.sh --help     every option
+#   bash bench/compare.sh --daemons rupnpd --levels 1000 --workloads profile
+#                                    where rupnpd's time goes (strace, perf, callgrind)
 #
 # Run as root on Debian 12. Installs what it needs with apt-get (without
 # starting a system miniupnpd), builds rupnpd and bench/client, creates
@@ -13,6 +22,9 @@
 # Ctrl-C included), and never touches the host's interfaces, routes or
 # ruleset. Results: bench/results/latest.{json,csv,md} (+ raw .jsonl and
 # the daemons' logs).
+# The whole script is one brace group, read to its end before anything
+# runs: editing this file during a run cannot change the running one.
+{
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -31,7 +43,12 @@ MINI_ROUNDS=1           # the same for miniupnpd (slow: one round, time-budgeted
 AB_CYCLES=3             # rupnpd: N=0 / N=n connection-rate cycles (0 = off)
 STARTUP_REPS=5
 DAEMONS=rupnpd,miniupnpd
-WORKLOADS=startup,soap,pmp,list,rss,restore,conn,natpmpc,overhead
+WORKLOADS=startup,soap,keepalive,pmp,list,rss,restore,conn,natpmpc,overhead
+MINI_BIN=/usr/sbin/miniupnpd
+LEASES=1                # both daemons keep a lease file, as OpenWrt ships them
+LEASE_DIR=""            # default: a fresh directory on tmpfs (/run, else /dev/shm)
+PROFILE_K=200           # requests per profiled workload
+PROFILE_TOOLS=strace,perf,callgrind
 MINI_SOAP_FILL_MAX=1000 # miniupnpd: fill by SOAP up to here, then direct rules
 HOST_TCP_HASH=0
 INSTALL=1
@@ -53,7 +70,15 @@ usage: bash bench/compare.sh [options]
   --ab-cycles N         rupnpd: alternate N=0 / N=level connection-rate runs N times (default 3, 0 = off)
   --startup-reps N      start/stop cycles for the start-up time (default 5)
   --daemons LIST        rupnpd,miniupnpd (default both)
-  --workloads LIST      startup,soap,pmp,list,rss,restore,conn,natpmpc,overhead (default all)
+  --workloads LIST      startup,soap,keepalive,pmp,list,rss,restore,conn,natpmpc,overhead (default
+                        all of these) and profile (rupnpd only, not in the default: strace, perf and
+                        callgrind of adds, deletes and the listing walk at each level, into OUT/profile)
+  --miniupnpd PATH      the miniupnpd binary to compare with (default /usr/sbin/miniupnpd, Debian's
+                        2.3.1; e.g. a 2.3.11 built elsewhere with the nftables backend)
+  --no-lease-file       run both daemons without a lease file
+  --lease-dir DIR       where the lease files go (must be tmpfs; default a fresh directory in /run or /dev/shm)
+  --profile-k N         requests per profiled workload (default 200)
+  --profile-tools LIST  strace,perf,callgrind (default all three; each skipped if missing)
   --mini-soap-fill N    fill miniupnpd through SOAP up to N mappings, beyond by direct rules (default 1000)
   --host-tcp-hash       keep the host-sized TCP/UDP socket hash in the namespaces (see BENCHMARKS.md)
   --no-install          do not run apt-get
@@ -79,6 +104,11 @@ while [ $# -gt 0 ]; do
 	--daemons) DAEMONS=$2; shift ;;
 	--workloads) WORKLOADS=$2; shift ;;
 	--mini-soap-fill) MINI_SOAP_FILL_MAX=$2; shift ;;
+	--miniupnpd) MINI_BIN=$2; shift ;;
+	--no-lease-file) LEASES=0 ;;
+	--lease-dir) LEASE_DIR=$2; shift ;;
+	--profile-k) PROFILE_K=$2; shift ;;
+	--profile-tools) PROFILE_TOOLS=$2; shift ;;
 	--host-tcp-hash) HOST_TCP_HASH=1 ;;
 	--no-install) INSTALL=0 ;;
 	--out) OUT=$2; shift ;;
@@ -122,9 +152,13 @@ WORK=$(mktemp -d /tmp/rupnpd-bench.XXXXXX)
 RAW=$WORK/raw.jsonl
 : >"$RAW"
 RUPNPD_PID=""
+RUPNPD_WRAP=()          # a command rupnpd runs under (valgrind while profiling)
+READY_MS=15000          # how long a start may take until the description is served
 MINI_PIDFILE=$WORK/miniupnpd.pid
 CREATED_POLICY=0
 LOCK_FD=""
+CREATED_LEASE_DIR=0
+LEASE_FILE=""
 
 say() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 
@@ -163,6 +197,7 @@ cleanup() {
 	fi
 	bed_down
 	[ "$CREATED_POLICY" = 1 ] && rm -f /usr/sbin/policy-rc.d
+	[ "$CREATED_LEASE_DIR" = 1 ] && rm -rf "$LEASE_DIR"
 	if [ -d "$WORK" ]; then
 		mkdir -p "$OUT/logs"
 		cp "$WORK"/*.log "$OUT/logs/" 2>/dev/null
@@ -179,9 +214,30 @@ trap 'exit 143' TERM
 exec {LOCK_FD}>/run/rupnpd-bench.lock
 flock -n "$LOCK_FD" || { echo "compare.sh: another run is in progress" >&2; exit 1; }
 
+# Lease files on tmpfs, as OpenWrt keeps them in /var/run (a link to
+# /tmp/run, tmpfs): both daemons write theirs on every change.
+if [ "$LEASES" = 1 ]; then
+	if [ -z "$LEASE_DIR" ]; then
+		for base in /run /dev/shm; do
+			if [ "$(stat -f -c %T "$base" 2>/dev/null)" = tmpfs ]; then
+				LEASE_DIR=$(mktemp -d "$base/rupnpd-bench-leases.XXXXXX")
+				CREATED_LEASE_DIR=1
+				break
+			fi
+		done
+		[ -n "$LEASE_DIR" ] || { echo "compare.sh: neither /run nor /dev/shm is tmpfs; give --lease-dir" >&2; exit 1; }
+	fi
+	if [ "$(stat -f -c %T "$LEASE_DIR" 2>/dev/null)" != tmpfs ]; then
+		echo "compare.sh: --lease-dir $LEASE_DIR is not on tmpfs" >&2
+		exit 1
+	fi
+	LEASE_FILE=$LEASE_DIR/miniupnpd.leases
+fi
+
 # ---------------------------------------------------------------- install, build
 if [ "$INSTALL" = 1 ]; then
 	PKGS="miniupnpd-nftables miniupnpc natpmpc nftables libnftables1 iproute2 util-linux procps python3 curl"
+	has "$WORKLOADS" profile && PKGS="$PKGS strace linux-perf valgrind"
 	missing=""
 	for p in $PKGS; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -206,7 +262,7 @@ fi
 for t in ip nft nsenter unshare upnpc natpmpc python3 cargo; do
 	command -v "$t" >/dev/null || { echo "compare.sh: $t missing" >&2; exit 1; }
 done
-has "$DAEMONS" miniupnpd && { [ -x /usr/sbin/miniupnpd ] || { echo "compare.sh: /usr/sbin/miniupnpd missing" >&2; exit 1; }; }
+has "$DAEMONS" miniupnpd && { [ -x "$MINI_BIN" ] || { echo "compare.sh: $MINI_BIN missing" >&2; exit 1; }; }
 if [ -s /run/miniupnpd.pid ] && alive "$(cat /run/miniupnpd.pid)"; then
 	say "note: a system miniupnpd is running (pid $(cat /run/miniupnpd.pid)); it is not in our namespaces and is left alone"
 fi
@@ -216,6 +272,14 @@ cargo build --release --locked --quiet
 cargo build --release --locked --quiet --manifest-path bench/client/Cargo.toml
 RUPNPD=$ROOT/target/release/rupnpd
 BC=$ROOT/bench/client/target/release/bench-client
+if has "$WORKLOADS" profile && has "$DAEMONS" rupnpd; then
+	# The same release build with its symbols and line tables kept, for
+	# perf and callgrind to name functions (the code is the same).
+	say "building rupnpd with symbols for the profile (target/bench-profile)"
+	CARGO_PROFILE_RELEASE_STRIP=none CARGO_PROFILE_RELEASE_DEBUG=line-tables-only \
+		cargo build --release --locked --quiet --target-dir "$ROOT/target/bench-profile"
+	RUPNPD=$ROOT/target/bench-profile/release/rupnpd
+fi
 mkdir -p "$OUT"
 
 # ---------------------------------------------------------------- records
@@ -326,9 +390,12 @@ uuid=3d3cec3a-8cf0-11e0-98ee-001a6bd2d07b
 allow 1024-65535 192.168.77.0/24 1024-65535
 deny 0-65535 0.0.0.0/0 0-65535
 EOF
+# OpenWrt's init script writes lease_file= from upnp_lease_file.
+[ -n "$LEASE_FILE" ] && echo "lease_file=$LEASE_FILE" >>"$MINI_CONF"
 
-# The same permissions for rupnpd, with the table limits raised.
-cat >"$CFG/upnpd" <<'EOF'
+# The same permissions for rupnpd, with the table limits raised, and
+# the lease file as OpenWrt's /etc/config/upnpd names it.
+cat >"$CFG/upnpd" <<EOF
 config upnpd 'config'
 	option enabled '1'
 	option enable_upnp '1'
@@ -340,6 +407,7 @@ config upnpd 'config'
 	option notify_interval '60'
 	option max_mappings '65535'
 	option max_mappings_per_client '65535'
+$([ -n "$LEASE_FILE" ] && printf "\toption upnp_lease_file '%s'" "$LEASE_FILE")
 
 config perm_rule
 	option action 'allow'
@@ -367,19 +435,19 @@ load_ruleset() { # daemon
 # `ip netns exec` (measured separately as netns_exec).
 start_daemon() { # daemon log; sets STARTUP_MS (time to serve the description)
 	local d=$1 log=$2 waitout=$WORK/ready.json
-	in_c "$BC" wait-ready --addr "$HTTP" --timeout-ms 15000 >"$waitout" 2>>"$WORK/client.log" &
+	in_c "$BC" wait-ready --addr "$HTTP" --timeout-ms "$READY_MS" >"$waitout" 2>>"$WORK/client.log" &
 	local waiter=$!
 	sleep 0.3
 	local t0=$EPOCHREALTIME
 	case $d in
 	rupnpd)
-		ip netns exec "$NS_R" "$RUPNPD" --config-dir "$CFG" --lan r-lan --wan r-wan --stderr >>"$log" 2>&1 &
+		ip netns exec "$NS_R" "${RUPNPD_WRAP[@]}" "$RUPNPD" --config-dir "$CFG" --lan r-lan --wan r-wan --stderr >>"$log" 2>&1 &
 		RUPNPD_PID=$!
 		;;
 	miniupnpd)
 		rm -f "$MINI_PIDFILE"
 		# It forks; the parent exits once the child is set up.
-		ip netns exec "$NS_R" /usr/sbin/miniupnpd -f "$MINI_CONF" -P "$MINI_PIDFILE" >>"$log" 2>&1
+		ip netns exec "$NS_R" "$MINI_BIN" -f "$MINI_CONF" -P "$MINI_PIDFILE" >>"$log" 2>&1
 		;;
 	esac
 	if ! wait "$waiter"; then
@@ -421,7 +489,6 @@ kernel_mappings() { # daemon -> DNAT entries in the kernel
 	esac
 }
 
-mode_of() { [ "$1" = rupnpd ] && echo keepalive || echo close; }
 rounds_of() { [ "$1" = rupnpd ] && echo "$ROUNDS" || echo "$MINI_ROUNDS"; }
 
 # Runs one SOAP workload; prints its JSON (and records it).
@@ -446,7 +513,16 @@ restart_if_dead() { # daemon n
 	if ! alive "$(daemon_pid "$1")"; then
 		say "$1 is dead; restarting it (it keeps the kernel's rules as its state)"
 		[ "$1" = rupnpd ] && { wait "$RUPNPD_PID" 2>/dev/null || true; }
+		local held=""
+		if [ "$1" = miniupnpd ] && [ -s "$LEASE_FILE" ]; then
+			# miniupnpd re-adds every lease line, one full rule update
+			# each, before it serves a request; its rules are still in the
+			# kernel, so the file is held aside while it starts.
+			held=$WORK/leases.held
+			mv "$LEASE_FILE" "$held"
+		fi
 		start_daemon "$1" "$WORK/$1.log"
+		[ -n "$held" ] && mv "$held" "$LEASE_FILE"
 		rec "$1" "$2" restart info "{\"ms\":$STARTUP_MS}"
 	fi
 }
@@ -471,7 +547,7 @@ conn_rate() { # daemon n
 	local d=$1 n=$2
 	# The probe mapping is added after the N others: with miniupnpd's rule
 	# chains it is evaluated last, as a new mapping on a busy router is.
-	soap "$d" "$n" probe_add "$(mode_of "$d")" add $PROBE_PORT 1 >/dev/null
+	soap "$d" "$n" probe_add close add $PROBE_PORT 1 >/dev/null
 	for _ in $(seq "$CONN_RUNS"); do
 		local out
 		if out=$("$BC" connrate --lan-ns "$NS_C" --wan-ns "$NS_W" --listen $CLIENT_IP:$PROBE_PORT \
@@ -481,7 +557,7 @@ conn_rate() { # daemon n
 			rec "$d" "$n" conn failed '{"error":"no connection through the mapping"}'
 		fi
 	done
-	soap "$d" "$n" probe_del "$(mode_of "$d")" del $PROBE_PORT 1 >/dev/null
+	soap "$d" "$n" probe_del close del $PROBE_PORT 1 >/dev/null
 }
 
 # rupnpd's per-packet cost must not depend on N; a difference of 10 % is
@@ -528,10 +604,130 @@ restore() { # rupnpd n: time until a mapping works again after a fw4 reload
 	fi
 }
 
+# ---------------------------------------------------------------- profile
+# Where rupnpd's time goes with N mappings, on the headline path (a new
+# connection per request, lease file on), for PROFILE_K adds, as many
+# deletes of them, and one GetGenericPortMappingEntry walk:
+#   strace -c -w -f  system calls per request and their wall time
+#   strace -T -yy    every system call of 5 adds and 5 deletes, timed, fds named
+#   perf record      cpu-clock samples of the daemon, kernel and user, with
+#                    DWARF call graphs (this VM has no hardware counters)
+#   callgrind        instructions in user space: repeatable under load
+# Into OUT/profile/nN/; bench/profile_summary.py writes summary.md there.
+PROF_BASE=58000
+
+has_tool() { has "$PROFILE_TOOLS" "$1" && command -v "$2" >/dev/null; }
+
+wait_traced() { # pid: until every thread of it has a tracer
+	local t all
+	for _ in $(seq 500); do
+		all=1
+		for t in /proc/"$1"/task/*; do
+			[ "$(awk '/^TracerPid/ {print $2}' "$t/status" 2>/dev/null)" != 0 ] || { all=0; break; }
+		done
+		[ "$all" = 1 ] && return 0
+		sleep 0.01
+	done
+	say "the tracer did not attach to $1"
+	return 1
+}
+
+prof_ops() { # add|del|walk count: the headline client's requests
+	case $1 in
+	add | del) in_c "$BC" soap --addr "$HTTP" --mode close --op "$1" --from $PROF_BASE --count "$2" 2>>"$WORK/client.log" ;;
+	walk) in_c "$BC" soap --addr "$HTTP" --mode close --op generic 2>>"$WORK/client.log" ;;
+	esac
+}
+
+profile() { # n
+	local n=$1 dir=$OUT/profile/n$1 pid=$RUPNPD_PID w tp
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	# To name the daemon's netlink sockets in the traces.
+	ls -l "/proc/$pid/fd" >"$dir/fds.txt"
+	in_r cat /proc/net/netlink >"$dir/netlink.txt"
+	printf '{"n":%s,"k":%s,"lease_file":"%s"}\n' "$n" "$PROFILE_K" "$LEASE_FILE" >"$dir/meta.json"
+	if has_tool strace strace; then
+		for w in add del walk; do
+			strace -c -w -f -p "$pid" -o "$dir/strace-c-$w.txt" 2>>"$WORK/profile.log" &
+			tp=$!
+			wait_traced "$pid" || true
+			prof_ops "$w" "$PROFILE_K" >"$dir/strace-c-$w.json"
+			kill -INT "$tp"
+			wait "$tp" || true
+		done
+		for w in add del; do
+			strace -f -tt -T -yy -s 80 -p "$pid" -o "$dir/strace-T-$w.txt" 2>>"$WORK/profile.log" &
+			tp=$!
+			wait_traced "$pid" || true
+			prof_ops "$w" 5 >"$dir/strace-T-$w.json"
+			kill -INT "$tp"
+			wait "$tp" || true
+		done
+	fi
+	if has_tool perf perf; then
+		local ack_fd
+		for w in add del walk; do
+			rm -f "$WORK/perf.ctl" "$WORK/perf.ack"
+			mkfifo "$WORK/perf.ctl" "$WORK/perf.ack"
+			# Started disabled (-D -1); enabled, and acknowledged, right
+			# before the client starts.
+			perf record -q -e cpu-clock -F 10000 --call-graph dwarf,16384 -m 1024 -p "$pid" -o "$WORK/perf-$w.data" \
+				-D -1 --control "fifo:$WORK/perf.ctl,$WORK/perf.ack" 2>>"$WORK/profile.log" &
+			tp=$!
+			exec {ack_fd}<>"$WORK/perf.ack"
+			if timeout 10 sh -c "echo enable >'$WORK/perf.ctl'" && read -r -t 10 -u "$ack_fd" _; then
+				prof_ops "$w" "$PROFILE_K" >"$dir/perf-$w.json"
+			else
+				say "perf did not start; see $WORK/profile.log"
+			fi
+			kill -INT "$tp"
+			wait "$tp" || true
+			exec {ack_fd}>&-
+			perf report -i "$WORK/perf-$w.data" --stdio --no-children --sort dso,sym -g none \
+				--percent-limit 0.3 >"$dir/perf-$w.txt" 2>/dev/null || true
+			perf script -i "$WORK/perf-$w.data" -F period,ip,sym,dso 2>/dev/null | gzip >"$dir/perf-$w.script.gz" || true
+			rm -f "$WORK/perf-$w.data"
+		done
+	fi
+	if has_tool callgrind valgrind && command -v callgrind_control >/dev/null; then
+		# Restarted under callgrind, not instrumenting until told; the lease file
+		# brings its N mappings back. The count covers the requests only,
+		# one dump per workload.
+		stop_daemon rupnpd
+		RUPNPD_WRAP=(valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/callgrind.out")
+		READY_MS=600000
+		start_daemon rupnpd "$WORK/rupnpd.log"
+		RUPNPD_WRAP=()
+		READY_MS=15000
+		pid=$RUPNPD_PID
+		callgrind_control -i on "$pid" >>"$WORK/profile.log" 2>&1
+		for w in add del walk; do
+			prof_ops "$w" "$PROFILE_K" >"$dir/callgrind-$w.json"
+			callgrind_control -d "$w" "$pid" >>"$WORK/profile.log" 2>&1
+		done
+		stop_daemon rupnpd
+		local i=1
+		for w in add del walk; do
+			if [ -s "$WORK/callgrind.out.$i" ]; then
+				callgrind_annotate --auto=no --threshold=100 --inclusive=yes "$WORK/callgrind.out.$i" >"$dir/callgrind-$w-inclusive.txt" 2>/dev/null || true
+				callgrind_annotate --auto=no --threshold=100 --inclusive=no "$WORK/callgrind.out.$i" >"$dir/callgrind-$w-self.txt" 2>/dev/null || true
+				gzip -c "$WORK/callgrind.out.$i" >"$dir/callgrind.out.$w.gz"
+			fi
+			i=$((i + 1))
+		done
+		rm -f "$WORK"/callgrind.out*
+		start_daemon rupnpd "$WORK/rupnpd.log"
+	fi
+	python3 bench/profile_summary.py "$dir" || say "profile summary failed"
+	rec rupnpd "$n" profile info "{\"dir\":\"$dir\"}"
+}
+
 # ---------------------------------------------------------------- one daemon
 run_daemon() { # daemon
 	local d=$1 log=$WORK/$1.log filled=0
 	: >"$log"
+	[ -n "$LEASE_FILE" ] && rm -f "$LEASE_FILE"
 	say "== $d: building the bed"
 	bed_up
 	load_ruleset "$d"
@@ -581,27 +777,37 @@ run_daemon() { # daemon
 				out=$(in_r "$BC" mupnp-fill --wan-ifindex "$ifindex" --from $((FILL_BASE + filled + by_soap)) \
 					--count "$direct" --client $CLIENT_IP --desc bench)
 				rec "$d" "$n" fill_direct info "$out"
+				# Their lease lines as miniupnpd writes them (timestamp 0:
+				# permanent), so that its lease file holds N lines too.
+				[ -n "$LEASE_FILE" ] && awk -v from=$((FILL_BASE + filled + by_soap)) -v n="$direct" -v ip=$CLIENT_IP \
+					'BEGIN { for (i = 0; i < n; i++) printf "TCP:%d:%s:%d:0:bench\n", from + i, ip, from + i }' >>"$LEASE_FILE"
 			fi
 		fi
 		filled=$n
 		rec "$d" "$n" kernel_count info "{\"entries\":$(kernel_mappings "$d")}"
+		# Evidence that the daemon keeps its lease file (one line per mapping).
+		[ -n "$LEASE_FILE" ] && rec "$d" "$n" lease_lines info "{\"lines\":$(cat "$LEASE_FILE" 2>/dev/null | wc -l)}"
 		restart_if_dead "$d" "$n"
 
-		if has "$WORKLOADS" soap; then
+		if has "$WORKLOADS" soap || has "$WORKLOADS" keepalive; then
 			say "$d: N=$n AddPortMapping / DeletePortMapping"
 			local out calls
 			# Rounds of K adds then K deletes of the same ports; a short
 			# round-to-round spread says the machine was quiet enough.
 			for _ in $(seq "$(rounds_of "$d")"); do
-				out=$(soap "$d" "$n" add "$(mode_of "$d")" add $ADD_BASE "$K")
-				calls=$(jget "$out" calls)
-				soap "$d" "$n" del "$(mode_of "$d")" del $ADD_BASE "${calls:-$K}" 0 0 >/dev/null
-				restart_if_dead "$d" "$n"
-				if [ "$d" = rupnpd ]; then
-					# The same with a connection per request, as miniupnpd needs.
-					out=$(soap "$d" "$n" add_close close add $ADD_BASE "$K")
+				if has "$WORKLOADS" soap; then
+					# The headline: a connection per request, as libminiupnpc.
+					out=$(soap "$d" "$n" add close add $ADD_BASE "$K")
 					calls=$(jget "$out" calls)
-					soap "$d" "$n" del_close close del $ADD_BASE "${calls:-$K}" 0 0 >/dev/null
+					soap "$d" "$n" del close del $ADD_BASE "${calls:-$K}" 0 0 >/dev/null
+					restart_if_dead "$d" "$n"
+				fi
+				if [ "$d" = rupnpd ] && has "$WORKLOADS" keepalive; then
+					# One keep-alive connection for all K (miniupnpd closes
+					# every connection, so it has no such figure).
+					out=$(soap "$d" "$n" add_keepalive keepalive add $ADD_BASE "$K")
+					calls=$(jget "$out" calls)
+					soap "$d" "$n" del_keepalive keepalive del $ADD_BASE "${calls:-$K}" 0 0 >/dev/null
 				fi
 			done
 		fi
@@ -617,8 +823,11 @@ run_daemon() { # daemon
 		fi
 		if has "$WORKLOADS" list; then
 			say "$d: N=$n GetGenericPortMappingEntry for every index"
-			soap "$d" "$n" list_generic "$(mode_of "$d")" generic 0 0 "$LIST_BUDGET" 10 >/dev/null
+			soap "$d" "$n" list_generic close generic 0 0 "$LIST_BUDGET" 10 >/dev/null
 			restart_if_dead "$d" "$n"
+			if [ "$d" = rupnpd ] && has "$WORKLOADS" keepalive; then
+				soap "$d" "$n" list_generic_keepalive keepalive generic 0 0 "$LIST_BUDGET" 10 >/dev/null
+			fi
 		fi
 		has "$WORKLOADS" rss && rec "$d" "$n" rss ok "$(rss_json "$(daemon_pid "$d")")"
 		if has "$WORKLOADS" conn && has "$CONN_LEVELS" "$n"; then
@@ -637,8 +846,15 @@ run_daemon() { # daemon
 		if has "$WORKLOADS" list; then
 			# Last: miniupnpd 2.3.1 crashes here above ~135 mappings.
 			say "$d: N=$n GetListOfPortMappings"
-			soap "$d" "$n" list_all "$(mode_of "$d")" listall 0 0 0 0 >/dev/null
+			soap "$d" "$n" list_all close listall 0 0 0 0 >/dev/null
 			restart_if_dead "$d" "$n"
+			if [ "$d" = rupnpd ] && has "$WORKLOADS" keepalive; then
+				soap "$d" "$n" list_all_keepalive keepalive listall 0 0 0 0 >/dev/null
+			fi
+		fi
+		if has "$WORKLOADS" profile && [ "$d" = rupnpd ]; then
+			say "$d: N=$n profile (strace, perf, callgrind)"
+			profile "$n"
 		fi
 	done
 
@@ -702,7 +918,9 @@ meta = {
     "kernel": platform.release(),
     "os": sh(". /etc/os-release && echo \$PRETTY_NAME"),
     "rupnpd": sh("git -C '$ROOT' describe --always --dirty") + " (" + sh("'$RUPNPD' --version") + ")",
-    "miniupnpd": sh("dpkg-query -W -f='\${Version}' miniupnpd-nftables"),
+    "miniupnpd": (sh("dpkg-query -W -f='\${Version}' miniupnpd-nftables") + " (Debian miniupnpd-nftables)"
+                  if "$MINI_BIN" == "/usr/sbin/miniupnpd" else
+                  sh("'$MINI_BIN' --version 2>&1 | head -1") + " ($MINI_BIN)"),
     "nftables": sh("dpkg-query -W -f='\${Version}' nftables"),
     "rustc": sh("rustc --version"),
     "load_start": "$START_LOAD",
@@ -713,11 +931,22 @@ meta = {
                 "conn_runs": $CONN_RUNS, "startup_reps": $STARTUP_REPS,
                 "rounds": $ROUNDS, "mini_rounds": $MINI_ROUNDS, "ab_cycles": $AB_CYCLES,
                 "mini_soap_fill_max": $MINI_SOAP_FILL_MAX, "host_tcp_hash": bool($HOST_TCP_HASH),
-                "workloads": "$WORKLOADS", "daemons": "$DAEMONS"},
+                "workloads": "$WORKLOADS", "daemons": "$DAEMONS", "lease_file": "$LEASE_FILE",
+                "profile_k": $PROFILE_K},
 }
 json.dump(meta, open(sys.argv[1], "w"), indent=1)
 EOF
+if [ "$WORKLOADS" = profile ]; then
+	say "done in $(($(date +%s) - START)) s; profile only: $OUT/profile/n*/summary.md (the comparison report is left as it was)"
+	exit 0
+fi
 cp "$RAW" "$OUT/latest.jsonl"
+# Kept with the logs so that the report can be made again by hand:
+#   python3 bench/report.py bench/results/latest.jsonl bench/results/logs/meta.json bench/results
+mkdir -p "$OUT/logs"
+cp "$META" "$OUT/logs/meta.json"
 python3 bench/report.py "$RAW" "$META" "$OUT"
 cat "$OUT/latest.md"
 say "done in $(($(date +%s) - START)) s; results in $OUT/latest.{json,csv,md}"
+exit 0
+}

@@ -16,11 +16,17 @@ use std::time::{Duration, Instant};
 
 use rupnpd::config::Config;
 use rupnpd::core::Core;
-use rupnpd::core::pmp::{self, PmpConfig};
-use rupnpd::core::policy::{NoListeners, Policy};
+use rupnpd::core::facts::FixedFacts;
+use rupnpd::core::firewall::Recording;
+use rupnpd::core::natpmp_pcp::{self, Server, Settings};
+use rupnpd::core::pinhole::PinPolicy;
+use rupnpd::core::policy::Policy;
 use rupnpd::proto::blob::{self, Value};
 use rupnpd::proto::ubus::{Attr, Message, MsgType};
 use rupnpd::proto::{Proto, http, natpmp, pcp, soap, ssdp};
+
+/// A router with no listeners.
+static NO_FACTS: FixedFacts = FixedFacts::new();
 
 const REPS: usize = 5;
 const TARGET: Duration = Duration::from_millis(100);
@@ -98,16 +104,19 @@ urn:schemas-upnp-org:device:InternetGatewayDevice:1\r\nMAN: \"ssdp:discover\"\r\
 
 const IGD2: &str = "urn:schemas-upnp-org:service:WANIPConnection:2";
 
-fn pmp_core() -> Core {
+fn natpmp_pcp_core() -> Core {
     let cfg = Config {
         max_mappings: 65_535,
         max_mappings_per_client: 65_535,
         ..Config::default()
     };
-    Core::new(Policy::from_config(&cfg, vec![]))
+    Core::new(
+        Policy::from_config(&cfg, vec![]),
+        PinPolicy::from_config(&cfg),
+    )
 }
 
-const PMP_CFG: PmpConfig = PmpConfig {
+const PMP_CFG: Settings = Settings {
     natpmp: true,
     pcp: true,
     min_lifetime: 120,
@@ -115,13 +124,13 @@ const PMP_CFG: PmpConfig = PmpConfig {
     allow_third_party: false,
 };
 
-fn pmp_ctx(now: u64) -> pmp::Ctx<'static> {
-    pmp::Ctx {
-        cfg: &PMP_CFG,
+fn natpmp_pcp_server(now: u64) -> Server<'static> {
+    Server {
+        settings: &PMP_CFG,
         external: Some(Ipv4Addr::new(192, 0, 3, 1)),
         epoch: 1000,
         now,
-        env: &NoListeners,
+        facts: &NO_FACTS,
     }
 }
 
@@ -153,16 +162,15 @@ fn pcp_map(client: Ipv4Addr, port: u16, lifetime: u32) -> Vec<u8> {
 
 /// One datagram through the handler, then what the daemon does at the end
 /// of the loop turn: the journal is committed and the events drained.
-fn handle(core: &mut Core, src: SocketAddrV4, pkt: &[u8]) -> Option<pmp::Reply> {
-    let r = pmp::handle(core, &pmp_ctx(10_000), src, pkt);
-    core.table.commit();
-    black_box(core.take_events());
+fn handle(core: &mut Core, src: SocketAddrV4, pkt: &[u8]) -> Option<natpmp_pcp::Reply> {
+    let r = natpmp_pcp::handle(core, &natpmp_pcp_server(10_000), src, pkt);
+    black_box(core.commit_turn(&mut Recording::default(), 10_000));
     r
 }
 
 /// A core holding `n` NAT-PMP UDP mappings of another LAN host.
 fn filled_core(n: u16) -> Core {
-    let mut core = pmp_core();
+    let mut core = natpmp_pcp_core();
     let other = SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 3), 5350);
     for i in 0..n {
         let pkt = natpmp_map(Proto::Udp, 10_000 + i, 3600);
@@ -275,7 +283,7 @@ fn main() {
         black_box(pcp::parse(black_box(&pcp_pkt)).ok());
     });
 
-    // ---- core::pmp::handle: request in, reply bytes out, table updated
+    // ---- core::natpmp_pcp::handle: request in, reply bytes out, table updated
     let src = SocketAddrV4::new(client, 40_000);
     let big = if f.measure { 10_000 } else { 100 };
     for n in [0u16, big] {
@@ -284,7 +292,7 @@ fn main() {
         let del = natpmp_map(Proto::Udp, 9000, 0);
         bench(
             f,
-            &format!("pmp::handle NAT-PMP map + delete ({n} in table)"),
+            &format!("natpmp_pcp::handle NAT-PMP map + delete ({n} in table)"),
             || {
                 black_box(handle(&mut core, src, black_box(&map)));
                 black_box(handle(&mut core, src, black_box(&del)));
@@ -293,7 +301,7 @@ fn main() {
         let _ = handle(&mut core, src, &map);
         bench(
             f,
-            &format!("pmp::handle NAT-PMP renewal ({n} in table)"),
+            &format!("natpmp_pcp::handle NAT-PMP renewal ({n} in table)"),
             || {
                 black_box(handle(&mut core, src, black_box(&map)));
             },
@@ -302,7 +310,7 @@ fn main() {
         let pdel = pcp_map(client, 9100, 0);
         bench(
             f,
-            &format!("pmp::handle PCP MAP + delete ({n} in table)"),
+            &format!("natpmp_pcp::handle PCP MAP + delete ({n} in table)"),
             || {
                 black_box(handle(&mut core, src, black_box(&pmap)));
                 black_box(handle(&mut core, src, black_box(&pdel)));

@@ -5,9 +5,13 @@
 #   2. package metadata: PKG_VERSION matches Cargo.toml, Cargo.lock is present (the package
 #      builds with --locked), every file the Makefile installs exists, cross.toml parses;
 #   3. tests/pkg/nft-test.sh: the fw4 include files in a fw4-shaped ruleset (network namespace);
-#   4. tests/pkg/init-test.sh: init script, fw4 script include, hotplug and uci-defaults against
-#      recording procd/UCI stand-ins, under busybox ash;
-#   5. tests/pkg/luci-test.js: LuCI views compile and render, JSON files parse, ACL and menu fit.
+#   4. tests/pkg/init-test.sh: init script, fw4 script include, hotplug, uci-defaults and postrm
+#      against recording procd stand-ins and a uci stand-in keeping uci's file format, under
+#      busybox ash;
+#   5. tests/pkg/deps-test.sh: the package relations (luci-app-upnp cannot go over rupnpd) with
+#      dpkg standing in for opkg/apk;
+#   6. tests/pkg/luci-test.js: LuCI views against stand-ins of rpc.js/uhttpd/rpcd (refusals in
+#      words, escaping, Start/Stop), JSON files parse, the ACL grants exactly what the pages use.
 # Installs shellcheck, busybox and nftables with apt-get when missing (needs root, as do the
 # nftables checks). Prints what failed; exits non-zero on any failure.
 set -uo pipefail
@@ -97,7 +101,7 @@ python3 -c 'import sys, tomllib; tomllib.load(open(sys.argv[1], "rb"))' cross.to
 grep -q '^include .*luci\.mk' openwrt-pkg/luci-app-rupnpd/Makefile || { echo "luci-app-rupnpd does not include luci.mk"; meta_status=1; }
 record "package metadata" "$meta_status"
 
-# --- 3.-5. tests ---------------------------------------------------------------------------------
+# --- 3.-6. tests ---------------------------------------------------------------------------------
 step "fw4 include files (tests/pkg/nft-test.sh)"
 bash tests/pkg/nft-test.sh
 record "nftables includes" $?
@@ -105,6 +109,10 @@ record "nftables includes" $?
 step "init script and hooks (tests/pkg/init-test.sh)"
 bash tests/pkg/init-test.sh
 record "init script and hooks" $?
+
+step "package relations (tests/pkg/deps-test.sh)"
+bash tests/pkg/deps-test.sh
+record "package relations" $?
 
 step "LuCI app (tests/pkg/luci-test.js)"
 node tests/pkg/luci-test.js

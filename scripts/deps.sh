@@ -4,8 +4,12 @@
 # are installed. Run as root on Debian 12 (bookworm).
 set -eu
 
+# coturn (RFC 5780) and stun-server (stund, RFC 3489) are the real STUN
+# servers of tests/stun.rs, which starts its own instances inside its
+# test namespaces.
 PKGS="nftables libnftables1 iproute2 miniupnpc natpmpc socat netcat-openbsd curl \
-python3 procps psmisc iputils-ping shellcheck nodejs gcc libc6-dev pkg-config"
+python3 procps psmisc iputils-ping shellcheck nodejs gcc libc6-dev pkg-config \
+coturn stun-server"
 
 missing=""
 for p in $PKGS; do

@@ -117,7 +117,8 @@ max_len() {
 	uci) echo 16384 ;;        # real configs are a few KiB
 	lease) echo 8192 ;;
 	blobmsg) echo 8192 ;;   # real ubus messages are small; MAX_LEN is 1 MiB
-	nfnl) echo 65536 ;;     # RECV_BUF: one netlink datagram
+	nfnl | rtnl | sock_diag) echo 65536 ;; # sys::nfnl's RECV_BUF: one netlink datagram
+	stun) echo 1600 ;;      # MAX_MESSAGE 1500
 	*) echo 4096 ;;
 	esac
 }

@@ -1,5 +1,5 @@
 #!/bin/sh
-# The three-namespace test bed (../shared/reference/testbed.md §2):
+# The three-namespace test bed (docs/testbed.md):
 #
 #   $C (LAN host)                 $R (router, runs the daemon)            $W (WAN host)
 #   c-eth0 192.168.77.2/24 --veth-- r-lan 192.168.77.1/24 | r-wan 192.0.3.1/24 --veth-- w-eth0 192.0.3.2/24

@@ -8,12 +8,15 @@
 //! * [`proto`] — pure codecs: bytes or text in, typed values out, and back.
 //!   No IO, no clock, no tokio.
 //! * [`core`] — state and policy: the mapping table, permission rules,
-//!   quotas, the protocol handlers. No IO; every call that needs the time
-//!   takes `now` from the caller, and the core says when it next needs a call.
+//!   quotas, and the handling of every request (HTTP, SOAP, GENA, SSDP,
+//!   NAT-PMP, PCP). No IO; every call that needs the time takes `now` from
+//!   the caller, the core says when it next needs a call, and what only the
+//!   kernel knows is asked of [`core::facts::Facts`].
 //! * [`sys`] — adapters to the outside world: nftables, UCI files, ubus,
 //!   sockets, netlink, syslog. tokio is allowed here.
 //! * [`daemon`] — the one event loop that carries events from `sys` into
-//!   `core` and the core's decisions back out.
+//!   `core` and the core's decisions back out; it decides nothing about a
+//!   protocol. `docs/architecture.md` follows two requests through it.
 //!
 //! Nothing in `proto` or `core` may touch sockets, files, processes, tokio
 //! or the clock; the `tests` in those modules run without root and without

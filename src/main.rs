@@ -34,20 +34,20 @@ fn parse(args: impl Iterator<Item = String>) -> Result<(Options, Mode, LogTarget
         };
         match a.as_str() {
             "--config-dir" => o.config_dir = Some(PathBuf::from(value("--config-dir")?)),
-            "--lan" => o.lan.push(value("--lan")?),
-            "--wan" => o.wan = Some(value("--wan")?),
+            "--lan" => o.flags.lan.push(value("--lan")?),
+            "--wan" => o.flags.wan = Some(value("--wan")?),
             "--port" => {
                 let v = value("--port")?;
-                o.port = Some(
+                o.flags.port = Some(
                     rupnpd::proto::parse_u16(&v)
                         .ok_or_else(|| format!("--port: \"{v}\" is not a port number 0-65535"))?,
                 );
             }
-            "--lease-file" => o.lease_file = Some(PathBuf::from(value("--lease-file")?)),
+            "--lease-file" => o.flags.lease_file = Some(PathBuf::from(value("--lease-file")?)),
             "--ubus-socket" => o.ubus_socket = Some(PathBuf::from(value("--ubus-socket")?)),
             "--check-config" => mode = Mode::CheckConfig,
             "--print-firewall" => mode = Mode::PrintFirewall,
-            "--debug" | "-d" => o.debug = true,
+            "--debug" | "-d" => o.flags.debug = true,
             "--stderr" => o.stderr = true,
             // The syslog socket, for tests and chroots (default /dev/log);
             // --stderr wins.
@@ -112,7 +112,7 @@ fn main() -> ExitCode {
             }
         },
         Mode::Run => {
-            rupnpd::sys::syslog::init(opts.debug, log_target);
+            rupnpd::sys::syslog::init(opts.flags.debug, log_target);
             match daemon::run(opts) {
                 0 => ExitCode::SUCCESS,
                 _ => ExitCode::FAILURE,

@@ -1,8 +1,9 @@
 //! The netlink element path against the real kernel: what `sys::nfnl`
-//! writes, `nft` reads back as the same elements; a refused batch changes
-//! nothing; renewals keep counters on both kernel paths (in place, and
-//! delete + add); a restore after a firewall reload keeps elements and
-//! counters, a restore at start removes leftovers.
+//! writes (built by `proto::netlink::nftables`), `nft` reads back as the
+//! same elements; a refused batch changes nothing; renewals keep counters
+//! on both kernel paths (in place, and delete + add); a restore after a
+//! firewall reload keeps elements and counters, a restore at start
+//! removes leftovers.
 
 mod common;
 
@@ -10,10 +11,11 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use common::*;
 use rupnpd::config::NftNames;
-use rupnpd::core::firewall::{Counters, Firewall};
+use rupnpd::core::firewall::Firewall;
 use rupnpd::core::table::{Change, Key, Mapping, Origin};
 use rupnpd::proto::Proto;
-use rupnpd::sys::nfnl::{self, Batch, Data, Elem};
+use rupnpd::proto::netlink::nftables::{Batch, Counter, Data, Elem};
+use rupnpd::sys::nfnl;
 use rupnpd::sys::nft::{Nft, Setup};
 
 const LAN: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 2);
@@ -40,7 +42,7 @@ fn nft_reads_back_what_netlink_wrote() {
                 key: dnat_key(6, 18080),
                 data: Some(lan(8080)),
                 timeout_ms: Some(600_000),
-                counter: Some(Counters {
+                counter: Some(Counter {
                     packets: 7,
                     bytes: 700,
                 }),
@@ -142,7 +144,7 @@ fn nft_reads_back_what_netlink_wrote() {
                 dnat_key(6, 18080).as_bytes().to_vec(),
                 Some(lan(8080).as_bytes().to_vec()),
                 Some(600_000),
-                Some(Counters {
+                Some(Counter {
                     packets: 7,
                     bytes: 700
                 })

@@ -12,28 +12,36 @@ use std::time::Duration;
 use pcp_client::{Map, Opt, Request, Retransmit, TCP, UDP, result};
 use rupnpd::config::Config;
 use rupnpd::core::Core;
-use rupnpd::core::pmp::{self, Ctx, PmpConfig};
-use rupnpd::core::policy::{NoListeners, Policy};
+use rupnpd::core::facts::FixedFacts;
+use rupnpd::core::natpmp_pcp::{self, Server, Settings};
+use rupnpd::core::pinhole::PinPolicy;
+use rupnpd::core::policy::Policy;
+
+/// A router with no listeners.
+static NO_FACTS: FixedFacts = FixedFacts::new();
 
 const EXT: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 
 fn core() -> Core {
-    Core::new(Policy::from_config(&Config::default(), vec![]))
+    Core::new(
+        Policy::from_config(&Config::default(), vec![]),
+        PinPolicy::from_config(&Config::default()),
+    )
 }
 
-fn cfg() -> PmpConfig {
-    PmpConfig::from_config(&Config::default())
+fn cfg() -> Settings {
+    Settings::from_config(&Config::default())
 }
 
-fn serve(core: &mut Core, cfg: &PmpConfig, from: Ipv4Addr, pkt: &[u8]) -> Option<Vec<u8>> {
-    let ctx = Ctx {
-        cfg,
+fn serve(core: &mut Core, cfg: &Settings, from: Ipv4Addr, pkt: &[u8]) -> Option<Vec<u8>> {
+    let ctx = Server {
+        settings: cfg,
         external: Some(EXT),
         epoch: 42,
         now: 1_000,
-        env: &NoListeners,
+        facts: &NO_FACTS,
     };
-    pmp::handle(core, &ctx, SocketAddrV4::new(from, 40000), pkt).map(|r| r.ok)
+    natpmp_pcp::handle(core, &ctx, SocketAddrV4::new(from, 40000), pkt).map(|r| r.ok)
 }
 
 fn ask(core: &mut Core, from: Ipv4Addr, req: &Request) -> pcp_client::Response {
@@ -109,7 +117,7 @@ fn map_peer_announce_in_memory() {
     del.options.clear();
     let r = ask(&mut c, me, &del);
     assert_eq!((r.result, r.lifetime), (result::SUCCESS, 0));
-    assert_eq!(c.table.len(), 1);
+    assert_eq!(c.table().len(), 1);
 }
 
 #[test]
@@ -122,7 +130,7 @@ fn version_negotiation_and_silence() {
     assert_eq!((r.version, r.result), (2, result::UNSUPP_VERSION));
     // a server with PCP switched off answers like NAT-PMP, and the client
     // sees version 0
-    let natpmp_only = PmpConfig {
+    let natpmp_only = Settings {
         pcp: false,
         ..cfg()
     };
@@ -154,7 +162,7 @@ fn retransmits_over_loopback() {
         };
         let reply = serve(&mut c, &cfg, *from4.ip(), &buf[..n]).unwrap();
         server.send_to(&reply, from).unwrap();
-        c.table.len()
+        c.table().len()
     });
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let me = Ipv4Addr::LOCALHOST;

@@ -9,16 +9,37 @@ use std::thread::ThreadId;
 use std::time::Duration;
 
 use rupnpd::proto::blob::{BlobType, Value};
-use rupnpd::proto::ubus::{Attr, Message, MsgType, Status, UBUS_MAX_MSGLEN, signature};
+use rupnpd::proto::ubus::{Status, UBUS_MAX_MSGLEN};
 use rupnpd::sys::netifd;
 use rupnpd::sys::ubus::{self, Handle, Incoming, ObjectSpec, Options};
-use support::ubusd::{Broker, Peer, json, socket_path};
+use support::ubusd::{Broker, Peer, socket_path};
+use support::wire::{self, Attr, Msg, json, kind, status};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 use tokio::sync::mpsc::Receiver;
 use tokio::time::timeout;
 
 const WAIT: Duration = Duration::from_secs(5);
+
+/// The daemon library's value for a test-side one: the two codecs share no
+/// code, so values cross between them field by field.
+fn lib(v: &wire::Value) -> Value {
+    match v {
+        wire::Value::Table(t) => Value::Table(t.iter().map(|(n, x)| (n.clone(), lib(x))).collect()),
+        wire::Value::Array(a) => Value::Array(a.iter().map(lib).collect()),
+        wire::Value::Str(s) => Value::String(s.clone()),
+        wire::Value::I64(x) => Value::Int64(*x),
+        wire::Value::I32(x) => Value::Int32(*x),
+        wire::Value::I16(x) => Value::Int16(*x),
+        wire::Value::I8(x) => Value::Bool(*x != 0),
+        wire::Value::Double(x) => Value::Double(*x),
+        wire::Value::Null => Value::Unspec,
+    }
+}
+
+fn empty() -> wire::Value {
+    wire::Value::table()
+}
 
 // ---------------------------------------------------------------------------
 // Warnings per test thread: each #[tokio::test] runs the client task on its
@@ -133,14 +154,16 @@ async fn object_is_visible_with_its_signature() {
     let found = peer.lookup("rupnpd").await.unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].objpath(), Some("rupnpd"));
-    assert_eq!(found[0].signature(), Some(&signature(&spec().methods)));
+    // Argument types as blobmsg type numbers: INT32 5, STRING 3, INT8 7.
     assert_eq!(
-        found[0].signature().unwrap().to_string(),
-        r#"{"status":{},"add":{"port":5,"proto":3,"enabled":7}}"#
+        found[0].signature(),
+        Some(&json(
+            r#"{"status":{},"add":{"port":5,"proto":3,"enabled":7}}"#
+        ))
     );
     // A prefix lookup finds it too; a wrong name does not.
     assert_eq!(peer.lookup("rup*").await.unwrap().len(), 1);
-    assert_eq!(peer.lookup("rupnp").await, Err(Status::NotFound.code()));
+    assert_eq!(peer.lookup("rupnp").await, Err(status::NOT_FOUND));
 }
 
 #[tokio::test]
@@ -174,33 +197,33 @@ async fn errors_come_back_as_status() {
         peer.call("rupnpd", "add", json(r#"{"port": 0}"#)),
         answer_one(&mut rx, "add", |_| Err(Status::InvalidArgument))
     );
-    assert_eq!(got, Err(Status::InvalidArgument.code()));
+    assert_eq!(got, Err(status::INVALID_ARGUMENT));
 
     // A method the object does not have never reaches the daemon.
-    let got = peer.call("rupnpd", "nope", Value::table()).await;
-    assert_eq!(got, Err(Status::MethodNotFound.code()));
+    let got = peer.call("rupnpd", "nope", empty()).await;
+    assert_eq!(got, Err(status::METHOD_NOT_FOUND));
 
     // The daemon drops the responder unanswered.
-    let (got, ()) = tokio::join!(peer.call("rupnpd", "status", Value::table()), async {
+    let (got, ()) = tokio::join!(peer.call("rupnpd", "status", empty()), async {
         match next(&mut rx).await {
             Incoming::Call { reply, .. } => drop(reply),
             other => panic!("expected a call, got {other:?}"),
         }
     });
-    assert_eq!(got, Err(Status::UnknownError.code()));
+    assert_eq!(got, Err(status::UNKNOWN_ERROR));
 
     // The daemon sits on it past the serve timeout; a late answer is
     // ignored and the next call still works.
-    let (got, late) = tokio::join!(peer.call("rupnpd", "status", Value::table()), async {
+    let (got, late) = tokio::join!(peer.call("rupnpd", "status", empty()), async {
         match next(&mut rx).await {
             Incoming::Call { reply, .. } => reply,
             other => panic!("expected a call, got {other:?}"),
         }
     });
-    assert_eq!(got, Err(Status::Timeout.code()));
+    assert_eq!(got, Err(status::TIMEOUT));
     late.reply(Ok(Value::table()));
     let (got, ()) = tokio::join!(
-        peer.call("rupnpd", "status", Value::table()),
+        peer.call("rupnpd", "status", empty()),
         answer_one(&mut rx, "status", |_| Ok(Value::table().with("n", 1i32)))
     );
     assert_eq!(got, Ok(vec![json(r#"{"n": 1}"#)]));
@@ -219,11 +242,11 @@ async fn no_reply_calls_get_no_answer() {
     let (_h, mut rx) = connected(&path).await;
     let peer = Peer::connect(&path).await;
     let id = peer.lookup_id("rupnpd").await.unwrap();
-    let msg = Message::new(MsgType::Invoke, 0, id)
+    let msg = Msg::new(kind::INVOKE, 0, id)
         .with(Attr::ObjId(id))
         .with(Attr::Method("status".into()))
         .with(Attr::NoReply(true))
-        .with(Attr::Data(Value::table()));
+        .with(Attr::Data(empty()));
     let (answer, ()) = tokio::join!(
         peer.request_within(msg, Duration::from_millis(600)),
         async {
@@ -248,7 +271,10 @@ async fn events_go_both_ways() {
 
     // `ubus listen 'upnp.*'` sees what the daemon sends.
     peer.listen("upnp.*").await;
-    h.send_event("upnp.mapping.add", json(r#"{"port": 80, "proto": "TCP"}"#));
+    h.send_event(
+        "upnp.mapping.add",
+        lib(&json(r#"{"port": 80, "proto": "TCP"}"#)),
+    );
     let (name, data) = peer.next_event(WAIT).await.expect("no event");
     assert_eq!(name, "upnp.mapping.add");
     assert_eq!(data, json(r#"{"port": 80, "proto": "TCP"}"#));
@@ -275,18 +301,18 @@ async fn events_go_both_ways() {
     match got {
         Incoming::Event { name, data } => {
             assert_eq!(name, "network.interface");
-            assert_eq!(data, payload);
+            assert_eq!(data, lib(&payload));
         }
         other => panic!("expected an event, got {other:?}"),
     }
     // ubusd refuses events in its own namespace.
     assert_eq!(
-        peer.send_event("ubus.fake", Value::table()).await,
-        Status::PermissionDenied.code()
+        peer.send_event("ubus.fake", empty()).await,
+        status::PERMISSION_DENIED
     );
 }
 
-fn wan_status(addr: &str) -> Value {
+fn wan_status(addr: &str) -> wire::Value {
     json(&format!(
         r#"{{"up": true, "l3_device": "pppoe-wan", "proto": "pppoe",
             "ipv4-address": [{{"address": "{addr}", "mask": 32, "ptpaddress": "203.0.113.1"}}],
@@ -297,11 +323,12 @@ fn wan_status(addr: &str) -> Value {
 /// A fake netifd publishing `network.interface.wan`.
 async fn fake_netifd(path: &Path, addr: &'static str) -> (Peer, u32) {
     let mut netifd = Peer::connect(path).await;
-    let sig = signature(&[("status", Vec::<(&str, BlobType)>::new())]);
-    let id = netifd.publish("network.interface.wan", sig).await;
+    let id = netifd
+        .publish("network.interface.wan", json(r#"{"status": {}}"#))
+        .await;
     netifd.serve(id, move |method, _| match method {
         "status" => Ok(wan_status(addr)),
-        _ => Err(Status::MethodNotFound.code()),
+        _ => Err(status::METHOD_NOT_FOUND),
     });
     let _ = &mut netifd;
     (netifd, id)
@@ -311,7 +338,7 @@ async fn fake_netifd(path: &Path, addr: &'static str) -> (Peer, u32) {
 async fn wait_subscribed(netifd: &mut Peer) {
     loop {
         let m = netifd.next_inbound(WAIT).await.expect("never subscribed");
-        if m.kind == MsgType::Notify && m.active() == Some(true) {
+        if m.kind == kind::NOTIFY && m.active() == Some(true) {
             return;
         }
     }
@@ -361,9 +388,9 @@ async fn subscribe_to_the_wan_and_call_it() {
     assert_eq!(st.ipv4, vec![("203.0.113.9".parse().unwrap(), 32)]);
     // The subscriber acknowledged with STATUS 0 (relayed to the publisher).
     let ack = netifd.next_inbound(WAIT).await.unwrap();
-    assert_eq!((ack.kind, ack.status()), (MsgType::Status, Some(0)));
+    assert_eq!((ack.kind, ack.status()), (kind::STATUS, Some(status::OK)));
 
-    netifd.notify(wan, "interface.down", Value::table()).await;
+    netifd.notify(wan, "interface.down", empty()).await;
     let (_, kind, _) = next_notify(&mut rx).await;
     assert_eq!(kind, "interface.down");
     assert!(
@@ -374,11 +401,11 @@ async fn subscribe_to_the_wan_and_call_it() {
     // A notification sent with NO_REPLY (`ubus_notify` with timeout -1, as
     // netifd does) is delivered and not acknowledged.
     netifd.send(
-        Message::new(MsgType::Notify, 0, wan)
+        Msg::new(kind::NOTIFY, 0, wan)
             .with(Attr::ObjId(wan))
             .with(Attr::Method("interface.update".into()))
             .with(Attr::NoReply(true))
-            .with(Attr::Data(Value::table())),
+            .with(Attr::Data(empty())),
     );
     assert_eq!(next_notify(&mut rx).await.1, "interface.update");
     let extra = netifd.next_inbound(Duration::from_millis(300)).await;
@@ -444,7 +471,7 @@ async fn reconnects_and_registers_again_after_a_broker_restart() {
     assert!(matches!(next(&mut rx).await, Incoming::Connected));
     let peer = Peer::connect(&path).await;
     let (got, ()) = tokio::join!(
-        peer.call("rupnpd", "status", Value::table()),
+        peer.call("rupnpd", "status", empty()),
         answer_one(&mut rx, "status", |_| Ok(Value::table().with("up", true)))
     );
     assert_eq!(got, Ok(vec![json(r#"{"up": true}"#)]));
@@ -452,14 +479,14 @@ async fn reconnects_and_registers_again_after_a_broker_restart() {
     // Subscriptions come back too, once netifd does.
     let (mut netifd, wan) = fake_netifd(&path, "203.0.113.7").await;
     wait_subscribed(&mut netifd).await;
-    netifd.notify(wan, "interface.update", Value::table()).await;
+    netifd.notify(wan, "interface.update", empty()).await;
     assert_eq!(next_notify(&mut rx).await.1, "interface.update");
     // And the event listener.
     let mut sender = Peer::connect(&path).await;
     sender.listen("unused").await;
     let got = timeout(WAIT, async {
         loop {
-            sender.send_event("test.again", Value::table()).await;
+            sender.send_event("test.again", empty()).await;
             if let Ok(Some(Incoming::Event { name, .. })) =
                 timeout(Duration::from_millis(100), rx.recv()).await
             {
@@ -501,13 +528,13 @@ async fn hostile_server(name: &str, bytes: Vec<u8>) -> bool {
     let listener = UnixListener::bind(&path).unwrap();
     let (h, mut rx) = ubus::spawn_with(opts(&path), spec());
     let (mut s, _) = timeout(WAIT, listener.accept()).await.unwrap().unwrap();
-    let hello = Message::new(MsgType::Hello, 0, 0x4242).encode().unwrap();
+    let hello = Msg::new(kind::HELLO, 0, 0x4242).encode();
     s.write_all(&hello).await.unwrap();
     // The client registers its object first; take that in.
     let mut buf = vec![0u8; 4096];
     let n = timeout(WAIT, s.read(&mut buf)).await.unwrap().unwrap();
-    let add = Message::decode(&buf[..n]).unwrap();
-    assert_eq!(add.kind, MsgType::AddObject);
+    let add = Msg::decode(&buf[..n]).unwrap();
+    assert_eq!(add.kind, kind::ADD_OBJECT);
     s.write_all(&bytes).await.unwrap();
     // The client drops the connection...
     let n = timeout(WAIT, s.read(&mut buf)).await.unwrap().unwrap_or(0);
@@ -554,17 +581,17 @@ async fn messages_over_one_mebibyte_are_refused() {
     // and the connection stays usable.
     let peer = Peer::connect(&path).await;
     let (got, ()) = tokio::join!(
-        peer.call("rupnpd", "status", Value::table()),
+        peer.call("rupnpd", "status", empty()),
         answer_one(&mut rx, "status", |_| {
             Ok(Value::table().with("s", "x".repeat(UBUS_MAX_MSGLEN)))
         })
     );
-    assert_eq!(got, Err(Status::UnknownError.code()));
+    assert_eq!(got, Err(status::UNKNOWN_ERROR));
     let (got, ()) = tokio::join!(
-        peer.call("rupnpd", "status", Value::table()),
+        peer.call("rupnpd", "status", empty()),
         answer_one(&mut rx, "status", |_| Ok(Value::table()))
     );
-    assert_eq!(got, Ok(vec![Value::table()]));
+    assert_eq!(got, Ok(vec![empty()]));
 }
 
 #[tokio::test]
@@ -575,30 +602,23 @@ async fn broker_basics() {
     let a = Peer::connect(&path).await;
     let b = Peer::connect(&path).await;
     assert_ne!(a.id, b.id);
-    let sig = signature(&[("m", vec![("x", BlobType::Int32)])]);
+    let sig = json(r#"{"m": {"x": 5}}"#);
     let id = a.publish("dup", sig.clone()).await;
-    let msg = Message::new(MsgType::AddObject, 0, 0)
+    let msg = Msg::new(kind::ADD_OBJECT, 0, 0)
         .with(Attr::ObjPath("dup".into()))
         .with(Attr::Signature(sig));
-    assert_eq!(b.request(msg).await.1, Status::InvalidArgument.code());
-    let (data, st) = a.request(Message::new(MsgType::Ping, 0, 0)).await;
-    assert_eq!((data.len(), st), (1, 0));
-    let rm = Message::new(MsgType::RemoveObject, 0, 0).with(Attr::ObjId(id));
-    assert_eq!(
-        b.request(rm.clone()).await.1,
-        Status::PermissionDenied.code()
-    );
-    assert_eq!(a.request(rm.clone()).await.1, 0);
-    assert_eq!(a.request(rm).await.1, Status::NotFound.code());
-    assert_eq!(a.lookup("dup").await, Err(Status::NotFound.code()));
+    assert_eq!(b.request(msg).await.1, status::INVALID_ARGUMENT);
+    let (data, st) = a.request(Msg::new(kind::PING, 0, 0)).await;
+    assert_eq!((data.len(), st), (1, status::OK));
+    let rm = Msg::new(kind::REMOVE_OBJECT, 0, 0).with(Attr::ObjId(id));
+    assert_eq!(b.request(rm.clone()).await.1, status::PERMISSION_DENIED);
+    assert_eq!(a.request(rm.clone()).await.1, status::OK);
+    assert_eq!(a.request(rm).await.1, status::NOT_FOUND);
+    assert_eq!(a.lookup("dup").await, Err(status::NOT_FOUND));
     // Unknown message types are answered INVALID_COMMAND.
-    let mut raw = Message::new(MsgType::Ping, 77, 0).encode().unwrap();
-    raw[1] = 42;
+    let raw = Msg::new(kind::LAST + 31, 77, 0).encode();
     let mut a = a;
     a.send_raw(raw);
     let m = a.next_inbound(WAIT).await.unwrap();
-    assert_eq!(
-        (m.seq, m.status()),
-        (77, Some(Status::InvalidCommand.code()))
-    );
+    assert_eq!((m.seq, m.status()), (77, Some(status::INVALID_COMMAND)));
 }

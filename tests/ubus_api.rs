@@ -1,6 +1,7 @@
-//! The daemon's ubus object, called the way `ubus call` calls it, through
-//! a broker of our own (tests/support/ubusd.rs); WAN tracking through a
-//! fake netifd object; a ubusd restart.
+//! The daemon's ubus object, called the way `ubus call` calls it and the
+//! way uhttpd's `/ubus` endpoint calls it (with `ubus_rpc_session`), through
+//! a broker of our own with a codec of its own (tests/support); WAN tracking
+//! through a fake netifd object; a ubusd restart.
 
 mod common;
 mod support;
@@ -8,8 +9,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use common::*;
-use rupnpd::proto::blob::Value;
-use support::ubusd::{Broker, Peer, json, socket_path};
+use support::ubusd::{Broker, Peer, socket_path};
+use support::wire::{Value, json};
 
 const NETIFD_WAN: &str = "network.interface.wan";
 
@@ -283,6 +284,14 @@ async fn status_list_delete_flush_with_events() {
         ],
     );
     assert_eq!(code, 200, "{text}");
+    // … and announced like a mapping
+    let ev = event(&mut listener, "rupnpd.pinhole", "action", "add".into()).await;
+    assert_eq!(ev.get("internal_port").and_then(Value::as_u32), Some(8086));
+    assert_eq!(
+        ev.get("internal_ip").and_then(Value::as_str),
+        Some(CLIENT6),
+        "{ev}"
+    );
     assert!(bed.tcp6_through(PEER6, CLIENT6, 8086));
     let l = call(&caller, "list", "{}").await.unwrap();
     let pins = l.get("pinholes").and_then(Value::as_array).unwrap();
@@ -315,6 +324,12 @@ async fn status_list_delete_flush_with_events() {
     let f = call(&caller, "flush", "{}").await.unwrap();
     assert_eq!(f.get("deleted").and_then(Value::as_u32), Some(2), "{f}");
     assert_eq!(f.get("pinholes").and_then(Value::as_u32), Some(1), "{f}");
+    let ev = event(&mut listener, "rupnpd.pinhole", "action", "delete".into()).await;
+    assert_eq!(
+        ev.get("reason").and_then(Value::as_str),
+        Some("flushed through ubus"),
+        "{ev}"
+    );
     assert!(bed.dnat_elements().is_empty());
     assert_eq!(call(&caller, "reload", "{}").await.map(|_| ()), Ok(()));
     assert_eq!(call(&caller, "nope", "{}").await.err(), Some(3));
@@ -548,6 +563,113 @@ async fn wan_changes_from_netifd_and_a_ubusd_restart() {
     .await;
     let log = bed.log();
     assert!(log.contains("ubus: connection lost"), "{log}");
+}
+
+/// A call as uhttpd's `/ubus` endpoint forwards it: the arguments, then
+/// `ubus_rpc_session` (a 32-hex-digit rpcd session id).
+async fn call_via_uhttpd(p: &Peer, method: &str, args: &str) -> (Vec<Value>, u32) {
+    let id = p.lookup_id("rupnpd").await.unwrap();
+    let args = json(args).with("ubus_rpc_session", "0123456789abcdef0123456789abcdef");
+    p.invoke(id, method, args).await
+}
+
+/// Every method answers a call through uhttpd/rpcd (with
+/// `ubus_rpc_session`) exactly as it answers the `ubus` CLI (without).
+#[tokio::test(flavor = "current_thread")]
+async fn every_method_answers_uhttpd_as_it_answers_the_cli() {
+    let Setup {
+        bed,
+        broker: _broker,
+        caller,
+        netifd: _netifd,
+        dir,
+        ..
+    } = setup("usess").await;
+    let cli = |method: &'static str, args: &'static str| {
+        let caller = &caller;
+        async move {
+            let id = caller.lookup_id("rupnpd").await.unwrap();
+            caller.invoke(id, method, json(args)).await
+        }
+    };
+    let add = |port: &str| {
+        let (code, _) = bed.soap(
+            CLIENT_IP,
+            "WANIPConnection:2",
+            "AddPortMapping",
+            &add_args(port, "TCP", port, CLIENT_IP, "600", "x"),
+        );
+        assert_eq!(code, 200);
+    };
+
+    // The WAN is learnt from netifd after the object is published; compare
+    // the two views once it is, so both calls see the same state.
+    let t = Instant::now();
+    loop {
+        let st = call(&caller, "status", "{}").await.unwrap();
+        if st.get("wan_device").and_then(Value::as_str) == Some("r-wan") {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "WAN not learnt: {st:?}"
+        );
+    }
+
+    // status: the same table (uptime may tick between the two calls)
+    let (mut a, st_a) = call_via_uhttpd(&caller, "status", "{}").await;
+    let (mut b, st_b) = cli("status", "{}").await;
+    assert_eq!((st_a, st_b), (0, 0));
+    for v in a.iter_mut().chain(b.iter_mut()) {
+        if let Value::Table(t) = v {
+            t.retain(|(n, _)| n != "uptime");
+        }
+    }
+    assert_eq!(a, b);
+
+    // list
+    add("18090");
+    let a = call_via_uhttpd(&caller, "list", "{}").await;
+    let b = cli("list", "{}").await;
+    assert_eq!(a.1, 0);
+    assert_eq!(a, b);
+
+    // set: the session is not a toggle; the toggle is applied and stored
+    assert_eq!(
+        call_via_uhttpd(&caller, "set", r#"{"log_connections": true}"#).await,
+        (vec![Value::table()], 0)
+    );
+    let text = std::fs::read_to_string(dir.join("upnpd")).unwrap();
+    assert!(text.contains("\toption log_connections '1'\n"), "{text}");
+    // ... and the session alone is an empty set, refused as such
+    let (data, st) = call_via_uhttpd(&caller, "set", "{}").await;
+    assert_eq!((data, st), cli("set", "{}").await);
+    assert_eq!(st, 2);
+
+    // delete: found, then not found with the same words as the CLI gets
+    let args = r#"{"proto": "TCP", "external_port": 18090}"#;
+    assert_eq!(
+        call_via_uhttpd(&caller, "delete", args).await,
+        (vec![Value::table()], 0)
+    );
+    let a = call_via_uhttpd(&caller, "delete", args).await;
+    assert_eq!(a.1, 4);
+    assert_eq!(a, cli("delete", args).await);
+
+    // flush
+    add("18091");
+    let (data, st) = call_via_uhttpd(&caller, "flush", "{}").await;
+    assert_eq!(st, 0);
+    assert_eq!(data, vec![json(r#"{"deleted": 1, "pinholes": 0}"#)]);
+
+    // reload
+    assert_eq!(
+        call_via_uhttpd(&caller, "reload", "{}").await,
+        (vec![Value::table()], 0)
+    );
+
+    // a method the object does not have
+    assert_eq!(call_via_uhttpd(&caller, "nope", "{}").await.1, 3);
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! `core::igd::handle`: a sequence of SOAP requests from a few LAN hosts
-//! into one `Core` built from `Config::default()`, with `NoListeners`, a
-//! fixed WAN and `now`; each answer rendered as the daemon renders it
-//! (`soap::response` or `soap::fault`).
+//! into one `Core` built from `Config::default()`, with `FixedFacts` (no
+//! listeners), one LAN, a WAN that is up and a fixed `now`; each answer
+//! rendered as the daemon renders it (`soap::response` or `soap::fault`),
+//! and each turn committed to a `Recording` firewall.
 //!
 //! Input: records of `[flags][len_hi][len_lo][len bytes of SOAP body]`
 //! (the last record takes what is left). Flags: bits 0–1 pick the client
@@ -25,14 +26,20 @@ use quick_xml::Reader;
 use quick_xml::events::Event;
 use rupnpd::config::Config;
 use rupnpd::core::Core;
-use rupnpd::core::igd::{Ctx, LinkCounters, WanInfo, handle};
-use rupnpd::core::policy::{NoListeners, Policy};
+use rupnpd::core::device::Device;
+use rupnpd::core::facts::FixedFacts;
+use rupnpd::core::firewall::Recording;
+use rupnpd::core::igd::{Call, handle};
+use rupnpd::core::lan::{Lan, Lans};
+use rupnpd::core::pinhole::PinPolicy;
+use rupnpd::core::policy::Policy;
+use rupnpd::core::wan::{Link, Wan};
 use rupnpd::proto::schema::{Service, ServiceKind};
 use rupnpd::proto::soap::{fault, parse_body, response};
 use rupnpd::proto::xml::is_char;
 
-const LAN: [(Ipv4Addr, u8); 1] = [(Ipv4Addr::new(192, 168, 1, 0), 24)];
 const NOW: u64 = 10_000_000;
+static NO_FACTS: FixedFacts = FixedFacts::new();
 /// Most requests read from one input.
 const MAX_REQUESTS: usize = 32;
 
@@ -55,15 +62,32 @@ fn well_formed(doc: &str) {
 
 fuzz_target!(|data: &[u8]| {
     let config = Config::default();
-    let mut core = Core::new(Policy::from_config(&config, Vec::new()));
-    let wan = WanInfo {
-        external_ip: Some(Ipv4Addr::new(203, 0, 113, 1)),
-        connected: true,
-        uptime: 42,
-        up_bps: 1000,
-        down_bps: 2000,
-        counters: Some(LinkCounters::default()),
-    };
+    let mut core = Core::new(
+        Policy::from_config(&config, Vec::new()),
+        PinPolicy::from_config(&config),
+    );
+    let device = Device::new(
+        &config,
+        "00000000-0000-4000-8000-000000000000".into(),
+        1,
+        "fuzz".into(),
+    );
+    let lans = Lans::new(vec![Lan {
+        dev: "br-lan".into(),
+        addr: Ipv4Addr::new(192, 168, 1, 1),
+        nets: vec![(Ipv4Addr::new(192, 168, 1, 0), 24)],
+        nets6: vec![("fd00::".parse().unwrap(), 64)],
+        http_port: 5000,
+    }]);
+    let mut wan = Wan::new(None);
+    wan.update(
+        Link {
+            dev: Some("wan".into()),
+            addr: Some(Ipv4Addr::new(203, 0, 113, 1)),
+            up: true,
+        },
+        None,
+    );
     let mut rest = data;
     for _ in 0..MAX_REQUESTS {
         let Some((&flags, tail)) = rest.split_first() else {
@@ -88,21 +112,17 @@ fuzz_target!(|data: &[u8]| {
             _ => ServiceKind::WanIpv6FirewallControl,
         };
         let service = Service::by_kind(kind);
-        let ctx = Ctx {
+        let call = Call {
             client,
+            requester: IpAddr::V4(client),
             version,
             now: NOW,
+            device: &device,
+            lans: &lans,
             wan: &wan,
-            env: &NoListeners,
-            lan_nets: &LAN,
-            upnp_max_lease: 0,
-            conn_udn: "uuid:fuzz-2",
-            requester: IpAddr::V4(client),
-            lan_nets6: &[],
-            pin_packets: None,
-            outbound_timeout: (7440, 60),
+            facts: &NO_FACTS,
         };
-        let text = match handle(&mut core, &ctx, kind, &req.action, &req.args) {
+        let text = match handle(&mut core, &call, kind, &req.action, &req.args) {
             Ok(out) => {
                 for (name, value) in &out {
                     assert!(value.chars().all(is_char), "{name} = {value:?}");
@@ -131,8 +151,8 @@ fuzz_target!(|data: &[u8]| {
             }
         };
         assert!(text.chars().all(is_char), "not an XML character in {text:?}");
-        core.table.commit();
+        core.commit_turn(&mut Recording::default(), NOW);
         core.take_events();
-        assert!(core.table.len() <= config.max_mappings as usize);
+        assert!(core.table().len() <= config.max_mappings as usize);
     }
 });

@@ -1,15 +1,18 @@
-//! `sys::nfnl`'s reply parsers (what the kernel sends back over
-//! NETLINK_NETFILTER) on arbitrary datagrams: `messages`, `parse_ack`,
-//! `parse_elements`, `parse_rule` and `rule_comment`.
+//! `proto::netlink`'s nf_tables parsers on arbitrary datagrams (what the
+//! kernel sends back over NETLINK_NETFILTER): `messages`, `parse_ack`,
+//! `nftables::parse_elements`, `parse_rule`, `rule_comment` and
+//! `newgen_pids`.
 //!
 //! Checks besides "no panic": every message lies inside the datagram and
 //! there are no more of them than 16-byte headers fit; every element,
-//! rule and comment borrowed from a message lies inside its payload.
+//! rule and comment borrowed from a message lies inside its payload; no
+//! more NEWGEN pids than messages.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rupnpd::sys::nfnl::{messages, parse_ack, parse_elements, parse_rule, rule_comment};
+use rupnpd::proto::netlink::nftables::{newgen_pids, parse_elements, parse_rule, rule_comment};
+use rupnpd::proto::netlink::{messages, parse_ack};
 
 fn inside(outer: &[u8], inner: &[u8]) -> bool {
     let (o, i) = (outer.as_ptr() as usize, inner.as_ptr() as usize);
@@ -30,8 +33,8 @@ fuzz_target!(|data: &[u8]| {
         let n = parse_elements(m.payload, &mut |e| {
             seen += 1;
             assert!(inside(m.payload, e.key));
-            if let Some(d) = e.data {
-                assert!(inside(m.payload, d));
+            for part in [e.key_end, e.data].into_iter().flatten() {
+                assert!(inside(m.payload, part));
             }
         });
         assert_eq!(n, seen);
@@ -45,4 +48,5 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     assert!(count <= data.len() / 16);
+    assert!(newgen_pids(data).len() <= count);
 });

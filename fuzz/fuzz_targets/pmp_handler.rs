@@ -1,12 +1,12 @@
-//! `core::pmp::handle`: a sequence of datagrams from a few LAN hosts into
-//! one `Core` built from `Config::default()`, with `NoListeners`, a fixed
+//! `core::natpmp_pcp::handle`: a sequence of datagrams from a few LAN hosts into
+//! one `Core` built from `Config::default()`, with no listeners, a fixed
 //! external address, epoch and `now`.
 //!
 //! Input: one flags byte, then records of `[host][len_hi][len_lo][len bytes]`
 //! (the last record takes what is left). Flags: bit 0 allows PCP
 //! THIRD_PARTY, bit 1 turns NAT-PMP off, bit 2 turns PCP off. Host: bits
 //! 0–1 pick 192.168.1.2–5 as the source, bit 7 makes this turn's firewall
-//! transaction fail, so the table is rolled back as the daemon does.
+//! transaction fail, so the table is rolled back as the daemon's turn does.
 //!
 //! Checks besides "no panic": every reply (and failure reply) keeps the
 //! size rules — PCP 24..=1100 bytes, a multiple of 4, R set, a success no
@@ -22,8 +22,14 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use libfuzzer_sys::fuzz_target;
 use rupnpd::config::Config;
 use rupnpd::core::Core;
-use rupnpd::core::pmp::{Ctx, PmpConfig, handle};
-use rupnpd::core::policy::{NoListeners, Policy};
+use rupnpd::core::facts::FixedFacts;
+use rupnpd::core::firewall::Recording;
+use rupnpd::core::natpmp_pcp::{Server, Settings, handle};
+use rupnpd::core::pinhole::PinPolicy;
+use rupnpd::core::policy::Policy;
+
+/// A router with no listeners.
+static NO_FACTS: FixedFacts = FixedFacts::new();
 
 const EXTERNAL: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 const EPOCH: u32 = 1000;
@@ -58,17 +64,20 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let config = Config::default();
-    let mut cfg = PmpConfig::from_config(&config);
+    let mut cfg = Settings::from_config(&config);
     cfg.allow_third_party = flags & 1 != 0;
     cfg.natpmp = flags & 2 == 0;
     cfg.pcp = flags & 4 == 0;
-    let mut core = Core::new(Policy::from_config(&config, Vec::new()));
-    let ctx = Ctx {
-        cfg: &cfg,
+    let mut core = Core::new(
+        Policy::from_config(&config, Vec::new()),
+        PinPolicy::from_config(&config),
+    );
+    let ctx = Server {
+        settings: &cfg,
         external: Some(EXTERNAL),
         epoch: EPOCH,
         now: NOW,
-        env: &NoListeners,
+        facts: &NO_FACTS,
     };
     for _ in 0..MAX_PACKETS {
         let Some((&host, tail)) = rest.split_first() else {
@@ -82,10 +91,9 @@ fuzz_target!(|data: &[u8]| {
         rest = tail;
 
         let src = SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 2 + (host & 3)), 40000);
-        let before: Vec<_> = core.table.iter().cloned().collect();
-        let mark = core.event_mark();
+        let before: Vec<_> = core.table().iter().cloned().collect();
         let reply = handle(&mut core, &ctx, src, pkt);
-        let dirty = core.table.is_dirty();
+        let dirty = core.is_dirty();
         match &reply {
             Some(r) => {
                 check_reply(pkt, &r.ok);
@@ -96,14 +104,17 @@ fuzz_target!(|data: &[u8]| {
             }
             None => assert!(!dirty, "silent, yet the table changed: {pkt:?}"),
         }
-        if host & 0x80 != 0 && dirty {
-            // the firewall refused the batch: the daemon rolls back
-            core.rollback(0, mark);
-            let after: Vec<_> = core.table.iter().cloned().collect();
+        let mut fw = Recording::default();
+        if host & 0x80 != 0 {
+            // the firewall refuses the batch, and its repair
+            fw.fail_next = Some("refused".into());
+            fw.fail_restore = Some("refused".into());
+        }
+        let turn = core.commit_turn(&mut fw, NOW);
+        if turn.refused() {
+            let after: Vec<_> = core.table().iter().cloned().collect();
             assert_eq!(after, before);
         }
-        core.table.commit();
-        core.take_events();
-        assert!(core.table.len() <= config.max_mappings as usize);
+        assert!(core.table().len() <= config.max_mappings as usize);
     }
 });

@@ -6,6 +6,7 @@
 //! `core`, `sys` or `daemon`: it is data plus validation only.
 
 pub mod firewall;
+pub mod load;
 pub mod uci;
 
 use std::fmt;
@@ -165,6 +166,50 @@ pub fn default_perm_rules() -> Vec<PermRule> {
         },
     ]
 }
+
+/// A switch that `ubus call rupnpd set` flips at run time, named by its
+/// UCI option.
+pub struct Toggle {
+    pub name: &'static str,
+    slot: fn(&mut Config) -> &mut bool,
+    get: fn(&Config) -> bool,
+}
+
+impl Toggle {
+    pub fn get(&self, c: &Config) -> bool {
+        (self.get)(c)
+    }
+
+    pub fn set(&self, c: &mut Config, on: bool) {
+        *(self.slot)(c) = on;
+    }
+
+    /// The toggle named `name`.
+    pub fn named(name: &str) -> Option<&'static Toggle> {
+        TOGGLES.iter().find(|t| t.name == name)
+    }
+}
+
+macro_rules! toggle {
+    ($field:ident) => {
+        Toggle {
+            name: stringify!($field),
+            slot: |c| &mut c.$field,
+            get: |c| c.$field,
+        }
+    };
+}
+
+/// Every live toggle, in the order `ubus -v list rupnpd` shows them.
+pub const TOGGLES: [Toggle; 7] = [
+    toggle!(enabled),
+    toggle!(enable_upnp),
+    toggle!(enable_natpmp),
+    toggle!(enable_pcp),
+    toggle!(secure_mode),
+    toggle!(log_packets),
+    toggle!(log_connections),
+];
 
 /// miniupnpd's default IGDv2 lease cap (UPnP IGD:2, 604800 s = 7 days).
 pub const IGD2_MAX_LEASE: u32 = 604_800;

@@ -76,13 +76,6 @@ pub fn from_uci(pkg: &Package) -> Result<Loaded, Vec<ConfigError>> {
             )),
         }
     }
-    if rules.is_empty() {
-        warnings.push(format!(
-            "{}: no perm_rule sections: every mapping request will be refused \
-             (rupnpd denies when no rule matches)",
-            pkg.name
-        ));
-    }
     config.perm_rules = rules;
 
     if errors.is_empty() {
@@ -813,10 +806,7 @@ config perm_rule
         let l = load("").unwrap();
         assert_eq!(
             l.warnings,
-            vec![
-                "upnpd: no `config upnpd 'config'` section; using defaults",
-                "upnpd: no perm_rule sections: every mapping request will be refused (rupnpd denies when no rule matches)",
-            ]
+            vec!["upnpd: no `config upnpd 'config'` section; using defaults",]
         );
         assert!(l.config.perm_rules.is_empty());
         assert!(l.config.enabled);

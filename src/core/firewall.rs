@@ -1,8 +1,9 @@
 //! The interface through which the core drives the packet filter, and a
 //! recording fake for tests.
 //!
-//! Owns: the [`Firewall`] trait. The real implementation is
-//! `sys::nft::Nft`; nothing here may do IO.
+//! Owns: the [`Firewall`] trait, which [`crate::core::Core::commit_turn`]
+//! drives once per loop turn, and [`Recording`]. The real implementation
+//! is `sys::nft::Nft`; nothing here may do IO.
 
 use std::collections::HashMap;
 
@@ -23,16 +24,21 @@ pub trait Firewall {
     /// the call.
     fn apply(&mut self, changes: &[Change], pins: &[PinChange], now: Millis) -> Result<(), String>;
 
-    /// Makes the kernel hold exactly `all` and `pins` and nothing else:
-    /// used at start, after a firewall reload, and to recover from a
-    /// failed transaction.
-    fn sync(&mut self, all: &[&Mapping], pins: &[&Pinhole], now: Millis) -> Result<(), String>;
+    /// Builds (or rebuilds) the packet filter's structure and installs
+    /// `all` and `pins`: used at start, after a firewall reload or a new
+    /// setup, and to recover from a failed transaction. Elements no
+    /// mapping owns are removed whenever the kernel may hold some (at
+    /// start, after a failure).
+    fn restore(&mut self, all: &[&Mapping], pins: &[&Pinhole], now: Millis) -> Result<(), String>;
 
     /// Counters of every installed mapping.
     fn counters(&mut self) -> HashMap<Key, Counters>;
 
     /// Counters of one pinhole.
     fn pinhole_counters(&mut self, p: &Pinhole) -> Option<Counters>;
+
+    /// Counters of every pinhole of `pins` the firewall holds, by UniqueID.
+    fn all_pinhole_counters(&mut self, pins: &[&Pinhole]) -> HashMap<u16, Counters>;
 }
 
 /// A firewall that records what it is asked to do, for core tests.
@@ -43,9 +49,11 @@ pub struct Recording {
     pub pinholes: HashMap<u16, Pinhole>,
     /// Number of successful `apply` calls (transactions).
     pub transactions: usize,
-    pub syncs: usize,
+    pub restores: usize,
     /// When set, the next `apply` fails with this message.
     pub fail_next: Option<String>,
+    /// When set, the next `restore` fails with this message.
+    pub fail_restore: Option<String>,
 }
 
 impl Firewall for Recording {
@@ -65,19 +73,22 @@ impl Firewall for Recording {
             }
         }
         for c in pins {
-            self.pinholes.remove(&c.id);
+            self.pinholes.remove(&c.key);
             if let Some(p) = &c.new {
-                self.pinholes.insert(c.id, p.clone());
+                self.pinholes.insert(c.key, p.clone());
             }
         }
         self.transactions += 1;
         Ok(())
     }
 
-    fn sync(&mut self, all: &[&Mapping], pins: &[&Pinhole], _now: Millis) -> Result<(), String> {
+    fn restore(&mut self, all: &[&Mapping], pins: &[&Pinhole], _now: Millis) -> Result<(), String> {
+        if let Some(e) = self.fail_restore.take() {
+            return Err(e);
+        }
         self.pinholes = pins.iter().map(|p| (p.id, (*p).clone())).collect();
         self.installed = all.iter().map(|m| (m.key, (*m).clone())).collect();
-        self.syncs += 1;
+        self.restores += 1;
         Ok(())
     }
 
@@ -90,5 +101,11 @@ impl Firewall for Recording {
 
     fn pinhole_counters(&mut self, p: &Pinhole) -> Option<Counters> {
         self.pinholes.get(&p.id).map(|_| Counters::default())
+    }
+
+    fn all_pinhole_counters(&mut self, pins: &[&Pinhole]) -> HashMap<u16, Counters> {
+        pins.iter()
+            .filter_map(|p| self.pinhole_counters(p).map(|c| (p.id, c)))
+            .collect()
     }
 }

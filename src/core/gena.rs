@@ -9,8 +9,9 @@
 use std::net::Ipv4Addr;
 
 use crate::core::Core;
-use crate::core::igd::{WanInfo, default_connection_service};
+use crate::core::igd::default_connection_service;
 use crate::core::table::Millis;
+use crate::core::wan::Wan;
 use crate::proto::gena::{Callback, parse_callback, parse_timeout};
 use crate::proto::schema::ServiceKind;
 
@@ -82,8 +83,8 @@ pub struct Headers<'a> {
 #[derive(Debug)]
 pub struct Gena {
     subs: Vec<Subscriber>,
-    pub max_total: usize,
-    pub max_per_client: usize,
+    max_total: usize,
+    max_per_client: usize,
 }
 
 fn grant(timeout: Option<&str>) -> u32 {
@@ -109,24 +110,20 @@ impl Gena {
         self.subs.is_empty()
     }
 
-    pub fn subscribers(&self) -> &[Subscriber] {
-        &self.subs
-    }
-
     pub fn has_subscribers(&self, service: ServiceKind) -> bool {
         self.subs.iter().any(|s| s.service == service)
     }
 
     /// SUBSCRIBE: a new subscription (CALLBACK + NT) or a renewal (SID).
-    /// `new_sid` is a fresh unguessable `uuid:…`. Returns the SID and the
-    /// granted seconds.
+    /// `new_sid` makes a fresh unguessable `uuid:…` (called for a new
+    /// subscription only). Returns the SID and the granted seconds.
     pub fn subscribe(
         &mut self,
         service: ServiceKind,
         client: Ipv4Addr,
         h: Headers,
         now: Millis,
-        new_sid: String,
+        new_sid: impl FnOnce() -> String,
     ) -> Result<(String, u32), GenaError> {
         if let Some(sid) = h.sid {
             if h.callback.is_some() || h.nt.is_some() {
@@ -157,6 +154,7 @@ impl Gena {
             return Err(GenaError::Unavailable);
         }
         let secs = grant(h.timeout);
+        let new_sid = new_sid();
         self.subs.push(Subscriber {
             sid: new_sid.clone(),
             service,
@@ -266,10 +264,9 @@ impl Gena {
 pub fn evented(
     service: ServiceKind,
     core: &Core,
-    wan: &WanInfo,
+    wan: &Wan,
     igd_version: u8,
     conn_udn: &str,
-    pinholes_allowed: bool,
 ) -> Vec<(&'static str, String)> {
     let b = |v: bool| if v { "1" } else { "0" }.to_string();
     match service {
@@ -278,7 +275,7 @@ pub fn evented(
                 ("PossibleConnectionTypes", "IP_Routed".to_string()),
                 (
                     "ConnectionStatus",
-                    if wan.connected {
+                    if wan.connected() {
                         "Connected"
                     } else {
                         "Disconnected"
@@ -287,18 +284,18 @@ pub fn evented(
                 ),
                 (
                     "ExternalIPAddress",
-                    wan.external_ip.map(|a| a.to_string()).unwrap_or_default(),
+                    wan.external_ip().map(|a| a.to_string()).unwrap_or_default(),
                 ),
-                ("PortMappingNumberOfEntries", core.table.len().to_string()),
+                ("PortMappingNumberOfEntries", core.table().len().to_string()),
             ];
             if igd_version >= 2 {
-                v.push(("SystemUpdateID", core.system_update_id.to_string()));
+                v.push(("SystemUpdateID", core.system_update_id().to_string()));
             }
             v
         }
         ServiceKind::WanCommonInterfaceConfig => vec![(
             "PhysicalLinkStatus",
-            if wan.connected { "Up" } else { "Down" }.into(),
+            if wan.connected() { "Up" } else { "Down" }.into(),
         )],
         ServiceKind::Layer3Forwarding => vec![(
             "DefaultConnectionService",
@@ -306,7 +303,7 @@ pub fn evented(
         )],
         ServiceKind::WanIpv6FirewallControl => vec![
             ("FirewallEnabled", b(true)),
-            ("InboundPinholeAllowed", b(pinholes_allowed)),
+            ("InboundPinholeAllowed", b(core.pin_policy().allowed)),
         ],
     }
 }
@@ -336,7 +333,7 @@ mod tests {
                 ME,
                 sub("<http://192.168.1.2:4000/cb>", Some("Second-60")),
                 0,
-                "uuid:a".into(),
+                || "uuid:a".into(),
             )
             .unwrap();
         assert_eq!((sid.as_str(), secs), ("uuid:a", MIN_TIMEOUT));
@@ -364,15 +361,21 @@ mod tests {
         let e = |r: Result<(String, u32), GenaError>| r.unwrap_err();
         // a callback at another host (the router, a WAN host, a neighbour)
         assert_eq!(
-            e(g.subscribe(SVC, ME, sub("<http://192.168.1.1/x>", None), 0, "u".into())),
+            e(
+                g.subscribe(SVC, ME, sub("<http://192.168.1.1/x>", None), 0, || "u"
+                    .into())
+            ),
             GenaError::PreconditionFailed
         );
         assert_eq!(
-            e(g.subscribe(SVC, ME, sub("<http://8.8.8.8/x>", None), 0, "u".into())),
+            e(g.subscribe(SVC, ME, sub("<http://8.8.8.8/x>", None), 0, || "u".into())),
             GenaError::PreconditionFailed
         );
         assert_eq!(
-            e(g.subscribe(SVC, ME, sub("<http://router.lan/x>", None), 0, "u".into())),
+            e(
+                g.subscribe(SVC, ME, sub("<http://router.lan/x>", None), 0, || "u"
+                    .into())
+            ),
             GenaError::PreconditionFailed
         );
         // the first valid URL at the subscriber's address is kept
@@ -382,16 +385,16 @@ mod tests {
                 ME,
                 sub("<http://8.8.8.8/x><http://192.168.1.2:99/ok>", None),
                 0,
-                "uuid:b".into(),
+                || "uuid:b".into(),
             )
             .unwrap();
-        assert_eq!(g.subscribers()[0].callback.path, "/ok");
+        assert_eq!(g.subs[0].callback.path, "/ok");
         let bad_nt = Headers {
             nt: Some("upnp:other"),
             ..sub("<http://192.168.1.2/>", None)
         };
         assert_eq!(
-            e(g.subscribe(SVC, ME, bad_nt, 0, "u".into())),
+            e(g.subscribe(SVC, ME, bad_nt, 0, || "u".into())),
             GenaError::PreconditionFailed
         );
         let mixed = Headers {
@@ -399,7 +402,7 @@ mod tests {
             ..sub("<http://192.168.1.2/>", None)
         };
         assert_eq!(
-            e(g.subscribe(SVC, ME, mixed, 0, "u".into())),
+            e(g.subscribe(SVC, ME, mixed, 0, || "u".into())),
             GenaError::IncompatibleHeaders
         );
         let renew = Headers {
@@ -408,7 +411,7 @@ mod tests {
             ..Headers::default()
         };
         assert_eq!(
-            g.subscribe(SVC, ME, renew, 10, "u".into()),
+            g.subscribe(SVC, ME, renew, 10, || "u".into()),
             Ok((sid.clone(), 7200))
         );
         let unknown = Headers {
@@ -416,7 +419,7 @@ mod tests {
             ..Headers::default()
         };
         assert_eq!(
-            e(g.subscribe(SVC, ME, unknown, 10, "u".into())),
+            e(g.subscribe(SVC, ME, unknown, 10, || "u".into())),
             GenaError::PreconditionFailed
         );
         let un = Headers {
@@ -435,37 +438,29 @@ mod tests {
     fn caps_and_expiry() {
         let mut g = Gena::new(3, 2);
         let cb = "<http://192.168.1.2/cb>";
-        g.subscribe(SVC, ME, sub(cb, None), 0, "1".into()).unwrap();
-        g.subscribe(SVC, ME, sub(cb, Some("Second-90000")), 0, "2".into())
+        g.subscribe(SVC, ME, sub(cb, None), 0, || "1".into())
+            .unwrap();
+        g.subscribe(SVC, ME, sub(cb, Some("Second-90000")), 0, || "2".into())
             .unwrap();
         assert_eq!(
-            g.subscribe(SVC, ME, sub(cb, None), 0, "3".into()),
+            g.subscribe(SVC, ME, sub(cb, None), 0, || "3".into()),
             Err(GenaError::Unavailable)
         );
         let other = Ipv4Addr::new(192, 168, 1, 3);
-        g.subscribe(
-            SVC,
-            other,
-            sub("<http://192.168.1.3/>", None),
-            0,
-            "4".into(),
-        )
+        g.subscribe(SVC, other, sub("<http://192.168.1.3/>", None), 0, || {
+            "4".into()
+        })
         .unwrap();
         let third = Ipv4Addr::new(192, 168, 1, 4);
         assert_eq!(
-            g.subscribe(
-                SVC,
-                third,
-                sub("<http://192.168.1.4/>", None),
-                0,
-                "5".into()
-            ),
+            g.subscribe(SVC, third, sub("<http://192.168.1.4/>", None), 0, || "5"
+                .into()),
             Err(GenaError::Unavailable)
         );
         // subscription 1 (1800 s) expires; 2 was clamped to a day
         assert_eq!(g.expire(1_800_000), 2);
         assert_eq!(g.len(), 1);
-        assert_eq!(g.subscribers()[0].sid, "2");
+        assert_eq!(g.subs[0].sid, "2");
         assert_eq!(g.expire(86_400_000), 1);
         assert!(g.is_empty());
     }
@@ -473,8 +468,10 @@ mod tests {
     #[test]
     fn failed_delivery_drops_the_subscriber_and_seq_wraps() {
         let mut g = Gena::new(3, 3);
-        g.subscribe(SVC, ME, sub("<http://192.168.1.2/cb>", None), 0, "s".into())
-            .unwrap();
+        g.subscribe(SVC, ME, sub("<http://192.168.1.2/cb>", None), 0, || {
+            "s".into()
+        })
+        .unwrap();
         g.subs[0].seq = u32::MAX;
         let d = g.due(INITIAL_DELAY);
         assert_eq!(d[0].seq, u32::MAX);

@@ -1,31 +1,46 @@
-//! Sans-IO state and policy: the mapping table, the rules that govern it,
-//! and the protocol handlers built on it.
+//! Sans-IO state, policy and protocol handling: the mapping table and the
+//! rules that govern it, and every front end's request handling (HTTP
+//! with descriptions, SOAP and GENA; SSDP; NAT-PMP and PCP).
 //!
-//! Owns: [`Core`], the one place mappings are created, renewed and removed
-//! by every front end (UPnP, NAT-PMP, PCP, ubus), and the [`Event`]s those
-//! changes produce. Must not import `sys`, `daemon` or tokio, and never
-//! reads a clock: `now` is always an argument.
+//! Owns: [`Core`], the one place mappings and pinholes are created,
+//! renewed and removed by every front end (UPnP, NAT-PMP, PCP, ubus), the
+//! [`Event`]s those changes produce, and the loop turn's commit through
+//! the [`firewall::Firewall`] trait. Must not import `sys`, `daemon` or
+//! tokio, and never reads a clock: `now` is always an argument, and what
+//! the kernel knows is asked of [`facts::Facts`].
 
+pub mod device;
+pub mod facts;
 pub mod firewall;
 pub mod gena;
 pub mod igd;
+pub mod journal;
+pub mod lan;
+pub mod natpmp_pcp;
 pub mod persist;
 pub mod pinhole;
-pub mod pmp;
 pub mod policy;
+pub mod rng;
 pub mod ssdp;
+pub mod stun;
 pub mod table;
+pub mod wan;
+pub mod web;
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use crate::proto::Proto;
-use policy::{Environment, Policy, Refusal, Renewal, Want};
-use table::{Key, Mapping, Millis, Origin, RemoteFilter, Table};
+use facts::Facts;
+use firewall::Firewall;
+use pinhole::{PinChange, PinPolicy, PinRefusal, PinRequest, Pinhole, Pinholes};
+use policy::{Policy, Refusal, Renewal, Want};
+use table::{Change, Key, Mapping, Millis, Origin, RemoteFilter, Table};
 
 /// The most expiries handled in one loop turn.
 pub const EXPIRE_BATCH: usize = 256;
 
-/// What happened to a mapping, for syslog, ubus events and GENA.
+/// What happened to a mapping or a pinhole, for syslog, ubus events and
+/// GENA.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
     Add,
@@ -47,12 +62,19 @@ impl EventKind {
     }
 }
 
-/// One change to the table (or one refusal), with the mapping concerned
-/// and why.
+/// What an event is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    Mapping(Mapping),
+    Pinhole(Pinhole),
+}
+
+/// One change to the table or the pinholes (or one refused mapping), with
+/// what it concerned and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     pub kind: EventKind,
-    pub mapping: Mapping,
+    pub subject: Subject,
     pub reason: String,
 }
 
@@ -87,33 +109,119 @@ pub struct Granted {
     pub expires: Option<Millis>,
 }
 
-/// The table plus the policy that guards it and the events it produced.
+/// A point in the turn's journal: whether a request changed anything is
+/// whether the journal moved past it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Savepoint {
+    table: usize,
+    pinholes: usize,
+}
+
+/// How the turn's firewall transaction went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing to install.
+    Unchanged,
+    Installed,
+    /// The transaction failed (`error`), and reinstalling the whole new
+    /// table repaired the kernel (a flushed or damaged ruleset is the
+    /// usual cause).
+    Repaired {
+        error: String,
+    },
+    /// The transaction failed (`error`) and so did the repair (`repair`):
+    /// the turn's changes are undone and the kernel reinstalled with the
+    /// old table (`resync` says how that went). Every reply of the turn is
+    /// its failure reply.
+    Refused {
+        error: String,
+        repair: String,
+        resync: Result<(), String>,
+    },
+}
+
+/// The end of one loop turn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Turn {
+    pub outcome: Outcome,
+    /// The mappings' net changes now in the kernel (empty when refused).
+    pub changes: Vec<Change>,
+    /// Whether any pinhole changed (and is now in the kernel).
+    pub pins_changed: bool,
+    /// What happened, oldest first (none when refused).
+    pub events: Vec<Event>,
+}
+
+impl Turn {
+    pub fn refused(&self) -> bool {
+        matches!(self.outcome, Outcome::Refused { .. })
+    }
+
+    /// Something reached the kernel: the lease files must follow.
+    pub fn installed(&self) -> bool {
+        !self.refused() && (!self.changes.is_empty() || self.pins_changed)
+    }
+}
+
+/// The mappings and pinholes, the policies that guard them, and the
+/// events their changes produced. Every change goes through its methods.
 #[derive(Debug, Default)]
 pub struct Core {
-    pub table: Table,
-    pub policy: Policy,
-    /// IPv6 pinholes and their policy.
-    pub pinholes: pinhole::Pinholes,
-    pub pin_policy: pinhole::PinPolicy,
+    table: Table,
+    policy: Policy,
+    pinholes: Pinholes,
+    pin_policy: PinPolicy,
     events: Vec<Event>,
     /// IGDv2 SystemUpdateID: changes whenever a mapping is added, removed
     /// or modified (not on a pure lease renewal).
-    pub system_update_id: u32,
+    system_update_id: u32,
 }
 
 /// Longest description kept (miniupnpd keeps 64 bytes).
 pub const MAX_DESC: usize = 128;
 
 impl Core {
-    pub fn new(policy: Policy) -> Core {
+    pub fn new(policy: Policy, pin_policy: PinPolicy) -> Core {
         Core {
             table: Table::new(),
             policy,
-            pinholes: pinhole::Pinholes::new(),
-            pin_policy: pinhole::PinPolicy::default(),
+            pinholes: Pinholes::new(),
+            pin_policy,
             events: Vec::new(),
             system_update_id: 1,
         }
+    }
+
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+
+    pub fn pinholes(&self) -> &Pinholes {
+        &self.pinholes
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn pin_policy(&self) -> &PinPolicy {
+        &self.pin_policy
+    }
+
+    pub fn system_update_id(&self) -> u32 {
+        self.system_update_id
+    }
+
+    /// New rules (a reload, a changed firewall configuration). Existing
+    /// mappings are kept until [`Core::enforce`].
+    pub fn set_policy(&mut self, policy: Policy) {
+        self.policy = policy;
+    }
+
+    /// New pinhole rules; existing pinholes are kept until
+    /// [`Core::enforce_pinholes`].
+    pub fn set_pin_policy(&mut self, pin_policy: PinPolicy) {
+        self.pin_policy = pin_policy;
     }
 
     /// Events since the last call, oldest first.
@@ -121,50 +229,39 @@ impl Core {
         std::mem::take(&mut self.events)
     }
 
-    /// Events buffered so far (for savepoints).
-    pub fn event_mark(&self) -> usize {
-        self.events.len()
+    pub fn savepoint(&self) -> Savepoint {
+        Savepoint {
+            table: self.table.savepoint(),
+            pinholes: self.pinholes.savepoint(),
+        }
     }
 
-    /// Rolls the table and the events back to a savepoint.
-    pub fn rollback(&mut self, table_sp: usize, event_mark: usize) {
-        self.table.rollback(table_sp);
-        self.events.truncate(event_mark);
+    /// Whether anything changed since `sp`.
+    pub fn changed_since(&self, sp: Savepoint) -> bool {
+        self.savepoint() != sp
     }
 
-    /// Undoes every uncommitted change, mappings and pinholes.
-    pub fn rollback_all(&mut self) {
-        self.table.rollback(0);
-        self.pinholes.rollback(0);
-        self.events.clear();
+    /// Something changed this turn that the firewall has not seen.
+    pub fn is_dirty(&self) -> bool {
+        self.table.is_dirty() || self.pinholes.savepoint() > 0
     }
 
-    /// Makes the turn's changes final.
-    pub fn commit(&mut self) {
-        self.table.commit();
-        self.pinholes.commit();
-    }
-
-    /// Expires pinholes whose lease has ended; returns them.
-    pub fn expire_pinholes(&mut self, now: Millis) -> Vec<pinhole::Pinhole> {
-        let ids = self.pinholes.expired(now, EXPIRE_BATCH);
-        ids.iter()
-            .filter_map(|id| self.pinholes.remove(*id))
-            .collect()
-    }
-
-    fn push(&mut self, kind: EventKind, mapping: Mapping, reason: impl Into<String>) {
+    fn push(&mut self, kind: EventKind, subject: Subject, reason: impl Into<String>) {
         self.events.push(Event {
             kind,
-            mapping,
+            subject,
             reason: reason.into(),
         });
+    }
+
+    fn bump_update_id(&mut self) {
+        self.system_update_id = self.system_update_id.wrapping_add(1).max(1);
     }
 
     /// Records a refusal (for logs and the ubus `refuse` event).
     pub fn refused(&mut self, req: &MapRequest, refusal: &Refusal, now: Millis) {
         let m = self.build(req, Key::new(req.want.proto, req.want.eport), now);
-        self.push(EventKind::Refuse, m, refusal.reason());
+        self.push(EventKind::Refuse, Subject::Mapping(m), refusal.reason());
     }
 
     fn build(&self, req: &MapRequest, key: Key, now: Millis) -> Mapping {
@@ -185,22 +282,33 @@ impl Core {
         }
     }
 
+    fn renewal(origin: Origin) -> Renewal {
+        if origin.is_natpmp_or_pcp() {
+            Renewal::SameEndpoint
+        } else {
+            Renewal::SameHost
+        }
+    }
+
+    /// The key a request would get, without changing anything (NAT-PMP
+    /// names the external port in the description before mapping).
+    pub fn choose(&self, req: &MapRequest, facts: &dyn Facts) -> Result<Key, Refusal> {
+        self.policy
+            .choose_with(&self.table, facts, &req.want, Self::renewal(req.origin))
+            .map(|(k, _)| k)
+    }
+
     /// Creates or renews a mapping under the policy. A refusal is
     /// recorded as an event and returned.
     pub fn map(
         &mut self,
         req: &MapRequest,
         now: Millis,
-        env: &dyn Environment,
+        facts: &dyn Facts,
     ) -> Result<Granted, Refusal> {
-        let renewal = if req.origin.is_pmp() {
-            Renewal::SameEndpoint
-        } else {
-            Renewal::SameHost
-        };
-        let chosen = self
-            .policy
-            .choose_with(&self.table, env, &req.want, renewal);
+        let chosen =
+            self.policy
+                .choose_with(&self.table, facts, &req.want, Self::renewal(req.origin));
         let (key, renewed) = match chosen {
             Ok(k) => k,
             Err(r) => {
@@ -213,13 +321,17 @@ impl Core {
         match self.table.put(m.clone()) {
             Some(old) => {
                 if !old.same_rule(&m) || old.desc != m.desc {
-                    self.system_update_id = self.system_update_id.wrapping_add(1).max(1);
+                    self.bump_update_id();
                 }
-                self.push(EventKind::Renew, m, "renewed by its client");
+                self.push(
+                    EventKind::Renew,
+                    Subject::Mapping(m),
+                    "renewed by its client",
+                );
             }
             None => {
-                self.system_update_id = self.system_update_id.wrapping_add(1).max(1);
-                self.push(EventKind::Add, m, "requested");
+                self.bump_update_id();
+                self.push(EventKind::Add, Subject::Mapping(m), "requested");
             }
         }
         Ok(Granted {
@@ -232,8 +344,8 @@ impl Core {
     /// Removes one mapping; `reason` goes to the logs.
     pub fn remove(&mut self, key: &Key, kind: EventKind, reason: &str) -> Option<Mapping> {
         let m = self.table.remove(key)?;
-        self.system_update_id = self.system_update_id.wrapping_add(1).max(1);
-        self.push(kind, m.clone(), reason);
+        self.bump_update_id();
+        self.push(kind, Subject::Mapping(m.clone()), reason);
         Some(m)
     }
 
@@ -243,14 +355,18 @@ impl Core {
         !self.policy.secure_mode || m.iaddr == requester || m.client == requester
     }
 
-    /// Expires up to [`EXPIRE_BATCH`] mappings whose lease has ended.
-    /// Returns how many were removed.
+    /// Expires up to [`EXPIRE_BATCH`] mappings and as many pinholes whose
+    /// lease has ended. Returns how many were removed.
     pub fn expire(&mut self, now: Millis) -> usize {
         let keys = self.table.expired(now, EXPIRE_BATCH);
         for k in &keys {
             self.remove(k, EventKind::Expire, "lease expired");
         }
-        keys.len()
+        let ids = self.pinholes.expired(now, EXPIRE_BATCH);
+        for id in &ids {
+            self.remove_pinhole(*id, EventKind::Expire, "lease expired");
+        }
+        keys.len() + ids.len()
     }
 
     /// Removes every mapping (ubus `flush`, disabling the service).
@@ -262,39 +378,34 @@ impl Core {
         keys.len()
     }
 
-    /// Re-checks every mapping against a new policy (after a reload) and
-    /// removes those it forbids, each with its reason. Returns how many.
-    pub fn enforce(&mut self, env: &dyn Environment) -> usize {
+    /// Re-checks every mapping against the current policy (after a reload
+    /// or a firewall change) and removes those it forbids, each with its
+    /// reason. Returns how many.
+    pub fn enforce(&mut self, facts: &dyn Facts) -> usize {
         let mut doomed: Vec<(Key, String)> = Vec::new();
         let mut kept_per_client: std::collections::HashMap<Ipv4Addr, u32> = Default::default();
         let mut kept = 0u32;
         for m in self.table.iter() {
-            let why = if self.policy.secure_mode && m.iaddr != m.client {
-                Some(Refusal::SecureMode.reason())
-            } else if !self.policy.permitted(m.key.eport, m.iaddr, m.iport) {
-                Some(Refusal::NotAllowed.reason())
-            } else if let Some(c) = self.policy.claimed_by(m.key.proto, m.key.eport) {
-                Some(Refusal::OtherMechanism(c.source.clone()).reason())
-            } else if env.wan_listener(m.key.proto, m.key.eport) {
-                Some(format!(
-                    "port held by a local service listening on {}/{}",
-                    m.key.proto.as_lower(),
-                    m.key.eport
-                ))
-            } else {
-                let n = kept_per_client.entry(m.client).or_insert(0);
-                if *n >= self.policy.max_per_client {
-                    Some(Refusal::ClientQuota.reason())
-                } else if kept >= self.policy.max_mappings {
-                    Some(Refusal::TableFull.reason())
-                } else {
-                    *n += 1;
-                    kept += 1;
-                    None
+            let why = match self.policy.recheck(facts, m) {
+                Err(r) => Some(r),
+                Ok(()) => {
+                    let n = kept_per_client.entry(m.client).or_insert(0);
+                    if *n >= self.policy.max_per_client {
+                        Some(Refusal::ClientQuota)
+                    } else if kept >= self.policy.max_mappings {
+                        Some(Refusal::TableFull)
+                    } else {
+                        *n += 1;
+                        kept += 1;
+                        None
+                    }
                 }
             };
             if let Some(why) = why {
-                doomed.push((m.key, format!("no longer allowed after reload: {why}")));
+                doomed.push((
+                    m.key,
+                    format!("no longer allowed after reload: {}", why.reason()),
+                ));
             }
         }
         for (k, why) in &doomed {
@@ -305,12 +416,7 @@ impl Core {
 
     /// Restores a mapping read back from the lease file: re-validated
     /// against the current policy like a new request.
-    pub fn restore(
-        &mut self,
-        m: Mapping,
-        now: Millis,
-        env: &dyn Environment,
-    ) -> Result<(), Refusal> {
+    pub fn restore(&mut self, m: Mapping, now: Millis, facts: &dyn Facts) -> Result<(), Refusal> {
         if m.expires.is_some_and(|e| e <= now) {
             return Ok(());
         }
@@ -331,7 +437,7 @@ impl Core {
             nonce: m.nonce,
             peer_port: m.peer_port,
         };
-        let (key, _) = match self.policy.choose(&self.table, env, &req.want) {
+        let (key, _) = match self.policy.choose(&self.table, facts, &req.want) {
             Ok(k) => k,
             Err(r) => {
                 self.refused(&req, &r, now);
@@ -342,16 +448,182 @@ impl Core {
         restored.expires = m.expires;
         self.push(
             EventKind::Add,
-            restored.clone(),
+            Subject::Mapping(restored.clone()),
             "restored from the lease file",
         );
         self.table.put(restored);
         Ok(())
     }
 
+    /// The earliest lease end of a mapping or a pinhole, for the loop's
+    /// timer.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        match (self.table.next_deadline(), self.pinholes.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Number of mappings of `proto`.
     pub fn count_proto(&self, proto: Proto) -> usize {
         self.table.range(proto, 0, u16::MAX).count()
+    }
+
+    // ------------------------------------------------------------ pinholes
+
+    /// AddPinhole: a new pinhole, or the identical one extended. Returns
+    /// its UniqueID.
+    pub fn add_pinhole(
+        &mut self,
+        req: &PinRequest,
+        now: Millis,
+        facts: &dyn Facts,
+    ) -> Result<u16, PinRefusal> {
+        let (id, renewed) = self.pinholes.add(&self.pin_policy, facts, req, now)?;
+        let p = self.pinholes.get(id).cloned();
+        if let Some(p) = p {
+            let (kind, why) = if renewed {
+                (EventKind::Renew, "renewed by its client")
+            } else {
+                (EventKind::Add, "requested")
+            };
+            self.push(kind, Subject::Pinhole(p), why);
+        }
+        Ok(id)
+    }
+
+    /// UpdatePinhole: a new lease for an existing pinhole.
+    pub fn update_pinhole(
+        &mut self,
+        requester: IpAddr,
+        id: u16,
+        lease: u32,
+        now: Millis,
+        facts: &dyn Facts,
+    ) -> Result<(), PinRefusal> {
+        self.pinholes
+            .update(&self.pin_policy, facts, requester, id, lease, now)?;
+        if let Some(p) = self.pinholes.get(id).cloned() {
+            self.push(
+                EventKind::Renew,
+                Subject::Pinhole(p),
+                "renewed by its client",
+            );
+        }
+        Ok(())
+    }
+
+    /// DeletePinhole.
+    pub fn delete_pinhole(
+        &mut self,
+        requester: IpAddr,
+        id: u16,
+        facts: &dyn Facts,
+    ) -> Result<(), PinRefusal> {
+        let p = self
+            .pinholes
+            .delete(&self.pin_policy, facts, requester, id)?;
+        self.push(
+            EventKind::Delete,
+            Subject::Pinhole(p),
+            format!("deleted by {requester}"),
+        );
+        Ok(())
+    }
+
+    /// Removes one pinhole unconditionally; `reason` goes to the logs.
+    pub fn remove_pinhole(&mut self, id: u16, kind: EventKind, reason: &str) -> Option<Pinhole> {
+        let p = self.pinholes.remove(id)?;
+        self.push(kind, Subject::Pinhole(p.clone()), reason);
+        Some(p)
+    }
+
+    /// Removes every pinhole (ubus `flush`). Returns how many.
+    pub fn flush_pinholes(&mut self, reason: &str) -> usize {
+        let ids: Vec<u16> = self.pinholes.iter().map(|p| p.id).collect();
+        for id in &ids {
+            self.remove_pinhole(*id, EventKind::Delete, reason);
+        }
+        ids.len()
+    }
+
+    /// Removes the pinholes the current pinhole policy forbids. Returns
+    /// how many.
+    pub fn enforce_pinholes(&mut self, facts: &dyn Facts) -> usize {
+        let ids = self.pinholes.forbidden(&self.pin_policy, facts);
+        for id in &ids {
+            self.remove_pinhole(*id, EventKind::Delete, "no longer allowed after reload");
+        }
+        ids.len()
+    }
+
+    /// Restores a pinhole read back from the lease file. False if its
+    /// UniqueID or its traffic is taken.
+    pub fn restore_pinhole(&mut self, p: Pinhole) -> bool {
+        if !self.pinholes.restore(p.clone()) {
+            return false;
+        }
+        self.push(
+            EventKind::Add,
+            Subject::Pinhole(p),
+            "restored from the lease file",
+        );
+        true
+    }
+
+    /// Takes what was restored at start as installed: the daemon installs
+    /// the whole table next ([`Core::reinstall`]), not a transaction of
+    /// changes. The events stay, for the log.
+    pub fn settle(&mut self) {
+        self.table.commit();
+        self.pinholes.commit();
+    }
+
+    // ---------------------------------------------------------------- turn
+
+    /// Installs everything the table and the pinholes hold (at start,
+    /// after a firewall reload or a new firewall setup).
+    pub fn reinstall(&self, fw: &mut dyn Firewall, now: Millis) -> Result<(), String> {
+        let all: Vec<&Mapping> = self.table.iter().collect();
+        let pins: Vec<&Pinhole> = self.pinholes.iter().collect();
+        fw.restore(&all, &pins, now)
+    }
+
+    /// Ends a loop turn: the net changes of everything the turn did go to
+    /// the firewall as one transaction. If that fails, the whole table is
+    /// installed again; if that fails too, the turn is undone (table,
+    /// pinholes and events) and the kernel reinstalled as it was.
+    pub fn commit_turn(&mut self, fw: &mut dyn Firewall, now: Millis) -> Turn {
+        let changes = self.table.pending_changes();
+        let pins: Vec<PinChange> = self.pinholes.pending_changes();
+        let mut outcome = Outcome::Unchanged;
+        if !changes.is_empty() || !pins.is_empty() {
+            outcome = match fw.apply(&changes, &pins, now) {
+                Ok(()) => Outcome::Installed,
+                Err(error) => match self.reinstall(fw, now) {
+                    Ok(()) => Outcome::Repaired { error },
+                    Err(repair) => {
+                        self.table.rollback(0);
+                        self.pinholes.rollback(0);
+                        self.events.clear();
+                        Outcome::Refused {
+                            error,
+                            repair,
+                            resync: self.reinstall(fw, now),
+                        }
+                    }
+                },
+            };
+        }
+        self.table.commit();
+        self.pinholes.commit();
+        let refused = matches!(outcome, Outcome::Refused { .. });
+        Turn {
+            outcome,
+            pins_changed: !refused && !pins.is_empty(),
+            changes: if refused { Vec::new() } else { changes },
+            events: self.take_events(),
+        }
     }
 }
 
@@ -359,8 +631,8 @@ impl Core {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::core::firewall::{Firewall, Recording};
-    use policy::NoListeners;
+    use crate::core::facts::FixedFacts;
+    use crate::core::firewall::Recording;
 
     fn ip(d: u8) -> Ipv4Addr {
         Ipv4Addr::new(192, 168, 1, d)
@@ -371,7 +643,10 @@ mod tests {
             max_mappings_per_client: 10,
             ..Config::default()
         };
-        Core::new(Policy::from_config(&cfg, vec![]))
+        Core::new(
+            Policy::from_config(&cfg, vec![]),
+            PinPolicy::from_config(&cfg),
+        )
     }
 
     fn req(client: u8, eport: u16, lease: Lease) -> MapRequest {
@@ -394,10 +669,30 @@ mod tests {
         }
     }
 
+    fn pin(port: u16) -> PinRequest {
+        PinRequest {
+            client: "fd77::2".parse().unwrap(),
+            remote: None,
+            rport: 0,
+            iaddr: "fd77::2".parse().unwrap(),
+            iport: port,
+            proto: 6,
+            lease: 60,
+        }
+    }
+
+    fn kinds(events: &[Event]) -> Vec<(EventKind, bool)> {
+        events
+            .iter()
+            .map(|e| (e.kind, matches!(e.subject, Subject::Pinhole(_))))
+            .collect()
+    }
+
     #[test]
     fn add_renew_expire_with_events() {
         let mut c = core();
-        let g = c.map(&req(2, 5000, Lease::Secs(60)), 0, &NoListeners);
+        let facts = FixedFacts::default();
+        let g = c.map(&req(2, 5000, Lease::Secs(60)), 0, &facts);
         assert_eq!(
             g,
             Ok(Granted {
@@ -407,16 +702,16 @@ mod tests {
             })
         );
         assert_eq!(
-            c.table
+            c.table()
                 .get(&Key::new(Proto::Tcp, 5000))
                 .map(|m| m.desc.as_str()),
             Some("gameTCP:1:1.2.3.4:1:0:x")
         );
         let g = c
-            .map(&req(2, 5000, Lease::Secs(120)), 30_000, &NoListeners)
+            .map(&req(2, 5000, Lease::Secs(120)), 30_000, &facts)
             .unwrap();
         assert!(g.renewed);
-        assert_eq!(c.table.next_deadline(), Some(150_000));
+        assert_eq!(c.table().next_deadline(), Some(150_000));
         assert_eq!(c.expire(149_999), 0);
         assert_eq!(c.expire(150_000), 1);
         let kinds: Vec<_> = c.take_events().iter().map(|e| e.kind).collect();
@@ -429,48 +724,133 @@ mod tests {
     #[test]
     fn conflicts_are_refused_and_recorded() {
         let mut c = core();
-        c.map(&req(2, 5000, Lease::Permanent), 0, &NoListeners)
-            .unwrap();
+        let facts = FixedFacts::default();
+        c.map(&req(2, 5000, Lease::Permanent), 0, &facts).unwrap();
         assert_eq!(
-            c.map(&req(3, 5000, Lease::Permanent), 0, &NoListeners),
+            c.map(&req(3, 5000, Lease::Permanent), 0, &facts),
             Err(Refusal::Conflict)
         );
         let ev = c.take_events();
         assert_eq!(ev.last().map(|e| e.kind), Some(EventKind::Refuse));
     }
 
+    /// Pinholes raise the same events as mappings: add, renew, delete,
+    /// expire, and delete on a flush.
     #[test]
-    fn firewall_sees_net_changes_and_rollback_restores() {
+    fn every_pinhole_change_is_an_event() {
         let mut c = core();
-        let mut fw = Recording::default();
-        c.map(&req(2, 5000, Lease::Permanent), 0, &NoListeners)
-            .unwrap();
-        c.map(&req(2, 5001, Lease::Permanent), 0, &NoListeners)
-            .unwrap();
-        fw.apply(&c.table.take_changes(), &[], 0).unwrap();
-        assert_eq!(fw.installed.len(), 2);
-        assert_eq!(fw.transactions, 1);
+        let facts = FixedFacts::default();
+        let me: IpAddr = "fd77::2".parse().unwrap();
+        assert_eq!(c.add_pinhole(&pin(8080), 0, &facts), Ok(1));
+        assert_eq!(c.add_pinhole(&pin(8080), 0, &facts), Ok(1));
+        assert_eq!(c.add_pinhole(&pin(9090), 0, &facts), Ok(2));
+        c.update_pinhole(me, 2, 120, 0, &facts).unwrap();
+        c.delete_pinhole(me, 1, &facts).unwrap();
+        assert_eq!(c.expire(120_000), 1);
+        assert_eq!(c.add_pinhole(&pin(7070), 0, &facts), Ok(3));
+        assert_eq!(c.flush_pinholes("flushed"), 1);
+        let ev = c.take_events();
+        assert_eq!(
+            kinds(&ev),
+            vec![
+                (EventKind::Add, true),
+                (EventKind::Renew, true),
+                (EventKind::Add, true),
+                (EventKind::Renew, true),
+                (EventKind::Delete, true),
+                (EventKind::Expire, true),
+                (EventKind::Add, true),
+                (EventKind::Delete, true),
+            ]
+        );
+        assert_eq!(ev[4].reason, "deleted by fd77::2");
+        assert!(c.pinholes().is_empty());
+    }
 
-        let sp = c.table.savepoint();
-        let mark = c.event_mark();
-        c.remove(&Key::new(Proto::Tcp, 5000), EventKind::Delete, "test");
-        fw.fail_next = Some("boom".into());
-        let changes = c.table.pending_changes();
-        assert!(fw.apply(&changes, &[], 0).is_err());
-        // the failed batch is undone in the table, as in the kernel
-        c.rollback(sp, mark);
-        assert_eq!(c.table.len(), 2);
+    #[test]
+    fn a_turn_installs_the_net_changes_in_one_transaction() {
+        let mut c = core();
+        let facts = FixedFacts::default();
+        let mut fw = Recording::default();
+        c.map(&req(2, 5000, Lease::Permanent), 0, &facts).unwrap();
+        c.map(&req(2, 5001, Lease::Permanent), 0, &facts).unwrap();
+        c.add_pinhole(&pin(8080), 0, &facts).unwrap();
+        let turn = c.commit_turn(&mut fw, 0);
+        assert_eq!(turn.outcome, Outcome::Installed);
+        assert_eq!(turn.changes.len(), 2);
+        assert!(turn.pins_changed && turn.installed());
+        assert_eq!(kinds(&turn.events).len(), 3);
         assert_eq!(fw.installed.len(), 2);
+        assert_eq!(fw.pinholes.len(), 1);
+        assert_eq!(fw.transactions, 1);
+        // a turn that changed nothing asks nothing of the firewall
+        let turn = c.commit_turn(&mut fw, 0);
+        assert_eq!(turn.outcome, Outcome::Unchanged);
+        assert_eq!(fw.transactions, 1);
+    }
+
+    #[test]
+    fn a_failed_transaction_is_repaired_by_reinstalling_the_new_table() {
+        let mut c = core();
+        let facts = FixedFacts::default();
+        let mut fw = Recording::default();
+        c.map(&req(2, 5000, Lease::Permanent), 0, &facts).unwrap();
+        fw.fail_next = Some("flushed".into());
+        let turn = c.commit_turn(&mut fw, 0);
+        assert_eq!(
+            turn.outcome,
+            Outcome::Repaired {
+                error: "flushed".into()
+            }
+        );
+        assert!(turn.installed());
+        assert_eq!(turn.events.len(), 1);
+        assert_eq!(fw.installed.len(), 1);
+        assert_eq!(fw.restores, 1);
+    }
+
+    #[test]
+    fn a_refused_turn_rolls_back_table_pinholes_and_events() {
+        let mut c = core();
+        let facts = FixedFacts::default();
+        let mut fw = Recording::default();
+        c.map(&req(2, 5000, Lease::Permanent), 0, &facts).unwrap();
+        c.map(&req(2, 5001, Lease::Permanent), 0, &facts).unwrap();
+        c.commit_turn(&mut fw, 0);
+
+        c.remove(&Key::new(Proto::Tcp, 5000), EventKind::Delete, "test");
+        c.map(&req(2, 6000, Lease::Permanent), 0, &facts).unwrap();
+        c.add_pinhole(&pin(8080), 0, &facts).unwrap();
+        fw.fail_next = Some("boom".into());
+        fw.fail_restore = Some("still broken".into());
+        let turn = c.commit_turn(&mut fw, 0);
+        assert_eq!(
+            turn.outcome,
+            Outcome::Refused {
+                error: "boom".into(),
+                repair: "still broken".into(),
+                resync: Ok(())
+            }
+        );
+        assert!(turn.refused() && !turn.installed());
+        assert!(turn.events.is_empty() && turn.changes.is_empty());
+        // the table is as it was before the turn, and so is the kernel
+        let keys: Vec<u16> = c.table().iter().map(|m| m.key.eport).collect();
+        assert_eq!(keys, vec![5000, 5001]);
+        assert!(c.pinholes().is_empty());
+        assert_eq!(fw.installed.len(), 2);
+        assert!(fw.pinholes.is_empty());
+        assert!(!c.is_dirty());
     }
 
     #[test]
     fn enforce_after_tighter_rules() {
         let mut c = core();
-        c.map(&req(2, 5000, Lease::Permanent), 0, &NoListeners)
-            .unwrap();
-        c.map(&req(2, 6000, Lease::Permanent), 0, &NoListeners)
-            .unwrap();
-        c.policy.rules.insert(
+        let facts = FixedFacts::default();
+        c.map(&req(2, 5000, Lease::Permanent), 0, &facts).unwrap();
+        c.map(&req(2, 6000, Lease::Permanent), 0, &facts).unwrap();
+        let mut policy = c.policy().clone();
+        policy.rules.insert(
             0,
             crate::config::PermRule {
                 allow: false,
@@ -481,10 +861,30 @@ mod tests {
                 comment: String::new(),
             },
         );
-        assert_eq!(c.enforce(&NoListeners), 1);
-        assert!(c.table.get(&Key::new(Proto::Tcp, 6000)).is_none());
+        c.set_policy(policy);
+        assert_eq!(c.enforce(&facts), 1);
+        assert!(c.table().get(&Key::new(Proto::Tcp, 6000)).is_none());
         let last = c.take_events().pop().unwrap();
         assert!(last.reason.contains("permission rules"), "{}", last.reason);
+    }
+
+    /// A port a local service now listens on is taken back, with the
+    /// same reason a new request would get.
+    #[test]
+    fn enforce_after_a_listener_appears() {
+        let mut c = core();
+        c.map(&req(2, 5000, Lease::Permanent), 0, &FixedFacts::default())
+            .unwrap();
+        let facts = FixedFacts {
+            listeners: vec![(Proto::Tcp, 5000)],
+            ..FixedFacts::default()
+        };
+        assert_eq!(c.enforce(&facts), 1);
+        let last = c.take_events().pop().unwrap();
+        assert_eq!(
+            last.reason,
+            "no longer allowed after reload: port held by a local service listening on tcp/5000"
+        );
     }
 
     #[test]

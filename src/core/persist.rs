@@ -1,20 +1,28 @@
-//! Mappings to and from lease-file lines (miniupnpd's format), converting
-//! between the daemon's monotonic lease ends and the file's absolute UNIX
-//! times.
+//! Mappings and pinholes to and from the lease files (miniupnpd's
+//! formats), converting between the daemon's monotonic lease ends and the
+//! files' absolute UNIX times.
 //!
 //! Owns: how a mapping's origin, PCP nonce and PEER port survive a
-//! restart. miniupnpd writes them into the description (`NAT-PMP <port>
-//! <proto>`, `PCP MAP <nonce>`, `PCP PEER <nonce> <peer port>`), where a
-//! UPnP client's description could forge them. We write the same text, so
-//! LuCI labels the lines as before, but read it back only from a line
-//! marked as our own label ([`Lease4::own_label`]), which no client text
-//! can carry; every other line is a UPnP mapping. Pure: both clocks are
-//! passed in.
+//! restart, the cache of formatted lines with its wall-clock step
+//! detection, and what a restart restores. miniupnpd writes origin and
+//! nonce into the description (`NAT-PMP <port> <proto>`, `PCP MAP
+//! <nonce>`, `PCP PEER <nonce> <peer port>`), where a UPnP client's
+//! description could forge them. We write the same text, so LuCI labels
+//! the lines as before, but read it back only from a line marked as our
+//! own label ([`Lease4::own_label`]), which no client text can carry;
+//! every other line is a UPnP mapping. Pure: both clocks are passed in,
+//! and the daemon reads and writes the files.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
 
 use crate::config::IGD2_MAX_LEASE;
-use crate::core::pinhole::{MAX_LEASE as PIN_MAX_LEASE, Pinhole};
-use crate::core::table::{Key, Mapping, Millis, Origin, RemoteFilter};
-use crate::proto::lease::{Lease4, Lease6};
+use crate::core::Core;
+use crate::core::facts::Facts;
+use crate::core::lan::Lans;
+use crate::core::pinhole::{MAX_LEASE as PIN_MAX_LEASE, Pinhole, Pinholes};
+use crate::core::table::{Change, Key, Mapping, Millis, Origin, RemoteFilter, Table};
+use crate::proto::lease::{self, Lease4, Lease6, LineError};
 
 /// Longest lifetime restored, in seconds. IGD:2 caps its leases at 7
 /// days; every other lifetime rupnpd grants is a 32-bit count of seconds
@@ -191,6 +199,162 @@ pub fn from_lease(l: &Lease4, now: Millis, wall: u64) -> Option<Mapping> {
     })
 }
 
+/// Formatted lease-file lines, one per mapping, valid for one wall-clock
+/// base (UNIX seconds at monotonic time 0). Kept densely so a rewrite is
+/// one concatenation: a change costs one line's formatting and a memcpy of
+/// the file, not a walk of the table (the file's order is free; readers
+/// key on the fields).
+#[derive(Debug, Default)]
+pub struct LeaseLines {
+    base: Option<u64>,
+    lines: Vec<String>,
+    keys: Vec<Key>,
+    index: HashMap<Key, usize>,
+}
+
+/// Most seconds the wall clock may drift against the monotonic one before
+/// the cached lines (absolute times) are made again.
+const MAX_DRIFT: u64 = 2;
+
+impl LeaseLines {
+    fn line(m: &Mapping, base: u64) -> String {
+        to_lease(m, 0, base).emit() + "\n"
+    }
+
+    fn set(&mut self, key: Key, line: String) {
+        match self.index.get(&key) {
+            Some(&i) => self.lines[i] = line,
+            None => {
+                self.index.insert(key, self.lines.len());
+                self.lines.push(line);
+                self.keys.push(key);
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &Key) {
+        let Some(i) = self.index.remove(key) else {
+            return;
+        };
+        self.lines.swap_remove(i);
+        self.keys.swap_remove(i);
+        if let Some(moved) = self.keys.get(i) {
+            self.index.insert(*moved, i);
+        }
+    }
+
+    /// Brings the lines up to date with the turn's `changes`, or makes
+    /// them all again when `changes` is `None` or the wall clock stepped
+    /// (NTP after boot: every absolute time in the cache is then wrong).
+    /// Returns true when it started again, so the pinhole file, written
+    /// from absolute times too, must be rewritten as well. Lines are kept
+    /// only if `keep` (an IPv4 lease file is written).
+    pub fn update(
+        &mut self,
+        table: &Table,
+        changes: Option<&[Change]>,
+        now: Millis,
+        wall: u64,
+        keep: bool,
+    ) -> bool {
+        let base = wall.saturating_sub(now / 1000);
+        let stepped = self.base.is_none_or(|b| b.abs_diff(base) > MAX_DRIFT);
+        let restart = stepped || changes.is_none();
+        if restart {
+            self.base = Some(base);
+            self.lines.clear();
+            self.keys.clear();
+            self.index.clear();
+        }
+        let changes = changes.filter(|_| !restart).unwrap_or_default();
+        let base = self.base.unwrap_or(base);
+        if keep {
+            if self.lines.is_empty() {
+                for m in table.iter() {
+                    self.set(m.key, Self::line(m, base));
+                }
+            }
+            for c in changes {
+                match &c.new {
+                    Some(m) => self.set(c.key, Self::line(m, base)),
+                    None => self.remove(&c.key),
+                }
+            }
+        }
+        restart
+    }
+
+    /// The whole IPv4 lease file.
+    pub fn text(&self) -> String {
+        self.lines.concat()
+    }
+}
+
+/// The whole IPv6 lease file.
+pub fn pinhole_file(pins: &Pinholes, now: Millis, wall: u64) -> String {
+    let mut text = String::new();
+    for p in pins.iter() {
+        text.push_str(&to_lease6(p, now, wall).emit());
+        text.push('\n');
+    }
+    text
+}
+
+/// What a start restored from the lease files.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Restored {
+    pub mappings: usize,
+    pub pinholes: usize,
+    /// Lines of the IPv4 file that could not be read.
+    pub bad_lines: Vec<LineError>,
+    /// Mappings to hosts on no served LAN, dropped.
+    pub off_lan: Vec<(Ipv4Addr, u16)>,
+}
+
+/// Restores the mappings and pinholes of the lease files' texts, each
+/// re-validated against the current policy and LANs like a new request.
+/// The core then holds them as installed: the caller installs the whole
+/// table next.
+pub fn restore(
+    core: &mut Core,
+    lans: &Lans,
+    v4: Option<&str>,
+    v6: Option<&str>,
+    now: Millis,
+    wall: u64,
+    facts: &dyn Facts,
+) -> Restored {
+    let mut out = Restored::default();
+    if let Some(text) = v4 {
+        let (leases, bad) = lease::parse_file(text);
+        out.bad_lines = bad;
+        for l in &leases {
+            let Some(m) = from_lease(l, now, wall) else {
+                continue;
+            };
+            if !lans.holds(m.iaddr) {
+                out.off_lan.push((m.iaddr, m.iport));
+                continue;
+            }
+            if core.restore(m, now, facts).is_ok() {
+                out.mappings += 1;
+            }
+        }
+    }
+    if let Some(text) = v6 {
+        let (leases, _) = lease::parse_file6(text);
+        for l in &leases {
+            if let Some(p) = from_lease6(l, now, wall).filter(|p| lans.holds6(p.iaddr)) {
+                if core.restore_pinhole(p) {
+                    out.pinholes += 1;
+                }
+            }
+        }
+    }
+    core.settle();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,5 +516,74 @@ UDP:10:192.168.1.5:10:0:PCP PEER 0123456789abcdef01234567 5000\n",
         assert_eq!(p.expires, u64::MAX);
         let p = from_lease6(&pin, 0, 1).unwrap();
         assert_eq!(p.expires, u64::from(crate::core::pinhole::MAX_LEASE) * 1000);
+    }
+
+    fn core() -> Core {
+        let cfg = crate::config::Config::default();
+        Core::new(
+            crate::core::policy::Policy::from_config(&cfg, vec![]),
+            crate::core::pinhole::PinPolicy::from_config(&cfg),
+        )
+    }
+
+    fn lans() -> Lans {
+        Lans::new(vec![crate::core::lan::Lan {
+            dev: "br-lan".into(),
+            addr: Ipv4Addr::new(192, 168, 1, 1),
+            nets: vec![(Ipv4Addr::new(192, 168, 1, 0), 24)],
+            nets6: vec![("fd00::".parse().unwrap(), 64)],
+            http_port: 5000,
+        }])
+    }
+
+    #[test]
+    fn lines_follow_changes_and_start_again_after_a_clock_step() {
+        let mut table = Table::new();
+        let mut lines = LeaseLines::default();
+        let wall = 1_700_000_000;
+        // the first write makes every line
+        assert!(lines.update(&table, None, 0, wall, true));
+        assert_eq!(lines.text(), "");
+        let mut a = m(Origin::UpnpV2, "a", Some(60_000));
+        table.put(a.clone());
+        let changes = table.pending_changes();
+        table.commit();
+        assert!(!lines.update(&table, Some(&changes), 1_000, wall + 1, true));
+        assert_eq!(lines.text(), "UDP:7000:192.168.1.5:27000:1700000060:a\n");
+        a.desc = "b".into();
+        table.put(a);
+        let changes = table.pending_changes();
+        table.commit();
+        assert!(!lines.update(&table, Some(&changes), 2_000, wall + 2, true));
+        assert_eq!(lines.text(), "UDP:7000:192.168.1.5:27000:1700000060:b\n");
+        // NTP sets the clock an hour ahead: every absolute time moves
+        assert!(lines.update(&table, Some(&[]), 3_000, wall + 3 + 3600, true));
+        assert_eq!(lines.text(), "UDP:7000:192.168.1.5:27000:1700003660:b\n");
+    }
+
+    #[test]
+    fn restore_revalidates_and_reports() {
+        let mut c = core();
+        let facts = crate::core::facts::FixedFacts::default();
+        let wall = 1_700_000_000;
+        let v4 = "TCP:18080:192.168.1.5:8080:0:kept\n\
+                  TCP:18081:10.9.9.9:8080:0:off the LAN\n\
+                  TCP:80:192.168.1.5:80:0:a denied port\n\
+                  TCP:18082:192.168.1.5:8080:1600000000:ended\n\
+                  garbage\n";
+        let v6 = "6;fd00::5;8080;;0;7;1700000600;IGD2 pinhole\n";
+        let r = restore(&mut c, &lans(), Some(v4), Some(v6), 0, wall, &facts);
+        assert_eq!(r.mappings, 1);
+        assert_eq!(r.pinholes, 1);
+        assert_eq!(r.off_lan, vec![(Ipv4Addr::new(10, 9, 9, 9), 8080)]);
+        assert_eq!(r.bad_lines.len(), 1);
+        assert_eq!(r.bad_lines[0].line, 5);
+        assert_eq!(c.table().len(), 1);
+        assert_eq!(c.pinholes().get(7).map(|p| p.iport), Some(8080));
+        // settled: nothing is pending for the firewall, the events stay
+        assert!(!c.is_dirty());
+        let kinds: Vec<_> = c.take_events().iter().map(|e| e.kind).collect();
+        use crate::core::EventKind::*;
+        assert_eq!(kinds, [Add, Refuse, Add]);
     }
 }

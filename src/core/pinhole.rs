@@ -4,13 +4,15 @@
 //!
 //! Owns: [`Pinhole`], [`Pinholes`]. Pure: `now` is passed in, and whether
 //! an IPv6 address belongs to the requesting host is asked of the
-//! caller's [`Environment`].
+//! caller's [`Facts`]. Changes reach it through [`crate::core::Core`],
+//! which records an event for each.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv6Addr};
 
-use crate::config::PermRule;
-use crate::core::policy::Environment;
+use crate::config::{Config, PermRule};
+use crate::core::facts::Facts;
+use crate::core::journal::{Change, Deadlines, Journal};
 use crate::core::table::Millis;
 
 /// WANIPv6FirewallControl:1 A_ARG_TYPE_LeaseTime range.
@@ -46,13 +48,23 @@ impl Pinhole {
     }
 }
 
-/// One pinhole's state before and after a batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PinChange {
-    pub id: u16,
-    pub old: Option<Pinhole>,
-    pub new: Option<Pinhole>,
+/// An AddPinhole request: the traffic to let in, for how long, and who
+/// asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PinRequest {
+    pub client: IpAddr,
+    pub remote: Option<Ipv6Addr>,
+    pub rport: u16,
+    pub iaddr: Ipv6Addr,
+    pub iport: u16,
+    /// IANA protocol number: 6, 17 or 136.
+    pub proto: u8,
+    /// Seconds, clamped to MIN_LEASE..=MAX_LEASE.
+    pub lease: u32,
 }
+
+/// What happened to one pinhole (by UniqueID) during a turn.
+pub type PinChange = Change<u16, Pinhole>;
 
 /// Why a pinhole request is refused (mapped to 6FC error codes by the
 /// IGD layer).
@@ -73,9 +85,9 @@ pub enum PinRefusal {
 pub struct Pinholes {
     by_id: BTreeMap<u16, Pinhole>,
     by_tuple: HashMap<(Option<Ipv6Addr>, u16, Ipv6Addr, u16, u8), u16>,
-    deadlines: BTreeSet<(Millis, u16)>,
+    deadlines: Deadlines<u16>,
     next_id: u16,
-    journal: Vec<(u16, Option<Pinhole>)>,
+    journal: Journal<u16, Pinhole>,
 }
 
 /// What governs pinholes.
@@ -89,6 +101,17 @@ pub struct PinPolicy {
 }
 
 impl PinPolicy {
+    /// The same rules, secure mode and limits as IPv4 mappings.
+    pub fn from_config(cfg: &Config) -> PinPolicy {
+        PinPolicy {
+            allowed: cfg.enabled && cfg.ipv6_pinholes && !cfg.ipv6_disable,
+            secure_mode: cfg.secure_mode,
+            rules: cfg.perm_rules.clone(),
+            max_total: cfg.max_mappings,
+            max_per_client: cfg.max_mappings_per_client,
+        }
+    }
+
     /// Permission rules for IPv6: a rule with a wildcard internal address
     /// (0.0.0.0/0) applies by its internal port range; rules naming an
     /// IPv4 network cannot match an IPv6 host. First match wins; no match
@@ -127,7 +150,7 @@ impl Pinholes {
     }
 
     pub fn next_deadline(&self) -> Option<Millis> {
-        self.deadlines.first().map(|(t, _)| *t)
+        self.deadlines.next()
     }
 
     fn count_for(&self, client: IpAddr) -> u32 {
@@ -136,20 +159,20 @@ impl Pinholes {
 
     fn put(&mut self, p: Pinhole) {
         let old = self.detach(p.id);
-        self.journal.push((p.id, old));
+        self.journal.record(p.id, old);
         self.attach(p);
     }
 
     fn attach(&mut self, p: Pinhole) {
         self.by_tuple.insert(p.tuple(), p.id);
-        self.deadlines.insert((p.expires, p.id));
+        self.deadlines.insert(p.expires, p.id);
         self.by_id.insert(p.id, p);
     }
 
     fn detach(&mut self, id: u16) -> Option<Pinhole> {
         let p = self.by_id.remove(&id)?;
         self.by_tuple.remove(&p.tuple());
-        self.deadlines.remove(&(p.expires, id));
+        self.deadlines.remove(p.expires, id);
         Some(p)
     }
 
@@ -167,66 +190,60 @@ impl Pinholes {
     }
 
     /// AddPinhole. An identical pinhole is extended and keeps its
-    /// UniqueID. Returns the UniqueID.
-    #[allow(clippy::too_many_arguments)]
+    /// UniqueID. Returns the UniqueID and whether it was extended.
     pub fn add(
         &mut self,
         policy: &PinPolicy,
-        env: &dyn Environment,
-        client: IpAddr,
-        remote: Option<Ipv6Addr>,
-        rport: u16,
-        iaddr: Ipv6Addr,
-        iport: u16,
-        proto: u8,
-        lease: u32,
+        facts: &dyn Facts,
+        req: &PinRequest,
         now: Millis,
-    ) -> Result<u16, PinRefusal> {
+    ) -> Result<(u16, bool), PinRefusal> {
         if !policy.allowed {
             return Err(PinRefusal::NotAllowed);
         }
-        if policy.secure_mode && !env.same_host(client, iaddr) {
+        if policy.secure_mode && !facts.same_host(req.client, req.iaddr) {
             return Err(PinRefusal::NotAuthorized);
         }
-        if !policy.permitted(iport) {
+        if !policy.permitted(req.iport) {
             return Err(PinRefusal::NotAuthorized);
         }
-        let expires = now + u64::from(lease.clamp(MIN_LEASE, MAX_LEASE)) * 1000;
-        let tuple = (remote, rport, iaddr, iport, proto);
+        let expires = now + u64::from(req.lease.clamp(MIN_LEASE, MAX_LEASE)) * 1000;
+        let tuple = (req.remote, req.rport, req.iaddr, req.iport, req.proto);
         if let Some(&id) = self.by_tuple.get(&tuple) {
             if let Some(mut p) = self.by_id.get(&id).cloned() {
                 p.expires = expires;
                 self.put(p);
-                return Ok(id);
+                return Ok((id, true));
             }
         }
-        if self.len() as u32 >= policy.max_total || self.count_for(client) >= policy.max_per_client
+        if self.len() as u32 >= policy.max_total
+            || self.count_for(req.client) >= policy.max_per_client
         {
             return Err(PinRefusal::SpaceExhausted);
         }
         let id = self.free_id().ok_or(PinRefusal::SpaceExhausted)?;
         self.put(Pinhole {
             id,
-            remote,
-            rport,
-            iaddr,
-            iport,
-            proto,
+            remote: req.remote,
+            rport: req.rport,
+            iaddr: req.iaddr,
+            iport: req.iport,
+            proto: req.proto,
             expires,
-            client,
+            client: req.client,
         });
-        Ok(id)
+        Ok((id, false))
     }
 
     fn owned(
         &self,
         policy: &PinPolicy,
-        env: &dyn Environment,
+        facts: &dyn Facts,
         client: IpAddr,
         id: u16,
     ) -> Result<&Pinhole, PinRefusal> {
         let p = self.by_id.get(&id).ok_or(PinRefusal::NoSuchEntry)?;
-        if policy.secure_mode && p.client != client && !env.same_host(client, p.iaddr) {
+        if policy.secure_mode && p.client != client && !facts.same_host(client, p.iaddr) {
             return Err(PinRefusal::NotAuthorized);
         }
         Ok(p)
@@ -236,13 +253,13 @@ impl Pinholes {
     pub fn update(
         &mut self,
         policy: &PinPolicy,
-        env: &dyn Environment,
+        facts: &dyn Facts,
         client: IpAddr,
         id: u16,
         lease: u32,
         now: Millis,
     ) -> Result<(), PinRefusal> {
-        let mut p = self.owned(policy, env, client, id)?.clone();
+        let mut p = self.owned(policy, facts, client, id)?.clone();
         p.expires = now + u64::from(lease.clamp(MIN_LEASE, MAX_LEASE)) * 1000;
         self.put(p);
         Ok(())
@@ -252,65 +269,57 @@ impl Pinholes {
     pub fn delete(
         &mut self,
         policy: &PinPolicy,
-        env: &dyn Environment,
+        facts: &dyn Facts,
         client: IpAddr,
         id: u16,
     ) -> Result<Pinhole, PinRefusal> {
-        self.owned(policy, env, client, id)?;
+        self.owned(policy, facts, client, id)?;
         self.remove(id).ok_or(PinRefusal::NoSuchEntry)
     }
 
     /// Removes a pinhole unconditionally (expiry, ubus, flush).
     pub fn remove(&mut self, id: u16) -> Option<Pinhole> {
         let p = self.detach(id)?;
-        self.journal.push((id, Some(p.clone())));
+        self.journal.record(id, Some(p.clone()));
         Some(p)
     }
 
     /// Pinholes whose lease has ended, at most `limit`.
     pub fn expired(&self, now: Millis, limit: usize) -> Vec<u16> {
-        self.deadlines
-            .iter()
-            .take_while(|(t, _)| *t <= now)
-            .take(limit)
-            .map(|(_, id)| *id)
-            .collect()
+        self.deadlines.expired(now, limit)
     }
 
-    /// Removes pinholes a new policy forbids; returns their ids.
-    pub fn enforce(&mut self, policy: &PinPolicy, env: &dyn Environment) -> Vec<Pinhole> {
-        let doomed: Vec<u16> = self
-            .by_id
+    /// The pinholes a new policy forbids.
+    pub fn forbidden(&self, policy: &PinPolicy, facts: &dyn Facts) -> Vec<u16> {
+        self.by_id
             .values()
             .filter(|p| {
                 !policy.allowed
-                    || (policy.secure_mode && !env.same_host(p.client, p.iaddr))
+                    || (policy.secure_mode && !facts.same_host(p.client, p.iaddr))
                     || !policy.permitted(p.iport)
             })
             .map(|p| p.id)
-            .collect();
-        doomed.iter().filter_map(|id| self.remove(*id)).collect()
+            .collect()
     }
 
     /// Restores a pinhole read back from the lease file (its lease end
-    /// already converted to the monotonic clock).
-    pub fn restore(&mut self, p: Pinhole) {
+    /// already converted to the monotonic clock). False if its UniqueID
+    /// or its traffic is taken.
+    pub fn restore(&mut self, p: Pinhole) -> bool {
         if self.by_id.contains_key(&p.id) || self.by_tuple.contains_key(&p.tuple()) {
-            return;
+            return false;
         }
         self.next_id = self.next_id.max(p.id.wrapping_add(1)).max(1);
         self.attach(p);
+        true
     }
 
     pub fn savepoint(&self) -> usize {
-        self.journal.len()
+        self.journal.savepoint()
     }
 
     pub fn rollback(&mut self, sp: usize) {
-        while self.journal.len() > sp {
-            let Some((id, old)) = self.journal.pop() else {
-                break;
-            };
+        while let Some((id, old)) = self.journal.undo_since(sp) {
             self.detach(id);
             if let Some(p) = old {
                 self.attach(p);
@@ -320,21 +329,7 @@ impl Pinholes {
 
     /// Net changes since the last commit, by UniqueID.
     pub fn pending_changes(&self) -> Vec<PinChange> {
-        let mut first: BTreeMap<u16, &Option<Pinhole>> = BTreeMap::new();
-        for (id, old) in &self.journal {
-            first.entry(*id).or_insert(old);
-        }
-        first
-            .into_iter()
-            .filter_map(|(id, old)| {
-                let new = self.by_id.get(&id);
-                (old.as_ref() != new).then(|| PinChange {
-                    id,
-                    old: old.clone(),
-                    new: new.cloned(),
-                })
-            })
-            .collect()
+        self.journal.net(|id| self.by_id.get(id))
     }
 
     pub fn commit(&mut self) {
@@ -345,7 +340,7 @@ impl Pinholes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::policy::NoListeners;
+    use crate::core::facts::FixedFacts;
 
     fn policy() -> PinPolicy {
         PinPolicy {
@@ -365,71 +360,48 @@ mod tests {
         IpAddr::V6(v6("fd77::2"))
     }
 
+    fn req(remote: Option<Ipv6Addr>, iaddr: &str, iport: u16, proto: u8, lease: u32) -> PinRequest {
+        PinRequest {
+            client: me(),
+            remote,
+            rport: 0,
+            iaddr: v6(iaddr),
+            iport,
+            proto,
+            lease,
+        }
+    }
+
     #[test]
     fn add_extend_update_delete() {
         let mut t = Pinholes::new();
+        let facts = FixedFacts::default();
         let p = policy();
-        let id = t
-            .add(
-                &p,
-                &NoListeners,
-                me(),
-                None,
-                0,
-                v6("fd77::2"),
-                8080,
-                6,
-                3600,
-                0,
-            )
-            .unwrap();
-        assert_eq!(id, 1);
+        let id = t.add(&p, &facts, &req(None, "fd77::2", 8080, 6, 3600), 0);
+        assert_eq!(id, Ok((1, false)));
         // the identical pinhole is extended, same id
         assert_eq!(
-            t.add(
-                &p,
-                &NoListeners,
-                me(),
-                None,
-                0,
-                v6("fd77::2"),
-                8080,
-                6,
-                7200,
-                10
-            )
-            .unwrap(),
-            1
+            t.add(&p, &facts, &req(None, "fd77::2", 8080, 6, 7200), 10),
+            Ok((1, true))
         );
         assert_eq!(t.len(), 1);
         assert_eq!(t.get(1).unwrap().expires, 7_200_010);
         // another remote makes another pinhole
-        let id2 = t
-            .add(
-                &p,
-                &NoListeners,
-                me(),
-                Some(v6("2001:db8::9")),
-                0,
-                v6("fd77::2"),
-                8080,
-                6,
-                60,
-                0,
-            )
-            .unwrap();
-        assert_eq!(id2, 2);
-        t.update(&p, &NoListeners, me(), 2, 120, 100).unwrap();
+        let id2 = t.add(
+            &p,
+            &facts,
+            &req(Some(v6("2001:db8::9")), "fd77::2", 8080, 6, 60),
+            0,
+        );
+        assert_eq!(id2, Ok((2, false)));
+        t.update(&p, &facts, me(), 2, 120, 100).unwrap();
         assert_eq!(t.get(2).unwrap().expires, 120_100);
         assert_eq!(
-            t.update(&p, &NoListeners, me(), 9, 120, 100),
+            t.update(&p, &facts, me(), 9, 120, 100),
             Err(PinRefusal::NoSuchEntry)
         );
-        assert!(t.delete(&p, &NoListeners, me(), 2).is_ok());
-        assert_eq!(
-            t.delete(&p, &NoListeners, me(), 2),
-            Err(PinRefusal::NoSuchEntry)
-        );
+        assert!(t.delete(&p, &facts, me(), 2).is_ok());
+        assert_eq!(t.delete(&p, &facts, me(), 2), Err(PinRefusal::NoSuchEntry));
         let changes = t.pending_changes();
         assert_eq!(changes.len(), 1, "pinhole 2 came and went: no net change");
         t.commit();
@@ -440,111 +412,47 @@ mod tests {
     #[test]
     fn policy_refusals() {
         let mut t = Pinholes::new();
+        let facts = FixedFacts::default();
         let mut p = policy();
         // secure mode: another host
         assert_eq!(
-            t.add(
-                &p,
-                &NoListeners,
-                me(),
-                None,
-                0,
-                v6("fd77::3"),
-                8080,
-                6,
-                60,
-                0
-            ),
+            t.add(&p, &facts, &req(None, "fd77::3", 8080, 6, 60), 0),
             Err(PinRefusal::NotAuthorized)
         );
         // permission rules: low port
         assert_eq!(
-            t.add(&p, &NoListeners, me(), None, 0, v6("fd77::2"), 22, 6, 60, 0),
+            t.add(&p, &facts, &req(None, "fd77::2", 22, 6, 60), 0),
             Err(PinRefusal::NotAuthorized)
         );
         for port in [5001, 5002, 5003] {
-            t.add(
-                &p,
-                &NoListeners,
-                me(),
-                None,
-                0,
-                v6("fd77::2"),
-                port,
-                17,
-                60,
-                0,
-            )
-            .unwrap();
+            t.add(&p, &facts, &req(None, "fd77::2", port, 17, 60), 0)
+                .unwrap();
         }
         assert_eq!(
-            t.add(
-                &p,
-                &NoListeners,
-                me(),
-                None,
-                0,
-                v6("fd77::2"),
-                5004,
-                17,
-                60,
-                0
-            ),
+            t.add(&p, &facts, &req(None, "fd77::2", 5004, 17, 60), 0),
             Err(PinRefusal::SpaceExhausted)
         );
         p.allowed = false;
         assert_eq!(
-            t.add(
-                &p,
-                &NoListeners,
-                me(),
-                None,
-                0,
-                v6("fd77::2"),
-                5005,
-                17,
-                60,
-                0
-            ),
+            t.add(&p, &facts, &req(None, "fd77::2", 5005, 17, 60), 0),
             Err(PinRefusal::NotAllowed)
         );
         // switching pinholes off removes them all
-        assert_eq!(t.enforce(&p, &NoListeners).len(), 3);
+        assert_eq!(t.forbidden(&p, &facts).len(), 3);
     }
 
     #[test]
     fn rollback_restores() {
         let mut t = Pinholes::new();
+        let facts = FixedFacts::default();
         let p = policy();
-        t.add(
-            &p,
-            &NoListeners,
-            me(),
-            None,
-            0,
-            v6("fd77::2"),
-            8080,
-            6,
-            60,
-            0,
-        )
-        .unwrap();
+        t.add(&p, &facts, &req(None, "fd77::2", 8080, 6, 60), 0)
+            .unwrap();
         t.commit();
         let sp = t.savepoint();
         t.remove(1);
-        t.add(
-            &p,
-            &NoListeners,
-            me(),
-            None,
-            0,
-            v6("fd77::2"),
-            9090,
-            6,
-            60,
-            0,
-        )
-        .unwrap();
+        t.add(&p, &facts, &req(None, "fd77::2", 9090, 6, 60), 0)
+            .unwrap();
         t.rollback(sp);
         assert_eq!(t.len(), 1);
         assert_eq!(t.get(1).unwrap().iport, 8080);

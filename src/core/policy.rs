@@ -1,46 +1,21 @@
 //! Who may map what: permission rules, secure mode, quotas, collisions with
 //! other mechanisms, and the bounded search for a free external port.
 //!
-//! Owns: [`Policy`], [`Refusal`] and the [`Environment`] trait through
-//! which the caller answers "is this port in use by a local service?".
-//! The [`PortClaim`]s it checks are read by `config::firewall`. Pure:
-//! reads the table, never changes it.
+//! Owns: [`Policy`] and [`Refusal`]. Whether a local service holds a port
+//! is asked of the caller's [`Facts`]; the [`PortClaim`]s it checks are
+//! read by `config::firewall`. Pure: reads the table, never changes it.
 
 use std::net::Ipv4Addr;
 
 pub use crate::config::firewall::PortClaim;
 use crate::config::{Config, PermRule};
-use crate::core::table::{Key, Table};
+use crate::core::facts::Facts;
+use crate::core::table::{Key, Mapping, Table};
 use crate::proto::Proto;
 
 /// The most candidate ports one search examines. Each probe is a hash
 /// lookup, so a search costs microseconds; miniupnpd walks all 65535.
 pub const SEARCH_LIMIT: usize = 4096;
-
-/// What the caller knows about the router that the core cannot see.
-pub trait Environment {
-    /// True if a local socket listens on `port` on the WAN side (or on all
-    /// addresses), so a mapping there would hide it or be hidden by it.
-    fn wan_listener(&self, proto: Proto, port: u16) -> bool;
-
-    /// True if IPv6 address `addr` belongs to the host that sent a
-    /// request from `requester` (secure mode for pinholes). By default
-    /// only the address itself; the daemon also matches an IPv4 requester
-    /// whose neighbour entry has the same link-layer address.
-    fn same_host(&self, requester: std::net::IpAddr, addr: std::net::Ipv6Addr) -> bool {
-        requester == std::net::IpAddr::V6(addr)
-    }
-}
-
-/// An environment with no listening sockets, for tests and for routers
-/// where the check is unavailable.
-pub struct NoListeners;
-
-impl Environment for NoListeners {
-    fn wan_listener(&self, _: Proto, _: u16) -> bool {
-        false
-    }
-}
 
 /// Why a request is refused. Each front end turns this into its own code
 /// (UPnP 606/718/728/729, NAT-PMP 2/4, PCP NOT_AUTHORIZED/NO_RESOURCES/…).
@@ -62,8 +37,6 @@ pub enum Refusal {
     NoFreePort,
     /// The requester may not act on this mapping (wrong owner, wrong PCP nonce).
     NotOwner,
-    /// The firewall could not install the change.
-    Firewall(String),
 }
 
 impl Refusal {
@@ -78,7 +51,6 @@ impl Refusal {
             Refusal::TableFull => "mapping table full".into(),
             Refusal::NoFreePort => "no free external port".into(),
             Refusal::NotOwner => "not the owner of the mapping".into(),
-            Refusal::Firewall(e) => format!("firewall error: {e}"),
         }
     }
 }
@@ -191,7 +163,7 @@ impl Policy {
     fn check_key(
         &self,
         table: &Table,
-        env: &dyn Environment,
+        facts: &dyn Facts,
         want: &Want,
         key: Key,
         renewal: Renewal,
@@ -201,7 +173,8 @@ impl Policy {
         }
         if let Some(m) = table.get(&key) {
             let own = m.iaddr == want.iaddr
-                && (renewal == Renewal::SameHost || (m.iport == want.iport && m.origin.is_pmp()));
+                && (renewal == Renewal::SameHost
+                    || (m.iport == want.iport && m.origin.is_natpmp_or_pcp()));
             return if own {
                 Ok(true)
             } else {
@@ -215,17 +188,37 @@ impl Policy {
                 }
             }
         }
+        self.other_mechanism(facts, key)?;
+        Ok(false)
+    }
+
+    /// A firewall rule of `/etc/config/firewall` or a local service
+    /// holding the port.
+    fn other_mechanism(&self, facts: &dyn Facts, key: Key) -> Result<(), Refusal> {
         if let Some(c) = self.claimed_by(key.proto, key.eport) {
             return Err(Refusal::OtherMechanism(c.source.clone()));
         }
-        if env.wan_listener(key.proto, key.eport) {
+        if facts.wan_listener(key.proto, key.eport) {
             return Err(Refusal::OtherMechanism(format!(
                 "a local service listening on {}/{}",
                 key.proto.as_lower(),
                 key.eport
             )));
         }
-        Ok(false)
+        Ok(())
+    }
+
+    /// Whether an existing mapping would still be granted (after a reload
+    /// or a firewall change): the same checks as a new request, except
+    /// the table's own conflicts and the quotas, which the caller counts.
+    pub fn recheck(&self, facts: &dyn Facts, m: &Mapping) -> Result<(), Refusal> {
+        if self.secure_mode && m.iaddr != m.client {
+            return Err(Refusal::SecureMode);
+        }
+        if !self.permitted(m.key.eport, m.iaddr, m.iport) {
+            return Err(Refusal::NotAllowed);
+        }
+        self.other_mechanism(facts, m.key)
     }
 
     fn check_quota(&self, table: &Table, client: Ipv4Addr) -> Result<(), Refusal> {
@@ -243,10 +236,10 @@ impl Policy {
     pub fn choose(
         &self,
         table: &Table,
-        env: &dyn Environment,
+        facts: &dyn Facts,
         want: &Want,
     ) -> Result<(Key, bool), Refusal> {
-        self.choose_with(table, env, want, Renewal::SameHost)
+        self.choose_with(table, facts, want, Renewal::SameHost)
     }
 
     /// [`Policy::choose`] with an explicit notion of which existing
@@ -254,7 +247,7 @@ impl Policy {
     pub fn choose_with(
         &self,
         table: &Table,
-        env: &dyn Environment,
+        facts: &dyn Facts,
         want: &Want,
         renewal: Renewal,
     ) -> Result<(Key, bool), Refusal> {
@@ -267,7 +260,7 @@ impl Policy {
             want.eport
         };
         let first = Key::new(want.proto, preferred);
-        let first_err = match self.check_key(table, env, want, first, renewal) {
+        let first_err = match self.check_key(table, facts, want, first, renewal) {
             Ok(true) => return Ok((first, true)),
             Ok(false) => {
                 self.check_quota(table, want.client)?;
@@ -291,7 +284,7 @@ impl Policy {
             if table.get(&key).is_some() {
                 continue;
             }
-            if let Ok(false) = self.check_key(table, env, want, key, renewal) {
+            if let Ok(false) = self.check_key(table, facts, want, key, renewal) {
                 return Ok((key, false));
             }
         }
@@ -314,6 +307,7 @@ fn candidates(ranges: &[(u16, u16)], start: u16) -> impl Iterator<Item = u16> + 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::facts::FixedFacts;
     use crate::core::table::tests::mapping;
 
     fn ip(d: u8) -> Ipv4Addr {
@@ -387,30 +381,33 @@ mod tests {
         let p = policy();
         let mut t = Table::new();
         assert_eq!(
-            p.choose(&t, &NoListeners, &want(8080, 8080, false)),
+            p.choose(&t, &FixedFacts::default(), &want(8080, 8080, false)),
             Ok((Key::new(Proto::Tcp, 8080), false))
         );
         assert_eq!(
-            p.choose(&t, &NoListeners, &want(80, 8080, false)),
+            p.choose(&t, &FixedFacts::default(), &want(80, 8080, false)),
             Err(Refusal::NotAllowed)
         );
         assert!(matches!(
-            p.choose(&t, &NoListeners, &want(2222, 2222, false)),
+            p.choose(&t, &FixedFacts::default(), &want(2222, 2222, false)),
             Err(Refusal::OtherMechanism(_))
         ));
         t.put(mapping(Proto::Tcp, 8080, 3, None));
         assert_eq!(
-            p.choose(&t, &NoListeners, &want(8080, 8080, false)),
+            p.choose(&t, &FixedFacts::default(), &want(8080, 8080, false)),
             Err(Refusal::Conflict)
         );
         t.put(mapping(Proto::Tcp, 9000, 2, None));
         assert_eq!(
-            p.choose(&t, &NoListeners, &want(9000, 9000, false)),
+            p.choose(&t, &FixedFacts::default(), &want(9000, 9000, false)),
             Ok((Key::new(Proto::Tcp, 9000), true))
         );
         let mut w = want(9001, 9001, false);
         w.iaddr = ip(9);
-        assert_eq!(p.choose(&t, &NoListeners, &w), Err(Refusal::SecureMode));
+        assert_eq!(
+            p.choose(&t, &FixedFacts::default(), &w),
+            Err(Refusal::SecureMode)
+        );
     }
 
     #[test]
@@ -420,22 +417,22 @@ mod tests {
         t.put(mapping(Proto::Tcp, 2221, 3, None));
         // 2221 is another client's, 2222 is claimed by a redirect.
         assert_eq!(
-            p.choose(&t, &NoListeners, &want(2221, 2221, true)),
+            p.choose(&t, &FixedFacts::default(), &want(2221, 2221, true)),
             Ok((Key::new(Proto::Tcp, 2223), false))
         );
         // a denied preferred port searches inside the allowed ranges
         assert_eq!(
-            p.choose(&t, &NoListeners, &want(80, 2000, true)),
+            p.choose(&t, &FixedFacts::default(), &want(80, 2000, true)),
             Ok((Key::new(Proto::Tcp, 1024), false))
         );
         // nothing allowed for a low internal port: refused without a walk
         assert_eq!(
-            p.choose(&t, &NoListeners, &want(80, 80, true)),
+            p.choose(&t, &FixedFacts::default(), &want(80, 80, true)),
             Err(Refusal::NotAllowed)
         );
         // wrap-around from the top of the range
         assert_eq!(
-            p.choose(&t, &NoListeners, &want(65535, 65535, true)),
+            p.choose(&t, &FixedFacts::default(), &want(65535, 65535, true)),
             Ok((Key::new(Proto::Tcp, 65535), false))
         );
     }
@@ -448,14 +445,14 @@ mod tests {
             t.put(mapping(Proto::Udp, port, 2, None));
         }
         assert_eq!(
-            p.choose(&t, &NoListeners, &want(6000, 6000, false)),
+            p.choose(&t, &FixedFacts::default(), &want(6000, 6000, false)),
             Err(Refusal::ClientQuota)
         );
         // a renewal is not a new mapping
         let mut w = want(5000, 5000, false);
         w.proto = Proto::Udp;
         assert_eq!(
-            p.choose(&t, &NoListeners, &w),
+            p.choose(&t, &FixedFacts::default(), &w),
             Ok((Key::new(Proto::Udp, 5000), true))
         );
     }
@@ -467,11 +464,14 @@ mod tests {
         t.put(mapping(Proto::Udp, 7000, 3, None));
         let mut w = want(7000, 7000, false);
         w.companion = true;
-        assert_eq!(p.choose(&t, &NoListeners, &w), Err(Refusal::Conflict));
+        assert_eq!(
+            p.choose(&t, &FixedFacts::default(), &w),
+            Err(Refusal::Conflict)
+        );
     }
 
     #[test]
-    fn pmp_renews_only_its_own_endpoint() {
+    fn natpmp_and_pcp_renew_only_their_own_endpoint() {
         use crate::core::table::Origin;
         let p = policy();
         let mut t = Table::new();
@@ -479,11 +479,11 @@ mod tests {
         t.put(mapping(Proto::Tcp, 8080, 2, None));
         let w = want(8080, 8080, false);
         assert_eq!(
-            p.choose_with(&t, &NoListeners, &w, Renewal::SameHost),
+            p.choose_with(&t, &FixedFacts::default(), &w, Renewal::SameHost),
             Ok((Key::new(Proto::Tcp, 8080), true))
         );
         assert_eq!(
-            p.choose_with(&t, &NoListeners, &w, Renewal::SameEndpoint),
+            p.choose_with(&t, &FixedFacts::default(), &w, Renewal::SameEndpoint),
             Err(Refusal::Conflict)
         );
         let mut m = mapping(Proto::Tcp, 9000, 2, None);
@@ -492,7 +492,7 @@ mod tests {
         assert_eq!(
             p.choose_with(
                 &t,
-                &NoListeners,
+                &FixedFacts::default(),
                 &want(9000, 9000, false),
                 Renewal::SameEndpoint
             ),
@@ -502,7 +502,7 @@ mod tests {
         assert_eq!(
             p.choose_with(
                 &t,
-                &NoListeners,
+                &FixedFacts::default(),
                 &want(9000, 9001, true),
                 Renewal::SameEndpoint
             ),
@@ -523,10 +523,10 @@ mod tests {
         assert!(!c.covers(Proto::Tcp, 150));
     }
 
-    struct Listening(u16);
-    impl Environment for Listening {
-        fn wan_listener(&self, _: Proto, port: u16) -> bool {
-            port == self.0
+    fn listening(port: u16) -> FixedFacts {
+        FixedFacts {
+            listeners: vec![(Proto::Tcp, port)],
+            ..FixedFacts::default()
         }
     }
 
@@ -535,11 +535,11 @@ mod tests {
         let p = policy();
         let t = Table::new();
         assert!(matches!(
-            p.choose(&t, &Listening(8080), &want(8080, 8080, false)),
+            p.choose(&t, &listening(8080), &want(8080, 8080, false)),
             Err(Refusal::OtherMechanism(_))
         ));
         assert_eq!(
-            p.choose(&t, &Listening(8080), &want(8080, 8080, true)),
+            p.choose(&t, &listening(8080), &want(8080, 8080, true)),
             Ok((Key::new(Proto::Tcp, 8081), false))
         );
     }

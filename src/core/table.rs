@@ -7,12 +7,14 @@
 //! back if that transaction fails). Must not do IO or read a clock: every
 //! time is a [`Millis`] value passed in by the caller.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
+use crate::core::journal::{Change as Change_, Deadlines, Journal};
 use crate::proto::Proto;
 
-/// Milliseconds on the daemon's monotonic clock. Wall-clock time only
+/// Milliseconds on the daemon's monotonic clock, counted from the
+/// daemon's start (so `now / 1000` is its uptime). Wall-clock time only
 /// appears at the edges (the lease file), so an NTP step on a router that
 /// booted in 1970 does not expire every lease at once.
 pub type Millis = u64;
@@ -53,7 +55,7 @@ impl Origin {
 
     /// NAT-PMP and PCP mappings are identified by their internal endpoint
     /// as well as by their external port.
-    pub fn is_pmp(self) -> bool {
+    pub fn is_natpmp_or_pcp(self) -> bool {
         matches!(self, Origin::NatPmp | Origin::Pcp)
     }
 }
@@ -106,6 +108,17 @@ impl Mapping {
         })
     }
 
+    /// The description as shown to anyone but its owner (UPnP listings,
+    /// ubus): a PCP nonce is secret, since it authorises renewals and
+    /// deletions, so a PCP mapping shows only `PCP MAP` or `PCP PEER`.
+    pub fn public_desc(&self) -> &str {
+        match self.origin {
+            Origin::Pcp if self.desc.starts_with("PCP PEER") => "PCP PEER",
+            Origin::Pcp => "PCP MAP",
+            _ => &self.desc,
+        }
+    }
+
     /// True if the parts the firewall sees are equal (not lease or text).
     pub fn same_rule(&self, other: &Mapping) -> bool {
         self.key == other.key
@@ -116,14 +129,8 @@ impl Mapping {
     }
 }
 
-/// What happened to one key during a batch: its state before the batch
-/// and now. At least one side is `Some`, and the two differ.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Change {
-    pub key: Key,
-    pub old: Option<Mapping>,
-    pub new: Option<Mapping>,
-}
+/// What happened to one mapping during a turn.
+pub type Change = Change_<Key, Mapping>;
 
 /// The mapping table.
 #[derive(Debug, Default)]
@@ -132,13 +139,13 @@ pub struct Table {
     /// Every key, sorted: O(1) access by index for
     /// GetGenericPortMappingEntry, O(log n) ranges for the v2 range actions.
     order: Vec<Key>,
-    deadlines: BTreeSet<(Millis, Key)>,
+    deadlines: Deadlines<Key>,
     per_client: HashMap<Ipv4Addr, u32>,
     /// NAT-PMP/PCP mappings by internal endpoint (RFC 6886 §3.3: one
     /// mapping per internal address, protocol and port).
     by_internal: HashMap<(Ipv4Addr, Proto, u16), Key>,
-    /// Prior state of every key touched since the last `take_changes`.
-    journal: Vec<(Key, Option<Mapping>)>,
+    /// Prior state of every key touched since the last `commit`.
+    journal: Journal<Key, Mapping>,
 }
 
 impl Table {
@@ -198,7 +205,7 @@ impl Table {
     pub fn put(&mut self, m: Mapping) -> Option<Mapping> {
         let key = m.key;
         let old = self.detach(&key);
-        self.journal.push((key, old.clone()));
+        self.journal.record(key, old.clone());
         self.attach(m);
         old
     }
@@ -206,37 +213,29 @@ impl Table {
     /// Removes the mapping with `key`.
     pub fn remove(&mut self, key: &Key) -> Option<Mapping> {
         let old = self.detach(key)?;
-        self.journal.push((*key, Some(old.clone())));
+        self.journal.record(*key, Some(old.clone()));
         Some(old)
     }
 
     /// The earliest lease end, for the loop's timer.
     pub fn next_deadline(&self) -> Option<Millis> {
-        self.deadlines.first().map(|(t, _)| *t)
+        self.deadlines.next()
     }
 
     /// Keys whose lease has ended at `now`, at most `limit` of them (the
     /// loop takes the rest on its next turn, so a mass expiry never stalls it).
     pub fn expired(&self, now: Millis, limit: usize) -> Vec<Key> {
-        self.deadlines
-            .iter()
-            .take_while(|(t, _)| *t <= now)
-            .take(limit)
-            .map(|(_, k)| *k)
-            .collect()
+        self.deadlines.expired(now, limit)
     }
 
     /// A point to roll back to.
     pub fn savepoint(&self) -> usize {
-        self.journal.len()
+        self.journal.savepoint()
     }
 
     /// Undoes every change made since `sp`, newest first.
     pub fn rollback(&mut self, sp: usize) {
-        while self.journal.len() > sp {
-            let Some((key, old)) = self.journal.pop() else {
-                break;
-            };
+        while let Some((key, old)) = self.journal.undo_since(sp) {
             self.detach(&key);
             if let Some(m) = old {
                 self.attach(m);
@@ -244,7 +243,7 @@ impl Table {
         }
     }
 
-    /// True if anything was changed since the last `take_changes`.
+    /// True if anything was changed since the last `commit`.
     pub fn is_dirty(&self) -> bool {
         !self.journal.is_empty()
     }
@@ -253,35 +252,12 @@ impl Table {
     /// [`Change`] per key in key order. The journal is kept, so the batch
     /// can still be rolled back if the firewall refuses it.
     pub fn pending_changes(&self) -> Vec<Change> {
-        let mut first: HashMap<Key, &Option<Mapping>> = HashMap::new();
-        for (key, old) in &self.journal {
-            first.entry(*key).or_insert(old);
-        }
-        let mut out: Vec<Change> = first
-            .into_iter()
-            .filter_map(|(key, old)| {
-                let new = self.entries.get(&key);
-                (old.as_ref() != new).then(|| Change {
-                    key,
-                    old: old.clone(),
-                    new: new.cloned(),
-                })
-            })
-            .collect();
-        out.sort_by_key(|c| c.key);
-        out
+        self.journal.net(|k| self.entries.get(k))
     }
 
     /// Forgets the journal: the batch is final.
     pub fn commit(&mut self) {
         self.journal.clear();
-    }
-
-    /// [`Table::pending_changes`] followed by [`Table::commit`].
-    pub fn take_changes(&mut self) -> Vec<Change> {
-        let c = self.pending_changes();
-        self.commit();
-        c
     }
 
     fn attach(&mut self, m: Mapping) {
@@ -290,10 +266,10 @@ impl Table {
             self.order.insert(pos, key);
         }
         if let Some(t) = m.expires {
-            self.deadlines.insert((t, key));
+            self.deadlines.insert(t, key);
         }
         *self.per_client.entry(m.client).or_insert(0) += 1;
-        if m.origin.is_pmp() {
+        if m.origin.is_natpmp_or_pcp() {
             self.by_internal.insert((m.iaddr, key.proto, m.iport), key);
         }
         self.entries.insert(key, m);
@@ -305,7 +281,7 @@ impl Table {
             self.order.remove(pos);
         }
         if let Some(t) = m.expires {
-            self.deadlines.remove(&(t, *key));
+            self.deadlines.remove(t, *key);
         }
         if let Some(n) = self.per_client.get_mut(&m.client) {
             *n = n.saturating_sub(1);
@@ -339,6 +315,12 @@ pub(crate) mod tests {
             nonce: None,
             peer_port: None,
         }
+    }
+
+    fn take_changes(t: &mut Table) -> Vec<Change> {
+        let c = t.pending_changes();
+        t.commit();
+        c
     }
 
     #[test]
@@ -388,13 +370,13 @@ pub(crate) mod tests {
     fn changes_collapse_and_roll_back() {
         let mut t = Table::new();
         t.put(mapping(Proto::Tcp, 1, 2, None));
-        t.take_changes();
+        take_changes(&mut t);
         let sp = t.savepoint();
         t.put(mapping(Proto::Tcp, 2, 2, None));
         t.remove(&Key::new(Proto::Tcp, 2));
         t.remove(&Key::new(Proto::Tcp, 1));
         t.put(mapping(Proto::Tcp, 3, 3, None));
-        let c = t.take_changes();
+        let c = take_changes(&mut t);
         // key 2 was added and removed: no net change.
         assert_eq!(c.len(), 2);
         assert!(c[0].old.is_some() && c[0].new.is_none());
@@ -409,11 +391,11 @@ pub(crate) mod tests {
         assert!(t.get(&Key::new(Proto::Tcp, 3)).is_some());
         assert_eq!(t.next_deadline(), None);
         assert_eq!(t.count_for(Ipv4Addr::new(192, 168, 1, 4)), 0);
-        assert!(t.take_changes().is_empty());
+        assert!(take_changes(&mut t).is_empty());
     }
 
     #[test]
-    fn internal_index_for_pmp() {
+    fn internal_index_for_natpmp_and_pcp() {
         let mut t = Table::new();
         let mut m = mapping(Proto::Udp, 4000, 9, None);
         m.origin = Origin::NatPmp;

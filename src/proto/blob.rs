@@ -230,13 +230,6 @@ impl Value {
         }
     }
 
-    pub fn as_f64(&self) -> Option<f64> {
-        match *self {
-            Value::Double(d) => Some(d),
-            _ => None,
-        }
-    }
-
     /// The blobmsg type this value is encoded as.
     pub fn blob_type(&self) -> BlobType {
         match self {

@@ -11,10 +11,12 @@ pub mod http;
 pub mod igd;
 pub mod lease;
 pub mod natpmp;
+pub mod netlink;
 pub mod pcp;
 pub mod schema;
 pub mod soap;
 pub mod ssdp;
+pub mod stun;
 pub mod ubus;
 pub mod uci;
 pub mod xml;
@@ -59,14 +61,6 @@ impl Proto {
         match self {
             Proto::Tcp => "tcp",
             Proto::Udp => "udp",
-        }
-    }
-
-    /// The IANA protocol number (6 or 17).
-    pub fn iana(self) -> u8 {
-        match self {
-            Proto::Tcp => 6,
-            Proto::Udp => 17,
         }
     }
 

@@ -7,7 +7,7 @@
 //! [`ResultCode`] with its error-lifetime class (§7.4), and the IPv4-mapped
 //! address helpers (§5). Pure: no IO, no clock; must not import `core`,
 //! `sys` or tokio. Semantics that need state or configuration (client
-//! address check, THIRD_PARTY permission, lifetimes) live in `core::pmp`.
+//! address check, THIRD_PARTY permission, lifetimes) live in `core::natpmp_pcp`.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 

@@ -62,9 +62,6 @@ impl Action {
     pub fn inputs(&self) -> impl Iterator<Item = &Arg> {
         self.args.iter().filter(|a| a.dir == Dir::In)
     }
-    pub fn outputs(&self) -> impl Iterator<Item = &Arg> {
-        self.args.iter().filter(|a| a.dir == Dir::Out)
-    }
 }
 
 /// The services rupnpd implements.
@@ -728,7 +725,11 @@ mod tests {
         assert_eq!(WAN_IP_CONNECTION.version_in(1), 1);
         let any = WAN_IP_CONNECTION.action("AddAnyPortMapping").unwrap();
         assert_eq!(
-            any.outputs().map(|a| a.name).collect::<Vec<_>>(),
+            any.args
+                .iter()
+                .filter(|a| a.dir == Dir::Out)
+                .map(|a| a.name)
+                .collect::<Vec<_>>(),
             ["NewReservedPort"]
         );
     }

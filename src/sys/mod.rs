@@ -2,6 +2,7 @@
 //! netlink and syslog. tokio is allowed here; `core` and `proto` are used,
 //! never the other way round.
 
+pub mod facts;
 pub mod http;
 pub mod leasefile;
 pub mod netif;

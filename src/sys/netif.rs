@@ -8,15 +8,17 @@
 use std::collections::HashSet;
 use std::ffi::{CStr, CString};
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
-use crate::core::igd::LinkCounters;
-use crate::core::policy::Environment;
+use crate::core::facts::LinkCounters;
 use crate::proto::Proto;
+use crate::proto::netlink::route;
+use crate::proto::netlink::sock_diag::{self, IPPROTO_TCP, IPPROTO_UDP, TCP_CLOSE, TCP_LISTEN};
+use crate::sys::nfnl;
 
 /// Every address of every interface, from getifaddrs(3).
 fn for_each_addr(mut f: impl FnMut(&str, &libc::sockaddr, Option<&libc::sockaddr>)) {
@@ -137,102 +139,15 @@ pub fn default_route_dev() -> Option<String> {
     })
 }
 
-/// Sends one netlink dump request (`payload` after the 16-byte header) and
-/// hands every reply message's type and body to `each`, until
-/// NLMSG_DONE. Bounded: at most 1024 datagrams, every length checked.
-fn netlink_dump(
-    protocol: libc::c_int,
-    ty: u16,
-    payload: &[u8],
-    mut each: impl FnMut(u16, &[u8]),
-) -> io::Result<()> {
-    // SAFETY: plain socket call; the fd is owned at once.
-    let fd = unsafe {
-        let raw = libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            protocol,
-        );
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        OwnedFd::from_raw_fd(raw)
-    };
-    let total = 16 + payload.len();
-    let mut req = vec![0u8; total];
-    req[0..4].copy_from_slice(&(total as u32).to_ne_bytes());
-    req[4..6].copy_from_slice(&ty.to_ne_bytes());
-    let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
-    req[6..8].copy_from_slice(&flags.to_ne_bytes());
-    req[16..].copy_from_slice(payload);
-    // SAFETY: sending a buffer of the stated length.
-    if unsafe { libc::send(fd.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut buf = vec![0u8; 32 * 1024];
-    for _ in 0..1024 {
-        // SAFETY: receiving into a buffer of the given length.
-        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let mut d = &buf[..n as usize];
-        while d.len() >= 16 {
-            let len = u32::from_ne_bytes([d[0], d[1], d[2], d[3]]) as usize;
-            let ty = u16::from_ne_bytes([d[4], d[5]]);
-            if len < 16 || len > d.len() {
-                break;
-            }
-            match ty as i32 {
-                libc::NLMSG_DONE => return Ok(()),
-                libc::NLMSG_ERROR => return Err(io::Error::other("the kernel refused the dump")),
-                _ => each(ty, &d[16..len]),
-            }
-            d = d.get((len + 3) & !3..).unwrap_or(&[]);
-        }
-    }
-    Ok(())
-}
-
 /// The kernel's neighbour table (ARP and NDP): address → link-layer
 /// address, from one RTM_GETNEIGH dump.
-pub fn neighbours() -> io::Result<Vec<(std::net::IpAddr, [u8; 6])>> {
-    const RTM_GETNEIGH: u16 = 30;
-    const RTM_NEWNEIGH: u16 = 28;
-    const NDA_DST: u16 = 1;
-    const NDA_LLADDR: u16 = 2;
-    // ndmsg (12 bytes), family AF_UNSPEC: both tables
+pub fn neighbours() -> io::Result<Vec<(IpAddr, [u8; 6])>> {
     let mut out = Vec::new();
-    netlink_dump(libc::NETLINK_ROUTE, RTM_GETNEIGH, &[0u8; 12], |ty, m| {
-        if ty != RTM_NEWNEIGH || m.len() < 12 {
-            return;
-        }
-        let mut dst = None;
-        let mut mac = None;
-        let mut a = &m[12..];
-        while a.len() >= 4 {
-            let alen = u16::from_ne_bytes([a[0], a[1]]) as usize;
-            let aty = u16::from_ne_bytes([a[2], a[3]]);
-            if alen < 4 || alen > a.len() {
-                break;
-            }
-            let v = &a[4..alen];
-            match (aty, v.len()) {
-                (NDA_DST, 4) => dst = Some(std::net::IpAddr::from([v[0], v[1], v[2], v[3]])),
-                (NDA_DST, 16) => {
-                    let mut b = [0u8; 16];
-                    b.copy_from_slice(v);
-                    dst = Some(std::net::IpAddr::from(b));
-                }
-                (NDA_LLADDR, 6) => mac = Some([v[0], v[1], v[2], v[3], v[4], v[5]]),
-                _ => {}
-            }
-            a = a.get((alen + 3) & !3..).unwrap_or(&[]);
-        }
-        if let (Some(ip), Some(m)) = (dst, mac) {
-            if m != [0; 6] {
-                out.push((ip, m));
-            }
+    let mut sock = nfnl::Socket::open_protocol(libc::NETLINK_ROUTE)?;
+    sock.query(route::get_neighbours, &mut |m| {
+        // An all-zero address is an entry still being resolved.
+        if let Some(n) = route::parse_neighbour(m).filter(|n| n.lladdr != [0; 6]) {
+            out.push((n.addr, n.lladdr));
         }
     })?;
     Ok(out)
@@ -303,13 +218,13 @@ pub struct Listeners {
 impl Listeners {
     pub fn read(wan: Option<Ipv4Addr>) -> Listeners {
         let mut l = Listeners::default();
-        for family in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
-            // TCP_LISTEN = 10; unconnected UDP sockets are TCP_CLOSE = 7.
-            if let Err(e) = sock_diag(family, libc::IPPROTO_TCP as u8, 1 << 10, wan, &mut l.tcp) {
+        for family in [sock_diag::AF_INET, sock_diag::AF_INET6] {
+            if let Err(e) = diag_ports(family, IPPROTO_TCP, TCP_LISTEN, wan, &mut l.tcp) {
                 log::debug!("sock_diag tcp: {e}");
                 return Listeners::read_proc(wan);
             }
-            if let Err(e) = sock_diag(family, libc::IPPROTO_UDP as u8, 1 << 7, wan, &mut l.udp) {
+            // Unconnected UDP sockets are in TCP_CLOSE.
+            if let Err(e) = diag_ports(family, IPPROTO_UDP, TCP_CLOSE, wan, &mut l.udp) {
                 log::debug!("sock_diag udp: {e}");
                 return Listeners::read_proc(wan);
             }
@@ -335,47 +250,35 @@ impl Listeners {
     }
 }
 
-/// One SOCK_DIAG_BY_FAMILY dump (linux/inet_diag.h) collecting the local
-/// ports of sockets in `states` reachable from the WAN.
-fn sock_diag(
+/// One SOCK_DIAG_BY_FAMILY dump collecting the local ports of sockets
+/// in `states` reachable from the WAN.
+fn diag_ports(
     family: u8,
     protocol: u8,
     states: u32,
     wan: Option<Ipv4Addr>,
     out: &mut HashSet<u16>,
 ) -> io::Result<()> {
-    const SOCK_DIAG_BY_FAMILY: u16 = 20;
-    // inet_diag_req_v2 (56 bytes)
-    let mut req = [0u8; 56];
-    req[0] = family;
-    req[1] = protocol;
-    req[4..8].copy_from_slice(&states.to_ne_bytes());
-    netlink_dump(
-        libc::NETLINK_SOCK_DIAG,
-        SOCK_DIAG_BY_FAMILY,
-        &req,
-        |_, m| {
-            // inet_diag_msg: family, state, timer, retrans, then the sockid:
-            // sport (be16) dport (be16) src[16] dst[16] …
-            if m.len() < 24 {
+    let mut sock = nfnl::Socket::open_protocol(libc::NETLINK_SOCK_DIAG)?;
+    sock.query(
+        |seq| sock_diag::get_sockets(seq, family, protocol, states),
+        &mut |m| {
+            let Some(s) = sock_diag::parse_socket(m) else {
                 return;
-            }
-            let sport = u16::from_be_bytes([m[4], m[5]]);
-            let src = &m[8..24];
-            let reachable = if m[0] == libc::AF_INET as u8 {
-                let a = Ipv4Addr::new(src[0], src[1], src[2], src[3]);
-                a.is_unspecified() || Some(a) == wan
-            } else {
-                src.iter().all(|b| *b == 0)
+            };
+            let reachable = match s.src {
+                IpAddr::V4(a) => a.is_unspecified() || Some(a) == wan,
+                IpAddr::V6(a) => a.is_unspecified(),
             };
             if reachable {
-                out.insert(sport);
+                out.insert(s.sport);
             }
         },
-    )
+    )?;
+    Ok(())
 }
 
-/// Parses /proc/net/{tcp,udp}[6] lines: `sl local_address rem_address st …`
+/// Parses `/proc/net/{tcp,udp}[6]` lines: `sl local_address rem_address st …`
 /// with addresses in hex as the kernel stores them.
 fn parse_proc_net(text: &str, tcp: bool, wan: Option<Ipv4Addr>, out: &mut HashSet<u16>) {
     for line in text.lines().skip(1).take(65536) {
@@ -413,8 +316,9 @@ fn parse_proc_net(text: &str, tcp: bool, wan: Option<Ipv4Addr>, out: &mut HashSe
     }
 }
 
-impl Environment for Listeners {
-    fn wan_listener(&self, proto: Proto, port: u16) -> bool {
+impl Listeners {
+    /// Whether a socket the WAN side can reach holds `port`.
+    pub fn wan_listener(&self, proto: Proto, port: u16) -> bool {
         match proto {
             Proto::Tcp => self.tcp.contains(&port),
             Proto::Udp => self.udp.contains(&port),

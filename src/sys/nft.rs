@@ -2,15 +2,15 @@
 //! maps and sets inside fw4's `table inet fw4` (or an equivalent table the
 //! daemon creates where fw4 is absent).
 //!
-//! Owns: the ruleset structure, the elements each mapping and pinhole
-//! becomes, the transaction per loop turn, restoring after a firewall
+//! Owns: the transaction per loop turn, restoring after a firewall
 //! reload, and the netlink watch that notices such a reload. Elements
-//! (the per-mapping hot path) go straight to the kernel through
-//! [`super::nfnl`], one netlink round trip per transaction. The structure
-//! (tables, chains, set declarations, rules) is nft text, rare (start,
-//! firewall reload, WAN/LAN change), applied through libnftables loaded
-//! for that one transaction and unloaded after, or through the `nft`
-//! binary when the library is missing.
+//! (the per-mapping hot path, `elements`) go straight to the kernel
+//! through [`super::nfnl`], one netlink round trip per transaction. The
+//! structure (tables, chains, set declarations, rules: `ruleset`) is
+//! nft text, rare (start, firewall reload, WAN/LAN change), applied
+//! through libnftables loaded for that one transaction and unloaded
+//! after, or through the `nft` binary when the library is missing
+//! (`runner`).
 //!
 //! Layout (per-packet cost is one hash lookup whatever the number of
 //! mappings, the kernel expires leases even if the daemon dies, and every
@@ -25,389 +25,32 @@
 //! set upnp_alive   { 1 }                                      canary: gone = table was flushed
 //! ```
 
-use std::collections::{HashMap, HashSet};
-use std::ffi::{CStr, CString, c_char, c_int, c_void};
+mod elements;
+mod ruleset;
+mod runner;
+
+use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::io::{self, Write as _};
+use std::io;
 use std::net::Ipv4Addr;
-use std::process::{Command, Stdio};
 
 use crate::config::NftNames;
 use crate::core::firewall::{Counters, Firewall};
 use crate::core::pinhole::{PinChange, Pinhole};
 use crate::core::table::{Change, Key, Mapping, Millis};
-use crate::proto::Proto;
+use crate::proto::netlink::nftables::{self, Batch, Counter, Data, Elem};
 use crate::sys::netif::McastSocket;
-use crate::sys::nfnl::{self, Batch, Data, Elem};
-
-/// Extra time the kernel keeps an element after its lease: the daemon
-/// removes it itself while alive; the kernel only takes over if it died.
-pub const GRACE_MS: u64 = 10_000;
-
-/// Map and set names inside the table.
-pub const DNAT: &str = "upnp_dnat";
-pub const DNAT_RH: &str = "upnp_dnat_rh";
-pub const FWD: &str = "upnp_fwd";
-pub const SNAT: &str = "upnp_snat";
-pub const EXTADDR: &str = "upnp_extaddr";
-pub const ALIVE: &str = "upnp_alive";
-/// IPv6 pinholes, one set per wildcard shape: any remote, remote host
-/// (`_h`), remote port (`_p`), both (`_hp`).
-pub const PIN6: &str = "upnp_pin6";
-pub const PIN6_H: &str = "upnp_pin6_h";
-pub const PIN6_P: &str = "upnp_pin6_p";
-pub const PIN6_HP: &str = "upnp_pin6_hp";
-/// Comment on our main DNAT rule: a firewall reload flushes every rule
-/// (and, depending on the nft version, possibly set elements), so
-/// "our rule is there and so is the canary element" means intact.
-const MARKER: &str = "rupnpd";
-/// Base chains the daemon adds when fw4 is absent.
-const BASE_FORWARD: &str = "rupnpd_forward";
-const BASE_DSTNAT: &str = "rupnpd_dstnat";
-const BASE_SRCNAT: &str = "rupnpd_srcnat";
-
-/// Declarations, identical to those of the fw4 include file
-/// (`openwrt-pkg/rupnpd/files/nftables.d/table-post/20-rupnpd.nft`):
-/// `add` of an existing map only succeeds if it is declared the same way.
-pub const DECLARATIONS: [(&str, &str, &str); 10] = [
-    (
-        "map",
-        DNAT,
-        "type inet_proto . inet_service : ipv4_addr . inet_service; flags timeout; counter;",
-    ),
-    (
-        "map",
-        DNAT_RH,
-        "type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; flags interval,timeout; counter;",
-    ),
-    (
-        "set",
-        FWD,
-        "type ipv4_addr . inet_proto . inet_service; flags timeout; counter;",
-    ),
-    (
-        "map",
-        SNAT,
-        "type ipv4_addr . inet_proto . inet_service . ipv4_addr . inet_service : ipv4_addr . inet_service; flags timeout; counter;",
-    ),
-    ("set", EXTADDR, "type ipv4_addr;"),
-    ("set", ALIVE, "type inet_service;"),
-    (
-        "set",
-        PIN6,
-        "type ipv6_addr . inet_proto . inet_service; flags timeout; counter;",
-    ),
-    (
-        "set",
-        PIN6_H,
-        "type ipv6_addr . ipv6_addr . inet_proto . inet_service; flags timeout; counter;",
-    ),
-    (
-        "set",
-        PIN6_P,
-        "type inet_service . ipv6_addr . inet_proto . inet_service; flags timeout; counter;",
-    ),
-    (
-        "set",
-        PIN6_HP,
-        "type ipv6_addr . inet_service . ipv6_addr . inet_proto . inet_service; flags timeout; counter;",
-    ),
-];
-
-/// What the rules in our chains depend on.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Setup {
-    pub wan_dev: Option<String>,
-    pub lan_devs: Vec<String>,
-    pub ext_addr: Option<Ipv4Addr>,
-    pub hairpin: bool,
-    pub log_packets: bool,
-    pub log_connections: bool,
-}
-
-/// Quotes a device name for nft: names come from configuration, so
-/// anything outside the kernel's allowed characters is refused.
-fn dev_ok(d: &str) -> bool {
-    !d.is_empty()
-        && d.len() < 16
-        && d.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.@:".contains(&b))
-}
-
-/// An nft identifier (table, chain) from configuration.
-pub fn ident_ok(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        && s.as_bytes()[0].is_ascii_alphabetic()
-}
-
-fn dev_set(devs: &[String]) -> String {
-    let quoted: Vec<String> = devs
-        .iter()
-        .filter(|d| dev_ok(d))
-        .map(|d| format!("\"{d}\""))
-        .collect();
-    format!("{{ {} }}", quoted.join(", "))
-}
-
-/// The structure and rules: idempotent, so it serves at start and after
-/// every firewall reload. `own_base` adds hooked base chains (no fw4).
-pub fn structure(n: &NftNames, s: &Setup, own_base: bool) -> String {
-    let t = &n.table;
-    let mut c = String::with_capacity(2048);
-    let _ = writeln!(c, "add table inet {t}");
-    for chain in [&n.forward_chain, &n.prerouting_chain, &n.postrouting_chain] {
-        let _ = writeln!(c, "add chain inet {t} {chain}");
-        let _ = writeln!(c, "flush chain inet {t} {chain}");
-    }
-    for (kind, name, decl) in DECLARATIONS {
-        let _ = writeln!(c, "add {kind} inet {t} {name} {{ {decl} }}");
-    }
-    if own_base {
-        let base = [
-            (
-                BASE_FORWARD,
-                "filter hook forward priority filter",
-                &n.forward_chain,
-            ),
-            (
-                BASE_DSTNAT,
-                "nat hook prerouting priority dstnat",
-                &n.prerouting_chain,
-            ),
-            (
-                BASE_SRCNAT,
-                "nat hook postrouting priority srcnat",
-                &n.postrouting_chain,
-            ),
-        ];
-        for (name, hook, target) in base {
-            let _ = writeln!(
-                c,
-                "add chain inet {t} {name} {{ type {hook}; policy accept; }}"
-            );
-            let _ = writeln!(c, "flush chain inet {t} {name}");
-            let _ = writeln!(c, "add rule inet {t} {name} jump {target}");
-        }
-    }
-    let (fw, pre, post) = (&n.forward_chain, &n.prerouting_chain, &n.postrouting_chain);
-    let lans = dev_set(&s.lan_devs);
-    let have_lan = s.lan_devs.iter().any(|d| dev_ok(d));
-    if let Some(w) = s.wan_dev.as_deref().filter(|w| dev_ok(w)) {
-        let fwd_match = format!("ct status dnat ip daddr . meta l4proto . th dport @{FWD}");
-        let _ = writeln!(
-            c,
-            "add rule inet {t} {pre} iifname \"{w}\" meta l4proto {{ tcp, udp }} dnat ip to ip saddr . meta l4proto . th dport map @{DNAT_RH}"
-        );
-        let _ = writeln!(
-            c,
-            "add rule inet {t} {pre} iifname \"{w}\" meta nfproto ipv4 meta l4proto {{ tcp, udp }} dnat ip to meta l4proto . th dport map @{DNAT} comment \"{MARKER}\""
-        );
-        if s.log_connections {
-            let _ = writeln!(
-                c,
-                "add rule inet {t} {fw} iifname \"{w}\" ct state new {fwd_match} log prefix \"rupnpd conn: \" level info"
-            );
-        }
-        if s.log_packets {
-            let _ = writeln!(
-                c,
-                "add rule inet {t} {fw} iifname \"{w}\" {fwd_match} limit rate 20/second burst 50 packets log prefix \"rupnpd pkt: \" level info"
-            );
-        }
-        let _ = writeln!(
-            c,
-            "add rule inet {t} {fw} iifname \"{w}\" {fwd_match} accept"
-        );
-        // IPv6 pinholes: no translation, one lookup per wildcard shape.
-        for (set, key) in [
-            (PIN6, "ip6 daddr . meta l4proto . th dport"),
-            (PIN6_H, "ip6 saddr . ip6 daddr . meta l4proto . th dport"),
-            (PIN6_P, "th sport . ip6 daddr . meta l4proto . th dport"),
-            (
-                PIN6_HP,
-                "ip6 saddr . th sport . ip6 daddr . meta l4proto . th dport",
-            ),
-        ] {
-            let _ = writeln!(
-                c,
-                "add rule inet {t} {fw} iifname \"{w}\" meta nfproto ipv6 {key} @{set} accept"
-            );
-        }
-        if s.hairpin && have_lan {
-            let _ = writeln!(
-                c,
-                "add rule inet {t} {pre} iifname {lans} ip daddr @{EXTADDR} meta l4proto {{ tcp, udp }} dnat ip to meta l4proto . th dport map @{DNAT}"
-            );
-            let _ = writeln!(
-                c,
-                "add rule inet {t} {fw} iifname {lans} {fwd_match} accept"
-            );
-            let _ = writeln!(
-                c,
-                "add rule inet {t} {post} iifname {lans} oifname {lans} {fwd_match} masquerade"
-            );
-        }
-        let _ = writeln!(
-            c,
-            "add rule inet {t} {post} oifname \"{w}\" meta l4proto {{ tcp, udp }} snat ip to ip saddr . meta l4proto . th sport . ip daddr . th dport map @{SNAT}"
-        );
-    }
-    let _ = writeln!(c, "flush set inet {t} {EXTADDR}");
-    if let Some(a) = s.ext_addr {
-        let _ = writeln!(c, "add element inet {t} {EXTADDR} {{ {a} }}");
-    }
-    let _ = writeln!(c, "add element inet {t} {ALIVE} {{ 1 }}");
-    c
-}
-
-/// A forward-set key: internal address, protocol, internal port.
-type FwdKey = (Ipv4Addr, Proto, u16);
-/// The mappings referencing one forward element, with their lease ends.
-type FwdRefs = Vec<(Key, Option<Millis>)>;
-
-fn fwd_key(m: &Mapping) -> FwdKey {
-    (m.iaddr, m.key.proto, m.iport)
-}
-
-/// IANA protocol number, as `inet_proto` holds it.
-fn proto_number(p: Proto) -> u8 {
-    match p {
-        Proto::Tcp => 6,
-        Proto::Udp => 17,
-    }
-}
-
-/// Longest element lifetime we ask for (leases are far shorter).
-const TIMEOUT_MAX_S: u64 = 366 * 24 * 3600;
-
-/// An element's lifetime: the lease left (at least a second) plus the
-/// grace period, in whole seconds as `nft list` shows them; None =
-/// permanent.
-fn timeout_ms(expires: Option<Millis>, now: Millis) -> Option<u64> {
-    expires.map(|e| {
-        (e.saturating_sub(now).max(1000).saturating_add(GRACE_MS))
-            .div_ceil(1000)
-            .min(TIMEOUT_MAX_S)
-            * 1000
-    })
-}
-
-/// The first and last address of a remote-host prefix.
-fn prefix_range(a: Ipv4Addr, prefix: u8) -> (Ipv4Addr, Ipv4Addr) {
-    let p = u32::from(prefix.min(32));
-    let mask = u32::MAX.checked_shl(32 - p).unwrap_or(0);
-    let lo = u32::from(a) & mask;
-    (Ipv4Addr::from(lo), Ipv4Addr::from(lo | !mask))
-}
-
-/// A mapping's DNAT element, without lifetime: `proto . eport : iaddr .
-/// iport` in upnp_dnat, or with a remote host the range `rhost/prefix .
-/// proto . eport` in upnp_dnat_rh.
-fn dnat_elem(m: &Mapping) -> (&'static str, Elem) {
-    let data = Some(Data::new().ipv4(m.iaddr).service(m.iport));
-    let p = proto_number(m.key.proto);
-    match m.remote {
-        Some(r) => {
-            let (lo, hi) = prefix_range(r.addr, r.prefix);
-            let key = |a| Data::new().ipv4(a).proto(p).service(m.key.eport);
-            (
-                DNAT_RH,
-                Elem {
-                    key: key(lo),
-                    key_end: Some(key(hi)),
-                    data,
-                    ..Elem::default()
-                },
-            )
-        }
-        None => (
-            DNAT,
-            Elem {
-                key: Data::new().proto(p).service(m.key.eport),
-                data,
-                ..Elem::default()
-            },
-        ),
-    }
-}
-
-/// The SNAT element of a PCP PEER mapping, if it is one: `iaddr . proto
-/// . iport . peer . pport : ext . eport`.
-fn snat_elem(m: &Mapping, ext: Option<Ipv4Addr>) -> Option<Elem> {
-    let (pport, peer, ext) = (m.peer_port?, m.remote?, ext?);
-    Some(Elem {
-        key: Data::new()
-            .ipv4(m.iaddr)
-            .proto(proto_number(m.key.proto))
-            .service(m.iport)
-            .ipv4(peer.addr)
-            .service(pport),
-        data: Some(Data::new().ipv4(ext).service(m.key.eport)),
-        ..Elem::default()
-    })
-}
-
-/// A pinhole's element: its set by wildcard shape, keys ending with
-/// `iaddr . proto . iport`.
-fn pin_elem(p: &Pinhole) -> (&'static str, Elem) {
-    let tail = |d: Data| d.ipv6(p.iaddr).proto(p.proto).service(p.iport);
-    let (set, key) = match (p.remote, p.rport) {
-        (None, 0) => (PIN6, tail(Data::new())),
-        (Some(r), 0) => (PIN6_H, tail(Data::new().ipv6(r))),
-        (None, rp) => (PIN6_P, tail(Data::new().service(rp))),
-        (Some(r), rp) => (PIN6_HP, tail(Data::new().ipv6(r).service(rp))),
-    };
-    (
-        set,
-        Elem {
-            key,
-            ..Elem::default()
-        },
-    )
-}
-
-fn fwd_elem(k: &FwdKey) -> Elem {
-    Elem {
-        key: Data::new().ipv4(k.0).proto(proto_number(k.1)).service(k.2),
-        ..Elem::default()
-    }
-}
-
-/// The mapping key in a DNAT element's key: protocol and external port
-/// are its last two fields.
-fn dnat_mapping_key(key: &[u8]) -> Option<Key> {
-    let f = key.get(key.len().checked_sub(8)?..)?;
-    let proto = match f.first()? {
-        6 => Proto::Tcp,
-        17 => Proto::Udp,
-        _ => return None,
-    };
-    Some(Key::new(
-        proto,
-        u16::from_be_bytes([*f.get(4)?, *f.get(5)?]),
-    ))
-}
-
-/// The key [`Nft::pinhole_counter_map`] files a pinhole element under.
-fn pin_map_key(set: &str, key: &[u8]) -> String {
-    format!("{set} {}", nfnl::hex(key))
-}
-
-/// The forward element an endpoint needs: present while any mapping
-/// points at it, living as long as the longest of them (None inside
-/// `Some` = permanent).
-fn fwd_state(refs: &[(Key, Option<Millis>)]) -> Option<Option<Millis>> {
-    if refs.is_empty() {
-        return None;
-    }
-    if refs.iter().any(|(_, e)| e.is_none()) {
-        return Some(None);
-    }
-    Some(refs.iter().filter_map(|(_, e)| *e).max())
-}
+use crate::sys::nfnl;
+use elements::{
+    FwdKey, FwdRefs, counters, dnat_elem, dnat_mapping_key, fwd_elem, fwd_key, fwd_state, pin_elem,
+    pin_map_key, snat_elem, timeout_ms,
+};
+use ruleset::{
+    ALIVE, BASE_DSTNAT, BASE_FORWARD, BASE_SRCNAT, DECLARATIONS, DNAT, DNAT_RH, EXTADDR, FWD,
+    MARKER, PIN6, PIN6_H, PIN6_HP, PIN6_P, SNAT, ident_ok,
+};
+pub use ruleset::{Setup, describe, structure};
+use runner::{LibNft, Runner, first_line, nft_command, trim_heap};
 
 /// When an element operation runs inside one transaction. Deleting an
 /// element that may already be gone (expired in the kernel, flushed by a
@@ -433,163 +76,6 @@ fn as_installed(e: &Elem) -> Elem {
         counter: None,
         ..*e
     }
-}
-
-/// libnftables, loaded with dlopen for one structure transaction and
-/// unloaded right after (its libraries and its ruleset cache would
-/// otherwise stay resident); the daemon still runs through the `nft`
-/// binary where only nftables' command-line package is installed.
-struct LibNft {
-    handle: *mut c_void,
-    ctx: *mut c_void,
-    run: unsafe extern "C" fn(*mut c_void, *const c_char) -> c_int,
-    output: unsafe extern "C" fn(*mut c_void) -> *const c_char,
-    error: unsafe extern "C" fn(*mut c_void) -> *const c_char,
-    free: unsafe extern "C" fn(*mut c_void),
-}
-
-impl LibNft {
-    fn open() -> Option<LibNft> {
-        // SAFETY: dlopen/dlsym with NUL-terminated names; every symbol is
-        // checked for NULL and cast to the signature libnftables.h gives.
-        unsafe {
-            let mut handle = std::ptr::null_mut();
-            for name in [c"libnftables.so.1", c"libnftables.so"] {
-                handle = libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
-                if !handle.is_null() {
-                    break;
-                }
-            }
-            if handle.is_null() {
-                return None;
-            }
-            let sym = |n: &CStr| {
-                let p = libc::dlsym(handle, n.as_ptr());
-                (!p.is_null()).then_some(p)
-            };
-            let syms = (|| {
-                Some((
-                    sym(c"nft_ctx_new")?,
-                    sym(c"nft_ctx_buffer_output")?,
-                    sym(c"nft_ctx_buffer_error")?,
-                    sym(c"nft_run_cmd_from_buffer")?,
-                    sym(c"nft_ctx_get_output_buffer")?,
-                    sym(c"nft_ctx_get_error_buffer")?,
-                    sym(c"nft_ctx_free")?,
-                ))
-            })();
-            let Some((new, buffer_output, buffer_error, run, output, error, free)) = syms else {
-                libc::dlclose(handle);
-                return None;
-            };
-            type New = unsafe extern "C" fn(u32) -> *mut c_void;
-            type Buffer = unsafe extern "C" fn(*mut c_void) -> c_int;
-            let new = std::mem::transmute::<*mut c_void, New>(new);
-            let buffer_output = std::mem::transmute::<*mut c_void, Buffer>(buffer_output);
-            let buffer_error = std::mem::transmute::<*mut c_void, Buffer>(buffer_error);
-            let ctx = new(0);
-            if ctx.is_null() {
-                libc::dlclose(handle);
-                return None;
-            }
-            buffer_output(ctx);
-            buffer_error(ctx);
-            type Run = unsafe extern "C" fn(*mut c_void, *const c_char) -> c_int;
-            type Text = unsafe extern "C" fn(*mut c_void) -> *const c_char;
-            type Free = unsafe extern "C" fn(*mut c_void);
-            Some(LibNft {
-                handle,
-                ctx,
-                run: std::mem::transmute::<*mut c_void, Run>(run),
-                output: std::mem::transmute::<*mut c_void, Text>(output),
-                error: std::mem::transmute::<*mut c_void, Text>(error),
-                free: std::mem::transmute::<*mut c_void, Free>(free),
-            })
-        }
-    }
-
-    fn run(&mut self, cmds: &str) -> Result<String, String> {
-        let c = CString::new(cmds).map_err(|_| "command contains a NUL byte".to_string())?;
-        // SAFETY: ctx is valid until Drop; the buffers returned by
-        // libnftables stay valid until the next call on this context.
-        unsafe {
-            let rc = (self.run)(self.ctx, c.as_ptr());
-            let out = text((self.output)(self.ctx));
-            let err = text((self.error)(self.ctx));
-            if rc == 0 { Ok(out) } else { Err(err) }
-        }
-    }
-}
-
-fn text(p: *const c_char) -> String {
-    if p.is_null() {
-        return String::new();
-    }
-    // SAFETY: libnftables returns NUL-terminated buffers.
-    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
-}
-
-impl Drop for LibNft {
-    fn drop(&mut self) {
-        // SAFETY: ctx came from nft_ctx_new and is freed once; nothing of
-        // the library is referenced after dlclose.
-        unsafe {
-            (self.free)(self.ctx);
-            libc::dlclose(self.handle);
-        }
-        trim_heap();
-    }
-}
-
-/// Gives freed heap back to the system: glibc keeps it otherwise (after
-/// libnftables' cache or a large batch). musl returns it by itself.
-fn trim_heap() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks and trims the allocator's own state.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-/// How structure transactions (text) reach nftables.
-enum Runner {
-    /// libnftables, loaded for the transactions of one restore.
-    Lib,
-    /// The `nft` command.
-    Cmd,
-}
-
-// SAFETY: a context is used by one thread at a time; it only moves to
-// another thread to be freed after its last use (`Nft::release_lib`).
-unsafe impl Send for LibNft {}
-
-/// Runs nft text through the `nft` command.
-fn nft_command(cmds: &str) -> Result<String, String> {
-    let mut child = Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run nft: {e}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(cmds.as_bytes())
-            .map_err(|e| format!("writing to nft: {e}"))?;
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| format!("waiting for nft: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
-
-/// The first line of an nft error, for logs and SOAP failures.
-fn first_line(e: &str) -> String {
-    e.lines().next().unwrap_or("nft failed").trim().to_string()
 }
 
 /// The nftables backend.
@@ -714,21 +200,6 @@ impl Nft {
         }
     }
 
-    /// Builds (or rebuilds after a reload) the structure and rules, then
-    /// installs `all` and `pins`: exactly these after a start or a failed
-    /// transaction (the sets are flushed first), otherwise by adding only,
-    /// so elements that survived a firewall reload keep their counters.
-    pub fn restore(
-        &mut self,
-        all: &[&Mapping],
-        pins: &[&Pinhole],
-        now: Millis,
-    ) -> Result<(), String> {
-        let r = self.restore_inner(all, pins, now);
-        self.release_lib();
-        r
-    }
-
     fn restore_inner(
         &mut self,
         all: &[&Mapping],
@@ -765,20 +236,13 @@ impl Nft {
     }
 
     /// Changes what the rules depend on (WAN device or address, LAN
-    /// devices, toggles) and reinstalls everything.
-    pub fn set_setup(
-        &mut self,
-        setup: Setup,
-        all: &[&Mapping],
-        pins: &[&Pinhole],
-        now: Millis,
-    ) -> Result<(), String> {
+    /// devices, toggles); the next restore installs the rules anew.
+    pub fn set_setup(&mut self, setup: Setup) {
         // SNAT elements carry the external address.
         if setup.ext_addr != self.setup.ext_addr {
             self.flush_next = true;
         }
         self.setup = setup;
-        self.restore(all, pins, now)
     }
 
     pub fn setup(&self) -> &Setup {
@@ -804,7 +268,7 @@ impl Nft {
         let mut marked = false;
         let chain = self.names.prerouting_chain.clone();
         let listed = self.sock.rules(&t, &chain, &mut |r| {
-            marked |= nfnl::rule_comment(r.userdata) == Some(MARKER.as_bytes());
+            marked |= nftables::rule_comment(r.userdata) == Some(MARKER.as_bytes());
         });
         listed.is_ok() && marked
     }
@@ -1013,7 +477,7 @@ impl Nft {
     }
 
     /// Reads one element's counters (to carry them over a renewal).
-    fn element_counters(&mut self, set: &str, e: &Elem) -> Option<Counters> {
+    fn element_counters(&mut self, set: &str, e: &Elem) -> Option<Counter> {
         let t = &self.names.table;
         match self.sock.element(t, set, &e.key, e.key_end.as_ref()) {
             Ok(found) => found.and_then(|f| f.counter),
@@ -1109,16 +573,26 @@ impl Firewall for Nft {
         Ok(())
     }
 
-    fn sync(&mut self, all: &[&Mapping], pins: &[&Pinhole], now: Millis) -> Result<(), String> {
-        self.install(all, pins, now, true)?;
-        self.flush_next = false;
-        self.rebuild_refs(all);
-        Ok(())
+    /// Builds (or rebuilds after a reload) the structure and rules, then
+    /// installs `all` and `pins`: exactly these after a start or a failed
+    /// transaction (the sets are flushed first), otherwise by adding only,
+    /// so elements that survived a firewall reload keep their counters.
+    fn restore(&mut self, all: &[&Mapping], pins: &[&Pinhole], now: Millis) -> Result<(), String> {
+        let r = self.restore_inner(all, pins, now);
+        self.release_lib();
+        r
     }
 
     fn pinhole_counters(&mut self, p: &Pinhole) -> Option<Counters> {
         let (set, e) = pin_elem(p);
-        self.element_counters(set, &e)
+        self.element_counters(set, &e).map(counters)
+    }
+
+    fn all_pinhole_counters(&mut self, pins: &[&Pinhole]) -> HashMap<u16, Counters> {
+        let by_element = self.pinhole_counter_map();
+        pins.iter()
+            .filter_map(|p| by_element.get(&Nft::pinhole_key(p)).map(|c| (p.id, *c)))
+            .collect()
     }
 
     fn counters(&mut self) -> HashMap<Key, Counters> {
@@ -1127,7 +601,7 @@ impl Firewall for Nft {
         for set in [DNAT, DNAT_RH] {
             let r = self.sock.elements(&t, set, &mut |e| {
                 if let Some(k) = dnat_mapping_key(e.key) {
-                    out.insert(k, e.counter.unwrap_or_default());
+                    out.insert(k, e.counter.map(counters).unwrap_or_default());
                 }
             });
             if let Err(e) = r {
@@ -1146,7 +620,8 @@ impl Nft {
         let mut out = HashMap::new();
         for set in [PIN6, PIN6_H, PIN6_P, PIN6_HP] {
             let r = self.sock.elements(&t, set, &mut |e| {
-                out.insert(pin_map_key(set, e.key), e.counter.unwrap_or_default());
+                let c = e.counter.map(counters).unwrap_or_default();
+                out.insert(pin_map_key(set, e.key), c);
             });
             if let Err(e) = r {
                 log::debug!("listing {set}: {e}");
@@ -1171,16 +646,13 @@ pub struct Monitor {
     pid: u32,
 }
 
-/// NFNLGRP_NFTABLES (linux/netfilter/nfnetlink.h).
-const NFNLGRP_NFTABLES: u32 = 7;
-const NFNL_SUBSYS_NFTABLES: u16 = 10;
-const NFT_MSG_NEWGEN: u16 = 15;
-const NFTA_GEN_PROC_PID: u16 = 2;
-
 impl Monitor {
     pub fn new() -> io::Result<Monitor> {
         Ok(Monitor {
-            sock: McastSocket::open(libc::NETLINK_NETFILTER, 1 << (NFNLGRP_NFTABLES - 1))?,
+            sock: McastSocket::open(
+                libc::NETLINK_NETFILTER,
+                1 << (nftables::NFNLGRP_NFTABLES - 1),
+            )?,
             pid: std::process::id(),
         })
     }
@@ -1195,7 +667,7 @@ impl Monitor {
                     // Lost notifications: assume the worst.
                     None => foreign = true,
                     Some(d) => {
-                        if newgen_pids(d).iter().any(|p| *p != self.pid) {
+                        if nftables::newgen_pids(d).iter().any(|p| *p != self.pid) {
                             foreign = true;
                         }
                     }
@@ -1205,280 +677,5 @@ impl Monitor {
                 return Ok(());
             }
         }
-    }
-}
-
-/// The committing PIDs of the NEWGEN messages in one netlink datagram (0
-/// when a message carries none). Bounded by the datagram: every length is
-/// checked before use.
-pub fn newgen_pids(mut d: &[u8]) -> Vec<u32> {
-    let mut out = Vec::new();
-    while d.len() >= 16 {
-        let len = u32::from_ne_bytes([d[0], d[1], d[2], d[3]]) as usize;
-        let ty = u16::from_ne_bytes([d[4], d[5]]);
-        if len < 16 || len > d.len() {
-            break;
-        }
-        if ty == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN {
-            // nlmsghdr (16) + nfgenmsg (4), then attributes.
-            let mut a = d.get(20..len).unwrap_or(&[]);
-            let mut pid = 0;
-            while a.len() >= 4 {
-                let alen = u16::from_ne_bytes([a[0], a[1]]) as usize;
-                let aty = u16::from_ne_bytes([a[2], a[3]]) & 0x3fff;
-                if alen < 4 || alen > a.len() {
-                    break;
-                }
-                if aty == NFTA_GEN_PROC_PID && alen >= 8 {
-                    pid = u32::from_be_bytes([a[4], a[5], a[6], a[7]]);
-                }
-                let step = (alen + 3) & !3;
-                a = a.get(step..).unwrap_or(&[]);
-            }
-            out.push(pid);
-        }
-        let step = (len + 3) & !3;
-        d = d.get(step..).unwrap_or(&[]);
-    }
-    out
-}
-
-/// Whether two setups need the rules rebuilt.
-pub fn rules_differ(a: &Setup, b: &Setup) -> bool {
-    a != b
-}
-
-/// Devices in a set, deduplicated, for logs.
-pub fn describe(s: &Setup) -> String {
-    let lans: HashSet<&String> = s.lan_devs.iter().collect();
-    format!(
-        "wan={} lan={:?} ext={}",
-        s.wan_dev.as_deref().unwrap_or("-"),
-        lans,
-        s.ext_addr
-            .map(|a| a.to_string())
-            .unwrap_or_else(|| "-".into())
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::core::table::{Origin, RemoteFilter};
-
-    fn m(eport: u16, iport: u16, d: u8, expires: Option<Millis>) -> Mapping {
-        Mapping {
-            key: Key::new(Proto::Tcp, eport),
-            iaddr: Ipv4Addr::new(192, 168, 77, d),
-            iport,
-            remote: None,
-            desc: String::new(),
-            origin: Origin::UpnpV2,
-            client: Ipv4Addr::new(192, 168, 77, d),
-            expires,
-            nonce: None,
-            peer_port: None,
-        }
-    }
-
-    fn hex_of(d: &Data) -> String {
-        nfnl::hex(d.as_bytes())
-    }
-
-    /// Keys and values as `nft --debug=netlink add element` shows them for
-    /// the same elements (nft 1.0.6), byte for byte.
-    #[test]
-    fn element_encodings() {
-        let a = m(18080, 8080, 2, Some(3_600_000));
-        let (set, e) = dnat_elem(&a);
-        assert_eq!(set, DNAT);
-        assert_eq!(hex_of(&e.key), "06000000 46a00000");
-        assert_eq!(hex_of(&e.data.unwrap()), "c0a84d02 1f900000");
-        assert_eq!(e.key_end, None);
-
-        let mut r = a.clone();
-        r.key = Key::new(Proto::Udp, 18080);
-        r.remote = Some(RemoteFilter {
-            addr: Ipv4Addr::new(192, 0, 3, 77),
-            prefix: 24,
-        });
-        let (set, e) = dnat_elem(&r);
-        assert_eq!(set, DNAT_RH);
-        assert_eq!(hex_of(&e.key), "c0000300 11000000 46a00000");
-        assert_eq!(hex_of(&e.key_end.unwrap()), "c00003ff 11000000 46a00000");
-        r.remote = Some(RemoteFilter::host(Ipv4Addr::new(192, 0, 3, 2)));
-        let (_, e) = dnat_elem(&r);
-        assert_eq!(e.key, e.key_end.unwrap());
-
-        let mut p = a.clone();
-        p.peer_port = Some(5000);
-        p.remote = Some(RemoteFilter::host(Ipv4Addr::new(192, 0, 3, 2)));
-        let e = snat_elem(&p, Some(Ipv4Addr::new(192, 0, 3, 1))).unwrap();
-        assert_eq!(
-            hex_of(&e.key),
-            "c0a84d02 06000000 1f900000 c0000302 13880000"
-        );
-        assert_eq!(hex_of(&e.data.unwrap()), "c0000301 46a00000");
-        assert!(snat_elem(&p, None).is_none());
-        assert!(snat_elem(&a, Some(Ipv4Addr::new(192, 0, 3, 1))).is_none());
-
-        assert_eq!(
-            hex_of(&fwd_elem(&fwd_key(&a)).key),
-            "c0a84d02 06000000 1f900000"
-        );
-    }
-
-    #[test]
-    fn pinhole_encodings() {
-        let mut p = Pinhole {
-            id: 1,
-            remote: None,
-            rport: 0,
-            iaddr: "fd77::2".parse().unwrap(),
-            iport: 8080,
-            proto: 17,
-            expires: 60_000,
-            client: "fd77::2".parse().unwrap(),
-        };
-        let tail = "fd770000 00000000 00000000 00000002 11000000 1f900000";
-        let (set, e) = pin_elem(&p);
-        assert_eq!((set, hex_of(&e.key)), (PIN6, tail.to_string()));
-        p.rport = 5000;
-        let (set, e) = pin_elem(&p);
-        assert_eq!((set, hex_of(&e.key)), (PIN6_P, format!("13880000 {tail}")));
-        p.remote = Some("2001:db8::1".parse().unwrap());
-        let remote = "20010db8 00000000 00000000 00000001";
-        let (set, e) = pin_elem(&p);
-        assert_eq!(
-            (set, hex_of(&e.key)),
-            (PIN6_HP, format!("{remote} 13880000 {tail}"))
-        );
-        p.rport = 0;
-        let (set, e) = pin_elem(&p);
-        assert_eq!((set, hex_of(&e.key)), (PIN6_H, format!("{remote} {tail}")));
-        // the counter map and the lookup agree on the key
-        assert_eq!(Nft::pinhole_key(&p), pin_map_key(PIN6_H, e.key.as_bytes()));
-    }
-
-    #[test]
-    fn lifetimes_and_ranges() {
-        assert_eq!(timeout_ms(Some(3_600_000), 0), Some(3_610_000));
-        assert_eq!(timeout_ms(None, 0), None);
-        assert_eq!(timeout_ms(Some(10), 5000), Some(11_000));
-        assert_eq!(timeout_ms(Some(1500), 0), Some(12_000));
-        assert_eq!(timeout_ms(Some(u64::MAX), 0), Some(TIMEOUT_MAX_S * 1000));
-        let a = Ipv4Addr::new(192, 0, 3, 77);
-        assert_eq!(prefix_range(a, 32), (a, a));
-        assert_eq!(
-            prefix_range(a, 0),
-            (Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST)
-        );
-        assert_eq!(
-            prefix_range(a, 31),
-            (Ipv4Addr::new(192, 0, 3, 76), Ipv4Addr::new(192, 0, 3, 77))
-        );
-        assert_eq!(prefix_range(a, 200), (a, a));
-    }
-
-    #[test]
-    fn mapping_keys_from_dumped_dnat_keys() {
-        let a = m(18080, 8080, 2, None);
-        let (_, e) = dnat_elem(&a);
-        assert_eq!(dnat_mapping_key(e.key.as_bytes()), Some(a.key));
-        let mut r = a.clone();
-        r.key = Key::new(Proto::Udp, 1);
-        r.remote = Some(RemoteFilter::host(Ipv4Addr::new(192, 0, 3, 2)));
-        let (_, e) = dnat_elem(&r);
-        assert_eq!(dnat_mapping_key(e.key.as_bytes()), Some(r.key));
-        assert_eq!(dnat_mapping_key(&[6, 0, 0, 0, 0x46]), None);
-        assert_eq!(dnat_mapping_key(&[]), None);
-        assert_eq!(dnat_mapping_key(&[1, 0, 0, 0, 0, 80, 0, 0]), None);
-    }
-
-    #[test]
-    fn forward_refcounts() {
-        let k1 = Key::new(Proto::Tcp, 1);
-        let k2 = Key::new(Proto::Tcp, 2);
-        assert_eq!(fwd_state(&[]), None);
-        assert_eq!(fwd_state(&[(k1, Some(5)), (k2, Some(9))]), Some(Some(9)));
-        assert_eq!(fwd_state(&[(k1, Some(5)), (k2, None)]), Some(None));
-    }
-
-    #[test]
-    fn structure_text() {
-        let s = Setup {
-            wan_dev: Some("r-wan".into()),
-            lan_devs: vec!["r-lan".into(), "bad\"dev".into()],
-            ext_addr: Some(Ipv4Addr::new(192, 0, 3, 1)),
-            hairpin: true,
-            log_packets: true,
-            log_connections: false,
-        };
-        let text = structure(&NftNames::default(), &s, false);
-        assert!(text.contains("add rule inet fw4 upnp_prerouting iifname \"r-wan\" meta nfproto ipv4 meta l4proto { tcp, udp } dnat ip to meta l4proto . th dport map @upnp_dnat comment \"rupnpd\"\n"));
-        assert!(text.contains("iifname { \"r-lan\" } ip daddr @upnp_extaddr"));
-        assert!(!text.contains("bad"));
-        assert!(text.contains("log prefix \"rupnpd pkt: \""));
-        assert!(!text.contains("rupnpd conn"));
-        assert!(!text.contains(BASE_FORWARD));
-        assert!(text.contains("add element inet fw4 upnp_extaddr { 192.0.3.1 }"));
-        let own = structure(&NftNames::default(), &s, true);
-        assert!(own.contains("add chain inet fw4 rupnpd_forward { type filter hook forward priority filter; policy accept; }"));
-    }
-
-    #[test]
-    fn netlink_newgen() {
-        // nlmsghdr(len 32, type 0x0a0f) + nfgenmsg + attr PROC_PID=1234 + attr GEN_ID
-        let mut d = Vec::new();
-        d.extend_from_slice(&32u32.to_ne_bytes());
-        d.extend_from_slice(&0x0a0fu16.to_ne_bytes());
-        d.extend_from_slice(&[0; 10]);
-        d.extend_from_slice(&[0; 4]);
-        d.extend_from_slice(&8u16.to_ne_bytes());
-        d.extend_from_slice(&2u16.to_ne_bytes());
-        d.extend_from_slice(&1234u32.to_be_bytes());
-        d.extend_from_slice(&4u16.to_ne_bytes());
-        d.extend_from_slice(&1u16.to_ne_bytes());
-        assert_eq!(newgen_pids(&d), vec![1234]);
-        // truncated and garbage input never panics
-        for cut in 0..d.len() {
-            let _ = newgen_pids(&d[..cut]);
-        }
-        assert!(newgen_pids(&[0xff; 40]).is_empty());
-    }
-
-    /// The daemon's declarations and the fw4 include file must agree:
-    /// re-declaring a map differently fails fw4's whole ruleset load.
-    #[test]
-    fn declarations_match_the_fw4_include() {
-        let include =
-            include_str!("../../openwrt-pkg/rupnpd/files/nftables.d/table-post/20-rupnpd.nft");
-        let norm = |s: &str| {
-            s.replace([';', '\n', '\t'], " ")
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
-        let text = norm(
-            &include
-                .lines()
-                .filter(|l| !l.trim_start().starts_with('#'))
-                .collect::<Vec<_>>()
-                .join("\n"),
-        );
-        for (kind, name, decl) in DECLARATIONS {
-            let want = norm(&format!("{kind} {name} {{ {decl} }}"));
-            assert!(text.contains(&want), "include lacks: {want}\n in: {text}");
-        }
-        for chain in ["upnp_forward", "upnp_prerouting", "upnp_postrouting"] {
-            assert!(text.contains(&format!("chain {chain} {{}}")), "{chain}");
-        }
-    }
-
-    #[test]
-    fn identifiers() {
-        assert!(ident_ok("fw4") && ident_ok("upnp_forward"));
-        assert!(!ident_ok("") && !ident_ok("a b") && !ident_ok("x;y") && !ident_ok("1abc"));
-        assert!(dev_ok("pppoe-wan") && !dev_ok("a\"b") && !dev_ok("waytoolongdevicename"));
     }
 }

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 pub const SSDP_GROUP: Ipv4Addr = Ipv4Addr::new(239, 255, 255, 250);
 pub const SSDP_PORT: u16 = 1900;
-pub const PMP_PORT: u16 = 5351;
+pub const NATPMP_PCP_PORT: u16 = 5351;
 /// Where NAT-PMP and PCP announcements go (RFC 6886 §3.2.1, RFC 6887 §14.1).
 pub const ALL_HOSTS: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(224, 0, 0, 1), 5350);
 
@@ -28,7 +28,7 @@ const MAX_DATAGRAM: usize = 2048;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Ssdp,
-    Pmp,
+    NatPmpPcp,
 }
 
 /// A datagram received on LAN interface number `lan`.
@@ -58,12 +58,12 @@ pub fn ssdp_socket(dev: &str, addr: Ipv4Addr) -> io::Result<UdpSocket> {
 }
 
 /// The NAT-PMP/PCP socket of one LAN address.
-pub fn pmp_socket(dev: &str, addr: Ipv4Addr) -> io::Result<UdpSocket> {
+pub fn natpmp_pcp_socket(dev: &str, addr: Ipv4Addr) -> io::Result<UdpSocket> {
     let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     s.set_reuse_address(true)?;
     s.bind_device(Some(dev.as_bytes()))?;
-    s.bind(&SocketAddr::from((addr, PMP_PORT)).into())
-        .map_err(|e| io::Error::new(e.kind(), format!("binding {addr}:{PMP_PORT}: {e}")))?;
+    s.bind(&SocketAddr::from((addr, NATPMP_PCP_PORT)).into())
+        .map_err(|e| io::Error::new(e.kind(), format!("binding {addr}:{NATPMP_PCP_PORT}: {e}")))?;
     s.set_multicast_if_v4(&addr)?;
     s.set_multicast_ttl_v4(1)?;
     s.set_multicast_loop_v4(false)?;

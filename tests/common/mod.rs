@@ -1,10 +1,12 @@
 //! The namespace test bed for integration tests: a LAN host, a router
 //! running the real daemon, and a WAN host, joined by veth pairs
-//! (`../shared/reference/testbed.md`). Everything is created per test
+//! (`docs/testbed.md`). Everything is created per test
 //! under a unique prefix and removed in `Drop`, so a failing or panicking
 //! test cleans up too; a bed left over by a killed run is removed before
 //! the same test builds it again.
 #![allow(dead_code)]
+
+pub mod carrier;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};

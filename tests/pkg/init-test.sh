@@ -5,7 +5,9 @@
 #   - /etc/init.d/rupnpd start, reload, stop (procd instance, params, triggers, signals),
 #   - /usr/share/rupnpd/firewall.include (fw4 script include),
 #   - /etc/hotplug.d/iface/50-rupnpd,
-#   - /etc/uci-defaults/99-rupnpd (firewall include registration, idempotent).
+#   - /etc/uci-defaults/99-rupnpd (firewall include registration, idempotent),
+#   - the package's postrm (the include removed on removal, kept on upgrade),
+#     on /etc/config/firewall through a `uci` stand-in that keeps uci's file format.
 # The scripts run under $PKGTEST_SH (default: busybox's ash, OpenWrt's shell, else sh).
 # Prints one line per case; exits non-zero if any case fails.
 set -uo pipefail
@@ -49,7 +51,7 @@ new_case() {
 # run_in_case <command...>: runs with the stand-ins, PATH fakes first; sets $rc.
 run_in_case() {
 	env PKGTEST_LOG="$case_dir/log" PKGTEST_CONFDIR="$case_dir/etc/config" \
-		PKGTEST_UCI="$case_dir/uci" PATH="$stubs/bin:$PATH" "$@"
+		PATH="$stubs/bin:$PATH" "$@"
 	rc=$?
 }
 
@@ -207,35 +209,138 @@ new_case "$files/upnpd.config"
 hotplug ACTION=ifdown INTERFACE=wan
 check "hotplug: ifdown: nothing" 0 ""
 
-# --- uci-defaults -----------------------------------------------------------------------------
+# --- uci-defaults and postrm, on /etc/config/firewall in uci's file format ------------------------
+#
+# The `uci` stand-in (stubs/bin/uci) reads and writes packages as uci does: staged changes, the
+# file written at commit in uci's export layout. fixtures/firewall is a firewall package as uci
+# writes it. The package's postrm is taken from openwrt-pkg/rupnpd/Makefile (make's `$$` undone).
+
+postrm="$work/postrm"
+sed -n '/^define Package\/rupnpd\/postrm$/,/^endef$/p' "$root/openwrt-pkg/rupnpd/Makefile" |
+	sed -e '1d' -e '$d' -e 's/\$\$/$/g' >"$postrm"
+if [ "$(head -n 1 "$postrm")" != '#!/bin/sh' ]; then
+	echo "FAIL no Package/rupnpd/postrm in the Makefile"
+	failed=$((failed + 1))
+fi
+if command -v shellcheck >/dev/null; then
+	if shellcheck -s sh "$postrm"; then
+		echo "ok   postrm passes shellcheck (POSIX sh)"
+		passed=$((passed + 1))
+	else
+		echo "FAIL postrm: shellcheck"
+		failed=$((failed + 1))
+	fi
+fi
 
 include_batch="uci set firewall.rupnpd=include
 uci set firewall.rupnpd.type=script
 uci set firewall.rupnpd.path=/usr/share/rupnpd/firewall.include
 uci set firewall.rupnpd.fw4_compatible=1
 uci commit firewall"
-include_store="firewall.rupnpd=include
-firewall.rupnpd.type=script
-firewall.rupnpd.path=/usr/share/rupnpd/firewall.include
-firewall.rupnpd.fw4_compatible=1"
+include_section="
+config include 'rupnpd'
+	option type 'script'
+	option path '/usr/share/rupnpd/firewall.include'
+	option fw4_compatible '1'
+"
+default_firewall=$(cat "$fixtures/firewall")
 
-new_case "$files/upnpd.config"
-printf 'firewall.rupnpd.enabled=0\n' >"$case_dir/uci"
+# firewall_case [extra text appended to the default firewall]: a case whose
+# /etc/config/firewall is the default one plus the extra text.
+firewall_case() {
+	new_case "$files/upnpd.config"
+	# As uci writes it: the sections, then one empty line.
+	printf '%s\n%s\n' "$default_firewall" "${1:-}" >"$case_dir/etc/config/firewall"
+}
+# check_firewall <name> <expected file content>: the committed file, nothing left staged.
+check_firewall() {
+	{
+		echo "--- /etc/config/firewall"
+		cat "$case_dir/etc/config/firewall"
+		[ -e "$case_dir/etc/config/.staged/firewall" ] && echo "(uncommitted changes)"
+	} >>"$case_dir/log"
+	check "$1" 0 "$(printf '%s' "$2")"
+}
+
+firewall_case
 run_in_case "${SH[@]}" "$files/rupnpd.uci-defaults"
 run_in_case "${SH[@]}" "$files/rupnpd.uci-defaults"
-printf '%s\n' "--- store" >>"$case_dir/log"
-sort "$case_dir/uci" >>"$case_dir/log"
-check "uci-defaults: registers the script include, twice = once, keeps enabled 0" 0 "$include_batch
+check_firewall "uci-defaults: registers the script include, twice = once" "$include_batch
 $include_batch
---- store
-$(printf '%s\n' "$include_store" firewall.rupnpd.enabled=0 | sort)"
+--- /etc/config/firewall
+$default_firewall
+$include_section"
 
-new_case "$files/upnpd.config"
-printf '%s\n' firewall.miniupnpd=include firewall.miniupnpd.path=/usr/share/miniupnpd/firewall.include >"$case_dir/uci"
+firewall_case "
+config include 'rupnpd'
+	option enabled '0'
+"
 run_in_case "${SH[@]}" "$files/rupnpd.uci-defaults"
-check "uci-defaults: drops miniupnpd's orphaned fw3 include" 0 "$include_batch
+check_firewall "uci-defaults: an include the user disabled stays disabled" "$include_batch
+--- /etc/config/firewall
+$default_firewall
+
+config include 'rupnpd'
+	option enabled '0'
+	option type 'script'
+	option path '/usr/share/rupnpd/firewall.include'
+	option fw4_compatible '1'
+"
+
+firewall_case "
+config include 'miniupnpd'
+	option type 'script'
+	option path '/usr/share/miniupnpd/firewall.include'
+"
+run_in_case "${SH[@]}" "$files/rupnpd.uci-defaults"
+check_firewall "uci-defaults: drops miniupnpd's orphaned fw3 include" "$include_batch
 uci delete firewall.miniupnpd
-uci commit firewall"
+uci commit firewall
+--- /etc/config/firewall
+$default_firewall
+$include_section"
+
+# Removal (opkg: `postrm remove`; apk: post-deinstall with the old version).
+for arg in remove 0.1.0-r1; do
+	firewall_case "$include_section"
+	run_in_case "${SH[@]}" "$postrm" "$arg"
+	check_firewall "postrm $arg: removal deletes firewall.rupnpd and reloads fw4" "uci delete firewall.rupnpd
+uci commit firewall
+fw4 -q reload
+--- /etc/config/firewall
+$default_firewall"
+done
+
+firewall_case "$include_section"
+run_in_case "${SH[@]}" "$postrm" upgrade 0.2.0-r1
+check_firewall "postrm upgrade (opkg's old package during an upgrade): the include stays" "--- /etc/config/firewall
+$default_firewall
+$include_section"
+
+firewall_case "$include_section"
+IPKG_INSTROOT=/build/root run_in_case "${SH[@]}" "$postrm" remove
+check_firewall "postrm while building an image (IPKG_INSTROOT): nothing" "--- /etc/config/firewall
+$default_firewall
+$include_section"
+
+firewall_case "
+config include 'rupnpd'
+	option type 'script'
+	option path '/etc/my-own-include.sh'
+"
+run_in_case "${SH[@]}" "$postrm" remove
+check_firewall "postrm: a section the user pointed elsewhere is left alone" "--- /etc/config/firewall
+$default_firewall
+
+config include 'rupnpd'
+	option type 'script'
+	option path '/etc/my-own-include.sh'
+"
+
+firewall_case
+run_in_case "${SH[@]}" "$postrm" remove
+check_firewall "postrm: no include, nothing to do" "--- /etc/config/firewall
+$default_firewall"
 
 echo "init/hotplug/include tests ($PKGTEST_SH): $passed passed, $failed failed"
 [ "$failed" = 0 ]

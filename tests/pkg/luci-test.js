@@ -8,8 +8,26 @@
 //   - the settings page offers every option of /etc/config/upnpd, and renders a `list` reply into
 //     the mappings and pinhole tables (host names from getHostHints, times, origins), and its
 //     Delete button calls `rupnpd delete` with the mapping's protocol and external port;
-//   - the status overview box renders mappings, and nothing when the daemon is not running.
-// LuCI's modules are replaced by small recording stand-ins. Exits non-zero on any failure.
+//   - the status overview box renders mappings, and nothing when the daemon is not running;
+//   - hostile text (a DHCP host name, a description from a LAN client, device names) is never
+//     inserted as HTML;
+//   - a refused delete or switch shows the reason in words, though rpc.js drops the reply data;
+//   - Start/Stop/Restart go through `luci setInitAction`;
+//   - the rpcd ACL grants exactly what the pages (and the LuCI widgets they use) call.
+// LuCI's modules are replaced by small recording stand-ins that follow what the real ones do:
+//   - E() and dom: a child given alone (not in an array) that is not a node is set as innerHTML,
+//     a string inside an array becomes a text node (LuCI's dom.append); cbi_update_table inserts
+//     each cell that way too;
+//   - rpc.declare: the reply uhttpd's /ubus endpoint gives rpc.js is [status, data?] (the
+//     legacy JSON-RPC form), or a JSON-RPC error before the call reaches the object: -32002
+//     "Access denied" when the session's ACL lacks the method, -32000 "Object not found" when
+//     the object is not registered (the daemon not running). rpc.js rejects a JSON-RPC error
+//     always, and a non-zero status when the declaration says `reject: true`, with the text
+//     "RPC call to OBJECT/METHOD failed with ubus code N: NAME", dropping the data; otherwise it
+//     resolves with the data (or the bare status) filtered by `expect`;
+//   - the session: root has everything; another user only what its ACL groups grant (`ubus`:
+//     object -> methods, `uci`: packages for read and for write), as rpcd checks it.
+// Exits non-zero on any failure.
 'use strict';
 
 const fs = require('fs');
@@ -62,14 +80,50 @@ function format(fmt, ...args) {
 	});
 }
 
-function makeEnv(replies, uciData) {
-	const log = { calls: [], tables: [], polls: [], notes: [], uciSet: [] };
+// rpc.js's names of the ubus statuses (getStatusText).
+const STATUS_TEXT = ['Command OK', 'Invalid command', 'Invalid argument', 'Method not found',
+	'Resource not found', 'No data received', 'Permission denied', 'Request timeout',
+	'Not supported', 'Unspecified error', 'Connection lost'];
 
+// What the LuCI widgets the settings page uses call themselves (network.js, firewall.js), as seen
+// with OpenWrt's real uhttpd, rpcd and LuCI for a user holding only the app's ACL group: the
+// network and zone selectors need these, and the uci packages they read.
+const LIBRARY_NEEDS = {
+	NetworkSelect: {
+		ubus: [['luci-rpc', 'getNetworkDevices'], ['luci-rpc', 'getBoardJSON'], ['network.interface', 'dump']],
+		uci: ['network']
+	},
+	ZoneSelect: {
+		ubus: [['luci-rpc', 'getNetworkDevices'], ['luci-rpc', 'getBoardJSON'], ['network.interface', 'dump']],
+		uci: ['firewall', 'network']
+	}
+};
+
+// rpcd's ACL check for a session: null = root (everything).
+function aclGrants(acl, scope, obj, method) {
+	if (acl == null) return true;
+	return ['read', 'write'].some(level => {
+		const g = (acl[level] || {})[scope];
+		if (scope == 'ubus') return g && Array.isArray(g[obj]) && (g[obj].includes(method) || g[obj].includes('*'));
+		return Array.isArray(g) && (g.includes(obj) || g.includes('*'));
+	});
+}
+
+function makeEnv(replies, uciData, session) {
+	const log = { calls: [], tables: [], polls: [], notes: [], uciSet: [], html: [], denied: [],
+		declared: [], uciUsed: [] };
+
+	// LuCI's dom.append: a lone non-node child is innerHTML, array items are text nodes.
+	const isNode = x => x != null && typeof x == 'object' && !Array.isArray(x) && 'tag' in x;
+	const asHtml = x => {
+		if (x != null && typeof x != 'object' && typeof x != 'function') log.html.push(String(x));
+	};
 	const E = (tag, attrs, children) => {
-		if (Array.isArray(attrs) || typeof attrs != 'object' || attrs == null || attrs.tag) {
+		if (Array.isArray(attrs) || typeof attrs != 'object' || attrs == null || isNode(attrs)) {
 			children = attrs;
 			attrs = {};
 		}
+		if (!Array.isArray(children)) asHtml(children);
 		const kids = children == null ? [] : (Array.isArray(children) ? children : [children]);
 		return { tag, attrs, children: kids };
 	};
@@ -88,6 +142,13 @@ function makeEnv(replies, uciData) {
 		tab(name, title) { this.tabs.push(name); }
 		taboption(tab, cls, name, ...args) {
 			const o = new Option(cls, name, args);
+			// A LuCI widget loads what it lists through network.js / firewall.js.
+			const needs = LIBRARY_NEEDS[cls && cls.name];
+			if (needs) {
+				for (const [obj, method] of needs.ubus)
+					pending.push(rpcCall({ object: obj, method, library: true }).catch(() => null));
+				for (const pkg of needs.uci) modules.uci.load(pkg, true);
+			}
 			o.tab = tab;
 			if (cls == form.SectionValue) o.subsection = new Section(args[0], args.slice(1));
 			this.options.push(o);
@@ -96,17 +157,22 @@ function makeEnv(replies, uciData) {
 		option(cls, name, ...args) { return this.taboption(null, cls, name, ...args); }
 	}
 	const token = name => ({ name });
+	const pending = [];
 	const form = {
 		Map: class {
 			constructor(config, title, descr) {
 				Object.assign(this, { config, title, descr, sections: [] });
+				// A form reads its package and saves it.
+				log.uciUsed.push(['read', config], ['write', config]);
 			}
 			section(cls, ...args) {
 				const s = new Section(cls, args);
 				this.sections.push(s);
 				return s;
 			}
-			render() { return Promise.resolve({ tag: 'cbi-map', map: this, children: [] }); }
+			render() {
+				return Promise.all(pending).then(() => ({ tag: 'cbi-map', map: this, children: [] }));
+			}
 		},
 		NamedSection: token('NamedSection'), GridSection: token('GridSection'),
 		TypedSection: token('TypedSection'), SectionValue: token('SectionValue'),
@@ -120,30 +186,29 @@ function makeEnv(replies, uciData) {
 		form,
 		rpc: {
 			declare: opts => {
-				log.declared = log.declared || [];
 				log.declared.push([opts.object, opts.method]);
 				return (...args) => {
 					const params = {};
 					(opts.params || []).forEach((p, i) => { if (args[i] !== undefined) params[p] = args[i]; });
-					log.calls.push([opts.object + '/' + opts.method, params]);
-					let reply = replies[opts.object + '/' + opts.method];
-					reply = (reply === undefined) ? {} : JSON.parse(JSON.stringify(reply));
-					if (opts.expect) {
-						const key = Object.keys(opts.expect)[0];
-						if (key != '') reply = reply[key];
-						const dflt = opts.expect[key];
-						if (reply == null || Array.isArray(reply) != Array.isArray(dflt) || typeof reply != typeof dflt)
-							reply = dflt;
-					}
-					return Promise.resolve(reply);
+					return rpcCall(opts, params);
 				};
 			}
 		},
 		uci: {
-			load: () => Promise.resolve(),
+			load: (pkg, library) => {
+				log.uciUsed.push(['read', pkg, library]);
+				if (!aclGrants(session, 'uci', pkg)) log.denied.push('uci ' + pkg);
+				return Promise.resolve();
+			},
 			unload: () => {},
-			get: (conf, sid, opt) => opt == null ? uciData[sid] : (uciData[sid] || {})[opt],
-			set: (...args) => log.uciSet.push(args)
+			get: (conf, sid, opt) => {
+				log.uciUsed.push(['read', conf]);
+				return opt == null ? uciData[sid] : (uciData[sid] || {})[opt];
+			},
+			set: (...args) => {
+				log.uciUsed.push(['write', args[0]]);
+				log.uciSet.push(args);
+			}
 		},
 		ui: {
 			createHandlerFn: (ctx, fn, ...args) => (...rest) =>
@@ -151,12 +216,44 @@ function makeEnv(replies, uciData) {
 			addNotification: (title, node, cls) => log.notes.push([cls, node])
 		},
 		dom: {
-			content: (node, content) => { node.children = [content]; },
+			content: (node, content) => {
+				if (!Array.isArray(content)) asHtml(content);
+				node.children = Array.isArray(content) ? content : [content];
+			},
 			parent: () => null
 		},
 		poll: { add: (fn, interval) => log.polls.push([fn, interval]) },
 		widgets: { NetworkSelect: token('NetworkSelect'), ZoneSelect: token('ZoneSelect') }
 	};
+
+	// uhttpd's /ubus endpoint and rpc.js, for one call.
+	function rpcCall(opts, params) {
+		const name = opts.object + '/' + opts.method;
+		log.calls.push([name, params || {}, !!opts.library]);
+		return new Promise((resolve, reject) => {
+			const fail = text => reject(new Error('RPC call to ' + name + ' failed with ' + text));
+			if (!aclGrants(session, 'ubus', opts.object, opts.method)) {
+				log.denied.push(name);
+				return fail('error -32002: Access denied');
+			}
+			let r = replies[name];
+			if (typeof r == 'function') r = r(params);
+			if (r != null && r.rpcError) return fail('error ' + r.rpcError + ': ' + r.message);
+			const result = (r != null && r.ubus !== undefined)
+				? (r.data !== undefined ? [r.ubus, r.data] : [r.ubus])
+				: (r === undefined ? [0] : [0, r]);
+			if (opts.reject && result[0] !== 0)
+				return fail('ubus code ' + result[0] + ': ' + (STATUS_TEXT[result[0]] || 'Unknown error code'));
+			let ret = JSON.parse(JSON.stringify(result.length > 1 ? result[1] : result[0]));
+			if (opts.expect) {
+				const type = x => Object.prototype.toString.call(x);
+				const key = Object.keys(opts.expect)[0];
+				if (ret != null && key != '') ret = ret[key];
+				if (ret == null || type(ret) != type(opts.expect[key])) ret = opts.expect[key];
+			}
+			resolve(ret);
+		});
+	}
 
 	const L = {
 		toArray: x => x == null ? [] : Array.isArray(x) ? x : String(x).trim().split(/\s+/).filter(Boolean),
@@ -167,7 +264,11 @@ function makeEnv(replies, uciData) {
 		L, E,
 		_: s => s,
 		N_: (n, s, p) => (n == 1 ? s : p),
-		cbi_update_table: (table, rows, placeholder) => log.tables.push({ table, rows, placeholder })
+		// ui.Table.update: each cell is the lone child of its <td>.
+		cbi_update_table: (table, rows, placeholder) => {
+			for (const row of rows) for (const cell of row) if (!Array.isArray(cell)) asHtml(cell);
+			log.tables.push({ table, rows, placeholder });
+		}
 	};
 
 	return { modules, globals, log, form };
@@ -248,9 +349,109 @@ const UPNPD_OPTIONS = `enabled enable_upnp enable_natpmp secure_mode log_output 
 	nft_prerouting_chain nft_postrouting_chain`.split(/\s+/).filter(Boolean);
 const PERM_RULE_OPTIONS = ['comment', 'int_addr', 'int_ports', 'ext_ports', 'action'];
 
+// --- the ACL ---------------------------------------------------------------------------------------
+
+// Methods that change something; rpcd gives the `read` and `write` lists the same power, but a
+// read-only group must not be able to change anything.
+const CHANGES = ['delete', 'flush', 'set', 'reload', 'setInitAction'];
+
+// Every use of ubus and UCI by the app's views, found twice: by reading their sources
+// (rpc.declare objects/methods, uci.* and form.Map packages, the widgets they use) and by
+// running them with every button pressed. The two must agree.
+async function collectUses() {
+	const uses = new Set();
+	const add = (scope, level, a, b) => uses.add(JSON.stringify([scope, level, a, b || null]));
+	const level = method => CHANGES.includes(method) ? 'write' : 'read';
+	const sources = walk(viewDir, p => p.endsWith('.js'));
+
+	const stat = new Set();
+	for (const f of sources) {
+		const src = fs.readFileSync(f, 'utf8');
+		for (const m of src.matchAll(/rpc\.declare\(\{\s*object:\s*'([^']+)',\s*method:\s*'([^']+)'/g))
+			stat.add(JSON.stringify(['ubus', level(m[2]), m[1], m[2]]));
+		for (const m of src.matchAll(/uci\.(load|get|set|unset|add|remove|save)\('([^']+)'/g))
+			stat.add(JSON.stringify(['uci', ['load', 'get'].includes(m[1]) ? 'read' : 'write', m[2], null]));
+		for (const m of src.matchAll(/new form\.Map\('([^']+)'/g)) {
+			stat.add(JSON.stringify(['uci', 'read', m[1], null]));
+			stat.add(JSON.stringify(['uci', 'write', m[1], null]));
+		}
+		for (const m of src.matchAll(/widgets\.(\w+)/g)) {
+			const needs = LIBRARY_NEEDS[m[1]];
+			if (!needs) { bad('ACL: unknown widget ' + m[1] + ' in ' + path.relative(root, f)); continue; }
+			for (const [o, meth] of needs.ubus) stat.add(JSON.stringify(['ubus', 'read', o, meth]));
+			for (const pkg of needs.uci) stat.add(JSON.stringify(['uci', 'read', pkg, null]));
+		}
+	}
+
+	const dyn = new Set();
+	for (const file of ['rupnpd/rupnpd.js', 'status/include/80_rupnpd.js']) {
+		const env = makeEnv(Object.assign({}, replies, { 'luci/setInitAction': { result: true } }), uciData);
+		const view = instantiate(path.join(viewDir, file), env);
+		const node = await view.render(await view.load());
+		// Every button, the table rows' Delete included (tables as first rendered: each click
+		// renders them again).
+		const buttons = findAll(node || {}, n => n.tag == 'button');
+		for (const t of env.log.tables.slice()) for (const r of t.rows) for (const c of r)
+			if (c && c.tag == 'button') buttons.push(c);
+		for (const b of buttons) await b.attrs.click({ currentTarget: {} });
+		for (const [obj, method] of env.log.declared) dyn.add(JSON.stringify(['ubus', level(method), obj, method]));
+		for (const [name] of env.log.calls) {
+			const [obj, method] = name.split('/');
+			dyn.add(JSON.stringify(['ubus', level(method), obj, method]));
+		}
+		for (const [lvl, pkg] of env.log.uciUsed) dyn.add(JSON.stringify(['uci', lvl, pkg, null]));
+	}
+	const missing = [...dyn].filter(u => !stat.has(u)), unseen = [...stat].filter(u => !dyn.has(u));
+	check('ACL: reading the sources finds every ubus/UCI use the running pages make', missing.length == 0, missing.join(' '));
+	check('ACL: every use found in the sources is made by the running pages', unseen.length == 0, unseen.join(' '));
+	for (const u of dyn) uses.add(u);
+	return [...uses].map(u => JSON.parse(u));
+}
+
+async function aclChecks(acl) {
+	const uses = await collectUses();
+	const has = (lvl, scope, a, b) => {
+		const g = (acl[lvl] || {})[scope];
+		return scope == 'ubus' ? !!(g && (g[a] || []).includes(b)) : !!(g && g.includes(a));
+	};
+	for (const [scope, lvl, a, b] of uses)
+		check('ACL grants ' + scope + ' ' + a + (b ? ' ' + b : '') + ' (' + lvl + ')', has(lvl, scope, a, b));
+	// Nothing more: every grant is a use, at its level.
+	const extra = [];
+	for (const lvl of ['read', 'write']) {
+		for (const [obj, methods] of Object.entries((acl[lvl] || {}).ubus || {}))
+			for (const m of methods)
+				if (!uses.some(u => u[0] == 'ubus' && u[1] == lvl && u[2] == obj && u[3] == m)) extra.push(lvl + ' ubus ' + obj + ' ' + m);
+		for (const pkg of (acl[lvl] || {}).uci || [])
+			if (!uses.some(u => u[0] == 'uci' && u[1] == lvl && u[2] == pkg)) extra.push(lvl + ' uci ' + pkg);
+	}
+	check('ACL grants nothing the pages do not use', extra.length == 0, extra.join(', '));
+	const other = Object.keys(acl).filter(k => !['description', 'read', 'write'].includes(k));
+	check('ACL has no other scopes (file, cgi-io, …)', other.length == 0, other.join(','));
+
+	// A non-root user holding only this group: nothing the pages do is denied.
+	for (const file of ['rupnpd/rupnpd.js', 'status/include/80_rupnpd.js']) {
+		const env = makeEnv(Object.assign({}, replies, { 'luci/setInitAction': { result: true } }), uciData, acl);
+		const view = instantiate(path.join(viewDir, file), env);
+		const node = await view.render(await view.load());
+		for (const b of findAll(node || {}, n => n.tag == 'button')) await b.attrs.click({ currentTarget: {} });
+		check('non-root user with the app ACL: nothing denied (' + file + ')', env.log.denied.length == 0, env.log.denied.join(', '));
+	}
+	// ... and the check can fail: without luci-rpc getBoardJSON the network selector is denied.
+	const less = JSON.parse(JSON.stringify(acl));
+	less.read.ubus['luci-rpc'] = less.read.ubus['luci-rpc'].filter(m => m != 'getBoardJSON');
+	const env = makeEnv(replies, uciData, less);
+	const view = instantiate(path.join(viewDir, 'rupnpd/rupnpd.js'), env);
+	await view.render(await view.load());
+	check('an ACL without luci-rpc getBoardJSON is caught (the network selectors need it)',
+		env.log.denied.includes('luci-rpc/getBoardJSON'), env.log.denied.join(', '));
+}
+
 // --- checks --------------------------------------------------------------------------------------
 
 async function main() {
+	// The browser's confirmation dialog (Flush asks first): always yes.
+	globalThis.confirm = () => true;
 	// JSON
 	for (const f of walk(pkgDir, p => p.endsWith('.json'))) {
 		try { JSON.parse(fs.readFileSync(f, 'utf8')); ok('JSON parses: ' + path.relative(root, f)); }
@@ -266,8 +467,6 @@ async function main() {
 
 	const acl = JSON.parse(fs.readFileSync(path.join(appDir, 'root/usr/share/rpcd/acl.d/luci-app-rupnpd.json'), 'utf8'))['luci-app-rupnpd'];
 	const menu = JSON.parse(fs.readFileSync(path.join(appDir, 'root/usr/share/luci/menu.d/luci-app-rupnpd.json'), 'utf8'));
-	const granted = (obj, method) => ['read', 'write'].some(k => ((acl[k] || {}).ubus || {})[obj] &&
-		acl[k].ubus[obj].includes(method));
 
 	for (const [p, entry] of Object.entries(menu)) {
 		const file = path.join(viewDir, entry.action.path + '.js');
@@ -282,8 +481,6 @@ async function main() {
 		const env = makeEnv(replies, uciData);
 		const view = instantiate(path.join(viewDir, 'rupnpd/rupnpd.js'), env);
 		check('rupnpd.js: view with load() and render()', typeof view.load == 'function' && typeof view.render == 'function');
-		for (const [obj, method] of env.log.declared)
-			check('ACL grants ' + obj + '/' + method + ' (rupnpd.js)', granted(obj, method));
 
 		const data = await view.load();
 		const node = await view.render(data);
@@ -346,13 +543,97 @@ async function main() {
 		check('status box: one live switch per set parameter', switchButtons.length == 7, String(switchButtons.length));
 	}
 
-	// The settings page with the daemon not running.
+	// The settings page with the daemon not running: uhttpd finds no object `rupnpd`.
 	{
-		const env = makeEnv({ 'rupnpd/status': 4, 'rupnpd/list': 4 }, uciData);
+		const gone = { rpcError: -32000, message: 'Object not found' };
+		const env = makeEnv({ 'rupnpd/status': gone, 'rupnpd/list': gone, 'luci/setInitAction': { result: true } }, uciData);
+		const view = instantiate(path.join(viewDir, 'rupnpd/rupnpd.js'), env);
+		let node = null;
+		try { node = await view.render(await view.load()); } catch (e) { bad('daemon not running: the page loads', e.message); }
+		check('daemon not running: the page says so and shows empty tables',
+			node && text(node).includes('not running') && env.log.tables[0].rows.length == 0);
+		const start = node && findAll(node, n => n.tag == 'button' && text(n) == 'Start')[0];
+		check('daemon not running: a Start button', !!start);
+		if (start) {
+			await start.attrs.click({ currentTarget: {} });
+			const c = env.log.calls.find(c => c[0] == 'luci/setInitAction');
+			check('Start calls luci setInitAction {name: rupnpd, action: start}',
+				c && JSON.stringify(c[1]) == JSON.stringify({ name: 'rupnpd', action: 'start' }), JSON.stringify(c));
+		}
+	}
+
+	// Start, stop, restart of a running service; a failing init action says so.
+	{
+		const env = makeEnv(Object.assign({}, replies, { 'luci/setInitAction': p => ({ result: p.action != 'restart' }) }), uciData);
 		const view = instantiate(path.join(viewDir, 'rupnpd/rupnpd.js'), env);
 		const node = await view.render(await view.load());
-		check('daemon not running: the page says so and shows empty tables',
-			text(node).includes('not running') && env.log.tables[0].rows.length == 0);
+		const buttons = findAll(node, n => n.tag == 'button').map(text);
+		check('running: Restart and Stop buttons, no Start', buttons.includes('Restart') && buttons.includes('Stop') && !buttons.includes('Start'),
+			buttons.join(','));
+		for (const action of ['stop', 'restart']) {
+			env.log.calls.length = 0;
+			env.log.notes.length = 0;
+			const b = findAll(node, n => n.tag == 'button' && text(n).toLowerCase() == action)[0];
+			if (b) await b.attrs.click({ currentTarget: {} });
+			const c = env.log.calls.find(c => c[0] == 'luci/setInitAction');
+			check(action + ': luci setInitAction {name: rupnpd, action: ' + action + '}, then the status is read again',
+				c && c[1].name == 'rupnpd' && c[1].action == action && env.log.calls.some(c => c[0] == 'rupnpd/status'));
+		}
+		check('a failed init action is reported', env.log.notes.length == 1 && text(env.log.notes[0][1]).includes('Could not restart'),
+			JSON.stringify(env.log.notes));
+	}
+
+	// Refusals in words. The daemon answers a refused call with {"error": …} then a non-zero
+	// status; rpc.js drops the data, so the page must say what the status means.
+	{
+		const why = { error: 'the daemon\'s own words' };
+		const cases = [
+			['delete', { ubus: 4, data: why }, 'Delete', 'no longer exists'],
+			['delete', { rpcError: -32000, message: 'Object not found' }, 'Delete', 'not running'],
+			['delete', { rpcError: -32002, message: 'Access denied' }, 'Delete', 'may not do this'],
+			['set', { ubus: 13, data: why }, 'Switch off', 'could not store the change'],
+			['set', { ubus: 2, data: why }, 'Switch off', 'does not know this switch'],
+			['set', { ubus: 7 }, 'Switch off', 'did not answer in time']
+		];
+		for (const [method, reply, button, words] of cases) {
+			const env = makeEnv(Object.assign({}, replies, { ['rupnpd/' + method]: reply }), uciData);
+			const view = instantiate(path.join(viewDir, 'rupnpd/rupnpd.js'), env);
+			const node = await view.render(await view.load());
+			const rows = env.log.tables[0].rows;
+			const b = (button == 'Delete') ? rows[0][9] : findAll(node, n => n.tag == 'button' && text(n) == button)[0];
+			if (b) await b.attrs.click({ currentTarget: {} });
+			const said = env.log.notes.map(n => text(n[1])).join(' | ');
+			check('refused ' + method + ' (' + JSON.stringify(reply.ubus != null ? reply.ubus : reply.rpcError) + ') is explained: "' + words + '"',
+				env.log.notes.length == 1 && said.includes(words) && !said.includes('daemon\'s own words'), said);
+		}
+		// The model itself: rpc.js with reject drops the data.
+		const env = makeEnv({ 'rupnpd/delete': { ubus: 4, data: why } }, uciData, null);
+		let message = '';
+		await env.modules.rpc.declare({ object: 'rupnpd', method: 'delete', reject: true })().catch(e => { message = e.message; });
+		check('rpc.js model: non-zero status rejects with the ubus code and without the data',
+			message == 'RPC call to rupnpd/delete failed with ubus code 4: Resource not found', message);
+	}
+
+	// Hostile text: a DHCP host name, descriptions from LAN clients, device names, an unknown origin.
+	{
+		const evil = '<img src=x onerror=alert(1)>';
+		const hostile = JSON.parse(JSON.stringify(replies));
+		Object.assign(hostile['rupnpd/status'], { wan_device: evil, lan_devices: [evil], external_ip: evil, version: evil });
+		for (const m of hostile['rupnpd/list'].mappings) Object.assign(m, { description: evil, origin: evil, remote_host: evil, proto: evil });
+		hostile['rupnpd/list'].pinholes[0].proto = evil;
+		hostile['luci-rpc/getHostHints'] = {
+			'00:11:22:33:44:55': { name: evil, ipaddrs: ['192.168.1.10', '192.168.1.11'], ip6addrs: ['2001:db8:1::10'] }
+		};
+		for (const file of ['rupnpd/rupnpd.js', 'status/include/80_rupnpd.js']) {
+			const env = makeEnv(hostile, uciData);
+			const view = instantiate(path.join(viewDir, file), env);
+			const data = await view.load();
+			await view.render(data);
+			const raw = env.log.html.filter(h => h.includes('<'));
+			check(file + ': no hostile text reaches the page as HTML', raw.length == 0, JSON.stringify(raw.slice(0, 3)));
+			check(file + ': the hostile host name is shown escaped',
+				env.log.tables[0].rows.every(r => r[0] == '&#60;img src=x onerror=alert(1)&#62;'), JSON.stringify(env.log.tables[0].rows.map(r => r[0])));
+		}
 	}
 
 	// The status overview box.
@@ -360,8 +641,6 @@ async function main() {
 		const env = makeEnv(replies, uciData);
 		const box = instantiate(path.join(viewDir, 'status/include/80_rupnpd.js'), env);
 		check('80_rupnpd.js: include with title and render()', typeof box.render == 'function' && typeof box.title == 'string');
-		for (const [obj, method] of env.log.declared)
-			check('ACL grants ' + obj + '/' + method + ' (80_rupnpd.js)', granted(obj, method));
 		const node = box.render(await box.load());
 		check('status box: one row per mapping', env.log.tables[0].rows.length == 2 && env.log.tables[0].rows[0][0] == 'nas');
 
@@ -369,6 +648,8 @@ async function main() {
 		const box2 = instantiate(path.join(viewDir, 'status/include/80_rupnpd.js'), off);
 		check('status box: nothing when the daemon is not running', box2.render(await box2.load()) === null);
 	}
+
+	await aclChecks(acl);
 
 	console.log('LuCI tests: ' + passed + ' passed, ' + failed + ' failed');
 	process.exit(failed ? 1 : 0);

@@ -1,25 +1,28 @@
-//! A small ubus broker for tests, written from the protocol description in
-//! openwrt.md §5 (not a port of ubusd), plus a test-side client that does
-//! what `ubus call`, `ubus listen`, `ubus send` and a publishing daemon
-//! (netifd) do.
+//! A small ubus broker for tests, plus a test-side client that does what
+//! `ubus call`, `ubus listen`, `ubus send` and a publishing daemon (netifd)
+//! do. Both speak through [`super::wire`], a codec of their own written from
+//! the wire format, never the daemon's (src/proto). The messages the real
+//! ubusd sent in the recorded session (tests/fixtures/ubusd-capture.txt) are
+//! built here by the same functions the broker uses at run time, and
+//! tests/ubusd_capture.rs checks them byte for byte.
 //!
 //! The broker runs on its own thread with its own current-thread runtime,
-//! so tests can stop it and start it again on the same path.
+//! so tests can stop it and start it again on the same path. It records
+//! every frame it reads and writes ([`Broker::frames`]), so a test can look
+//! at the daemon's own bytes.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rupnpd::proto::blob::Value;
-use rupnpd::proto::ubus::{
-    self as wire, Attr, Message, MsgType, PREFIX_LEN, SYSTEM_OBJECT_EVENT, SYSTEM_OBJECT_MAX,
-    Status, frame_len,
-};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::net::unix::OwnedReadHalf;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
+
+use super::wire::{Attr, EVENT_OBJECT, FIRST_CLIENT_OBJECT, Msg, PREFIX, Value, kind, status};
 
 /// A unique socket path for one test.
 pub fn socket_path(name: &str) -> PathBuf {
@@ -29,7 +32,70 @@ pub fn socket_path(name: &str) -> PathBuf {
 }
 
 // ---------------------------------------------------------------------------
+// What ubusd sends, one function per message, as the capture shows it
+
+/// HELLO: the new client's id in `peer`, an empty container.
+pub fn hello(client: u32) -> Msg {
+    Msg::new(kind::HELLO, 0, client)
+}
+
+/// The final answer to a request: STATUS alone, with the request's seq and
+/// peer.
+pub fn status_reply(seq: u16, peer: u32, st: u32) -> Msg {
+    Msg::new(kind::STATUS, seq, peer).with(Attr::Status(st))
+}
+
+/// The DATA answering ADD_OBJECT: the new object's id, and its type's id
+/// when the object was published with a signature.
+pub fn add_object_reply(seq: u16, peer: u32, objid: u32, objtype: Option<u32>) -> Msg {
+    let m = Msg::new(kind::DATA, seq, peer).with(Attr::ObjId(objid));
+    match objtype {
+        Some(t) => m.with(Attr::ObjType(t)),
+        None => m,
+    }
+}
+
+/// The INVOKE ubusd hands to an object's owner: the caller's seq, the
+/// caller's id as peer, then OBJID, METHOD, the caller's USER and GROUP
+/// names and the arguments.
+#[allow(clippy::too_many_arguments)]
+pub fn forwarded_invoke(
+    seq: u16,
+    caller: u32,
+    objid: u32,
+    method: &str,
+    user: &str,
+    group: &str,
+    no_reply: bool,
+    data: Option<&Value>,
+) -> Msg {
+    let mut m = Msg::new(kind::INVOKE, seq, caller)
+        .with(Attr::ObjId(objid))
+        .with(Attr::Method(method.to_owned()))
+        .with(Attr::User(user.to_owned()))
+        .with(Attr::Group(group.to_owned()));
+    if no_reply {
+        m = m.with(Attr::NoReply(true));
+    }
+    if let Some(d) = data {
+        m = m.with(Attr::Data(d.clone()));
+    }
+    m
+}
+
+// ---------------------------------------------------------------------------
 // Broker
+
+/// Which way a recorded frame went, seen from the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    FromClient,
+    ToClient,
+}
+
+/// One recorded frame: the client, the direction, the bytes.
+pub type Frame = (u32, Dir, Vec<u8>);
+type Tap = Arc<Mutex<Vec<Frame>>>;
 
 /// A running broker. Stopping it closes every connection and removes the
 /// socket, as a ubusd restart does.
@@ -37,6 +103,7 @@ pub struct Broker {
     path: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    tap: Tap,
 }
 
 impl Broker {
@@ -52,19 +119,27 @@ impl Broker {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .subsec_nanos();
-        let first_id = 0x1000 + (nanos % 0x10_0000) * 16;
+        let first_id = FIRST_CLIENT_OBJECT + (nanos % 0x10_0000) * 16;
+        let tap: Tap = Arc::default();
+        let tap2 = tap.clone();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
-            rt.block_on(serve(listener, stop_rx, first_id));
+            rt.block_on(serve(listener, stop_rx, first_id, tap2));
         });
         Broker {
             path: path.to_owned(),
             stop: Some(stop_tx),
             thread: Some(thread),
+            tap,
         }
+    }
+
+    /// Every frame read or written so far, in order.
+    pub fn frames(&self) -> Vec<Frame> {
+        self.tap.lock().unwrap().clone()
     }
 
     pub fn stop(mut self) {
@@ -93,20 +168,40 @@ enum Ev {
     Closed(u32),
 }
 
+/// The name of a uid or gid in /etc/passwd or /etc/group, as ubusd names
+/// its clients; the number itself where the file has none.
+fn id_name(file: &str, id: u32) -> String {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            (f.nth(1)?.parse::<u32>().ok()? == id).then(|| name.to_owned())
+        })
+        .unwrap_or_else(|| id.to_string())
+}
+
 async fn serve(
     listener: std::os::unix::net::UnixListener,
     mut stop: oneshot::Receiver<()>,
     first_id: u32,
+    tap: Tap,
 ) {
     let listener = tokio::net::UnixListener::from_std(listener).unwrap();
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
-    let mut core = Core::new(first_id);
+    let mut core = Core::new(first_id, tap);
     let mut tasks = Vec::new();
     loop {
         tokio::select! {
             _ = &mut stop => break,
             acc = listener.accept() => {
                 let Ok((stream, _)) = acc else { continue };
+                // ubusd names a client by the credentials of its socket.
+                let (user, group) = match stream.peer_cred() {
+                    Ok(c) => (id_name("/etc/passwd", c.uid()), id_name("/etc/group", c.gid())),
+                    Err(_) => ("?".into(), "?".into()),
+                };
                 let id = core.alloc_id();
                 let (rd, mut wr) = stream.into_split();
                 let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
@@ -118,7 +213,7 @@ async fn serve(
                     }
                 }));
                 tasks.push(tokio::spawn(read_frames(id, rd, ev_tx.clone())));
-                core.connect(id, tx);
+                core.connect(id, tx, user, group);
             }
             Some(ev) = ev_rx.recv() => match ev {
                 Ev::Frame(id, bytes) => core.on_frame(id, &bytes),
@@ -132,16 +227,18 @@ async fn serve(
 }
 
 /// Reads whole frames; a bad header or EOF ends the client (as ubusd
-/// drops a client whose header fails `ubus_validate_hdr`).
+/// drops a client whose header it cannot accept).
 async fn read_frames(id: u32, mut rd: OwnedReadHalf, ev: mpsc::UnboundedSender<Ev>) {
     loop {
-        let mut buf = vec![0u8; PREFIX_LEN];
+        let mut buf = vec![0u8; PREFIX];
         if rd.read_exact(&mut buf).await.is_err() {
             break;
         }
-        let Ok(total) = frame_len(&buf) else { break };
+        let Ok(total) = Msg::frame_len(&buf) else {
+            break;
+        };
         buf.resize(total, 0);
-        if rd.read_exact(&mut buf[PREFIX_LEN..]).await.is_err() {
+        if rd.read_exact(&mut buf[PREFIX..]).await.is_err() {
             break;
         }
         if ev.send(Ev::Frame(id, buf)).is_err() {
@@ -149,6 +246,12 @@ async fn read_frames(id: u32, mut rd: OwnedReadHalf, ev: mpsc::UnboundedSender<E
         }
     }
     let _ = ev.send(Ev::Closed(id));
+}
+
+struct Client {
+    tx: mpsc::UnboundedSender<Vec<u8>>,
+    user: String,
+    group: String,
 }
 
 struct Object {
@@ -167,16 +270,17 @@ struct Pattern {
 
 struct Core {
     next_id: u32,
-    clients: HashMap<u32, mpsc::UnboundedSender<Vec<u8>>>,
+    clients: HashMap<u32, Client>,
     objects: HashMap<u32, Object>,
     paths: BTreeMap<String, u32>,
     types: HashMap<u32, Value>,
     patterns: Vec<Pattern>,
     event_seq: u16,
+    tap: Tap,
 }
 
 impl Core {
-    fn new(first_id: u32) -> Core {
+    fn new(first_id: u32, tap: Tap) -> Core {
         Core {
             next_id: first_id,
             clients: HashMap::new(),
@@ -185,6 +289,7 @@ impl Core {
             types: HashMap::new(),
             patterns: Vec::new(),
             event_seq: 0,
+            tap,
         }
     }
 
@@ -193,20 +298,26 @@ impl Core {
         self.next_id
     }
 
-    fn connect(&mut self, id: u32, tx: mpsc::UnboundedSender<Vec<u8>>) {
-        self.clients.insert(id, tx);
-        self.send(id, &Message::new(MsgType::Hello, 0, id));
+    fn connect(
+        &mut self,
+        id: u32,
+        tx: mpsc::UnboundedSender<Vec<u8>>,
+        user: String,
+        group: String,
+    ) {
+        self.clients.insert(id, Client { tx, user, group });
+        self.send(id, &hello(id));
     }
 
-    fn send(&self, client: u32, msg: &Message) {
-        if let Some(tx) = self.clients.get(&client) {
-            let _ = tx.send(msg.encode().unwrap());
+    fn send(&self, client: u32, msg: &Msg) {
+        if let Some(c) = self.clients.get(&client) {
+            let bytes = msg.encode();
+            self.tap
+                .lock()
+                .unwrap()
+                .push((client, Dir::ToClient, bytes.clone()));
+            let _ = c.tx.send(bytes);
         }
-    }
-
-    fn status(&self, client: u32, req: &Message, st: u32) {
-        let msg = Message::new(MsgType::Status, req.seq, req.peer).with(Attr::Status(st));
-        self.send(client, &msg);
     }
 
     fn disconnect(&mut self, client: u32) {
@@ -223,49 +334,47 @@ impl Core {
     }
 
     fn on_frame(&mut self, client: u32, bytes: &[u8]) {
-        let msg = match Message::decode(bytes) {
+        self.tap
+            .lock()
+            .unwrap()
+            .push((client, Dir::FromClient, bytes.to_vec()));
+        let msg = match Msg::decode(bytes) {
             Ok(m) => m,
-            Err(wire::Error::UnknownType { seq, peer, .. }) => {
-                let m = Message::new(MsgType::Status, seq, peer);
-                self.status(client, &m, Status::InvalidCommand.code());
-                return;
-            }
             Err(_) => {
                 // A client that cannot frame its messages is dropped.
-                self.clients.remove(&client);
                 self.disconnect(client);
                 return;
             }
         };
         let st = match msg.kind {
-            MsgType::Ping => {
+            kind::PING => {
                 let mut pong = msg.clone();
-                pong.kind = MsgType::Data;
+                pong.kind = kind::DATA;
                 self.send(client, &pong);
-                Some(0)
+                Some(status::OK)
             }
-            MsgType::AddObject => self.add_object(client, &msg),
-            MsgType::RemoveObject => self.remove_object(client, &msg),
-            MsgType::Lookup => Some(self.lookup(client, &msg)),
-            MsgType::Invoke => self.invoke(client, &msg),
-            MsgType::Status | MsgType::Data => {
+            kind::ADD_OBJECT => self.add_object(client, &msg),
+            kind::REMOVE_OBJECT => self.remove_object(client, &msg),
+            kind::LOOKUP => Some(self.lookup(client, &msg)),
+            kind::INVOKE => self.invoke(client, &msg),
+            kind::STATUS | kind::DATA => {
                 self.relay(client, msg.clone());
                 None
             }
-            MsgType::Subscribe => Some(self.subscribe(client, &msg)),
-            MsgType::Unsubscribe => Some(self.unsubscribe(client, &msg)),
-            MsgType::Notify => self.notify(client, &msg),
-            _ => Some(Status::InvalidCommand.code()),
+            kind::SUBSCRIBE => Some(self.subscribe(client, &msg)),
+            kind::UNSUBSCRIBE => Some(self.unsubscribe(client, &msg)),
+            kind::NOTIFY => self.notify(client, &msg),
+            _ => Some(status::INVALID_COMMAND),
         };
         if let Some(st) = st {
-            self.status(client, &msg, st);
+            self.send(client, &status_reply(msg.seq, msg.peer, st));
         }
     }
 
-    fn add_object(&mut self, client: u32, msg: &Message) -> Option<u32> {
+    fn add_object(&mut self, client: u32, msg: &Msg) -> Option<u32> {
         let type_id = if let Some(t) = msg.objtype() {
             if !self.types.contains_key(&t) {
-                return Some(Status::InvalidArgument.code());
+                return Some(status::INVALID_ARGUMENT);
             }
             Some(t)
         } else if let Some(sig) = msg.signature() {
@@ -278,7 +387,7 @@ impl Core {
         let path = msg.objpath().map(str::to_owned);
         if let Some(p) = &path {
             if self.paths.contains_key(p) {
-                return Some(Status::InvalidArgument.code());
+                return Some(status::INVALID_ARGUMENT);
             }
         }
         let id = self.alloc_id();
@@ -294,31 +403,28 @@ impl Core {
                 subscribers: Vec::new(),
             },
         );
-        let mut reply = Message::new(MsgType::Data, msg.seq, msg.peer).with(Attr::ObjId(id));
-        if let (Some(t), Some(_)) = (type_id, msg.signature()) {
-            reply = reply.with(Attr::ObjType(t));
-        }
-        self.send(client, &reply);
+        let objtype = type_id.filter(|_| msg.signature().is_some());
+        self.send(client, &add_object_reply(msg.seq, msg.peer, id, objtype));
         if let Some(p) = path {
             let data = Value::table().with("id", id).with("path", p.as_str());
             self.broadcast_event(None, "ubus.object.add", &data);
         }
-        Some(0)
+        Some(status::OK)
     }
 
-    fn remove_object(&mut self, client: u32, msg: &Message) -> Option<u32> {
+    fn remove_object(&mut self, client: u32, msg: &Msg) -> Option<u32> {
         let Some(id) = msg.objid() else {
-            return Some(Status::InvalidArgument.code());
+            return Some(status::INVALID_ARGUMENT);
         };
         match self.objects.get(&id) {
-            None => return Some(Status::NotFound.code()),
-            Some(o) if o.owner != client => return Some(Status::PermissionDenied.code()),
+            None => return Some(status::NOT_FOUND),
+            Some(o) if o.owner != client => return Some(status::PERMISSION_DENIED),
             Some(_) => {}
         }
-        let reply = Message::new(MsgType::Data, msg.seq, msg.peer).with(Attr::ObjId(id));
+        let reply = Msg::new(kind::DATA, msg.seq, msg.peer).with(Attr::ObjId(id));
         self.send(client, &reply);
         self.free_object(id);
-        Some(0)
+        Some(status::OK)
     }
 
     fn free_object(&mut self, id: u32) {
@@ -338,7 +444,7 @@ impl Core {
         // Subscribers of this object learn that it is gone.
         for sub in &obj.subscribers {
             if let Some(owner) = self.objects.get(sub).map(|o| o.owner) {
-                let m = Message::new(MsgType::Unsubscribe, 0, 0)
+                let m = Msg::new(kind::UNSUBSCRIBE, 0, 0)
                     .with(Attr::ObjId(*sub))
                     .with(Attr::Target(id));
                 self.send(owner, &m);
@@ -352,11 +458,11 @@ impl Core {
         }
     }
 
-    fn describe(&self, id: u32) -> Option<Message> {
+    fn describe(&self, id: u32, seq: u16, peer: u32) -> Option<Msg> {
         let obj = self.objects.get(&id)?;
         let t = obj.type_id?;
         Some(
-            Message::new(MsgType::Data, 0, 0)
+            Msg::new(kind::DATA, seq, peer)
                 .with(Attr::ObjPath(obj.path.clone()?))
                 .with(Attr::ObjId(id))
                 .with(Attr::ObjType(t))
@@ -364,10 +470,10 @@ impl Core {
         )
     }
 
-    fn lookup(&mut self, client: u32, msg: &Message) -> u32 {
+    fn lookup(&mut self, client: u32, msg: &Msg) -> u32 {
         let ids: Vec<u32> = match msg.objpath() {
             None => self.paths.values().copied().collect(),
-            Some("") => return Status::InvalidArgument.code(),
+            Some("") => return status::INVALID_ARGUMENT,
             Some(p) => match p.strip_suffix('*') {
                 Some(prefix) => self
                     .paths
@@ -379,45 +485,44 @@ impl Core {
             },
         };
         if ids.is_empty() && msg.objpath().is_some() {
-            return Status::NotFound.code();
+            return status::NOT_FOUND;
         }
         for id in ids {
-            if let Some(mut d) = self.describe(id) {
-                d.seq = msg.seq;
-                d.peer = msg.peer;
+            if let Some(d) = self.describe(id, msg.seq, msg.peer) {
                 self.send(client, &d);
             }
         }
-        0
+        status::OK
     }
 
-    fn invoke(&mut self, client: u32, msg: &Message) -> Option<u32> {
+    fn invoke(&mut self, client: u32, msg: &Msg) -> Option<u32> {
         let (Some(id), Some(method)) = (msg.objid(), msg.method()) else {
-            return Some(Status::InvalidArgument.code());
+            return Some(status::INVALID_ARGUMENT);
         };
-        if id == SYSTEM_OBJECT_EVENT {
+        if id == EVENT_OBJECT {
             return Some(self.event_object(client, method, msg.data()));
         }
         let Some(obj) = self.objects.get(&id) else {
-            return Some(Status::NotFound.code());
+            return Some(status::NOT_FOUND);
         };
-        // Forwarded with the caller's seq and the caller's id as peer.
-        let mut fwd = Message::new(MsgType::Invoke, msg.seq, client)
-            .with(Attr::ObjId(id))
-            .with(Attr::Method(method.to_owned()));
-        if msg.no_reply() {
-            fwd = fwd.with(Attr::NoReply(true));
-        }
-        if let Some(d) = msg.data() {
-            fwd = fwd.with(Attr::Data(d.clone()));
-        }
+        let caller = self.clients.get(&client)?;
+        let fwd = forwarded_invoke(
+            msg.seq,
+            client,
+            id,
+            method,
+            &caller.user,
+            &caller.group,
+            msg.no_reply(),
+            msg.data(),
+        );
         self.send(obj.owner, &fwd);
         None
     }
 
     /// DATA/STATUS from an object's owner go back to the caller named in
     /// `peer`, with `peer` rewritten to the object id.
-    fn relay(&mut self, client: u32, mut msg: Message) {
+    fn relay(&mut self, client: u32, mut msg: Msg) {
         let Some(id) = msg.objid() else { return };
         let owned = self.objects.get(&id).is_some_and(|o| o.owner == client);
         if !owned || !self.clients.contains_key(&msg.peer) {
@@ -437,14 +542,14 @@ impl Core {
                     data.get("object").and_then(Value::as_u32),
                     data.get("pattern").and_then(Value::as_str),
                 ) else {
-                    return Status::InvalidArgument.code();
+                    return status::INVALID_ARGUMENT;
                 };
-                if objid < SYSTEM_OBJECT_MAX {
-                    return Status::PermissionDenied.code();
+                if objid < FIRST_CLIENT_OBJECT {
+                    return status::PERMISSION_DENIED;
                 }
                 match self.objects.get(&objid) {
-                    None => return Status::NotFound.code(),
-                    Some(o) if o.owner != client => return Status::PermissionDenied.code(),
+                    None => return status::NOT_FOUND,
+                    Some(o) if o.owner != client => return status::PERMISSION_DENIED,
                     Some(_) => {}
                 }
                 let (prefix, partial) = match pattern.strip_suffix('*') {
@@ -456,23 +561,23 @@ impl Core {
                     partial,
                     objid,
                 });
-                0
+                status::OK
             }
             "send" => {
                 let (Some(name), Some(payload)) = (
                     data.get("id").and_then(Value::as_str),
                     data.get("data").filter(|d| d.as_table().is_some()),
                 ) else {
-                    return Status::InvalidArgument.code();
+                    return status::INVALID_ARGUMENT;
                 };
                 if name.starts_with("ubus.") {
-                    return Status::PermissionDenied.code();
+                    return status::PERMISSION_DENIED;
                 }
                 let (name, payload) = (name.to_owned(), payload.clone());
                 self.broadcast_event(Some(client), &name, &payload);
-                0
+                status::OK
             }
-            _ => Status::InvalidCommand.code(),
+            _ => status::INVALID_COMMAND,
         }
     }
 
@@ -499,7 +604,7 @@ impl Core {
             }
             seen.push(objid);
             self.event_seq = self.event_seq.wrapping_add(1);
-            let m = Message::new(MsgType::Invoke, self.event_seq, 0)
+            let m = Msg::new(kind::INVOKE, self.event_seq, 0)
                 .with(Attr::ObjId(objid))
                 .with(Attr::Method(name.to_owned()))
                 .with(Attr::Data(data.clone()));
@@ -507,31 +612,31 @@ impl Core {
         }
     }
 
-    fn subscribe(&mut self, client: u32, msg: &Message) -> u32 {
+    fn subscribe(&mut self, client: u32, msg: &Msg) -> u32 {
         let (Some(objid), Some(target)) = (msg.objid(), msg.target()) else {
-            return Status::InvalidArgument.code();
+            return status::INVALID_ARGUMENT;
         };
         match self.objects.get(&objid) {
-            None => return Status::NotFound.code(),
-            Some(o) if o.owner != client => return Status::InvalidArgument.code(),
+            None => return status::NOT_FOUND,
+            Some(o) if o.owner != client => return status::INVALID_ARGUMENT,
             Some(_) => {}
         }
         let Some(t) = self.objects.get_mut(&target) else {
-            return Status::NotFound.code();
+            return status::NOT_FOUND;
         };
         if t.owner == client {
-            return Status::InvalidArgument.code();
+            return status::INVALID_ARGUMENT;
         }
         let first = t.subscribers.is_empty();
         t.subscribers.push(objid);
         let owner = t.owner;
         if first {
-            let m = Message::new(MsgType::Notify, 0, 0)
+            let m = Msg::new(kind::NOTIFY, 0, 0)
                 .with(Attr::ObjId(target))
                 .with(Attr::Active(true));
             self.send(owner, &m);
         }
-        0
+        status::OK
     }
 
     fn drop_subscription(&mut self, objid: u32, target: u32) -> bool {
@@ -542,7 +647,7 @@ impl Core {
         t.subscribers.retain(|&s| s != objid);
         let removed = t.subscribers.len() != before;
         if removed && t.subscribers.is_empty() {
-            let m = Message::new(MsgType::Notify, 0, 0)
+            let m = Msg::new(kind::NOTIFY, 0, 0)
                 .with(Attr::ObjId(target))
                 .with(Attr::Active(false));
             let owner = t.owner;
@@ -551,41 +656,41 @@ impl Core {
         removed
     }
 
-    fn unsubscribe(&mut self, client: u32, msg: &Message) -> u32 {
+    fn unsubscribe(&mut self, client: u32, msg: &Msg) -> u32 {
         let (Some(objid), Some(target)) = (msg.objid(), msg.target()) else {
-            return Status::InvalidArgument.code();
+            return status::INVALID_ARGUMENT;
         };
         match self.objects.get(&objid).map(|o| o.owner) {
-            None => Status::NotFound.code(),
-            Some(owner) if owner != client => Status::InvalidArgument.code(),
-            Some(_) if self.drop_subscription(objid, target) => 0,
-            Some(_) => Status::NotFound.code(),
+            None => status::NOT_FOUND,
+            Some(owner) if owner != client => status::INVALID_ARGUMENT,
+            Some(_) if self.drop_subscription(objid, target) => status::OK,
+            Some(_) => status::NOT_FOUND,
         }
     }
 
-    fn notify(&mut self, client: u32, msg: &Message) -> Option<u32> {
+    fn notify(&mut self, client: u32, msg: &Msg) -> Option<u32> {
         let (Some(id), Some(method)) = (msg.objid(), msg.method()) else {
-            return Some(Status::InvalidArgument.code());
+            return Some(status::INVALID_ARGUMENT);
         };
         let Some(obj) = self.objects.get(&id) else {
-            return Some(Status::NotFound.code());
+            return Some(status::NOT_FOUND);
         };
         if obj.owner != client {
-            return Some(Status::PermissionDenied.code());
+            return Some(status::PERMISSION_DENIED);
         }
         let subs = obj.subscribers.clone();
         if !msg.no_reply() {
-            let m = Message::new(MsgType::Status, msg.seq, msg.peer)
+            let m = Msg::new(kind::STATUS, msg.seq, msg.peer)
                 .with(Attr::ObjId(id))
-                .with(Attr::Subscribers(subs.clone()))
-                .with(Attr::Status(0));
+                .with(Attr::Subscribers(subs.iter().map(|&s| (0, s)).collect()))
+                .with(Attr::Status(status::OK));
             self.send(client, &m);
         }
         for sub in subs {
             let Some(owner) = self.objects.get(&sub).map(|o| o.owner) else {
                 continue;
             };
-            let mut m = Message::new(MsgType::Invoke, msg.seq, client);
+            let mut m = Msg::new(kind::INVOKE, msg.seq, client);
             if msg.no_reply() {
                 m = m.with(Attr::NoReply(true));
             }
@@ -605,12 +710,12 @@ impl Core {
 // Test-side client
 
 /// Where a request's DATA messages and STATUS go.
-type Answer = oneshot::Sender<(Vec<Message>, Message)>;
+type Answer = oneshot::Sender<(Vec<Msg>, Msg)>;
 type Handler = Box<dyn FnMut(&str, &Value) -> Result<Value, u32> + Send>;
 
 enum PeerCmd {
-    Request { msg: Message, reply: Answer },
-    Send(Message),
+    Request { msg: Msg, reply: Answer },
+    Send(Msg),
     Raw(Vec<u8>),
     Serve(u32, Handler),
     Events(u32),
@@ -623,7 +728,7 @@ enum PeerCmd {
 pub struct Peer {
     pub id: u32,
     cmd: mpsc::UnboundedSender<PeerCmd>,
-    inbound: mpsc::UnboundedReceiver<Message>,
+    inbound: mpsc::UnboundedReceiver<Msg>,
     events: mpsc::UnboundedReceiver<(String, Value)>,
     listener: Option<u32>,
 }
@@ -632,7 +737,7 @@ impl Peer {
     pub async fn connect(path: &Path) -> Peer {
         let mut stream = UnixStream::connect(path).await.unwrap();
         let hello = read_msg(&mut stream).await.unwrap();
-        assert_eq!(hello.kind, MsgType::Hello);
+        assert_eq!(hello.kind, kind::HELLO);
         let (cmd, cmd_rx) = mpsc::unbounded_channel();
         let (in_tx, inbound) = mpsc::unbounded_channel();
         let (ev_tx, events) = mpsc::unbounded_channel();
@@ -647,34 +752,26 @@ impl Peer {
     }
 
     /// Sends a request; returns its DATA messages and final status.
-    pub async fn request(&self, msg: Message) -> (Vec<Message>, u32) {
+    pub async fn request(&self, msg: Msg) -> (Vec<Msg>, u32) {
         self.request_within(msg, Duration::from_secs(5))
             .await
             .expect("no STATUS within 5 s")
     }
 
-    pub async fn request_within(
-        &self,
-        msg: Message,
-        wait: Duration,
-    ) -> Option<(Vec<Message>, u32)> {
+    pub async fn request_within(&self, msg: Msg, wait: Duration) -> Option<(Vec<Msg>, u32)> {
         let (data, status) = self.request_full(msg, wait).await?;
         Some((data, status.status().unwrap_or(u32::MAX)))
     }
 
     /// The DATA messages and the STATUS message itself.
-    pub async fn request_full(
-        &self,
-        msg: Message,
-        wait: Duration,
-    ) -> Option<(Vec<Message>, Message)> {
+    pub async fn request_full(&self, msg: Msg, wait: Duration) -> Option<(Vec<Msg>, Msg)> {
         let (reply, rx) = oneshot::channel();
         self.cmd.send(PeerCmd::Request { msg, reply }).unwrap();
         timeout(wait, rx).await.ok().and_then(Result::ok)
     }
 
     /// Sends a message without waiting for anything.
-    pub fn send(&self, msg: Message) {
+    pub fn send(&self, msg: Msg) {
         self.cmd.send(PeerCmd::Send(msg)).unwrap();
     }
 
@@ -683,8 +780,8 @@ impl Peer {
     }
 
     /// `ubus -v list <path>`: the DATA messages, or the status.
-    pub async fn lookup(&self, path: &str) -> Result<Vec<Message>, u32> {
-        let msg = Message::new(MsgType::Lookup, 0, 0).with(Attr::ObjPath(path.into()));
+    pub async fn lookup(&self, path: &str) -> Result<Vec<Msg>, u32> {
+        let msg = Msg::new(kind::LOOKUP, 0, 0).with(Attr::ObjPath(path.into()));
         match self.request(msg).await {
             (data, 0) => Ok(data),
             (_, st) => Err(st),
@@ -693,7 +790,7 @@ impl Peer {
 
     pub async fn lookup_id(&self, path: &str) -> Result<u32, u32> {
         let data = self.lookup(path).await?;
-        Ok(data.first().and_then(Message::objid).unwrap())
+        Ok(data.first().and_then(Msg::objid).unwrap())
     }
 
     /// `ubus call <path> <method> <args>`: the DATA payloads, or the status.
@@ -704,7 +801,7 @@ impl Peer {
     }
 
     pub async fn invoke(&self, objid: u32, method: &str, args: Value) -> (Vec<Value>, u32) {
-        let msg = Message::new(MsgType::Invoke, 0, objid)
+        let msg = Msg::new(kind::INVOKE, 0, objid)
             .with(Attr::ObjId(objid))
             .with(Attr::Method(method.into()))
             .with(Attr::Data(args));
@@ -714,7 +811,7 @@ impl Peer {
 
     /// Publishes an object with a signature; returns its id.
     pub async fn publish(&self, path: &str, signature: Value) -> u32 {
-        let msg = Message::new(MsgType::AddObject, 0, 0)
+        let msg = Msg::new(kind::ADD_OBJECT, 0, 0)
             .with(Attr::ObjPath(path.into()))
             .with(Attr::Signature(signature));
         let (data, st) = self.request(msg).await;
@@ -737,7 +834,7 @@ impl Peer {
     /// NOTIFY subscribers of `objid`; returns the subscriber ids ubusd
     /// reported.
     pub async fn notify(&self, objid: u32, kind: &str, data: Value) -> Vec<u32> {
-        let msg = Message::new(MsgType::Notify, 0, objid)
+        let msg = Msg::new(kind::NOTIFY, 0, objid)
             .with(Attr::ObjId(objid))
             .with(Attr::Method(kind.into()))
             .with(Attr::Data(data));
@@ -746,7 +843,7 @@ impl Peer {
             .await
             .unwrap();
         assert_eq!(status.status(), Some(0));
-        status.subscribers().unwrap_or_default().to_vec()
+        status.subscribers().unwrap_or_default()
     }
 
     /// `ubus listen <pattern>`: registers the pattern on this peer's
@@ -755,7 +852,7 @@ impl Peer {
         let objid = match self.listener {
             Some(id) => id,
             None => {
-                let (data, st) = self.request(Message::new(MsgType::AddObject, 0, 0)).await;
+                let (data, st) = self.request(Msg::new(kind::ADD_OBJECT, 0, 0)).await;
                 assert_eq!(st, 0);
                 let id = data[0].objid().unwrap();
                 self.cmd.send(PeerCmd::Events(id)).unwrap();
@@ -766,8 +863,8 @@ impl Peer {
         let data = Value::table()
             .with("object", objid)
             .with("pattern", pattern);
-        let msg = Message::new(MsgType::Invoke, 0, SYSTEM_OBJECT_EVENT)
-            .with(Attr::ObjId(SYSTEM_OBJECT_EVENT))
+        let msg = Msg::new(kind::INVOKE, 0, EVENT_OBJECT)
+            .with(Attr::ObjId(EVENT_OBJECT))
             .with(Attr::Method("register".into()))
             .with(Attr::Data(data));
         assert_eq!(self.request(msg).await.1, 0);
@@ -776,8 +873,8 @@ impl Peer {
     /// `ubus send <name> <data>`.
     pub async fn send_event(&self, name: &str, data: Value) -> u32 {
         let payload = Value::table().with("id", name).with("data", data);
-        let msg = Message::new(MsgType::Invoke, 0, SYSTEM_OBJECT_EVENT)
-            .with(Attr::ObjId(SYSTEM_OBJECT_EVENT))
+        let msg = Msg::new(kind::INVOKE, 0, EVENT_OBJECT)
+            .with(Attr::ObjId(EVENT_OBJECT))
             .with(Attr::Method("send".into()))
             .with(Attr::Data(payload));
         self.request(msg).await.1
@@ -787,7 +884,7 @@ impl Peer {
         timeout(wait, self.events.recv()).await.ok().flatten()
     }
 
-    pub async fn next_inbound(&mut self, wait: Duration) -> Option<Message> {
+    pub async fn next_inbound(&mut self, wait: Duration) -> Option<Msg> {
         timeout(wait, self.inbound.recv()).await.ok().flatten()
     }
 
@@ -804,35 +901,37 @@ impl Peer {
     }
 }
 
-async fn read_msg(stream: &mut UnixStream) -> Option<Message> {
-    let mut buf = vec![0u8; PREFIX_LEN];
+async fn read_msg(stream: &mut UnixStream) -> Option<Msg> {
+    let mut buf = vec![0u8; PREFIX];
     stream.read_exact(&mut buf).await.ok()?;
-    let total = frame_len(&buf).ok()?;
+    let total = Msg::frame_len(&buf).ok()?;
     buf.resize(total, 0);
-    stream.read_exact(&mut buf[PREFIX_LEN..]).await.ok()?;
-    Message::decode(&buf).ok()
+    stream.read_exact(&mut buf[PREFIX..]).await.ok()?;
+    Msg::decode(&buf).ok()
 }
 
 async fn peer_task(
     stream: UnixStream,
     mut cmd_rx: mpsc::UnboundedReceiver<PeerCmd>,
-    in_tx: mpsc::UnboundedSender<Message>,
+    in_tx: mpsc::UnboundedSender<Msg>,
     ev_tx: mpsc::UnboundedSender<(String, Value)>,
 ) {
     let (mut rd, mut wr) = stream.into_split();
     let (frame_tx, mut frame_rx) = mpsc::unbounded_channel();
     let reader = tokio::spawn(async move {
         loop {
-            let mut buf = vec![0u8; PREFIX_LEN];
+            let mut buf = vec![0u8; PREFIX];
             if rd.read_exact(&mut buf).await.is_err() {
                 break;
             }
-            let Ok(total) = frame_len(&buf) else { break };
+            let Ok(total) = Msg::frame_len(&buf) else {
+                break;
+            };
             buf.resize(total, 0);
-            if rd.read_exact(&mut buf[PREFIX_LEN..]).await.is_err() {
+            if rd.read_exact(&mut buf[PREFIX..]).await.is_err() {
                 break;
             }
-            match Message::decode(&buf) {
+            match Msg::decode(&buf) {
                 Ok(m) => {
                     if frame_tx.send(m).is_err() {
                         break;
@@ -843,7 +942,7 @@ async fn peer_task(
         }
     });
     let mut seq: u16 = 0;
-    let mut pending: HashMap<u16, (Vec<Message>, Answer)> = HashMap::new();
+    let mut pending: HashMap<u16, (Vec<Msg>, Answer)> = HashMap::new();
     let mut handlers: HashMap<u32, Handler> = HashMap::new();
     let mut event_objs: Vec<u32> = Vec::new();
     loop {
@@ -855,12 +954,12 @@ async fn peer_task(
                         seq = seq.wrapping_add(1);
                         msg.seq = seq;
                         pending.insert(seq, (Vec::new(), reply));
-                        msg.encode().unwrap()
+                        msg.encode()
                     }
                     PeerCmd::Send(mut msg) => {
                         seq = seq.wrapping_add(1);
                         msg.seq = seq;
-                        msg.encode().unwrap()
+                        msg.encode()
                     }
                     PeerCmd::Raw(bytes) => bytes,
                     PeerCmd::Serve(id, h) => {
@@ -879,21 +978,21 @@ async fn peer_task(
             m = frame_rx.recv() => {
                 let Some(m) = m else { break };
                 match m.kind {
-                    MsgType::Data if pending.contains_key(&m.seq) => {
+                    kind::DATA if pending.contains_key(&m.seq) => {
                         if let Some(p) = pending.get_mut(&m.seq) {
                             p.0.push(m);
                         }
                     }
-                    MsgType::Status if pending.contains_key(&m.seq) => {
+                    kind::STATUS if pending.contains_key(&m.seq) => {
                         if let Some((data, reply)) = pending.remove(&m.seq) {
                             let _ = reply.send((data, m));
                         }
                     }
-                    MsgType::Invoke if m.objid().is_some_and(|id| event_objs.contains(&id)) => {
+                    kind::INVOKE if m.objid().is_some_and(|id| event_objs.contains(&id)) => {
                         let name = m.method().unwrap_or_default().to_owned();
                         let _ = ev_tx.send((name, m.data().cloned().unwrap_or_else(Value::table)));
                     }
-                    MsgType::Invoke if m.objid().is_some_and(|id| handlers.contains_key(&id)) => {
+                    kind::INVOKE if m.objid().is_some_and(|id| handlers.contains_key(&id)) => {
                         let objid = m.objid().unwrap();
                         let h = handlers.get_mut(&objid).unwrap();
                         let args = m.data().cloned().unwrap_or_else(Value::table);
@@ -901,18 +1000,18 @@ async fn peer_task(
                         let mut out = Vec::new();
                         let st = match result {
                             Ok(v) => {
-                                let d = Message::new(MsgType::Data, m.seq, m.peer)
+                                let d = Msg::new(kind::DATA, m.seq, m.peer)
                                     .with(Attr::ObjId(objid))
                                     .with(Attr::Data(v));
-                                out.extend(d.encode().unwrap());
+                                out.extend(d.encode());
                                 0
                             }
                             Err(st) => st,
                         };
-                        let s = Message::new(MsgType::Status, m.seq, m.peer)
+                        let s = Msg::new(kind::STATUS, m.seq, m.peer)
                             .with(Attr::Status(st))
                             .with(Attr::ObjId(objid));
-                        out.extend(s.encode().unwrap());
+                        out.extend(s.encode());
                         if wr.write_all(&out).await.is_err() {
                             break;
                         }
@@ -925,141 +1024,4 @@ async fn peer_task(
         }
     }
     reader.abort();
-}
-
-// ---------------------------------------------------------------------------
-// JSON-ish values, as typed on the `ubus` command line
-
-/// Parses JSON into a [`Value`] the way `blobmsg_add_json_from_string`
-/// types it: integers as INT32 when they fit (else INT64), booleans as
-/// INT8, `null` as UNSPEC. Panics on bad input (tests only).
-pub fn json(s: &str) -> Value {
-    let mut p = Json {
-        b: s.as_bytes(),
-        i: 0,
-    };
-    let v = p.value();
-    p.ws();
-    assert_eq!(p.i, p.b.len(), "trailing JSON in {s:?}");
-    v
-}
-
-struct Json<'a> {
-    b: &'a [u8],
-    i: usize,
-}
-
-impl Json<'_> {
-    fn ws(&mut self) {
-        while self.b.get(self.i).is_some_and(u8::is_ascii_whitespace) {
-            self.i += 1;
-        }
-    }
-
-    fn eat(&mut self, c: u8) -> bool {
-        self.ws();
-        if self.b.get(self.i) == Some(&c) {
-            self.i += 1;
-            true
-        } else {
-            false
-        }
-    }
-
-    fn value(&mut self) -> Value {
-        self.ws();
-        match self.b[self.i] {
-            b'{' => {
-                self.i += 1;
-                let mut t = Value::table();
-                if self.eat(b'}') {
-                    return t;
-                }
-                loop {
-                    self.ws();
-                    let k = self.string();
-                    assert!(self.eat(b':'));
-                    let v = self.value();
-                    t.push(&k, v);
-                    if self.eat(b'}') {
-                        return t;
-                    }
-                    assert!(self.eat(b','));
-                }
-            }
-            b'[' => {
-                self.i += 1;
-                let mut items = Vec::new();
-                if self.eat(b']') {
-                    return Value::Array(items);
-                }
-                loop {
-                    items.push(self.value());
-                    if self.eat(b']') {
-                        return Value::Array(items);
-                    }
-                    assert!(self.eat(b','));
-                }
-            }
-            b'"' => Value::String(self.string()),
-            b't' => self.word("true", Value::Bool(true)),
-            b'f' => self.word("false", Value::Bool(false)),
-            b'n' => self.word("null", Value::Unspec),
-            _ => {
-                let start = self.i;
-                while self
-                    .b
-                    .get(self.i)
-                    .is_some_and(|c| c.is_ascii_digit() || b"+-.eE".contains(c))
-                {
-                    self.i += 1;
-                }
-                let s = std::str::from_utf8(&self.b[start..self.i]).unwrap();
-                if let Ok(n) = s.parse::<i64>() {
-                    match i32::try_from(n) {
-                        Ok(n) => Value::Int32(n),
-                        Err(_) => Value::Int64(n),
-                    }
-                } else {
-                    Value::Double(s.parse().unwrap())
-                }
-            }
-        }
-    }
-
-    fn word(&mut self, w: &str, v: Value) -> Value {
-        assert!(self.b[self.i..].starts_with(w.as_bytes()));
-        self.i += w.len();
-        v
-    }
-
-    fn string(&mut self) -> String {
-        assert_eq!(self.b[self.i], b'"');
-        self.i += 1;
-        let mut out = String::new();
-        loop {
-            let c = self.b[self.i];
-            self.i += 1;
-            match c {
-                b'"' => return out,
-                b'\\' => {
-                    let e = self.b[self.i];
-                    self.i += 1;
-                    out.push(match e {
-                        b'n' => '\n',
-                        b't' => '\t',
-                        other => other as char,
-                    });
-                }
-                _ => {
-                    // Copy a whole UTF-8 sequence.
-                    let start = self.i - 1;
-                    while self.b.get(self.i).is_some_and(|b| b & 0xc0 == 0x80) {
-                        self.i += 1;
-                    }
-                    out.push_str(std::str::from_utf8(&self.b[start..self.i]).unwrap());
-                }
-            }
-        }
-    }
 }

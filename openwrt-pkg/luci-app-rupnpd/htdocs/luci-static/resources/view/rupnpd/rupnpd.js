@@ -9,8 +9,8 @@
 'require tools.widgets as widgets';
 
 // The daemon's own ubus object; rpcd forwards these calls as the logged-in user's ACL allows
-// (root/usr/share/rpcd/acl.d/luci-app-rupnpd.json). A daemon that is not running answers
-// NOT_FOUND, which `expect` turns into an empty object.
+// (root/usr/share/rpcd/acl.d/luci-app-rupnpd.json). While the daemon is not running uhttpd answers
+// "Object not found", which rpc.js turns into a rejection: load() and refresh() read that as {}.
 const callStatus = rpc.declare({
 	object: 'rupnpd',
 	method: 'status',
@@ -62,6 +62,63 @@ const callHostHints = rpc.declare({
 	expect: { '': {} }
 });
 
+// Start, stop and restart /etc/init.d/rupnpd, as luci-app-upnp does.
+const callInitAction = rpc.declare({
+	object: 'luci',
+	method: 'setInitAction',
+	params: [ 'name', 'action' ],
+	expect: { result: false }
+});
+
+// Why a call was refused, in words. rpc.js rejects a call whose ubus status is not 0 ("RPC call
+// to rupnpd/delete failed with ubus code 4: …") and drops the reply's data, so the daemon's own
+// explanation (`{"error": …}` before the status) never reaches the page. The daemon keeps its
+// statuses, which the `ubus` command's exit status and scripts rely on; the page says what each
+// status means for the call it made (README, "ubus API").
+const REFUSED = {
+	'delete': {
+		2: _('The service did not accept the protocol or port of this mapping.'),
+		4: _('This mapping no longer exists: it expired or was deleted in the meantime.')
+	},
+	'set': {
+		2: _('The service does not know this switch; is the rupnpd package older than this page?'),
+		13: _('The service could not store the change in /etc/config/upnpd (is the flash full or read-only?); nothing was changed.')
+	}
+};
+const UBUS_STATUS = {
+	3: _('The service does not offer this action; is the rupnpd package older than this page?'),
+	7: _('The service did not answer in time. Try again.'),
+	9: _('The service could not answer; see the system log.')
+};
+// JSON-RPC errors uhttpd answers before the call reaches the daemon.
+const RPC_ERROR = {
+	'-32000': _('The rupnpd service is not running.'),
+	'-32002': _('Your login may not do this (it lacks the ACL group luci-app-rupnpd).'),
+	'-32003': _('The service did not answer in time. Try again.')
+};
+
+function refusal(method, err) {
+	const text = String((err && err.message) || err);
+	let m = /failed with ubus code (\d+)/.exec(text);
+
+	if (m)
+		return (REFUSED[method] || {})[+m[1]] || UBUS_STATUS[+m[1]] || text;
+
+	m = /failed with error (-?\d+)/.exec(text);
+
+	return (m && RPC_ERROR[m[1]]) || text;
+}
+
+// Everything the tables show comes from LAN clients (descriptions, DHCP host names) or the
+// daemon: a table cell is inserted as HTML, so every text is escaped.
+function esc(value) {
+	return '%h'.format(value != null ? value : '');
+}
+
+function notify(text, cls) {
+	ui.addNotification(null, E('p', [ text ]), cls || 'error');
+}
+
 const ORIGINS = {
 	'upnp-igdv1': _('UPnP IGDv1'),
 	'upnp-igdv2': _('UPnP IGDv2'),
@@ -111,8 +168,8 @@ function tableHead(titles) {
 return view.extend({
 	load() {
 		return Promise.all([
-			callStatus(),
-			callList(),
+			L.resolveDefault(callStatus(), {}),
+			L.resolveDefault(callList(), {}),
 			L.resolveDefault(callHostHints(), {}),
 			uci.load('upnpd')
 		]);
@@ -129,8 +186,17 @@ return view.extend({
 			uci.unload('upnpd');
 			window.location.reload();
 		}).catch(err => {
-			ui.addNotification(null, E('p', _('Could not change the setting: %s').format(err.message)), 'error');
+			notify(_('Could not change the setting: %s').format(refusal('set', err)));
 		});
+	},
+
+	handleInit(action) {
+		return callInitAction('rupnpd', action).then(ok => {
+			if (!ok)
+				notify(_('Could not %s the service; see the system log.').format(action));
+		}).catch(err => {
+			notify(_('Could not %s the service: %s').format(action, refusal('setInitAction', err)));
+		}).then(() => this.refresh());
 	},
 
 	handleDelete(mapping, ev) {
@@ -140,7 +206,7 @@ return view.extend({
 			row.style.opacity = 0.5;
 
 		return callDelete(mapping.proto, +mapping.external_port).catch(err => {
-			ui.addNotification(null, E('p', _('Could not delete the mapping: %s').format(err.message)), 'error');
+			notify(_('Could not delete the mapping: %s').format(refusal('delete', err)));
 		}).then(() => this.refresh());
 	},
 
@@ -149,24 +215,35 @@ return view.extend({
 			return Promise.resolve();
 
 		return callFlush().then(deleted => {
-			ui.addNotification(null, E('p', _('%d port mappings deleted.').format(+deleted || 0)), 'info');
+			notify(_('%d port mappings deleted.').format(+deleted || 0), 'info');
 		}).catch(err => {
-			ui.addNotification(null, E('p', _('Could not delete the mappings: %s').format(err.message)), 'error');
+			notify(_('Could not delete the mappings: %s').format(refusal('flush', err)));
 		}).then(() => this.refresh());
 	},
 
 	refresh() {
 		return Promise.all([
-			callStatus(),
-			callList(),
+			L.resolveDefault(callStatus(), {}),
+			L.resolveDefault(callList(), {}),
 			L.resolveDefault(callHostHints(), {})
 		]).then(data => this.updateLive(data[0], data[1], data[2]));
 	},
 
+	initButton(action, title, cls) {
+		return E('button', {
+			'class': 'btn cbi-button ' + cls,
+			'click': ui.createHandlerFn(this, 'handleInit', action)
+		}, [ title ]);
+	},
+
 	renderStatus(status) {
 		if (status.version == null)
-			return E('p', { 'class': 'alert-message warning' },
-				_('The rupnpd service is not running. Check the system log; it refuses to start with an invalid /etc/config/upnpd.'));
+			return E('div', {}, [
+				E('p', { 'class': 'alert-message warning' }, [
+					_('The rupnpd service is not running. Check the system log; it refuses to start with an invalid /etc/config/upnpd.')
+				]),
+				this.initButton('start', _('Start'), 'cbi-button-positive')
+			]);
 
 		const counts = status.mappings || {};
 		const rows = [
@@ -184,27 +261,34 @@ return view.extend({
 			const on = !!status[sw[0]];
 
 			return E('tr', { 'class': 'tr' }, [
-				E('td', { 'class': 'td left', 'width': '33%' }, sw[1]),
-				E('td', { 'class': 'td left' }, on ? _('on') : _('off')),
+				E('td', { 'class': 'td left', 'width': '33%' }, [ sw[1] ]),
+				E('td', { 'class': 'td left' }, [ on ? _('on') : _('off') ]),
 				E('td', { 'class': 'td right' }, E('button', {
 					'class': 'btn cbi-button ' + (on ? 'cbi-button-negative' : 'cbi-button-positive'),
 					'click': ui.createHandlerFn(this, 'handleSwitch', sw[0], !on)
-				}, on ? _('Switch off') : _('Switch on')))
+				}, [ on ? _('Switch off') : _('Switch on') ]))
 			]);
 		});
 
+		// Values as text nodes: the device names and addresses are not ours to trust either.
 		const nodes = [
 			E('table', { 'class': 'table' }, rows.map(r => E('tr', { 'class': 'tr' }, [
-				E('td', { 'class': 'td left', 'width': '33%' }, r[0]),
-				E('td', { 'class': 'td left' }, r[1])
-			])))
+				E('td', { 'class': 'td left', 'width': '33%' }, [ r[0] ]),
+				E('td', { 'class': 'td left' }, [ String(r[1] != null ? r[1] : '') ])
+			]))),
+			E('div', { 'class': 'right' }, [
+				this.initButton('restart', _('Restart'), 'cbi-button-action'),
+				' ',
+				this.initButton('stop', _('Stop'), 'cbi-button-negative')
+			])
 		];
 
 		if (status.external_ip_private)
-			nodes.push(E('p', { 'class': 'alert-message warning' },
-				_('The external address is private or shared (CGNAT): mapped ports are not reachable from the Internet unless the upstream network forwards them.')));
+			nodes.push(E('p', { 'class': 'alert-message warning' }, [
+				_('The external address is private or shared (CGNAT): mapped ports are not reachable from the Internet unless the upstream network forwards them.')
+			]));
 
-		nodes.push(E('h4', _('Switches (applied immediately)')));
+		nodes.push(E('h4', [ _('Switches (applied immediately)') ]));
 		nodes.push(E('table', { 'class': 'table' }, switches));
 
 		return E('div', {}, nodes);
@@ -212,32 +296,32 @@ return view.extend({
 
 	mappingRows(list, names) {
 		return L.toArray(list.mappings).map(m => [
-			names[m.internal_ip] || _('Unknown'),
-			m.proto,
-			m.external_port,
-			formatAddrPort(m.internal_ip, m.internal_port),
-			formatAddrPort(m.remote_host, 0),
-			'%h'.format(m.description || ''),
-			ORIGINS[m.origin] || m.origin || '',
-			formatExpires(m.expires),
-			formatTraffic(m.packets, m.bytes),
+			esc(names[m.internal_ip] || _('Unknown')),
+			esc(m.proto),
+			esc(m.external_port),
+			esc(formatAddrPort(m.internal_ip, m.internal_port)),
+			esc(formatAddrPort(m.remote_host, 0)),
+			esc(m.description),
+			esc(ORIGINS[m.origin] || m.origin),
+			esc(formatExpires(m.expires)),
+			esc(formatTraffic(m.packets, m.bytes)),
 			E('button', {
 				'class': 'btn cbi-button-remove',
 				'title': _('Delete this mapping'),
 				'click': ui.createHandlerFn(this, 'handleDelete', m)
-			}, _('Delete'))
+			}, [ _('Delete') ])
 		]);
 	},
 
 	pinholeRows(list, names) {
 		return L.toArray(list.pinholes).map(p => [
-			p.id,
-			names[p.internal_ip] || _('Unknown'),
-			p.proto,
-			formatAddrPort(p.internal_ip, p.internal_port),
-			formatAddrPort(p.remote_host, p.remote_port),
-			formatExpires(p.expires),
-			formatTraffic(p.packets, p.bytes)
+			esc(p.id),
+			esc(names[p.internal_ip] || _('Unknown')),
+			esc(p.proto),
+			esc(formatAddrPort(p.internal_ip, p.internal_port)),
+			esc(formatAddrPort(p.remote_host, p.remote_port)),
+			esc(formatExpires(p.expires)),
+			esc(formatTraffic(p.packets, p.bytes))
 		]);
 	},
 
@@ -246,9 +330,9 @@ return view.extend({
 
 		dom.content(this.statusNode, this.renderStatus(status));
 		cbi_update_table(this.mappingsTable, this.mappingRows(list, names),
-			E('em', _('There are no active port mappings.')));
+			E('em', [ _('There are no active port mappings.') ]));
 		cbi_update_table(this.pinholesTable, this.pinholeRows(list, names),
-			E('em', _('There are no open IPv6 pinholes.')));
+			E('em', [ _('There are no open IPv6 pinholes.') ]));
 	},
 
 	// Builds the status box and the two tables; updateLive() fills them, now and at every poll.

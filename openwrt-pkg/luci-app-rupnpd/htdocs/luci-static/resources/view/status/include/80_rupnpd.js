@@ -26,10 +26,11 @@ const callHostHints = rpc.declare({
 return baseclass.extend({
 	title: _('UPnP IGD & PCP/NAT-PMP port mappings'),
 
+	// A daemon that is not running makes uhttpd answer "Object not found", a rejection.
 	load() {
 		return Promise.all([
-			callStatus(),
-			callList(),
+			L.resolveDefault(callStatus(), {}),
+			L.resolveDefault(callList(), []),
 			L.resolveDefault(callHostHints(), {})
 		]);
 	},
@@ -46,9 +47,12 @@ return baseclass.extend({
 			for (const addr of L.toArray((hints[mac] || {}).ipaddrs))
 				names[addr] = hints[mac].name;
 
-		const summary = E('p', {}, status.enabled
+		// Text nodes and escaped cells: host names come from DHCP and descriptions from LAN
+		// clients, and a table cell is inserted as HTML.
+		const esc = v => '%h'.format(v != null ? v : '');
+		const summary = E('p', {}, [ status.enabled
 			? _('External address %s, %d mappings.').format(status.external_ip || _('unknown'), +(status.mappings || {}).total || 0)
-			: _('The service is switched off.'));
+			: _('The service is switched off.') ]);
 
 		const table = E('table', { 'class': 'table' }, [
 			E('tr', { 'class': 'tr table-titles' }, [
@@ -62,13 +66,13 @@ return baseclass.extend({
 		]);
 
 		cbi_update_table(table, L.toArray(mappings).map(m => [
-			names[m.internal_ip] || _('Unknown'),
-			m.proto,
-			m.external_port,
-			'%s:%d'.format(m.internal_ip, +m.internal_port),
-			'%h'.format(m.description || ''),
-			(+m.expires > 0) ? '%t'.format(+m.expires) : _('Permanent')
-		]), E('em', _('There are no active port mappings.')));
+			esc(names[m.internal_ip] || _('Unknown')),
+			esc(m.proto),
+			esc(m.external_port),
+			esc('%s:%d'.format(m.internal_ip, +m.internal_port)),
+			esc(m.description),
+			esc((+m.expires > 0) ? '%t'.format(+m.expires) : _('Permanent'))
+		]), E('em', [ _('There are no active port mappings.') ]));
 
 		return E('div', {}, [ summary, table ]);
 	}

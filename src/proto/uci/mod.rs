@@ -17,9 +17,13 @@
 //! argument); here `;` always ends the command. Every file uci accepts
 //! parses to the same package.
 
-use std::collections::HashMap;
+mod edit;
+mod scan;
+
 use std::fmt;
-use std::ops::Range;
+
+pub use edit::set_option;
+use scan::{Builder, Scanner};
 
 /// Largest file accepted (OpenWrt config files are a few KiB).
 pub const MAX_FILE_SIZE: usize = 1 << 20;
@@ -109,17 +113,6 @@ impl Package {
     /// Sections of one type, in file order.
     pub fn of_type<'a>(&'a self, stype: &'a str) -> impl Iterator<Item = &'a Section> + 'a {
         self.sections.iter().filter(move |s| s.stype == stype)
-    }
-
-    /// `@type[index]`: the index-th section of a type, negative counting
-    /// from the end (`-1` is the last), as uci's extended lookup does. An
-    /// empty type matches every section.
-    pub fn nth_of_type(&self, stype: &str, index: i64) -> Option<&Section> {
-        self.position(&SectionRef::Indexed {
-            stype: stype.into(),
-            index,
-        })
-        .and_then(|i| self.sections.get(i))
     }
 
     /// The position in `sections` of the section a reference names.
@@ -362,127 +355,6 @@ pub fn parse(name: &str, text: &str) -> Result<Package, ParseError> {
     Ok(builder.pkg)
 }
 
-/// Sets `option` of `section` to `value` and returns the new text. The
-/// option's last `option` line gets the new value in single quotes; if
-/// the section has no such option, a line is added after the section's
-/// last line. Every other byte of the file is left as it was. An empty
-/// value writes `''`, which uci reads as "option absent". The result is
-/// parsed back before it is returned; an edit that would not read back
-/// exactly (e.g. a file ending in a lone backslash, which would swallow an
-/// appended line) is refused with [`EditError::Verify`].
-pub fn set_option(
-    text: &str,
-    section: &SectionRef,
-    option: &str,
-    value: &str,
-) -> Result<String, EditError> {
-    if !valid_name(option) {
-        return Err(EditError::InvalidOptionName(option.into()));
-    }
-    if value.chars().any(|c| c.is_control() && c != '\t') {
-        return Err(EditError::InvalidValue);
-    }
-    // uci names the package after its file; any valid name parses the same.
-    let pkg = parse("p", text).map_err(EditError::Parse)?;
-    let target = pkg
-        .position(section)
-        .ok_or_else(|| EditError::NoSuchSection(section.to_string()))?;
-
-    // Second pass: find the commands of the target section.
-    let mut scanner = Scanner::new(text).map_err(EditError::Parse)?;
-    let mut builder = Builder::new("p");
-    let mut last_of_option: Option<Command> = None;
-    let mut last_in_section: Option<Command> = None;
-    let mut indent_from: Option<usize> = None;
-    let mut next_start: Option<usize> = None;
-    while let Some(cmd) = scanner.next_command().map_err(EditError::Parse)? {
-        let sec = builder.apply(&cmd).map_err(EditError::Parse)?;
-        if last_in_section.is_some() && next_start.is_none() && sec != Some(target) {
-            next_start = Some(cmd.start);
-        }
-        if sec != Some(target) {
-            continue;
-        }
-        next_start = None;
-        if matches!(cmd.kind, Kind::Option | Kind::List) {
-            indent_from = Some(cmd.start);
-            if cmd.args.first().is_some_and(|a| a.value == option) {
-                last_of_option = Some(cmd.clone());
-            }
-        }
-        last_in_section = Some(cmd);
-    }
-
-    let quoted = quote(value);
-    let mut out = String::with_capacity(text.len() + quoted.len() + option.len() + 16);
-    match last_of_option {
-        Some(cmd) if cmd.kind == Kind::List => return Err(EditError::IsList(option.into())),
-        Some(cmd) => match (cmd.args.get(1), cmd.args.first()) {
-            (Some(v), _) if !v.span.is_empty() => {
-                out.push_str(&text[..v.span.start]);
-                out.push_str(&quoted);
-                out.push_str(&text[v.span.end..]);
-            }
-            (_, Some(name)) => {
-                out.push_str(&text[..name.span.end]);
-                out.push(' ');
-                out.push_str(&quoted);
-                out.push_str(&text[name.span.end..]);
-            }
-            _ => return Err(EditError::Verify),
-        },
-        None => {
-            let last = last_in_section.ok_or(EditError::Verify)?;
-            let indent = indent_from.map_or("\t", |at| line_indent(text, at));
-            let eol = text[last.end..].find('\n').map(|i| last.end + i);
-            let shares_line = matches!((eol, next_start), (Some(e), Some(n)) if n < e)
-                || (eol.is_none() && next_start.is_some());
-            if shares_line {
-                // Another command follows on the same line: chain ours with `;`.
-                out.push_str(&text[..last.end]);
-                out.push_str(&format!("; option {option} {quoted}"));
-                out.push_str(&text[last.end..]);
-            } else if let Some(e) = eol {
-                let crlf = e > 0 && text.as_bytes().get(e - 1) == Some(&b'\r');
-                let nl = if crlf { "\r\n" } else { "\n" };
-                out.push_str(&text[..=e]);
-                out.push_str(&format!("{indent}option {option} {quoted}{nl}"));
-                out.push_str(&text[e + 1..]);
-            } else {
-                out.push_str(text);
-                out.push_str(&format!("\n{indent}option {option} {quoted}"));
-            }
-        }
-    }
-
-    // Guard: the result must parse to the same package but for the one
-    // option, which must hold exactly the value asked for. Checking the
-    // option alone is not enough: an edit to "" is satisfied by any file
-    // that lacks the option, even one whose other values it has changed.
-    let check = parse("p", &out).map_err(|_| EditError::Verify)?;
-    let others = |i: usize, s: &Section| -> Vec<(String, Value)> {
-        let keep = |n: &String| i != target || n != option;
-        s.options.iter().filter(|(n, _)| keep(n)).cloned().collect()
-    };
-    let unchanged = check.sections.len() == pkg.sections.len()
-        && pkg
-            .sections
-            .iter()
-            .zip(&check.sections)
-            .enumerate()
-            .all(|(i, (was, now))| {
-                was.stype == now.stype && was.name == now.name && others(i, was) == others(i, now)
-            });
-    if !unchanged {
-        return Err(EditError::Verify);
-    }
-    match check.sections.get(target).and_then(|s| s.get(option)) {
-        Some(Value::Option(v)) if v == value => Ok(out),
-        None if value.is_empty() => Ok(out),
-        _ => Err(EditError::Verify),
-    }
-}
-
 /// A value in single quotes, `'` written as `'\''` (as `uci export` does).
 pub fn quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', "'\\''"))
@@ -505,431 +377,18 @@ pub fn valid_type(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| (33..=126).contains(&b))
 }
 
-/// The leading blanks of the line holding byte `at`.
-fn line_indent(text: &str, at: usize) -> &str {
-    let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
-    let line = &text[start..at];
-    let blank = line.len() - line.trim_start_matches([' ', '\t']).len();
-    &line[..blank]
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Package,
-    Config,
-    Option,
-    List,
-}
-
-/// One argument: its decoded value and the raw bytes it came from
-/// (quotes included). An absent argument has an empty span.
-#[derive(Debug, Clone)]
-struct Arg {
-    value: String,
-    span: Range<usize>,
-}
-
-#[derive(Debug, Clone)]
-struct Command {
-    kind: Kind,
-    line: usize,
-    /// Byte offset of the command word.
-    start: usize,
-    /// Byte offset just past the last argument (or the command word).
-    end: usize,
-    args: Vec<Arg>,
-}
-
-/// C's `isspace` minus the newline, which ends a command line.
-fn is_blank(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\r' | 0x0b | 0x0c)
-}
-
-struct Scanner<'a> {
-    b: &'a [u8],
-    pos: usize,
-    line: usize,
-    /// A `;` ended the current command: its remaining arguments are empty.
-    ended: bool,
-}
-
-impl<'a> Scanner<'a> {
-    fn new(text: &'a str) -> Result<Scanner<'a>, ParseError> {
-        if text.len() > MAX_FILE_SIZE {
-            return Err(ParseError {
-                line: 0,
-                kind: ErrorKind::TooLarge,
-            });
-        }
-        if let Some(at) = text.bytes().position(|b| b == 0) {
-            let line = text.as_bytes()[..at]
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count()
-                + 1;
-            return Err(ParseError {
-                line,
-                kind: ErrorKind::NulByte,
-            });
-        }
-        Ok(Scanner {
-            b: text.as_bytes(),
-            pos: 0,
-            line: 1,
-            ended: false,
-        })
-    }
-
-    fn err(&self, kind: ErrorKind) -> ParseError {
-        ParseError {
-            line: self.line,
-            kind,
-        }
-    }
-
-    fn peek(&self) -> Option<u8> {
-        self.b.get(self.pos).copied()
-    }
-
-    fn skip_blanks(&mut self) {
-        while self.peek().is_some_and(is_blank) {
-            self.pos += 1;
-        }
-    }
-
-    /// Moves to the newline (or the end) that ends a comment.
-    fn skip_comment(&mut self) {
-        while self.peek().is_some_and(|b| b != b'\n') {
-            self.pos += 1;
-        }
-    }
-
-    /// Consumes a newline at `pos`, counting it.
-    fn newline(&mut self) {
-        self.pos += 1;
-        self.line += 1;
-    }
-
-    fn next_command(&mut self) -> Result<Option<Command>, ParseError> {
-        loop {
-            self.skip_blanks();
-            match self.peek() {
-                None => return Ok(None),
-                Some(b'\n') => self.newline(),
-                Some(b'#') => self.skip_comment(),
-                Some(_) => break,
-            }
-        }
-        let start = self.pos;
-        let line = self.line;
-        while self.peek().is_some_and(|b| !is_blank(b) && b != b'\n') {
-            self.pos += 1;
-        }
-        let word = &self.b[start..self.pos];
-        let kind = match word {
-            b"package" | b"p" => Kind::Package,
-            b"config" | b"c" => Kind::Config,
-            b"option" | b"o" => Kind::Option,
-            b"list" | b"l" => Kind::List,
-            _ => {
-                let w = String::from_utf8_lossy(word);
-                let w: String = w.chars().take(32).collect();
-                return Err(self.err(ErrorKind::InvalidCommand(w)));
-            }
-        };
-        self.ended = false;
-        let (first, second): (&'static str, Option<&'static str>) = match kind {
-            Kind::Package => ("package name", None),
-            Kind::Config => ("section type", Some("section name")),
-            Kind::Option | Kind::List => ("option name", Some("value")),
-        };
-        let mut args = Vec::with_capacity(2);
-        let a = self.arg()?;
-        if a.value.is_empty() {
-            return Err(self.err(ErrorKind::MissingArgument(first)));
-        }
-        let mut end = a.span.end;
-        args.push(a);
-        if second.is_some() {
-            let a = self.arg()?;
-            if !a.span.is_empty() {
-                end = a.span.end;
-            }
-            args.push(a);
-        }
-        if !self.arg()?.value.is_empty() {
-            return Err(self.err(ErrorKind::TooManyArguments));
-        }
-        Ok(Some(Command {
-            kind,
-            line,
-            start,
-            end,
-            args,
-        }))
-    }
-
-    /// The next argument of the current command; empty at the end of the
-    /// line, at a comment, or after a `;`.
-    fn arg(&mut self) -> Result<Arg, ParseError> {
-        let empty = |at| Arg {
-            value: String::new(),
-            span: at..at,
-        };
-        if self.ended {
-            return Ok(empty(self.pos));
-        }
-        self.skip_blanks();
-        match self.peek() {
-            None | Some(b'\n') => Ok(empty(self.pos)),
-            Some(b';') => {
-                self.pos += 1;
-                self.ended = true;
-                Ok(empty(self.pos))
-            }
-            Some(_) => self.word(),
-        }
-    }
-
-    /// One word: unquoted, quoted and escaped parts up to a blank, a
-    /// newline, `;` or an unquoted `#` (uci `parse_str`).
-    fn word(&mut self) -> Result<Arg, ParseError> {
-        let start = self.pos;
-        let mut out: Vec<u8> = Vec::new();
-        let mut span_end = start;
-        loop {
-            match self.peek() {
-                None | Some(b'\n') | Some(b';') => break,
-                Some(b'#') => {
-                    self.skip_comment();
-                    break;
-                }
-                Some(b'\'') => {
-                    self.single_quoted(&mut out)?;
-                    span_end = self.pos;
-                }
-                Some(b'"') => {
-                    self.double_quoted(&mut out)?;
-                    span_end = self.pos;
-                }
-                Some(b'\\') => {
-                    self.backslash(&mut out);
-                    span_end = self.pos;
-                }
-                Some(b) if is_blank(b) => break,
-                Some(b) => {
-                    out.push(b);
-                    self.pos += 1;
-                    span_end = self.pos;
-                }
-            }
-        }
-        // Only ASCII bytes are ever dropped or split on, so `out` is UTF-8.
-        let value = String::from_utf8(out).map_err(|_| self.err(ErrorKind::NulByte))?;
-        Ok(Arg {
-            value,
-            span: start..span_end,
-        })
-    }
-
-    /// A backslash outside single quotes: before a line end it joins the
-    /// next line; otherwise the next byte is taken literally.
-    fn backslash(&mut self, out: &mut Vec<u8>) {
-        self.pos += 1;
-        match self.peek() {
-            None => {}
-            Some(b'\n') => self.newline(),
-            Some(b'\r') if self.b.get(self.pos + 1) == Some(&b'\n') => {
-                self.pos += 1;
-                self.newline();
-            }
-            Some(b) => {
-                out.push(b);
-                self.pos += 1;
-            }
-        }
-    }
-
-    fn single_quoted(&mut self, out: &mut Vec<u8>) -> Result<(), ParseError> {
-        self.pos += 1;
-        loop {
-            match self.peek() {
-                None => return Err(self.err(ErrorKind::Unterminated('\''))),
-                Some(b'\'') => {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                Some(b) => {
-                    out.push(b);
-                    if b == b'\n' {
-                        self.newline();
-                    } else {
-                        self.pos += 1;
-                    }
-                }
-            }
-        }
-    }
-
-    fn double_quoted(&mut self, out: &mut Vec<u8>) -> Result<(), ParseError> {
-        self.pos += 1;
-        loop {
-            match self.peek() {
-                None => return Err(self.err(ErrorKind::Unterminated('"'))),
-                Some(b'"') => {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                Some(b'\\') => self.backslash(out),
-                Some(b) => {
-                    out.push(b);
-                    if b == b'\n' {
-                        self.newline();
-                    } else {
-                        self.pos += 1;
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Builds a [`Package`] from commands, with uci's semantics: a repeated
-/// named section continues the earlier one, an empty option value deletes
-/// the option, `list` on a plain option turns it into a list.
-struct Builder {
-    pkg: Package,
-    current: Option<usize>,
-    by_name: HashMap<String, usize>,
-    values: usize,
-}
-
-impl Builder {
-    fn new(name: &str) -> Builder {
-        Builder {
-            pkg: Package {
-                name: name.into(),
-                sections: Vec::new(),
-            },
-            current: None,
-            by_name: HashMap::new(),
-            values: 0,
-        }
-    }
-
-    /// Applies one command; returns the section it belongs to.
-    fn apply(&mut self, cmd: &Command) -> Result<Option<usize>, ParseError> {
-        let err = |kind| ParseError {
-            line: cmd.line,
-            kind,
-        };
-        let arg = |i: usize| cmd.args.get(i).map_or("", |a| a.value.as_str());
-        match cmd.kind {
-            Kind::Package => {
-                if !valid_package(arg(0)) {
-                    return Err(err(ErrorKind::InvalidPackageName(arg(0).into())));
-                }
-                Ok(self.current)
-            }
-            Kind::Config => {
-                let (stype, name) = (arg(0), arg(1));
-                if !valid_type(stype) {
-                    return Err(err(ErrorKind::InvalidType(stype.into())));
-                }
-                if !name.is_empty() {
-                    if !valid_name(name) {
-                        return Err(err(ErrorKind::InvalidName(name.into())));
-                    }
-                    if let Some(&i) = self.by_name.get(name) {
-                        let was = self.pkg.sections.get(i).map_or("", |s| s.stype.as_str());
-                        if was != stype {
-                            return Err(err(ErrorKind::TypeMismatch {
-                                section: name.into(),
-                                was: was.into(),
-                                now: stype.into(),
-                            }));
-                        }
-                        self.current = Some(i);
-                        return Ok(self.current);
-                    }
-                }
-                if self.pkg.sections.len() >= MAX_SECTIONS {
-                    return Err(err(ErrorKind::TooManySections));
-                }
-                let i = self.pkg.sections.len();
-                self.pkg.sections.push(Section {
-                    stype: stype.into(),
-                    name: (!name.is_empty()).then(|| name.to_string()),
-                    options: Vec::new(),
-                });
-                if !name.is_empty() {
-                    self.by_name.insert(name.into(), i);
-                }
-                self.current = Some(i);
-                Ok(self.current)
-            }
-            Kind::Option | Kind::List => {
-                let (name, value) = (arg(0), arg(1));
-                let Some(sec) = self.current.and_then(|i| self.pkg.sections.get_mut(i)) else {
-                    return Err(err(ErrorKind::OptionOutsideSection));
-                };
-                if !valid_name(name) {
-                    return Err(err(ErrorKind::InvalidName(name.into())));
-                }
-                let at = sec.options.iter().position(|(n, _)| n == name);
-                if cmd.kind == Kind::Option && value.is_empty() {
-                    // uci_set with an empty value deletes the option.
-                    if let Some(i) = at {
-                        let (_, old) = sec.options.remove(i);
-                        self.values = self.values.saturating_sub(old.items().len());
-                    }
-                    return Ok(self.current);
-                }
-                if at.is_none() && sec.options.len() >= MAX_OPTIONS {
-                    return Err(err(ErrorKind::TooManyOptions));
-                }
-                let replaces = cmd.kind == Kind::Option && at.is_some();
-                if !replaces && self.values >= MAX_VALUES {
-                    return Err(err(ErrorKind::TooManyValues));
-                }
-                match (cmd.kind, at) {
-                    (Kind::Option, Some(i)) => {
-                        if let Some((_, v)) = sec.options.get_mut(i) {
-                            self.values = self.values.saturating_sub(v.items().len());
-                            *v = Value::Option(value.into());
-                        }
-                    }
-                    (Kind::Option, None) => {
-                        sec.options.push((name.into(), Value::Option(value.into())));
-                    }
-                    (_, Some(i)) => {
-                        if let Some((_, v)) = sec.options.get_mut(i) {
-                            let mut items = match std::mem::replace(v, Value::List(Vec::new())) {
-                                Value::Option(s) => vec![s],
-                                Value::List(l) => l,
-                            };
-                            if items.len() >= MAX_LIST_ITEMS {
-                                return Err(err(ErrorKind::TooManyListItems));
-                            }
-                            items.push(value.into());
-                            *v = Value::List(items);
-                        }
-                    }
-                    (_, None) => {
-                        sec.options
-                            .push((name.into(), Value::List(vec![value.into()])));
-                    }
-                }
-                self.values += 1;
-                Ok(self.current)
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    /// `@type[index]` as uci's extended lookup reads it.
+    fn nth_of_type<'a>(p: &'a Package, stype: &str, index: i64) -> Option<&'a Section> {
+        p.position(&SectionRef::Indexed {
+            stype: stype.into(),
+            index,
+        })
+        .and_then(|i| p.sections.get(i))
+    }
 
     fn opt(s: &str) -> Value {
         Value::Option(s.into())
@@ -957,7 +416,7 @@ pub(crate) mod tests {
     /// OpenWrt's shipped /etc/config/upnpd (openwrt.md §1), verbatim (a
     /// fixture shared with the integration tests).
     pub(crate) const SHIPPED_UPNPD: &str =
-        include_str!("../../tests/fixtures/miniupnpd-upnpd.config");
+        include_str!("../../../tests/fixtures/miniupnpd-upnpd.config");
 
     #[test]
     fn shipped_upnpd_config() {
@@ -974,17 +433,17 @@ pub(crate) mod tests {
             Some("/var/run/miniupnpd.leases6")
         );
         assert_eq!(c.options.len(), 12);
-        let r0 = p.nth_of_type("perm_rule", 0).unwrap();
+        let r0 = nth_of_type(&p, "perm_rule", 0).unwrap();
         assert_eq!(r0.name, None);
         assert_eq!(r0.option("int_addr"), Some("0.0.0.0/0"));
         assert_eq!(r0.option("comment"), Some("Allow high ports"));
-        let last = p.nth_of_type("perm_rule", -1).unwrap();
+        let last = nth_of_type(&p, "perm_rule", -1).unwrap();
         assert_eq!(last.option("action"), Some("deny"));
         assert_eq!(last.option("comment"), Some("Default deny"));
-        assert_eq!(p.nth_of_type("perm_rule", -2), Some(r0));
-        assert_eq!(p.nth_of_type("perm_rule", 2), None);
-        assert_eq!(p.nth_of_type("perm_rule", -3), None);
-        assert_eq!(p.nth_of_type("", 0), Some(c));
+        assert_eq!(nth_of_type(&p, "perm_rule", -2), Some(r0));
+        assert_eq!(nth_of_type(&p, "perm_rule", 2), None);
+        assert_eq!(nth_of_type(&p, "perm_rule", -3), None);
+        assert_eq!(nth_of_type(&p, "", 0), Some(c));
         assert_eq!(p.section_id(0), "config");
         assert_eq!(p.section_id(2), "@perm_rule[1]");
     }

@@ -1,0 +1,162 @@
+//! The end of a loop turn: the core's changes go to the firewall as one
+//! transaction (through [`crate::core::Core::commit_turn`]); then the lease
+//! files, then the replies that waited for it, then the log lines and the
+//! ubus events.
+//!
+//! Owns: [`Deferred`] replies and the log line of each event.
+
+use std::net::{SocketAddr, SocketAddrV4};
+use std::rc::Rc;
+
+use tokio::net::UdpSocket;
+use tokio::sync::oneshot;
+
+use crate::core::natpmp_pcp;
+use crate::core::pinhole::Pinhole;
+use crate::core::table::{Mapping, Millis};
+use crate::core::web::{self, Site};
+use crate::core::{Event, EventKind, Outcome, Subject};
+use crate::proto::blob::Value;
+use crate::proto::http::Response;
+use crate::sys::ubus::CallReply;
+
+use super::Daemon;
+
+/// A reply waiting for the turn's firewall transaction.
+pub(super) enum Deferred {
+    Http {
+        tx: oneshot::Sender<Response>,
+        reply: web::Reply,
+    },
+    Udp {
+        sock: Rc<UdpSocket>,
+        to: SocketAddrV4,
+        reply: natpmp_pcp::Reply,
+    },
+    Ubus {
+        reply: CallReply,
+        ok: Value,
+    },
+}
+
+impl Deferred {
+    /// Sends the reply, or its failure form if the turn was refused.
+    fn send(self, refused: bool) {
+        match self {
+            Deferred::Http { tx, reply } => {
+                let _ = tx.send(if refused { reply.on_failure } else { reply.ok });
+            }
+            Deferred::Udp { sock, to, reply } => {
+                let bytes = match (refused, reply.on_failure) {
+                    (true, Some(f)) => f,
+                    _ => reply.ok,
+                };
+                let _ = sock.try_send_to(&bytes, SocketAddr::V4(to));
+            }
+            Deferred::Ubus { reply, ok } => reply.reply(if refused {
+                Err(crate::proto::ubus::Status::SystemError)
+            } else {
+                Ok(ok)
+            }),
+        }
+    }
+}
+
+impl Daemon {
+    /// Ends a loop turn: one firewall transaction for everything the turn
+    /// changed, then the lease files, then the replies, then the logs.
+    pub(super) fn commit(&mut self) {
+        let now = self.now();
+        let turn = self.core.commit_turn(&mut self.nft, now);
+        match &turn.outcome {
+            Outcome::Unchanged | Outcome::Installed => {}
+            Outcome::Repaired { error } | Outcome::Refused { error, .. } => {
+                log::warn!("firewall transaction failed ({error}); reinstalling every mapping")
+            }
+        }
+        if let Outcome::Refused { repair, resync, .. } = &turn.outcome {
+            log::error!("firewall transaction failed ({repair}); refusing this turn's changes");
+            if let Err(e) = resync {
+                log::error!("firewall resynchronisation failed: {e}");
+            }
+        }
+        if turn.installed() {
+            // Before any reply: a mapping a client was told about must
+            // survive a kill -9 right after.
+            self.write_leases(Some((&turn.changes, turn.pins_changed)));
+        }
+        let refused = turn.refused();
+        for d in self.deferred.drain(..) {
+            d.send(refused);
+        }
+        for ev in &turn.events {
+            log_event(ev, now);
+        }
+        self.send_events(&turn.events, now);
+        let site = Site {
+            device: &self.device,
+            lans: &self.lans,
+            wan: &self.wan,
+        };
+        self.web.track_evented(&self.core, site);
+    }
+}
+
+/// One log line per event: what, which ports or pinhole, whose, why.
+pub(super) fn log_event(ev: &Event, now: Millis) {
+    let line = match &ev.subject {
+        Subject::Mapping(m) => mapping_line(ev, m, now),
+        Subject::Pinhole(p) => pinhole_line(ev, p, now),
+    };
+    if ev.kind == EventKind::Refuse {
+        log::warn!("{line}");
+    } else {
+        log::info!("{line}");
+    }
+}
+
+fn mapping_line(ev: &Event, m: &Mapping, now: Millis) -> String {
+    let lease = match m.remaining_secs(now) {
+        Some(s) => format!("{s}s"),
+        None => "permanent".into(),
+    };
+    let remote = m
+        .remote
+        .map(|r| format!(" from {}/{}", r.addr, r.prefix))
+        .unwrap_or_default();
+    format!(
+        "{} {} {}{} -> {}:{} lease {} client {} origin {} desc \"{}\": {}",
+        ev.kind.as_str(),
+        m.key.proto,
+        m.key.eport,
+        remote,
+        m.iaddr,
+        m.iport,
+        lease,
+        m.client,
+        m.origin.as_str(),
+        m.desc,
+        ev.reason
+    )
+}
+
+fn pinhole_line(ev: &Event, p: &Pinhole, now: Millis) -> String {
+    let remote = match (p.remote, p.rport) {
+        (None, 0) => "any".to_string(),
+        (r, port) => format!(
+            "[{}]:{port}",
+            r.map(|a| a.to_string()).unwrap_or_else(|| "any".into())
+        ),
+    };
+    format!(
+        "{} pinhole {} proto {} from {remote} to [{}]:{} lease {}s client {}: {}",
+        ev.kind.as_str(),
+        p.id,
+        p.proto,
+        p.iaddr,
+        p.iport,
+        p.remaining_secs(now),
+        p.client,
+        ev.reason
+    )
+}

@@ -1,0 +1,458 @@
+//! The one event loop: sockets, signals, timers and firewall notifications
+//! in; the core's decisions out to nftables, the network and the logs.
+//!
+//! Owns: [`Daemon`] and the loop turn. Each turn hands whatever events are
+//! ready (a bounded number) to the core, then commits the core's changes
+//! to the firewall as one transaction, and only then sends the replies
+//! that depended on them, rewrites the lease files and logs. No protocol
+//! decision is made here; the jobs are split by file:
+//!
+//! * `frontends.rs`: the sockets and tasks of each LAN (HTTP, SSDP,
+//!   NAT-PMP/PCP), carrying requests to the core and its bytes back;
+//! * `wan.rs`: following the WAN and the LAN devices (kernel and netifd),
+//!   through one path that applies a new view;
+//! * `commit.rs`: the end of a turn: firewall transaction, lease files,
+//!   replies, events and log lines;
+//! * `api.rs`: the ubus object `rupnpd`;
+//! * `files.rs`: reading the configuration and the lease files.
+
+mod api;
+mod commit;
+mod files;
+mod frontends;
+mod wan;
+
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::Duration;
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+pub use files::load_config;
+
+use crate::config::Config;
+use crate::config::firewall::PortClaim;
+use crate::config::load::Overrides;
+use crate::core::Core;
+use crate::core::device::Device;
+use crate::core::lan::Lans;
+use crate::core::natpmp_pcp::{self, Epoch};
+use crate::core::persist::LeaseLines;
+use crate::core::pinhole::PinPolicy;
+use crate::core::policy::Policy;
+use crate::core::ssdp::Ssdp;
+use crate::core::table::Millis;
+use crate::core::wan::{Netifd, Wan};
+use crate::core::web::Web;
+use crate::sys::facts::Kernel;
+use crate::sys::http::Job;
+use crate::sys::netif::AddrWatch;
+use crate::sys::nft::{self, Nft, Setup};
+use crate::sys::udp::Datagram;
+use crate::sys::{notify, ubus};
+
+use commit::Deferred;
+use frontends::FrontEnds;
+use wan::NetifdStatus;
+
+/// Most events handled in one loop turn before committing.
+const TURN_BATCH: usize = 128;
+
+/// Command-line options.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub config_dir: Option<PathBuf>,
+    pub ubus_socket: Option<PathBuf>,
+    /// Log to stderr only.
+    pub stderr: bool,
+    /// What the flags override in the configuration.
+    pub flags: Overrides,
+}
+
+/// The monotonic clock the core's `Millis` are measured on, from the
+/// daemon's start.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    start: Instant,
+}
+
+impl Clock {
+    fn now(&self) -> Millis {
+        self.start.elapsed().as_millis() as Millis
+    }
+    fn instant(&self, ms: Millis) -> Instant {
+        self.start + Duration::from_millis(ms)
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The loop's state: the core and the protocol state beside it, and the
+/// adapters it carries their bytes and changes through.
+pub struct Daemon {
+    opts: Options,
+    cfg: Config,
+    clock: Clock,
+    core: Core,
+    device: Device,
+    lans: Lans,
+    wan: Wan,
+    netifd: Netifd,
+    web: Web,
+    ssdp: Ssdp,
+    natpmp_pcp: natpmp_pcp::Settings,
+    epoch: Epoch,
+    nft: Nft,
+    /// Ports `/etc/config/firewall` opens itself.
+    claims: Vec<PortClaim>,
+    leases: LeaseLines,
+    /// Replies waiting for the turn's firewall transaction.
+    deferred: Vec<Deferred>,
+    fronts: FrontEnds,
+    notify_tx: mpsc::Sender<notify::Done>,
+    ubus: Option<ubus::Handle>,
+    netifd_tx: mpsc::Sender<NetifdStatus>,
+}
+
+impl Daemon {
+    fn now(&self) -> Millis {
+        self.clock.now()
+    }
+
+    /// What the firewall rules depend on.
+    fn nft_setup(&self) -> Setup {
+        Setup {
+            wan_dev: self.wan.link().dev.clone(),
+            lan_devs: self.lans.iter().map(|l| l.dev.clone()).collect(),
+            ext_addr: self.wan.external_ip(),
+            hairpin: self.cfg.hairpin,
+            log_packets: self.cfg.log_packets,
+            log_connections: self.cfg.log_connections,
+        }
+    }
+
+    /// Reinstalls the rules for the current setup, and every mapping and
+    /// pinhole; `what` names the occasion in the error.
+    fn install_setup(&mut self, what: &str) -> Result<(), String> {
+        self.nft.set_setup(self.nft_setup());
+        let now = self.now();
+        self.core
+            .reinstall(&mut self.nft, now)
+            .inspect_err(|e| log::error!("{what}: {e}"))
+    }
+
+    /// SIGHUP / ubus reload: reads the configuration again and applies
+    /// it; an invalid one is logged and refused (its errors returned), and
+    /// the running one stays.
+    async fn reload(&mut self) -> Result<(), Vec<String>> {
+        let (cfg, warnings) = match load_config(&self.opts) {
+            Ok(c) => c,
+            Err(errors) => {
+                for e in &errors {
+                    log::error!("reload refused, keeping the running configuration: {e}");
+                }
+                return Err(errors);
+            }
+        };
+        for w in warnings {
+            log::warn!("{w}");
+        }
+        self.apply_config(cfg);
+        Ok(())
+    }
+
+    /// Applies a new configuration without dropping leases; those the new
+    /// rules or limits forbid are removed, each with a log line.
+    fn apply_config(&mut self, cfg: Config) {
+        let old = std::mem::replace(&mut self.cfg, cfg);
+        let cfg = &self.cfg;
+        self.device.reconfigure(cfg);
+        self.ssdp.set_enabled(cfg.enabled && cfg.enable_upnp);
+        self.natpmp_pcp = natpmp_pcp::Settings::from_config(cfg);
+        self.follow_wan(false);
+        self.claims = files::firewall_claims(&self.opts, &self.cfg, self.wan.link().dev.as_deref());
+        self.core
+            .set_policy(Policy::from_config(&self.cfg, self.claims.clone()));
+        self.core.set_pin_policy(PinPolicy::from_config(&self.cfg));
+        let facts = Kernel::new(&self.wan, &mut self.nft);
+        self.core.enforce_pinholes(&facts);
+        if !self.cfg.enabled {
+            if old.enabled {
+                self.announce(false);
+            }
+            self.core.flush("service disabled");
+            self.web.clear();
+        } else {
+            let removed = self.core.enforce(&facts);
+            if removed > 0 {
+                log::info!("reload removed {removed} mappings the new configuration forbids");
+            }
+        }
+        let frontends_changed = old.enabled != self.cfg.enabled
+            || old.enable_upnp != self.cfg.enable_upnp
+            || old.enable_natpmp != self.cfg.enable_natpmp
+            || old.enable_pcp != self.cfg.enable_pcp
+            || old.port != self.cfg.port
+            || old.internal_iface != self.cfg.internal_iface;
+        if frontends_changed {
+            if old.enabled && self.cfg.enabled && old.enable_upnp {
+                self.announce(false);
+            }
+            self.relearn_lans();
+        }
+        let _ = self.install_setup("reload: reinstalling the firewall rules failed");
+        log::info!("configuration reloaded");
+    }
+
+    /// After a firewall reload (fw4's include, or a foreign nftables
+    /// commit): its configuration may have changed, so the ports it opens
+    /// itself are read again, then the elements are restored if the
+    /// reload removed them.
+    fn check_firewall(&mut self) {
+        self.refresh_claims();
+        if !self.nft.intact() {
+            self.restore_firewall("firewall was reloaded");
+        }
+    }
+
+    fn restore_firewall(&mut self, why: &str) {
+        let t = std::time::Instant::now();
+        let now = self.now();
+        match self.core.reinstall(&mut self.nft, now) {
+            Ok(()) => log::info!(
+                "{why}: reinstalled {} mappings and {} pinholes in {} ms",
+                self.core.table().len(),
+                self.core.pinholes().len(),
+                t.elapsed().as_millis()
+            ),
+            Err(e) => log::error!("{why}: reinstalling mappings failed: {e}"),
+        }
+    }
+
+    /// Re-reads the port claims of `/etc/config/firewall`; mappings on a
+    /// port the firewall now opens itself are removed, each logged.
+    fn refresh_claims(&mut self) {
+        let claims = files::firewall_claims(&self.opts, &self.cfg, self.wan.link().dev.as_deref());
+        if claims == self.claims {
+            return;
+        }
+        self.claims = claims;
+        self.core
+            .set_policy(Policy::from_config(&self.cfg, self.claims.clone()));
+        let facts = Kernel::new(&self.wan, &mut self.nft);
+        let removed = self.core.enforce(&facts);
+        if removed > 0 {
+            log::info!(
+                "firewall configuration changed: removed {removed} mappings it now conflicts with"
+            );
+        }
+    }
+
+    fn next_deadline(&self) -> Millis {
+        [
+            self.core.next_deadline(),
+            self.epoch.next_deadline(),
+            self.web.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .fold(self.ssdp.next_deadline(), Millis::min)
+    }
+
+    fn on_timers(&mut self) {
+        let now = self.now();
+        self.core.expire(now);
+        self.send_search_replies(now);
+        self.send_announcements(now);
+        self.send_notifications(now);
+        if self.ssdp.notify_due(&self.device, now) {
+            self.announce(true);
+        }
+    }
+
+    fn shutdown(&mut self) {
+        log::info!("stopping: sending byebye and removing our firewall rules");
+        self.announce(false);
+        self.fronts.close();
+        self.nft.teardown();
+    }
+}
+
+/// Runs the daemon until SIGTERM/SIGINT. Returns the process exit code.
+pub fn run(opts: Options) -> i32 {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            log::error!("cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        match main_loop(opts).await {
+            Ok(()) => 0,
+            Err(e) => {
+                log::error!("{e}");
+                1
+            }
+        }
+    })
+}
+
+async fn main_loop(opts: Options) -> Result<(), String> {
+    let (cfg, warnings) = load_config(&opts).map_err(|e| e.join("; "))?;
+    for w in warnings {
+        log::warn!("{w}");
+    }
+    let clock = Clock {
+        start: Instant::now(),
+    };
+    let lans = wan::read_lans(&cfg, &Netifd::default());
+    let Some(first) = lans.get(0) else {
+        return Err("no usable LAN interface (check internal_iface / --lan)".into());
+    };
+    let uuid = cfg
+        .uuid
+        .clone()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| files::default_uuid(&first.dev));
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let server: Rc<str> =
+        format!("Linux/{} UPnP/1.1 rupnpd/{}", kernel.trim(), crate::VERSION).into();
+    let (http_tx, mut http_rx) = mpsc::channel::<Job>(64);
+    let (udp_tx, mut udp_rx) = mpsc::channel::<Datagram>(256);
+    let (notify_tx, mut notify_rx) = mpsc::channel::<notify::Done>(64);
+    let (netifd_tx, mut netifd_rx) = mpsc::channel(16);
+    let (ubus, mut ubus_rx) = ubus::spawn(opts.ubus_socket.clone(), api::object_spec());
+    let nft = Nft::open(cfg.nft.clone(), Setup::default())?;
+    log::info!(
+        "nftables: table inet {} via {}{}",
+        cfg.nft.table,
+        if nft.in_process() {
+            "libnftables"
+        } else {
+            "the nft command"
+        },
+        if nft.owns_hooks() {
+            ", own hooks (no fw4)"
+        } else {
+            ", fw4 hooks"
+        }
+    );
+    let boot_id = (unix_now() & 0x7fff_ffff) as u32;
+    let seed = (unix_now() as u32) ^ (std::process::id() << 16);
+    let mut d = Daemon {
+        core: Core::new(Policy::default(), PinPolicy::from_config(&cfg)),
+        device: Device::new(&cfg, uuid, boot_id, server.clone()),
+        lans,
+        wan: Wan::new(cfg.external_ip),
+        netifd: Netifd::default(),
+        web: Web::new(
+            cfg.max_subscribers as usize,
+            cfg.max_subscribers_per_client as usize,
+        ),
+        ssdp: Ssdp::new(cfg.enabled && cfg.enable_upnp, 0, seed),
+        natpmp_pcp: natpmp_pcp::Settings::from_config(&cfg),
+        epoch: Epoch::default(),
+        nft,
+        claims: Vec::new(),
+        leases: LeaseLines::default(),
+        deferred: Vec::new(),
+        fronts: FrontEnds::new(http_tx, udp_tx, server),
+        notify_tx,
+        ubus: Some(ubus),
+        netifd_tx,
+        opts,
+        clock,
+        cfg,
+    };
+    d.follow_wan(false);
+    d.claims = files::firewall_claims(&d.opts, &d.cfg, d.wan.link().dev.as_deref());
+    d.core
+        .set_policy(Policy::from_config(&d.cfg, d.claims.clone()));
+    let restored = d.restore_leases();
+    let now = d.now();
+    // Installs exactly the restored table: anything a previous instance
+    // left in the kernel that no lease owns is removed here.
+    d.install_setup("installing the firewall")
+        .map_err(|e| format!("cannot install the firewall structure: {e}"))?;
+    if restored > 0 {
+        log::info!("restored {restored} mappings from the lease file");
+    }
+    for ev in d.core.take_events() {
+        commit::log_event(&ev, now);
+    }
+    d.write_leases(None);
+    log::info!("firewall ready: {}", nft::describe(d.nft.setup()));
+    d.open_frontends();
+    d.epoch.restart(now);
+
+    let sig = |k: SignalKind| signal(k).map_err(|e| format!("signal handler: {e}"));
+    let mut sighup = sig(SignalKind::hangup())?;
+    let mut sigterm = sig(SignalKind::terminate())?;
+    let mut sigint = sig(SignalKind::interrupt())?;
+    let mut sigusr1 = sig(SignalKind::user_defined1())?;
+    let mut sigusr2 = sig(SignalKind::user_defined2())?;
+    let monitor = nft::Monitor::new().ok();
+    let addrwatch = AddrWatch::new().ok();
+    log::info!("rupnpd {} started", crate::VERSION);
+
+    loop {
+        let deadline = d.clock.instant(d.next_deadline());
+        let mut firewall_event = false;
+        let mut wan_event = false;
+        tokio::select! {
+            Some(job) = http_rx.recv() => d.on_http(job),
+            Some(dg) = udp_rx.recv() => d.on_datagram(dg),
+            Some(done) = notify_rx.recv() => d.web.delivered(&done.sid, done.ok),
+            Some(m) = ubus_rx.recv() => d.on_ubus(m).await,
+            Some(st) = netifd_rx.recv() => d.on_netifd_status(st),
+            _ = tokio::time::sleep_until(deadline) => {}
+            _ = sighup.recv() => {
+                let _ = d.reload().await;
+            }
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+            _ = sigusr1.recv() => wan_event = true,
+            _ = sigusr2.recv() => firewall_event = true,
+            r = async { match &monitor { Some(m) => m.foreign_commit().await, None => std::future::pending().await } } => {
+                if r.is_ok() { firewall_event = true; }
+            }
+            r = async { match &addrwatch { Some(w) => w.changed().await, None => std::future::pending().await } } => {
+                if r.is_ok() { wan_event = true; }
+            }
+        }
+        for _ in 0..TURN_BATCH {
+            match http_rx.try_recv() {
+                Ok(job) => d.on_http(job),
+                Err(_) => break,
+            }
+        }
+        for _ in 0..TURN_BATCH {
+            match udp_rx.try_recv() {
+                Ok(dg) => d.on_datagram(dg),
+                Err(_) => break,
+            }
+        }
+        if firewall_event {
+            d.check_firewall();
+        }
+        if wan_event {
+            d.follow_wan(true);
+        }
+        d.on_timers();
+        d.commit();
+    }
+    d.shutdown();
+    Ok(())
+}
