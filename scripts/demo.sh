@@ -39,7 +39,7 @@ wan() { ip netns exec "$W" "$@"; }
 
 say "Three namespaces: LAN host $C (192.168.77.2), router $R, WAN host $W (192.0.3.2)"
 bed_up
-FW4_FIXTURE=tests/fixtures/fw4.nft bed_fw4
+bed_fw4
 
 mkdir -p "$WORK/config"
 cat > "$WORK/config/upnpd" <<CONF
@@ -48,8 +48,8 @@ config upnpd 'config'
 	option enable_upnp '1'
 	option enable_natpmp '1'
 	option secure_mode '1'
-	option internal_iface 'r-lan'
-	option external_iface 'r-wan'
+	option internal_iface 'br-lan'
+	option external_iface 'eth1'
 	option port '5000'
 	option upnp_lease_file '$WORK/upnp.leases'
 
@@ -69,7 +69,7 @@ config perm_rule
 CONF
 
 say "Starting rupnpd in the router namespace"
-ip netns exec "$R" "$BIN" --config-dir "$WORK/config" --lan r-lan --wan r-wan --stderr >"$WORK/rupnpd.log" 2>&1 &
+ip netns exec "$R" "$BIN" --config-dir "$WORK/config" --lan br-lan --wan eth1 --stderr >"$WORK/rupnpd.log" 2>&1 &
 DAEMON=$!
 for _ in $(seq 50); do
 	lan curl -s -o /dev/null http://192.168.77.1:5000/rootDesc.xml && break

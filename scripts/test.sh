@@ -26,6 +26,25 @@ for ns in $(ip netns list 2>/dev/null | awk '{print $1}'); do
 	esac
 done
 
+# tests/kernel_log.rs sets the host-wide net.netfilter.nf_log_all_netns for a moment and
+# restores it itself, also after a failure; a run killed meanwhile leaves the old value in
+# /run/rupnpd-test-nf_log_all_netns.<pid>. Those of processes that are gone are put back here,
+# before and after the tests, under the lock the test takes (so a test running in another checkout
+# is not disturbed).
+restore_nf_log_all_netns() {
+	# shellcheck disable=SC2016 # the inner shell expands them
+	flock /run/rupnpd-test-nf_log_all_netns.lock sh -c '
+		for note in /run/rupnpd-test-nf_log_all_netns.[0-9]*; do
+			[ -f "$note" ] || continue
+			kill -0 "${note##*.}" 2>/dev/null && continue
+			cat "$note" >/proc/sys/net/netfilter/nf_log_all_netns && rm -f "$note"
+		done' || true
+}
+restore_nf_log_all_netns
+trap restore_nf_log_all_netns EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
 if cargo fmt --version >/dev/null 2>&1; then
 	step "cargo fmt --check"
 	cargo fmt --all -- --check

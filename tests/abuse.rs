@@ -19,7 +19,7 @@ use rupnpd::sys::http::Limits;
 
 fn started(name: &str) -> (Bed, u32) {
     let mut bed = Bed::new(name);
-    bed.fw4();
+    bed.fw4_start();
     let pid = bed.start(&[]);
     (bed, pid)
 }

@@ -11,7 +11,7 @@ use common::*;
 
 fn started(name: &str) -> Bed {
     let mut bed = Bed::new(name);
-    bed.fw4();
+    bed.fw4_start();
     bed.start(&[]);
     bed
 }
@@ -298,7 +298,7 @@ fn a_new_wan_address_is_evented_and_announced() {
     assert!(pcp[0] < 5, "PCP epoch {pcp:?}");
 
     // the link goes down: ConnectionStatus is evented
-    let o = bed.exec(&bed.r, &["ip", "link", "set", "r-wan", "down"]);
+    let o = bed.exec(&bed.r, &["ip", "link", "set", &bed.wan_dev, "down"]);
     assert!(o.status.success());
     let t = Instant::now();
     let mut down = None;
@@ -319,7 +319,7 @@ fn a_new_wan_address_is_evented_and_announced() {
 #[test]
 fn pinhole_permission_changes_are_evented() {
     let mut bed = Bed::new("gen6");
-    bed.fw4();
+    bed.fw4_start();
     let dir = bed.config("config upnpd 'config'\n\toption ipv6_pinholes '1'\n");
     let d = dir.to_str().unwrap().to_string();
     bed.start(&["--config-dir", &d]);

@@ -31,7 +31,7 @@ fn lan(port: u16) -> Data {
 #[test]
 fn nft_reads_back_what_netlink_wrote() {
     let bed = Bed::new("nlrd");
-    bed.fw4();
+    bed.fw4_start();
     let r = bed.r.clone();
     bed.in_ns(&r, || {
         let mut s = nfnl::Socket::open().unwrap();
@@ -180,7 +180,7 @@ fn nft_reads_back_what_netlink_wrote() {
 #[test]
 fn a_refused_batch_changes_nothing_and_says_why() {
     let bed = Bed::new("nlrf");
-    bed.fw4();
+    bed.fw4_start();
     let r = bed.r.clone();
     bed.in_ns(&r, || {
         let mut s = nfnl::Socket::open().unwrap();
@@ -261,8 +261,8 @@ fn mapping(eport: u16, iport: u16, expires: Option<u64>) -> Mapping {
 
 fn setup() -> Setup {
     Setup {
-        wan_dev: Some("r-wan".into()),
-        lan_devs: vec!["r-lan".into()],
+        wan_dev: Some(WAN_DEV.into()),
+        lan_devs: vec![LAN_DEV.into()],
         ext_addr: Some(Ipv4Addr::new(192, 0, 3, 1)),
         hairpin: false,
         log_packets: false,
@@ -309,7 +309,7 @@ fn kernel_timeout(bed: &Bed, eport: u16) -> Option<u64> {
 #[test]
 fn renewals_keep_counters_in_place_and_by_replacement() {
     let bed = Bed::new("nlrn");
-    bed.fw4();
+    bed.fw4_start();
     let mut nft = open(&bed);
     nft = with(&bed, nft, |n| n.restore(&[], &[], 0).unwrap());
     for (eport, in_place) in [(18080u16, true), (18081, false)] {
@@ -357,7 +357,7 @@ fn renewals_keep_counters_in_place_and_by_replacement() {
 #[test]
 fn a_reload_keeps_elements_and_a_start_removes_leftovers() {
     let bed = Bed::new("nlrl");
-    bed.fw4();
+    bed.fw4_start();
     let mut nft = open(&bed);
     let m = mapping(18080, 8080, Some(600_000));
     let m2 = m.clone();
@@ -370,7 +370,7 @@ fn a_reload_keeps_elements_and_a_start_removes_leftovers() {
     nft = n;
     assert!(before > 0);
     // fw4 reload: rules gone, elements kept
-    bed.fw4();
+    bed.fw4_reload();
     assert_eq!(bed.dnat_elements(), vec!["tcp . 18080"]);
     let m2 = m.clone();
     nft = with(&bed, nft, move |n| {

@@ -23,7 +23,7 @@ fn config(bed: &Bed, extra: &str) -> String {
 
 fn started(name: &str, extra: &str) -> Bed {
     let mut bed = Bed::new(name);
-    bed.fw4();
+    bed.fw4_start();
     let dir = config(&bed, extra);
     bed.start(&["--config-dir", &dir]);
     bed
@@ -160,7 +160,7 @@ fn a_fw4_reload_is_repaired_within_a_second() {
     assert!(bed.tcp_through(18080, 8080));
     // fw4 reload: the same ruleset applied again, starting with a flush
     let t = Instant::now();
-    bed.fw4();
+    bed.fw4_reload();
     let mut restored = None;
     while t.elapsed() < Duration::from_secs(3) {
         if bed
@@ -183,10 +183,9 @@ fn a_fw4_reload_is_repaired_within_a_second() {
         "traffic flowed after {flowed:?}"
     );
 
-    // a harsher reload: the whole table deleted and created again empty
+    // fw4 restart: the whole table deleted, then created again empty
     let t = Instant::now();
-    let _ = bed.exec(&bed.r, &["nft", "delete", "table", "inet", "fw4"]);
-    bed.fw4();
+    bed.fw4_restart();
     while t.elapsed() < Duration::from_secs(3) && bed.dnat_elements().len() < 2 {
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -207,7 +206,7 @@ fn a_fw4_reload_is_repaired_within_a_second() {
 #[test]
 fn kill_9_and_restart_leave_exactly_the_restored_table() {
     let mut bed = Bed::new("k9");
-    bed.fw4();
+    bed.fw4_start();
     let dir = config(&bed, "");
     bed.start(&["--config-dir", &dir]);
     add(&bed, "18080", "TCP", "8080", "600");
@@ -258,7 +257,7 @@ fn kill_9_and_restart_leave_exactly_the_restored_table() {
 #[test]
 fn a_clean_stop_removes_everything_and_a_start_restores() {
     let mut bed = Bed::new("stop");
-    bed.fw4();
+    bed.fw4_start();
     let dir = config(&bed, "");
     bed.start(&["--config-dir", &dir]);
     add(&bed, "18080", "TCP", "8080", "600");
@@ -294,7 +293,7 @@ fn without_fw4_the_daemon_hooks_in_and_cleans_up() {
 #[test]
 fn collisions_with_firewall_rules_and_local_services() {
     let mut bed = Bed::new("coll");
-    bed.fw4();
+    bed.fw4_start();
     let dir = config(&bed, "\toption external_iface 'wan'\n");
     std::fs::write(
         std::path::Path::new(&dir).join("firewall"),
@@ -304,7 +303,7 @@ config rule\n\toption name 'Allow-HTTPS-alt'\n\toption src 'wan'\n\toption proto
 config rule\n\toption name 'disabled'\n\toption enabled '0'\n\toption src 'wan'\n\toption dest_port '9443'\n\toption target 'ACCEPT'\n",
     )
     .unwrap();
-    bed.start(&["--config-dir", &dir, "--wan", "r-wan"]);
+    bed.start(&["--config-dir", &dir, "--wan", WAN_DEV]);
     // a service listening on the router's WAN side
     let r = bed.r.clone();
     let _svc = in_netns(&r, || std::net::TcpListener::bind("0.0.0.0:6000").unwrap());

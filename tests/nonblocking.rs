@@ -58,7 +58,7 @@ fn wait_line(logd: &UnixDatagram, what: &str) -> Vec<String> {
 #[test]
 fn logging_survives_a_stalled_and_a_restarted_logd() {
     let mut bed = Bed::new("slog");
-    bed.fw4();
+    bed.fw4_start();
     let path = bed.dir.join("log");
     // A logd that does not read: its queue (net.unix.max_dgram_qlen
     // datagrams) is full after the first lines of the start.

@@ -11,7 +11,7 @@ const SVC: &str = "WANIPv6FirewallControl";
 
 fn started(name: &str, extra: &str) -> Bed {
     let mut bed = Bed::new(name);
-    bed.fw4();
+    bed.fw4_start();
     let dir = bed.config(&format!(
         "config upnpd 'config'\n\toption upnp_lease_file '{}'\n\toption upnp_lease_file6 '{}'\n{extra}\n\
 config perm_rule\n\toption action allow\n\toption ext_ports 1024-65535\n\toption int_addr 0.0.0.0/0\n\toption int_ports 1024-65535\n",

@@ -24,14 +24,14 @@ const RULES: &str = "config perm_rule\n\toption action allow\n\toption ext_ports
 /// A UCI `upnpd` file with `options` (tab-indented `option` lines).
 fn upnpd(options: &str) -> String {
     format!(
-        "config upnpd 'config'\n\toption internal_iface 'r-lan'\n\toption external_iface 'r-wan'\n\
+        "config upnpd 'config'\n\toption internal_iface 'br-lan'\n\toption external_iface 'eth1'\n\
 {options}{RULES}"
     )
 }
 
 fn started(name: &str, options: &str) -> (Bed, u32) {
     let mut bed = Bed::new(name);
-    bed.fw4();
+    bed.fw4_start();
     let dir = bed.config(&upnpd(options));
     let pid = bed.start(&["--config-dir", dir.to_str().unwrap()]);
     (bed, pid)
@@ -228,7 +228,7 @@ fn pcp_announce_map_renew_and_delete() {
 fn lease_origin_and_pcp_nonce_across_a_restart() {
     use std::os::unix::fs::PermissionsExt;
     let mut bed = Bed::new("pmlease");
-    bed.fw4();
+    bed.fw4_start();
     let leases = bed.dir.join("leases");
     let dir = bed.config(&upnpd(&format!(
         "\toption upnp_lease_file '{}'\n",
@@ -797,7 +797,7 @@ fn malformed_packets_get_exact_errors_or_silence() {
 #[test]
 fn unsolicited_announcements_after_start() {
     let mut bed = Bed::new("pmann");
-    bed.fw4();
+    bed.fw4_start();
     // RFC 6886 §3.2.1: clients listen on 224.0.0.1:5350
     let sock = multicast_listener(&bed.c, Ipv4Addr::new(224, 0, 0, 1), 5350);
     let t0 = Instant::now();

@@ -307,7 +307,7 @@ fn the_carrier_moves_the_public_address() {
 #[test]
 fn the_router_firewall_must_let_the_answers_in() {
     let cb = CarrierBed::new("stfw4", Carrier::EndpointIndependent, Server::Coturn);
-    cb.bed.fw4();
+    cb.bed.fw4_start();
     // Two runs back to back: a cap above the 8 + 3 datagrams they send
     // keeps the second from waiting for the first one's minute to pass.
     let cfg = Config {
@@ -321,7 +321,10 @@ fn the_router_firewall_must_let_the_answers_in() {
         Filtering::Filtered(FilterKind::AddressAndPortDependent)
     );
     let [a, b] = h.wan().ports;
-    let rule = format!("insert rule inet fw4 input iifname r-wan udp dport {{ {a}, {b} }} accept");
+    let rule = format!(
+        "insert rule inet fw4 input iifname {} udp dport {{ {a}, {b} }} accept",
+        cb.bed.wan_dev
+    );
     let o = cb.bed.exec(&cb.bed.r, &["nft", &rule]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let now = h.now();

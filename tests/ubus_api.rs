@@ -1,7 +1,8 @@
-//! The daemon's ubus object, called the way `ubus call` calls it and the
+//! The daemon's object on ubus, called the way `ubus call` calls it and the
 //! way uhttpd's `/ubus` endpoint calls it (with `ubus_rpc_session`), through
 //! a broker of our own with a codec of its own (tests/support); WAN tracking
-//! through a fake netifd object; a ubusd restart.
+//! through a netifd stand-in that sends netifd's own payloads
+//! (tests/fixtures/netifd); a ubusd restart.
 
 mod common;
 mod support;
@@ -9,44 +10,38 @@ mod support;
 use std::time::{Duration, Instant};
 
 use common::*;
+use support::netifd::{self, Netifd, fixture};
 use support::ubusd::{Broker, Peer, socket_path};
 use support::wire::{Value, json};
 
-const NETIFD_WAN: &str = "network.interface.wan";
-
-fn wan_status(addr: &str) -> Value {
-    json(&format!(
-        r#"{{"up": true, "pending": false, "available": true, "l3_device": "r-wan", "device": "r-wan",
-            "proto": "static", "ipv4-address": [{{"address": "{addr}", "mask": 24}}],
-            "route": [{{"target": "0.0.0.0", "mask": 0, "nexthop": "192.0.3.2"}}]}}"#
-    ))
-}
-
 /// A bed whose daemon knows its WAN only as the logical interface `wan`,
-/// which a fake netifd (a peer publishing `network.interface.wan`)
-/// resolves to r-wan.
+/// which the netifd stand-in says is a DHCP WAN on `eth1`. The LAN is
+/// given as its device (`br-lan`): with the logical name `lan` the daemon
+/// loses its HTTP server when netifd confirms the device (tests/netifd.rs,
+/// `the_lan_named_lan_keeps_its_http_server`).
 struct Setup {
     bed: Bed,
     broker: Broker,
     caller: Peer,
-    netifd: Peer,
-    wan_obj: u32,
+    netifd: Netifd,
     dir: std::path::PathBuf,
 }
 
 async fn setup(name: &str) -> Setup {
     let mut bed = Bed::new(name);
-    bed.fw4();
+    bed.fw4_start();
     let sock = socket_path(name);
     let broker = Broker::start(&sock);
-    let netifd = Peer::connect(&sock).await;
-    let wan_obj = netifd.publish(NETIFD_WAN, json(r#"{"status": {}}"#)).await;
-    netifd.serve(wan_obj, move |method, _| match method {
-        "status" => Ok(wan_status("192.0.3.1")),
-        _ => Err(3),
-    });
+    let netifd = Netifd::start(
+        &sock,
+        &[
+            ("lan", fixture("lan-bridge.status")),
+            ("wan", fixture("wan-dhcp.status")),
+        ],
+    )
+    .await;
     let dir = bed.config(&format!(
-        "config upnpd 'config'\n\toption internal_iface 'r-lan'\n\toption external_iface 'wan'\n\
+        "config upnpd 'config'\n\toption internal_iface 'br-lan'\n\toption external_iface 'wan'\n\
 \toption upnp_lease_file '{}'\n\toption ipv6_pinholes '1'\n\nconfig perm_rule\n\toption action allow\n\toption ext_ports 1024-65535\n\
 \toption int_addr 0.0.0.0/0\n\toption int_ports 1024-65535\n",
         bed.dir.join("leases").display()
@@ -56,12 +51,17 @@ async fn setup(name: &str) -> Setup {
     bed.start_raw(&["--config-dir", &d, "--ubus-socket", &s]);
     let caller = Peer::connect(&sock).await;
     caller.wait_for("rupnpd", Duration::from_secs(5)).await;
+    // settled: netifd's answer has reached the daemon
+    eventually("the WAN from netifd", async || {
+        let s = call(&caller, "status", "{}").await.unwrap();
+        s.get("wan_device").and_then(Value::as_str) == Some("eth1")
+    })
+    .await;
     Setup {
         bed,
         broker,
         caller,
         netifd,
-        wan_obj,
         dir,
     }
 }
@@ -122,12 +122,7 @@ async fn status_list_delete_flush_with_events() {
     let mut listener = Peer::connect(&socket_path("uapi")).await;
     listener.listen("rupnpd.*").await;
 
-    // netifd told the daemon which device "wan" is
-    eventually("the WAN from netifd", async || {
-        let s = call(&caller, "status", "{}").await.unwrap();
-        s.get("wan_device").and_then(Value::as_str) == Some("r-wan")
-    })
-    .await;
+    // netifd told the daemon which device "wan" is (setup waited for it)
     let s = call(&caller, "status", "{}").await.unwrap();
     assert_eq!(
         s.get("external_ip").and_then(Value::as_str),
@@ -491,21 +486,14 @@ async fn wan_changes_from_netifd_and_a_ubusd_restart() {
         broker,
         caller,
         netifd,
-        wan_obj,
         ..
     } = setup("uwan").await;
-    eventually("the WAN from netifd", async || {
-        let s = call(&caller, "status", "{}").await.unwrap();
-        s.get("wan_device").and_then(Value::as_str) == Some("r-wan")
-    })
-    .await;
     let mut listener = Peer::connect(&socket_path("uwan")).await;
     listener.listen("rupnpd.status").await;
-    // netifd announces a new address in an interface.update notification
+    // a DHCP renewal brings a new address: netifd's interface.update
+    let renewed = fixture("wan-dhcp.renewed.update");
     eventually("the new address", async || {
-        netifd
-            .notify(wan_obj, "interface.update", wan_status("192.0.3.7"))
-            .await;
+        netifd.send("interface.update", renewed.clone()).await;
         let (_, t) = bed.soap(CLIENT_IP, "WANIPConnection:2", "GetExternalIPAddress", &[]);
         element(&t, "NewExternalIPAddress") == Some("192.0.3.7")
     })
@@ -535,15 +523,19 @@ async fn wan_changes_from_netifd_and_a_ubusd_restart() {
         s.get("version").and_then(Value::as_str),
         Some(rupnpd::VERSION)
     );
-    // a fresh netifd object appears; its interface.update moves the WAN
-    let netifd = Peer::connect(&sock).await;
-    let obj = netifd.publish(NETIFD_WAN, json(r#"{"status": {}}"#)).await;
-    netifd.serve(obj, |_, _| Ok(wan_status("192.0.3.9")));
+    // netifd comes back; its interface.update moves the WAN again
+    let lease = netifd::renumbered(&fixture("wan-dhcp.status"), "192.0.3.1", "192.0.3.9");
+    let netifd = Netifd::start(
+        &sock,
+        &[
+            ("lan", fixture("lan-bridge.status")),
+            ("wan", lease.clone()),
+        ],
+    )
+    .await;
     // the daemon subscribes when the object appears; notify until it hears
     eventually("the new address", async || {
-        netifd
-            .notify(obj, "interface.update", wan_status("192.0.3.9"))
-            .await;
+        netifd.update("wan", lease.clone()).await;
         let (_, t) = bed.soap(CLIENT_IP, "WANIPConnection:2", "GetExternalIPAddress", &[]);
         element(&t, "NewExternalIPAddress") == Some("192.0.3.9")
     })
@@ -552,13 +544,20 @@ async fn wan_changes_from_netifd_and_a_ubusd_restart() {
         bed.nft("list set inet fw4 upnp_extaddr")
             .contains("192.0.3.9")
     );
-    // interface.down: disconnected
+    // ifdown wan: netifd's interface.down, the WAN is disconnected
     netifd
-        .notify(obj, "interface.down", json(r#"{"interface": "wan"}"#))
+        .send("interface.down", fixture("wan-dhcp.down"))
         .await;
     eventually("the WAN down", async || {
         let s = call(&caller, "status", "{}").await.unwrap();
         s.get("wan_up").and_then(Value::as_bool) == Some(false)
+    })
+    .await;
+    // and up again
+    netifd.update("wan", lease).await;
+    eventually("the WAN up", async || {
+        let s = call(&caller, "status", "{}").await.unwrap();
+        s.get("wan_up").and_then(Value::as_bool) == Some(true)
     })
     .await;
     let log = bed.log();
@@ -675,7 +674,7 @@ async fn every_method_answers_uhttpd_as_it_answers_the_cli() {
 #[test]
 fn without_ubusd_the_daemon_runs_and_warns_once() {
     let mut bed = Bed::new("noub");
-    bed.fw4();
+    bed.fw4_start();
     let sock = std::env::temp_dir().join("rupnpd-no-such-ubusd.sock");
     bed.start(&["--ubus-socket", sock.to_str().unwrap()]);
     std::thread::sleep(Duration::from_secs(5));
@@ -702,11 +701,6 @@ async fn readme_examples() {
         netifd: _n,
         ..
     } = setup("urdme").await;
-    eventually("the WAN from netifd", async || {
-        let s = call(&caller, "status", "{}").await.unwrap();
-        s.get("wan_device").and_then(Value::as_str) == Some("r-wan")
-    })
-    .await;
     bed.soap(
         CLIENT_IP,
         "WANIPConnection:2",

@@ -354,9 +354,10 @@ async fn the_daemon_answers_the_recorded_requests() {
         .collect();
     assert_eq!(events.len(), 2);
 
-    // The bed the capture was made in.
-    let mut bed = Bed::new("ucap");
-    bed.fw4();
+    // The bed the capture was made in: its router's devices were r-lan
+    // and r-wan (the capture's status names them).
+    let mut bed = Bed::with_devices("ucap", "r-lan", "r-wan");
+    bed.fw4_start();
     let sock = socket_path("ucap");
     let broker = Broker::start(&sock);
     bed.start(&["--ubus-socket", sock.to_str().unwrap()]);

@@ -24,10 +24,13 @@ fn shipped(bed: &Bed) -> (String, String) {
     let leases = bed.dir.join("upnp.leases");
     let text = SHIPPED
         .replace("option enabled\t\t0", "option enabled\t\t1")
-        .replace("option internal_iface\tlan", "option internal_iface\tr-lan")
+        .replace(
+            "option internal_iface\tlan",
+            "option internal_iface\tbr-lan",
+        )
         .replace(
             "#\toption external_iface\twan",
-            "\toption external_iface\tr-wan",
+            "\toption external_iface\teth1",
         )
         .replace(
             "/var/run/miniupnpd.leases6",
@@ -49,7 +52,7 @@ fn daemon(dir: &str, extra: &[&str]) -> std::process::Output {
 #[test]
 fn openwrt_default_config_works_and_mappings_survive_a_restart() {
     let mut bed = Bed::new("dflt");
-    bed.fw4();
+    bed.fw4_start();
     let (dir, leases) = shipped(&bed);
     // the devices come from the UCI file (the bed adds --lan/--wan with
     // the same names)
@@ -93,7 +96,7 @@ fn openwrt_default_config_works_and_mappings_survive_a_restart() {
 #[test]
 fn sighup_applies_edits_without_losing_leases() {
     let mut bed = Bed::new("hup");
-    bed.fw4();
+    bed.fw4_start();
     let (dir, _) = shipped(&bed);
     bed.start(&["--config-dir", &dir]);
     let out = bed.upnpc(&["-a", CLIENT_IP, "8080", "18080", "TCP", "600"]);
@@ -221,7 +224,7 @@ config perm_rule\n\toption action 'allow'\n\toption ext_ports '70000'\n",
 #[test]
 fn kill_9_at_any_moment_loses_no_acknowledged_mapping() {
     let mut bed = Bed::new("k9lp");
-    bed.fw4();
+    bed.fw4_start();
     let (dir, leases) = shipped(&bed);
     // IGDv2 so leases are finite; no secure-mode surprises
     let file = Path::new(&dir).join("upnpd");

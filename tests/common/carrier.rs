@@ -98,19 +98,20 @@ impl CarrierBed {
 
     fn wire(&self, carrier: Carrier) {
         let (r, w, p) = (&self.bed.r, &self.bed.w, &self.p);
+        let wan = self.bed.wan_dev.as_str();
         must(&["ip", "netns", "add", p]);
         must(&["ip", "-n", p, "link", "set", "lo", "up"]);
         // The router's WAN moves into 100.64.0.0/10; the old WAN host's
         // namespace becomes the carrier's NAT.
         must(&[
-            "ip", "-n", r, "addr", "flush", "dev", "r-wan", "scope", "global",
+            "ip", "-n", r, "addr", "flush", "dev", wan, "scope", "global",
         ]);
         must(&[
             "ip", "-n", w, "addr", "flush", "dev", "w-eth0", "scope", "global",
         ]);
         let router_wan = format!("{CGN_WAN_IP}/24");
         let inside = format!("{CARRIER_INSIDE_IP}/24");
-        must(&["ip", "-n", r, "addr", "add", &router_wan, "dev", "r-wan"]);
+        must(&["ip", "-n", r, "addr", "add", &router_wan, "dev", wan]);
         must(&["ip", "-n", w, "addr", "add", &inside, "dev", "w-eth0"]);
         must(&[
             "ip",

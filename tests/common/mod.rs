@@ -1,12 +1,15 @@
 //! The namespace test bed for integration tests: a LAN host, a router
 //! running the real daemon, and a WAN host, joined by veth pairs
-//! (`docs/testbed.md`). Everything is created per test
-//! under a unique prefix and removed in `Drop`, so a failing or panicking
-//! test cleans up too; a bed left over by a killed run is removed before
-//! the same test builds it again.
+//! (`docs/testbed.md`). The router's devices carry the names of the router
+//! firewall4's output was recorded on (`br-lan`, `eth1`), so the recorded
+//! ruleset loads as it was printed ([`fw4`]). Everything is created per
+//! test under a unique prefix and removed in `Drop`, so a failing or
+//! panicking test cleans up too; a bed left over by a killed run is
+//! removed before the same test builds it again.
 #![allow(dead_code)]
 
 pub mod carrier;
+pub mod fw4;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -27,6 +30,11 @@ pub const LAN6: &str = "fd77::1";
 pub const CLIENT6: &str = "fd77::2";
 pub const CLIENT6_2: &str = "fd77::3";
 pub const PEER6: &str = "2001:db8:3::2";
+/// The router's LAN and WAN devices, named as on the router firewall4's
+/// ruleset was recorded on (there `br-lan` is a bridge, here a veth; `eth1`
+/// the WAN port).
+pub const LAN_DEV: &str = fw4::CAPTURED_LAN_DEV;
+pub const WAN_DEV: &str = fw4::CAPTURED_WAN_DEV;
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -87,12 +95,25 @@ pub struct Bed {
     pub r: String,
     pub w: String,
     pub dir: PathBuf,
+    /// The router's LAN and WAN devices.
+    pub lan_dev: String,
+    pub wan_dev: String,
+    /// The `fw4 print` the router's firewall4 loads.
+    pub fw4_print: fw4::Print,
     daemons: Vec<Child>,
 }
 
 impl Bed {
-    /// Builds the bed under prefix `name` (unique per test, ≤ 8 chars).
+    /// Builds the bed under prefix `name` (unique per test, ≤ 8 chars),
+    /// its router's devices named [`LAN_DEV`] and [`WAN_DEV`].
     pub fn new(name: &str) -> Bed {
+        Bed::with_devices(name, LAN_DEV, WAN_DEV)
+    }
+
+    /// Builds the bed with the router's devices named `lan_dev` and
+    /// `wan_dev` (a LAN on a plain port, a PPPoE WAN, the bed a capture
+    /// was made in).
+    pub fn with_devices(name: &str, lan_dev: &str, wan_dev: &str) -> Bed {
         require(&["ip", "nft"]);
         // The test process's id keeps two runs of the suite (two checkouts)
         // apart; scripts/test.sh removes the beds of processes that are gone.
@@ -105,6 +126,9 @@ impl Bed {
             r: format!("rupt-{pid}-{name}-r"),
             w: format!("rupt-{pid}-{name}-w"),
             dir,
+            lan_dev: lan_dev.to_string(),
+            wan_dev: wan_dev.to_string(),
+            fw4_print: fw4::Print::Default,
             daemons: Vec::new(),
         };
         bed.teardown_netns();
@@ -114,11 +138,11 @@ impl Bed {
         }
         must(&[
             "ip", "link", "add", "c-eth0", "netns", &bed.c, "type", "veth", "peer", "name",
-            "r-lan", "netns", &bed.r,
+            lan_dev, "netns", &bed.r,
         ]);
         must(&[
             "ip", "link", "add", "w-eth0", "netns", &bed.w, "type", "veth", "peer", "name",
-            "r-wan", "netns", &bed.r,
+            wan_dev, "netns", &bed.r,
         ]);
         must(&[
             "ip",
@@ -148,7 +172,7 @@ impl Bed {
             "add",
             "192.168.77.1/24",
             "dev",
-            "r-lan",
+            lan_dev,
         ]);
         must(&[
             "ip",
@@ -158,7 +182,7 @@ impl Bed {
             "add",
             "192.0.3.1/24",
             "dev",
-            "r-wan",
+            wan_dev,
         ]);
         must(&[
             "ip",
@@ -172,8 +196,8 @@ impl Bed {
         ]);
         for (ns, dev) in [
             (&bed.c, "c-eth0"),
-            (&bed.r, "r-lan"),
-            (&bed.r, "r-wan"),
+            (&bed.r, lan_dev),
+            (&bed.r, wan_dev),
             (&bed.w, "w-eth0"),
         ] {
             must(&["ip", "-n", ns, "link", "set", dev, "up"]);
@@ -193,8 +217,8 @@ impl Bed {
         for (ns, addr, dev) in [
             (&bed.c, "fd77::2/64", "c-eth0"),
             (&bed.c, "fd77::3/64", "c-eth0"),
-            (&bed.r, "fd77::1/64", "r-lan"),
-            (&bed.r, "2001:db8:3::1/64", "r-wan"),
+            (&bed.r, "fd77::1/64", lan_dev),
+            (&bed.r, "2001:db8:3::1/64", wan_dev),
             (&bed.w, "2001:db8:3::2/64", "w-eth0"),
         ] {
             must(&[
@@ -238,18 +262,61 @@ impl Bed {
         }
     }
 
-    /// Loads the fw4-shaped ruleset into the router (again = a fw4 reload).
-    pub fn fw4(&self) {
-        let f = root().join("tests/fixtures/fw4.nft");
-        must(&[
-            "ip",
-            "netns",
-            "exec",
-            &self.r,
-            "nft",
-            "-f",
-            f.to_str().unwrap(),
-        ]);
+    /// The ruleset the router's firewall4 loads ([`fw4::ruleset`]).
+    pub fn fw4_ruleset(&self) -> String {
+        fw4::ruleset(self.fw4_print, &self.lan_dev, &self.wan_dev)
+    }
+
+    /// `fw4 start`: loads the printed ruleset, which creates the table.
+    pub fn fw4_start(&self) {
+        self.nft_load(&self.fw4_ruleset());
+    }
+
+    /// `fw4 reload`: the same printed ruleset loaded over the running one,
+    /// in one transaction. It begins with `table inet fw4` and
+    /// `flush table inet fw4`, so every chain is emptied and every object
+    /// declared again; set and map elements survive.
+    pub fn fw4_reload(&self) {
+        self.nft_load(&self.fw4_ruleset());
+    }
+
+    /// `fw4 stop`: the table is deleted, with everything in it.
+    pub fn fw4_stop(&self) {
+        let o = self.exec(&self.r, &["nft", "delete", "table", "inet", "fw4"]);
+        assert!(
+            o.status.success(),
+            "fw4 stop: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
+    /// `fw4 restart`: a stop, then a start (two transactions).
+    pub fn fw4_restart(&self) {
+        self.fw4_stop();
+        self.fw4_start();
+    }
+
+    /// Loads `text` with `nft -f -` in the router.
+    pub fn nft_load(&self, text: &str) {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.r, "nft", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("nft");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert!(
+            o.status.success(),
+            "nft -f failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
 
     /// Runs a command in a namespace.
@@ -264,7 +331,7 @@ impl Bed {
     pub fn renumber_wan(&self, old: &str, new: &str) {
         for (verb, a) in [("del", old), ("add", new)] {
             let cidr = format!("{a}/24");
-            let o = self.exec(&self.r, &["ip", "addr", verb, &cidr, "dev", "r-wan"]);
+            let o = self.exec(&self.r, &["ip", "addr", verb, &cidr, "dev", &self.wan_dev]);
             assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         }
     }
@@ -287,7 +354,8 @@ impl Bed {
     /// Starts the daemon in the router namespace with `args` and waits
     /// until it serves its description.
     pub fn start(&mut self, args: &[&str]) -> u32 {
-        let mut all = vec!["--lan", "r-lan", "--wan", "r-wan"];
+        let (lan, wan) = (self.lan_dev.clone(), self.wan_dev.clone());
+        let mut all = vec!["--lan", &lan, "--wan", &wan];
         all.extend_from_slice(args);
         self.start_raw(&all)
     }
@@ -295,19 +363,30 @@ impl Bed {
     /// Like `start`, with only `args` (plus logging flags): the devices
     /// come from the configuration.
     pub fn start_raw(&mut self, args: &[&str]) -> u32 {
-        self.spawn(&["--stderr", "--debug"], args)
+        let pid = self.spawn(args);
+        self.wait_ready();
+        pid
     }
 
     /// Like `start`, logging to the syslog socket at `socket` instead of
     /// stderr (stderr still goes to the log file, for the lines the
     /// daemon cannot send there).
     pub fn start_syslog(&mut self, socket: &Path, args: &[&str]) -> u32 {
-        let mut all = vec!["--lan", "r-lan", "--wan", "r-wan"];
+        let (lan, wan) = (self.lan_dev.clone(), self.wan_dev.clone());
+        let mut all = vec!["--lan", &lan, "--wan", &wan];
         all.extend_from_slice(args);
-        self.spawn(&["--debug", "--syslog", socket.to_str().unwrap()], &all)
+        let pid = self.spawn_logging(&["--debug", "--syslog", socket.to_str().unwrap()], &all);
+        self.wait_ready();
+        pid
     }
 
-    fn spawn(&mut self, log_args: &[&str], args: &[&str]) -> u32 {
+    /// Starts the daemon like [`Bed::start_raw`] without waiting for it
+    /// to serve.
+    pub fn spawn(&mut self, args: &[&str]) -> u32 {
+        self.spawn_logging(&["--stderr", "--debug"], args)
+    }
+
+    fn spawn_logging(&mut self, log_args: &[&str], args: &[&str]) -> u32 {
         let log = self.dir.join(format!("daemon{}.log", self.daemons.len()));
         let out = File::create(&log).unwrap();
         let err = out.try_clone().unwrap();
@@ -322,9 +401,6 @@ impl Bed {
         let child = cmd.spawn().expect("start rupnpd");
         let pid = child.id();
         self.daemons.push(child);
-        if !args.contains(&"--no-wait") {
-            self.wait_ready();
-        }
         pid
     }
 
@@ -380,9 +456,15 @@ impl Bed {
 
     /// Runs `upnpc -u <root desc> args…` in the LAN namespace.
     pub fn upnpc(&self, args: &[&str]) -> String {
+        self.upnpc_within(30, args)
+    }
+
+    /// [`Bed::upnpc`], killed after `secs` seconds.
+    pub fn upnpc_within(&self, secs: u32, args: &[&str]) -> String {
         require(&["upnpc"]);
         let url = format!("http://{LAN_IP}:5000/rootDesc.xml");
-        let mut full = vec!["timeout", "30", "upnpc", "-u", &url];
+        let secs = secs.to_string();
+        let mut full = vec!["timeout", &secs, "upnpc", "-u", &url];
         full.extend_from_slice(args);
         let o = self.exec(&self.c, &full);
         String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)

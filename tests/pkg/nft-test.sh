@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Checks rupnpd's fw4 include files (openwrt-pkg/rupnpd/files/nftables.d) against a ruleset shaped
-# like fw4's (fw4-ruleset.nft):
+# Checks rupnpd's fw4 include files (openwrt-pkg/rupnpd/files/nftables.d) in the ruleset the real
+# firewall4 printed with them installed (tests/fixtures/fw4/fw4-print-with-includes-and-a-redirect.nft,
+# recorded data; see the README there). Its `include "/usr/share/nftables.d/…"` lines are pointed
+# at our files, so what loads is this checkout's include files at fw4's places; the user include
+# line (/etc/nftables.d/*.nft) is dropped, as there are no user files here.
 #   1. `nft -c` accepts the ruleset with the includes in place;
-#   2. loaded, the chains, maps and sets exist and the three jumps sit where fw4's chain-post
-#      positions put them (last in dstnat, first in srcnat — before fw4's masquerade — and just
-#      before `jump handle_reject` in forward);
+#   2. loaded, the chains, maps and sets exist and the three jumps sit where fw4 put them (last in
+#      dstnat, first in srcnat — before fw4's own jumps — and just before `jump handle_reject` in
+#      forward);
 #   3. rules and elements of the kind the daemon adds load against the declarations
 #      (daemon-rules.nft);
 #   4. loading the ruleset again, as `fw4 reload` does, succeeds, leaves the jumps there once and
@@ -37,7 +40,13 @@ expect() {
 	if "$@" >/dev/null 2>&1; then ok "$name"; else bad "$name"; fi
 }
 
-load_fw4() { nft -I "$includes" -f "$here/fw4-ruleset.nft"; }
+print="$here/../fixtures/fw4/fw4-print-with-includes-and-a-redirect.nft"
+# The recorded print as fw4 hands it to nft, with our include files where it names them.
+ruleset() {
+	sed -e "s#include \"/usr/share/nftables.d/#include \"$includes/#" \
+		-e '\#include "/etc/nftables.d/\*.nft"#d' "$print"
+}
+load_fw4() { ruleset | nft -f -; }
 
 # rules <chain>: the chain's rules, one per line, without indentation.
 rules() {
@@ -65,10 +74,13 @@ objects="chain:upnp_forward chain:upnp_prerouting chain:upnp_postrouting map:upn
 	map:upnp_snat set:upnp_fwd set:upnp_extaddr set:upnp_pin6 set:upnp_pin6_h set:upnp_pin6_p
 	set:upnp_pin6_hp set:upnp_alive"
 
-if nft -c -I "$includes" -f "$here/fw4-ruleset.nft"; then
-	ok "nft -c accepts the fw4-shaped ruleset with the include files"
+if [ "$(ruleset | grep -c "include \"$includes/")" != 4 ]; then
+	bad "the recorded print does not name our four include files"
+fi
+if ruleset | nft -c -f -; then
+	ok "nft -c accepts fw4's ruleset with the include files"
 else
-	bad "nft -c rejects the fw4-shaped ruleset with the include files"
+	bad "nft -c rejects fw4's ruleset with the include files"
 fi
 
 if load_fw4; then
@@ -87,7 +99,7 @@ if load_fw4; then
 	# re-declare every object, which fails if a declaration differs.
 	bin=${RUPNPD_BIN:-$here/../../target/debug/rupnpd}
 	if [ -x "$bin" ]; then
-		if "$bin" --print-firewall --config-dir /nonexistent --wan wan --lan br-lan | nft -f -; then
+		if "$bin" --print-firewall --config-dir /nonexistent --wan eth1 --lan br-lan | nft -f -; then
 			ok "the daemon's own structure and rules load on top of the include files"
 		else
 			bad "the daemon's own structure and rules do not load on top of the include files"

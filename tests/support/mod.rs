@@ -2,5 +2,6 @@
 //! subset, hence the allowance.
 #![allow(dead_code)]
 
+pub mod netifd;
 pub mod ubusd;
 pub mod wire;
