@@ -19,11 +19,12 @@
 
 #![no_main]
 
+#[path = "xml_check.rs"]
+mod xml_check;
+
 use std::net::{IpAddr, Ipv4Addr};
 
 use libfuzzer_sys::fuzz_target;
-use quick_xml::Reader;
-use quick_xml::events::Event;
 use rupnpd::config::Config;
 use rupnpd::core::Core;
 use rupnpd::core::device::Device;
@@ -37,28 +38,12 @@ use rupnpd::core::wan::{Link, Wan};
 use rupnpd::proto::schema::{Service, ServiceKind};
 use rupnpd::proto::soap::{fault, parse_body, response};
 use rupnpd::proto::xml::is_char;
+use xml_check::well_formed;
 
 const NOW: u64 = 10_000_000;
 static NO_FACTS: FixedFacts = FixedFacts::new();
 /// Most requests read from one input.
 const MAX_REQUESTS: usize = 32;
-
-/// The whole document parses (matching end tags, no stray markup).
-fn well_formed(doc: &str) {
-    let mut r = Reader::from_str(doc);
-    r.config_mut().check_end_names = true;
-    let mut depth = 0usize;
-    loop {
-        match r.read_event() {
-            Ok(Event::Eof) => break,
-            Ok(Event::Start(_)) => depth += 1,
-            Ok(Event::End(_)) => depth -= 1,
-            Ok(_) => {}
-            Err(e) => panic!("listing is not XML ({e}): {doc:?}"),
-        }
-    }
-    assert_eq!(depth, 0, "listing is not closed: {doc:?}");
-}
 
 fuzz_target!(|data: &[u8]| {
     let config = Config::default();

@@ -13,34 +13,15 @@
 
 #![no_main]
 
+#[path = "xml_check.rs"]
+mod xml_check;
+
 use libfuzzer_sys::fuzz_target;
-use quick_xml::Reader;
-use quick_xml::events::Event;
 use rupnpd::proto::soap::{
     MAX_ARG_LEN, MAX_ARGS, SoapError, parse_body, parse_soapaction, response,
 };
 use rupnpd::proto::xml::is_char;
-
-/// The whole document parses (matching end tags, every reference valid).
-fn well_formed(doc: &str) {
-    let mut r = Reader::from_str(doc);
-    r.config_mut().check_end_names = true;
-    let mut depth = 0usize;
-    loop {
-        match r.read_event() {
-            Ok(Event::Eof) => break,
-            Ok(Event::Start(_)) => depth += 1,
-            Ok(Event::End(_)) => depth -= 1,
-            Ok(Event::GeneralRef(g)) if g.is_char_ref() => {
-                let c = g.resolve_char_ref().ok().flatten();
-                assert!(c.is_some_and(is_char), "bad reference in {doc:?}");
-            }
-            Ok(_) => {}
-            Err(e) => panic!("own response is not XML ({e}): {doc:?}"),
-        }
-    }
-    assert_eq!(depth, 0, "own response is not closed: {doc:?}");
-}
+use xml_check::well_formed;
 
 fuzz_target!(|data: &[u8]| {
     let (header, body) = match data.iter().position(|&b| b == b'\n') {
