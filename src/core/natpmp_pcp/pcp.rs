@@ -97,11 +97,6 @@ fn pcp_result(r: &Refusal, exact: bool) -> ResultCode {
     }
 }
 
-/// The 24 lowercase hex digits of a nonce, for descriptions.
-fn nonce_hex(n: &[u8; 12]) -> String {
-    n.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// One parsed PCP request from a host of address family `A` being served.
 pub(super) struct Exchange<'a, A> {
     pub(super) srv: &'a Server<'a>,
@@ -186,7 +181,10 @@ impl Exchange<'_, Ipv4Addr> {
                 companion: false,
             },
             remote: None,
-            desc: format!("PCP MAP {}", nonce_hex(&nonce)),
+            // The nonce is secret (RFC 6887 §11.1: it authorises renewals
+            // and deletions), so it is not in the description, which is
+            // logged and sent in events.
+            desc: "PCP MAP".into(),
             origin: Origin::Pcp,
             lease: Lease::Secs(0),
             nonce: Some(nonce),
@@ -404,7 +402,7 @@ impl Exchange<'_, Ipv4Addr> {
         }
         let requested = self.srv.settings.clamp(self.req.lifetime);
         let mut req = self.map_request(proto, iaddr, p.internal_port, p.nonce);
-        req.desc = format!("PCP PEER {}", nonce_hex(&p.nonce));
+        req.desc = "PCP PEER".into();
         req.remote = Some(RemoteFilter::host(peer));
         req.peer_port = Some(p.remote_peer_port);
         let respond = |eport: u16, lifetime: u32| {
