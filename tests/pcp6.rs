@@ -398,3 +398,49 @@ fn pcp_announces_over_ipv6_at_start_and_when_the_wan_prefix_changes() {
     // over IPv4 the epoch goes on
     assert!(epoch_of(CLIENT_IP, client4, v4) >= 3);
 }
+
+/// A restart restores PCP pinholes from the IPv6 lease file with their
+/// origin and nonce, under the policy of the new configuration: what it
+/// now forbids is gone from the kernel too.
+#[test]
+fn a_restart_restores_pcp_pinholes_under_the_current_policy() {
+    let mut bed = Bed::new("p6restart");
+    bed.fw4_start();
+    start(&mut bed, "");
+    let ok = |r: Response| assert_eq!(r.result, result::SUCCESS, "{r:?}");
+    ok(pcp(&bed, CLIENT6, &map(CLIENT6, 1, TCP, 8080, 3600)));
+    ok(pcp(&bed, CLIENT6, &map(CLIENT6, 2, TCP, 9090, 3600)));
+    ok(pcp(&bed, CLIENT6, &peer(CLIENT6, 3, 5000, PEER6, 6000)));
+    let six = std::fs::read_to_string(bed.dir.join("leases6")).unwrap();
+    assert!(
+        six.contains(";PCP MAP 010101010101010101010101\n")
+            && six.contains("PCP PEER 030303030303030303030303\n"),
+        "{six}"
+    );
+    bed.kill9();
+    // the new configuration denies port 9090
+    let extra = "\nconfig perm_rule\n\toption action deny\n\toption ext_ports 9090\n\
+\toption int_addr 0.0.0.0/0\n\toption int_ports 9090\n";
+    let text = config(&bed, "").replacen(
+        "\nconfig perm_rule",
+        &format!("{extra}\nconfig perm_rule"),
+        1,
+    );
+    let dir = bed.config(&text);
+    let d = dir.to_str().unwrap().to_string();
+    bed.start(&["--config-dir", &d]);
+    assert!(bed.tcp6_through(PEER6, CLIENT6, 8080), "restored");
+    assert!(
+        udp6_through(&bed, PEER6, 6000, CLIENT6, 5000),
+        "PEER restored"
+    );
+    assert!(!bed.tcp6_through(PEER6, CLIENT6, 9090), "forbidden now");
+    // the nonce came back with it: it renews, another nonce may not
+    let r = pcp(&bed, CLIENT6, &map(CLIENT6, 7, TCP, 8080, 600));
+    assert_eq!(r.result, result::NOT_AUTHORIZED);
+    ok(pcp(&bed, CLIENT6, &map(CLIENT6, 1, TCP, 8080, 600)));
+    let six = std::fs::read_to_string(bed.dir.join("leases6")).unwrap();
+    assert!(!six.contains(";9090;"), "{six}");
+    let log = bed.log();
+    assert!(log.contains("restored from the lease file"), "{log}");
+}
