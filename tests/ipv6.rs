@@ -479,3 +479,60 @@ NT: upnp:event\r\nTIMEOUT: Second-300\r\nConnection: close\r\n\r\n"
         "{ev}"
     );
 }
+
+// ------------------------------------------------------------ ipv6_disable
+
+/// The IPv6 sockets in the router namespace (the daemon is the only
+/// process there), as `ss` lists them: `proto local-address`.
+fn ipv6_sockets(bed: &Bed) -> Vec<String> {
+    require(&["ss"]);
+    let o = bed.exec(&bed.r, &["ss", "-H", "-n", "-a", "-6", "-t", "-u"]);
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            format!("{} {}", f[0], f.get(4).unwrap_or(&""))
+        })
+        .collect()
+}
+
+/// With `ipv6_disable 1` the daemon opens no IPv6 socket at all (no SSDP,
+/// PCP or HTTP over IPv6) and sends nothing to the IPv6 groups; without
+/// it, those are exactly the IPv6 sockets it has.
+#[test]
+fn ipv6_disable_opens_nothing() {
+    let mut bed = Bed::new("v6off");
+    bed.fw4_start();
+    let listener = ssdp6_listener(&bed);
+    let dir = bed.config(&config(&bed, "\toption ipv6_disable '1'"));
+    let d = dir.to_str().unwrap().to_string();
+    bed.start(&["--config-dir", &d]);
+    assert_eq!(ipv6_sockets(&bed), Vec::<String>::new(), "{}", bed.log());
+    let (s, ix) = searcher(&bed, "::");
+    let to = SocketAddrV6::new("ff02::c".parse().unwrap(), 1900, 0, ix);
+    s.send_to(&msearch("ff02::c", "ssdp:all"), to).unwrap();
+    assert!(drain(&s, Duration::from_millis(1500)).is_empty());
+    // (the listener hears our own search, looped back: no NOTIFY)
+    let heard = drain(&listener, Duration::from_millis(100));
+    assert!(heard.iter().all(|(_, m)| m.starts_with("M-SEARCH")), "{heard:?}");
+    let out = upnpc6(&bed, &["-s"]);
+    assert!(out.contains("No IGD UPnP Device found"), "{out}");
+    bed.stop();
+
+    // the same daemon with IPv6: these are its IPv6 sockets
+    let dir = bed.config(&config(&bed, ""));
+    let d = dir.to_str().unwrap().to_string();
+    bed.start(&["--config-dir", &d]);
+    let mut got = ipv6_sockets(&bed);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            format!("tcp [fd77::1]%{}:5000", bed.lan_dev),
+            format!("udp [::]%{}:1900", bed.lan_dev),
+            format!("udp [fd77::1]%{}:5351", bed.lan_dev),
+        ],
+        "{}",
+        bed.log()
+    );
+}
