@@ -514,7 +514,10 @@ fn ipv6_disable_opens_nothing() {
     assert!(drain(&s, Duration::from_millis(1500)).is_empty());
     // (the listener hears our own search, looped back: no NOTIFY)
     let heard = drain(&listener, Duration::from_millis(100));
-    assert!(heard.iter().all(|(_, m)| m.starts_with("M-SEARCH")), "{heard:?}");
+    assert!(
+        heard.iter().all(|(_, m)| m.starts_with("M-SEARCH")),
+        "{heard:?}"
+    );
     let out = upnpc6(&bed, &["-s"]);
     assert!(out.contains("No IGD UPnP Device found"), "{out}");
     bed.stop();
