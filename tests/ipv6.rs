@@ -98,6 +98,17 @@ fn upnpc_discovers_over_ssdp6_and_opens_a_pinhole_that_lets_ipv6_through() {
     assert!(!bed.tcp6_through(PEER6, &me, 8080), "closed after delete");
     let six = std::fs::read_to_string(bed.dir.join("leases6")).unwrap();
     assert!(!six.contains(";8080;"), "{six}");
+
+    // WANIPConnection answers over the same discovery: the IPv4 mapping
+    // of the LAN's IPv4 host is listed; a range delete finds none of the
+    // IPv6 control point's own (it holds no IPv4 mapping): 730
+    let out = bed.upnpc(&["-e", "v4", "-a", CLIENT_IP, "8081", "18081", "TCP", "600"]);
+    assert!(out.contains("is redirected"), "{out}");
+    let out = upnpc6(&bed, &["-L"]);
+    assert!(out.contains("TCP 18081->192.168.77.2:8081"), "{out}");
+    let out = upnpc6(&bed, &["-N", "18000", "18100", "TCP"]);
+    assert!(out.contains("730"), "{out}");
+    assert_eq!(bed.dnat_elements().len(), 1);
 }
 
 // ------------------------------------------------------------------ SSDP
