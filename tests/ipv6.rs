@@ -550,3 +550,90 @@ fn ipv6_disable_opens_nothing() {
         bed.log()
     );
 }
+
+/// LOCATION names our address in the searcher's prefix, else the ULA; a
+/// global prefix the LAN gains while the daemon runs is served at once
+/// (the front ends follow the LAN's addresses), and one it loses is no
+/// longer named.
+#[test]
+fn location_follows_the_searchers_prefix_and_the_lans_addresses() {
+    let bed = started("v6loc", "");
+    let dev = bed.lan_dev.clone();
+    let ok = |o: std::process::Output| {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr))
+    };
+    ok(bed.exec(
+        &bed.r,
+        &[
+            "ip",
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:1::1/64",
+            "dev",
+            &dev,
+            "nodad",
+        ],
+    ));
+    ok(bed.exec(
+        &bed.c,
+        &[
+            "ip",
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:1::2/64",
+            "dev",
+            "c-eth0",
+            "nodad",
+        ],
+    ));
+    assert!(
+        bed.wait_log(
+            "HTTP listening on [2001:db8:1::1]:5000",
+            Duration::from_secs(5)
+        ),
+        "{}",
+        bed.log()
+    );
+    let location = |from: &str, group: &str| {
+        let (s, ix) = searcher(&bed, from);
+        let to = SocketAddrV6::new(group.parse().unwrap(), 1900, 0, ix);
+        s.send_to(&msearch(group, "upnp:rootdevice"), to).unwrap();
+        let r = drain(&s, Duration::from_millis(1500));
+        r.first()
+            .and_then(|(_, m)| header(m, "LOCATION").map(String::from))
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        location("2001:db8:1::2", "ff05::c"),
+        "http://[2001:db8:1::1]:5000/rootDesc.xml"
+    );
+    assert_eq!(
+        location("::", "ff02::c"),
+        "http://[fd77::1]:5000/rootDesc.xml"
+    );
+    assert_eq!(
+        location(CLIENT6, "ff05::c"),
+        "http://[fd77::1]:5000/rootDesc.xml"
+    );
+    // the new address serves the description with its own bracketed Host
+    let desc = in_netns(&bed.c, || {
+        let mut t = std::net::TcpStream::connect("[2001:db8:1::1]:5000").unwrap();
+        t.write_all(b"GET /rootDesc.xml HTTP/1.1\r\nHost: [2001:db8:1::1]:5000\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        let _ = t.read_to_string(&mut out);
+        out
+    });
+    assert!(desc.starts_with("HTTP/1.1 200 OK\r\n"), "{desc}");
+    // the prefix goes away: the ULA is named again
+    ok(bed.exec(
+        &bed.r,
+        &["ip", "-6", "addr", "del", "2001:db8:1::1/64", "dev", &dev],
+    ));
+    let t = Instant::now();
+    while location("2001:db8:1::2", "ff05::c") != "http://[fd77::1]:5000/rootDesc.xml" {
+        assert!(t.elapsed() < Duration::from_secs(10), "{}", bed.log());
+    }
+}
