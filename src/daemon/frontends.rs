@@ -44,11 +44,23 @@ struct LanSockets {
     pcp6: Vec<Rc<UdpSocket>>,
 }
 
+/// One HTTP listener's task: the device and the address it is bound to.
+struct HttpListener {
+    dev: String,
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
 /// Every front end's sockets and tasks, and the channels into the loop.
 pub(super) struct FrontEnds {
     /// By LAN index.
     sockets: Vec<LanSockets>,
-    tasks: Vec<JoinHandle<()>>,
+    /// The tasks reading the UDP sockets.
+    readers: Vec<JoinHandle<()>>,
+    /// An aborted task is dropped, and its socket closed, only when the
+    /// runtime next runs: a listener still wanted after a reopen is kept,
+    /// or its port would still be taken by itself.
+    http: Vec<HttpListener>,
     http_tx: mpsc::Sender<Job>,
     udp_tx: mpsc::Sender<Datagram>,
     /// The HTTP connection caps, across every listener.
@@ -64,7 +76,8 @@ impl FrontEnds {
     ) -> FrontEnds {
         FrontEnds {
             sockets: Vec::new(),
-            tasks: Vec::new(),
+            readers: Vec::new(),
+            http: Vec::new(),
             http_tx,
             udp_tx,
             http_gate: Rc::new(shttp::Gate::default()),
@@ -72,29 +85,83 @@ impl FrontEnds {
         }
     }
 
-    /// Stops the HTTP servers and forgets the sockets.
+    /// Stops the HTTP servers and the UDP readers, and forgets the
+    /// sockets.
     pub fn close(&mut self) {
-        for t in self.tasks.drain(..) {
+        self.close_udp();
+        for l in self.http.drain(..) {
+            l.task.abort();
+        }
+    }
+
+    fn close_udp(&mut self) {
+        for t in self.readers.drain(..) {
             t.abort();
         }
         self.sockets.clear();
     }
 
-    fn serve_http(&mut self, l: tokio::net::TcpListener) {
-        self.tasks.push(tokio::task::spawn_local(shttp::serve(
+    fn read(&mut self, s: &Rc<UdpSocket>, kind: Kind, lan: usize) {
+        let t = udp::spawn_reader(s.clone(), kind, lan, self.udp_tx.clone());
+        self.readers.push(t);
+    }
+
+    /// An HTTP listener on `ip:port` bound to `dev` (port 0: any), the
+    /// one of `old` that already is, or a new one. Returns its port.
+    fn http_listener(
+        &mut self,
+        old: &mut Vec<HttpListener>,
+        dev: &str,
+        ip: IpAddr,
+        port: u16,
+    ) -> Option<u16> {
+        let same = |l: &HttpListener| {
+            l.dev == dev && l.addr.ip() == ip && (port == 0 || l.addr.port() == port)
+        };
+        if let Some(i) = old.iter().position(same) {
+            let kept = old.swap_remove(i);
+            let port = kept.addr.port();
+            self.http.push(kept);
+            return Some(port);
+        }
+        let shown = SocketAddr::new(ip, port);
+        let l = match shttp::listener(dev, ip, port) {
+            Ok(l) => l,
+            Err(e) => {
+                log::error!("HTTP on {shown}: {e}");
+                return None;
+            }
+        };
+        let addr = l.local_addr().unwrap_or(shown);
+        log::info!("HTTP listening on {addr} ({dev})");
+        let task = tokio::task::spawn_local(shttp::serve(
             l,
             self.http_tx.clone(),
             shttp::Limits::default(),
             self.http_gate.clone(),
             self.server.clone(),
-        )));
+        ));
+        self.http.push(HttpListener {
+            dev: dev.to_string(),
+            addr,
+            task,
+        });
+        Some(addr.port())
     }
 
     /// Opens the HTTP listeners and UDP sockets of every LAN, and records
     /// the HTTP port each got. IPv6 front ends are opened only on a LAN
     /// with a global or unique-local address, never with `ipv6_disable`.
     pub fn open(&mut self, cfg: &Config, lans: &mut Lans) {
-        self.close();
+        self.close_udp();
+        let mut old = std::mem::take(&mut self.http);
+        self.open_lans(cfg, lans, &mut old);
+        for l in old {
+            l.task.abort();
+        }
+    }
+
+    fn open_lans(&mut self, cfg: &Config, lans: &mut Lans, old: &mut Vec<HttpListener>) {
         if !cfg.enabled {
             return;
         }
@@ -114,34 +181,19 @@ impl FrontEnds {
             if cfg.enable_upnp {
                 // Bound to the LAN device too: a WAN host routing to the
                 // LAN address gets no answer at all.
-                match shttp::listener(&lan.dev, IpAddr::V4(lan.addr), cfg.port) {
-                    Ok(l) => {
-                        lan.http_port = l.local_addr().map(|a| a.port()).unwrap_or(cfg.port);
-                        log::info!(
-                            "HTTP listening on {}:{} ({})",
-                            lan.addr,
-                            lan.http_port,
-                            lan.dev
-                        );
-                        self.serve_http(l);
-                    }
-                    Err(e) => log::error!("HTTP on {}:{}: {e}", lan.addr, cfg.port),
+                let dev = lan.dev.clone();
+                if let Some(p) = self.http_listener(old, &dev, IpAddr::V4(lan.addr), cfg.port) {
+                    lan.http_port = p;
                 }
                 // The IPv6 listeners take the IPv4 one's port (the one the
                 // kernel picked for port 0): LOCATION names one port.
                 for (a6, _) in lan.nets6.iter().filter(|_| v6) {
-                    match shttp::listener(&lan.dev, IpAddr::V6(*a6), lan.http_port) {
-                        Ok(l) => {
-                            log::info!("HTTP listening on [{a6}]:{} ({})", lan.http_port, lan.dev);
-                            self.serve_http(l);
-                        }
-                        Err(e) => log::warn!("HTTP on [{a6}]:{}: {e}", lan.http_port),
-                    }
+                    self.http_listener(old, &dev, IpAddr::V6(*a6), lan.http_port);
                 }
                 match udp::ssdp_socket(&lan.dev, lan.addr) {
                     Ok(s) => {
                         let s = Rc::new(s);
-                        udp::spawn_reader(s.clone(), Kind::Ssdp, i, self.udp_tx.clone());
+                        self.read(&s, Kind::Ssdp, i);
                         socks.ssdp = Some(s);
                     }
                     Err(e) => log::error!("SSDP on {}: {e}", lan.dev),
@@ -150,7 +202,7 @@ impl FrontEnds {
                     match udp::ssdp_socket6(&lan.dev, socks.ifindex) {
                         Ok(s) => {
                             let s = Rc::new(s);
-                            udp::spawn_reader(s.clone(), Kind::Ssdp, i, self.udp_tx.clone());
+                            self.read(&s, Kind::Ssdp, i);
                             log::info!("SSDP listening on [ff02::c] and [ff05::c] ({})", lan.dev);
                             socks.ssdp6 = Some(s);
                         }
@@ -162,7 +214,7 @@ impl FrontEnds {
                 match udp::natpmp_pcp_socket(&lan.dev, lan.addr) {
                     Ok(s) => {
                         let s = Rc::new(s);
-                        udp::spawn_reader(s.clone(), Kind::NatPmpPcp, i, self.udp_tx.clone());
+                        self.read(&s, Kind::NatPmpPcp, i);
                         log::info!(
                             "NAT-PMP/PCP listening on {}:{}",
                             lan.addr,
@@ -178,7 +230,7 @@ impl FrontEnds {
                 match udp::pcp_socket6(&lan.dev, *a6, socks.ifindex) {
                     Ok(s) => {
                         let s = Rc::new(s);
-                        udp::spawn_reader(s.clone(), Kind::NatPmpPcp, i, self.udp_tx.clone());
+                        self.read(&s, Kind::NatPmpPcp, i);
                         log::info!("PCP listening on [{a6}]:{}", udp::NATPMP_PCP_PORT);
                         socks.pcp6.push(s);
                     }

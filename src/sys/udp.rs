@@ -137,8 +137,14 @@ pub fn natpmp_pcp_socket(dev: &str, addr: Ipv4Addr) -> io::Result<UdpSocket> {
 }
 
 /// Reads datagrams and forwards them; when the loop is busy (channel
-/// full), datagrams are dropped rather than queued without bound.
-pub fn spawn_reader(sock: Rc<UdpSocket>, kind: Kind, lan: usize, tx: mpsc::Sender<Datagram>) {
+/// full), datagrams are dropped rather than queued without bound. The
+/// task holds the socket: aborting it closes the socket.
+pub fn spawn_reader(
+    sock: Rc<UdpSocket>,
+    kind: Kind,
+    lan: usize,
+    tx: mpsc::Sender<Datagram>,
+) -> tokio::task::JoinHandle<()> {
     tokio::task::spawn_local(async move {
         let mut buf = vec![0u8; MAX_DATAGRAM];
         loop {
@@ -161,5 +167,5 @@ pub fn spawn_reader(sock: Rc<UdpSocket>, kind: Kind, lan: usize, tx: mpsc::Sende
                 }
             }
         }
-    });
+    })
 }
