@@ -116,6 +116,9 @@ pub struct Daemon {
     /// Replies waiting for the turn's firewall transaction.
     deferred: Vec<Deferred>,
     fronts: FrontEnds,
+    /// The configuration or the LANs changed: the front ends follow at the
+    /// end of the turn ([`Daemon::sync_frontends`]).
+    fronts_stale: bool,
     notify_tx: mpsc::Sender<notify::Done>,
     ubus: Option<ubus::Handle>,
     netifd_tx: mpsc::Sender<NetifdStatus>,
@@ -280,7 +283,7 @@ impl Daemon {
     fn shutdown(&mut self) {
         log::info!("stopping: sending byebye and removing our firewall rules");
         self.announce(false);
-        self.fronts.close();
+        self.fronts.close_all();
         self.nft.teardown();
     }
 }
@@ -369,6 +372,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
         leases: LeaseLines::default(),
         deferred: Vec::new(),
         fronts: FrontEnds::new(http_tx, udp_tx, server),
+        fronts_stale: true,
         notify_tx,
         ubus: Some(ubus),
         netifd_tx,
@@ -394,7 +398,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
     }
     d.write_leases(None);
     log::info!("firewall ready: {}", nft::describe(d.nft.setup()));
-    d.open_frontends();
+    d.sync_frontends().await;
     d.epoch.restart(now);
 
     let sig = |k: SignalKind| signal(k).map_err(|e| format!("signal handler: {e}"));
@@ -449,6 +453,9 @@ async fn main_loop(opts: Options) -> Result<(), String> {
         }
         if wan_event {
             d.follow_wan(true);
+        }
+        if d.fronts_stale {
+            d.sync_frontends().await;
         }
         d.on_timers();
         d.commit();

@@ -111,11 +111,12 @@ impl Daemon {
         }
     }
 
-    /// Reads the LAN interfaces again and reopens their front ends (a
-    /// reload changed them, or netifd moved one to another device).
+    /// Reads the LAN interfaces again; their front ends follow at the end
+    /// of the turn (a reload changed them, or netifd moved one to another
+    /// device).
     pub(super) fn relearn_lans(&mut self) {
         self.lans = read_lans(&self.cfg, &self.netifd);
-        self.open_frontends();
+        self.fronts_stale = true;
         let now = self.now();
         self.ssdp.announce_soon(now);
     }
