@@ -350,11 +350,10 @@ async fn the_wan_comes_up_after_the_daemon() {
 /// OpenWrt's shipped configuration names the LAN `lan`. When netifd
 /// confirms that `lan` is `br-lan` (the device the daemon already
 /// serves), the daemon must go on serving it. Found by the netifd
-/// stand-in: today it opens its front ends again while the old ones
-/// still hold port 5000, logs "Address already in use" and has no HTTP
+/// stand-in: rupnpd 0.1.0 opened its front ends again while the old ones
+/// still held port 5000, logged "Address already in use" and had no HTTP
 /// server left (UPnP gone, NAT-PMP/PCP still there).
 #[tokio::test(flavor = "current_thread")]
-#[ignore = "needs netifd-driven start (issue 17.1): the LAN confirmed by netifd keeps its HTTP server"]
 async fn the_lan_named_lan_keeps_its_http_server() {
     let mut bed = Bed::new("nlan");
     bed.fw4_start();
