@@ -1,9 +1,9 @@
 //! netifd for real where we can: the daemon follows the LAN and WAN
 //! through a stand-in that sends exactly netifd's payloads
-//! (tests/fixtures/netifd, with where each field comes from). The tests
-//! marked ignored describe what the daemon must do and does not yet
-//! (issue 17.1): take its devices from netifd at start, wait for netifd
-//! rather than exit, serve a LAN on a plain port.
+//! (tests/fixtures/netifd, with where each field comes from). At start as
+//! after, the devices come from netifd (issue 17.1): the daemon waits for
+//! netifd rather than exit, serves a LAN on a plain port, and keeps
+//! serving the LAN netifd confirms.
 
 mod common;
 mod support;
@@ -393,11 +393,11 @@ async fn the_lan_named_lan_keeps_its_http_server() {
 }
 
 /// A LAN on a plain port (`option device 'eth0'`, no bridge, so not a
-/// name the daemon can guess from `lan`): netifd says which device it is,
-/// and the daemon serves it. Today the daemon exits at start ("LAN
-/// interface lan: no such device", "no usable LAN interface").
+/// name anyone could guess from `lan`): netifd says which device it is,
+/// and the daemon serves it. rupnpd 0.1.0 guessed device names at start
+/// and exited ("LAN interface lan: no such device", "no usable LAN
+/// interface").
 #[tokio::test(flavor = "current_thread")]
-#[ignore = "needs netifd-driven start (issue 17.1)"]
 async fn a_lan_on_a_plain_port_is_served() {
     let mut bed = Bed::with_devices("nport", "eth0", WAN_DEV);
     bed.fw4_start();
@@ -430,10 +430,11 @@ async fn a_lan_on_a_plain_port_is_served() {
 }
 
 /// At boot the daemon can start before netifd has published its
-/// interfaces. It says that it waits for netifd, stays up, and serves
-/// the LAN netifd names once netifd is there.
+/// interfaces. It says that it waits for netifd (once, with the
+/// interface's name), stays up, and serves the LAN netifd names once
+/// netifd is there: it follows `ubus.object.add`, so no retry timer is
+/// involved.
 #[tokio::test(flavor = "current_thread")]
-#[ignore = "needs netifd-driven start (issue 17.1)"]
 async fn the_daemon_waits_for_netifd() {
     let mut bed = Bed::with_devices("nwait", "eth0", WAN_DEV);
     bed.fw4_start();
@@ -446,11 +447,17 @@ async fn the_daemon_waits_for_netifd() {
     );
     let pid = bed.spawn(&argv(&args));
     assert!(
-        bed.wait_log("netifd", Duration::from_secs(5)),
+        bed.wait_log(
+            "LAN interface lan: waiting for netifd to report its device",
+            Duration::from_secs(5)
+        ),
         "the daemon does not say it waits for netifd:\n{}",
         bed.log()
     );
     assert!(alive(pid), "the daemon exited:\n{}", bed.log());
+    // on ubus, so it has asked netifd and got no answer
+    let caller = Peer::connect(&socket_path("nwait")).await;
+    caller.wait_for("rupnpd", Duration::from_secs(5)).await;
     let _netifd = Netifd::start(
         &socket_path("nwait"),
         &[
@@ -466,4 +473,11 @@ async fn the_daemon_waits_for_netifd() {
     .await;
     assert_eq!(str_field(&s, "wan_device"), Some(WAN_DEV), "{s}");
     assert!(alive(pid));
+    let log = bed.log();
+    for line in [
+        "LAN interface lan: waiting for netifd to report its device",
+        "WAN interface wan: waiting for netifd to report its device",
+    ] {
+        assert_eq!(log.matches(line).count(), 1, "{line}\n{log}");
+    }
 }

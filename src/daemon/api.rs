@@ -108,7 +108,13 @@ impl Daemon {
                 self.netifd_query();
             }
             Incoming::Disconnected => log::warn!("ubus: connection lost; reconnecting"),
-            Incoming::Event { .. } => {}
+            Incoming::Event { name, data } => {
+                // `ubus.object.add`, the one event the daemon listens to
+                if let Some(path) = data.get("path").and_then(Value::as_str) {
+                    log::debug!("ubus: {name} {path}");
+                    self.on_ubus_object(path);
+                }
+            }
         }
     }
 
@@ -160,12 +166,20 @@ impl Daemon {
                         .with("pinholes", pins as u32),
                 });
             }
+            // Answered at the end of the turn, once the firewall and the
+            // front ends have followed the change.
             "set" => match self.set_toggles(args) {
-                Ok(()) => reply.reply(Ok(Value::table())),
+                Ok(()) => self.deferred.push(Deferred::Ubus {
+                    reply,
+                    ok: Value::table(),
+                }),
                 Err((s, why)) => reply.fail(s, &why),
             },
             "reload" => match self.reload().await {
-                Ok(()) => reply.reply(Ok(Value::table())),
+                Ok(()) => self.deferred.push(Deferred::Ubus {
+                    reply,
+                    ok: Value::table(),
+                }),
                 Err(errors) => reply.fail(
                     Status::InvalidArgument,
                     &format!(

@@ -55,7 +55,7 @@ use crate::sys::{notify, ubus};
 
 use commit::Deferred;
 use frontends::FrontEnds;
-use wan::NetifdStatus;
+use wan::{NetifdStatus, Unserved};
 
 /// Most events handled in one loop turn before committing.
 const TURN_BATCH: usize = 128;
@@ -122,6 +122,8 @@ pub struct Daemon {
     notify_tx: mpsc::Sender<notify::Done>,
     ubus: Option<ubus::Handle>,
     netifd_tx: mpsc::Sender<NetifdStatus>,
+    /// The configured interfaces not served, and why (each logged once).
+    unserved: Vec<Unserved>,
 }
 
 impl Daemon {
@@ -208,7 +210,15 @@ impl Daemon {
             if old.enabled && self.cfg.enabled && old.enable_upnp {
                 self.announce(false);
             }
-            self.relearn_lans();
+            self.fronts_stale = true;
+            let now = self.now();
+            self.ssdp.announce_soon(now);
+        }
+        self.relearn_lans();
+        if old.internal_iface != self.cfg.internal_iface
+            || old.external_iface != self.cfg.external_iface
+        {
+            self.netifd_query();
         }
         let _ = self.install_setup("reload: reinstalling the firewall rules failed");
         log::info!("configuration reloaded");
@@ -320,15 +330,9 @@ async fn main_loop(opts: Options) -> Result<(), String> {
     let clock = Clock {
         start: Instant::now(),
     };
-    let lans = wan::read_lans(&cfg, &Netifd::default());
-    let Some(first) = lans.get(0) else {
-        return Err("no usable LAN interface (check internal_iface / --lan)".into());
-    };
-    let uuid = cfg
-        .uuid
-        .clone()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| files::default_uuid(&first.dev));
+    // Without a configured UUID, the first LAN's MAC gives it, once a
+    // LAN is known (`Daemon::relearn_lans`).
+    let uuid = cfg.uuid.clone().unwrap_or_default();
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let server: Rc<str> =
         format!("Linux/{} UPnP/1.1 rupnpd/{}", kernel.trim(), crate::VERSION).into();
@@ -357,7 +361,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
     let mut d = Daemon {
         core: Core::new(Policy::default(), PinPolicy::from_config(&cfg)),
         device: Device::new(&cfg, uuid, boot_id, server.clone()),
-        lans,
+        lans: Lans::default(),
         wan: Wan::new(cfg.external_ip),
         netifd: Netifd::default(),
         web: Web::new(
@@ -376,11 +380,17 @@ async fn main_loop(opts: Options) -> Result<(), String> {
         notify_tx,
         ubus: Some(ubus),
         netifd_tx,
+        unserved: Vec::new(),
         opts,
         clock,
         cfg,
     };
+    // At start as after: netifd's devices when it answers (its answers
+    // and notifications come through the loop), devices of the configured
+    // names until then.
+    d.follow_netifd();
     d.follow_wan(false);
+    d.relearn_lans();
     d.claims = files::firewall_claims(&d.opts, &d.cfg, d.wan.link().dev.as_deref());
     d.core
         .set_policy(Policy::from_config(&d.cfg, d.claims.clone()));
@@ -453,7 +463,13 @@ async fn main_loop(opts: Options) -> Result<(), String> {
         }
         if wan_event {
             d.follow_wan(true);
+            // A LAN device may have appeared or got its address.
+            if d.relearn_lans() {
+                let _ = d.install_setup("updating the firewall for new LAN devices");
+            }
         }
+        // Before the timers (announcements go out on the new sockets) and
+        // the commit (a `set` is answered once its front ends follow).
         if d.fronts_stale {
             d.sync_frontends().await;
         }
