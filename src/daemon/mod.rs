@@ -49,7 +49,7 @@ use crate::core::web::Web;
 use crate::sys::facts::Kernel;
 use crate::sys::http::Job;
 use crate::sys::netif::AddrWatch;
-use crate::sys::nft::{self, Nft, Setup};
+use crate::sys::nft::{self, Look, Nft, Setup};
 use crate::sys::udp::Datagram;
 use crate::sys::{notify, ubus};
 
@@ -229,10 +229,31 @@ impl Daemon {
     /// itself are read again, then the elements are restored if the
     /// reload removed them.
     fn check_firewall(&mut self) {
-        self.refresh_claims();
-        if !self.nft.intact() {
-            self.restore_firewall("firewall was reloaded");
+        let was_down = self.core.firewall_down();
+        match self.nft.look() {
+            Look::Stopped => {
+                if !was_down {
+                    log::warn!(
+                        "firewall stopped (table inet {} is gone): keeping {} mappings and {} pinholes \
+for when it starts again, refusing new ones until then",
+                        self.cfg.nft.table,
+                        self.core.table().len(),
+                        self.core.pinholes().len()
+                    );
+                    self.core.set_firewall_down(true);
+                    self.send_status_event("firewall");
+                }
+                return;
+            }
+            Look::Intact => {}
+            Look::Damaged if was_down => self.restore_firewall("firewall started again"),
+            Look::Damaged => self.restore_firewall("firewall was reloaded"),
         }
+        if was_down {
+            self.core.set_firewall_down(false);
+            self.send_status_event("firewall");
+        }
+        self.refresh_claims();
     }
 
     fn restore_firewall(&mut self, why: &str) {
