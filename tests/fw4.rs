@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::fw4::{self, Print};
 use common::*;
-use support::ubusd::{Broker, Peer, socket_path};
+use support::ubusd::{Broker, rupnpd_status, socket_path};
 use support::wire::Value;
 
 /// What the user's port forward (WAN 8022 → 192.168.1.10:22) added to the
@@ -213,23 +213,11 @@ fn reload_restart_and_stop_start_keep_the_mapping() {
     assert!(fwd_packets(&bed, "tcp", 8080) > before);
 }
 
-/// The daemon's `status` over ubus.
-async fn status(sock: &std::path::Path) -> Value {
-    let caller = Peer::connect(sock).await;
-    caller.wait_for("rupnpd", Duration::from_secs(5)).await;
-    caller
-        .call("rupnpd", "status", Value::table())
-        .await
-        .unwrap()
-        .pop()
-        .unwrap()
-}
-
 /// Waits until `status` says the firewall is `state`.
 async fn firewall_becomes(sock: &std::path::Path, state: &str) {
     let t = Instant::now();
     loop {
-        let s = status(sock).await;
+        let s = rupnpd_status(sock).await;
         if s.get("firewall").and_then(Value::as_str) == Some(state) {
             return;
         }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use support::netifd::{Netifd, fixture, notification, renumbered, status_of};
-use support::ubusd::{Broker, Peer, socket_path};
+use support::ubusd::{Broker, Peer, rupnpd_status, socket_path};
 use support::wire::Value;
 
 /// The fields of a status in the order `netifd_dump_status` writes them.
@@ -181,22 +181,11 @@ fn argv(args: &[String]) -> Vec<&str> {
     args.iter().map(String::as_str).collect()
 }
 
-async fn status(sock_name: &str) -> Value {
-    let caller = Peer::connect(&socket_path(sock_name)).await;
-    caller.wait_for("rupnpd", Duration::from_secs(5)).await;
-    caller
-        .call("rupnpd", "status", Value::table())
-        .await
-        .unwrap()
-        .pop()
-        .unwrap()
-}
-
 /// Waits until the daemon's `status` satisfies `ok`.
 async fn status_until(sock_name: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
     let t = Instant::now();
     loop {
-        let s = status(sock_name).await;
+        let s = rupnpd_status(&socket_path(sock_name)).await;
         if ok(&s) {
             return s;
         }

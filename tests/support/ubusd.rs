@@ -24,6 +24,19 @@ use tokio::time::timeout;
 
 use super::wire::{Attr, EVENT_OBJECT, FIRST_CLIENT_OBJECT, Msg, PREFIX, Value, kind, status};
 
+/// `ubus call rupnpd status` through the broker at `sock`, once the
+/// daemon's object is there.
+pub async fn rupnpd_status(sock: &Path) -> Value {
+    let caller = Peer::connect(sock).await;
+    caller.wait_for("rupnpd", Duration::from_secs(5)).await;
+    caller
+        .call("rupnpd", "status", Value::table())
+        .await
+        .unwrap()
+        .pop()
+        .unwrap()
+}
+
 /// A unique socket path for one test.
 pub fn socket_path(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("rupnpd-ubus-{}", std::process::id()));
