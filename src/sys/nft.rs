@@ -79,6 +79,9 @@ fn as_installed(e: &Elem) -> Elem {
     }
 }
 
+/// fw4's hooked forward chain: where it is, fw4's hooks lead to ours.
+const FW4_FORWARD: &str = "forward";
+
 /// The nftables backend.
 pub struct Nft {
     runner: Runner,
@@ -132,7 +135,7 @@ impl Nft {
         let created_table = !sock.table_exists(t).unwrap_or(false);
         // fw4 (or a fw4-shaped ruleset) has a hooked `forward` chain that
         // jumps to ours; without it we hook in ourselves.
-        let fw4 = !created_table && sock.chain_exists(t, "forward").unwrap_or(false);
+        let fw4 = !created_table && sock.chain_exists(t, FW4_FORWARD).unwrap_or(false);
         Ok(Nft {
             runner,
             lib,
@@ -186,7 +189,10 @@ impl Nft {
         }
         let was_stopped = std::mem::replace(&mut self.stopped, false);
         let t = self.names.table.clone();
-        if self.own_base && self.sock.chain_exists(&t, "forward").unwrap_or(false) {
+        let fw4_started = self.own_base
+            && self.names.forward_chain != FW4_FORWARD
+            && self.sock.chain_exists(&t, FW4_FORWARD).unwrap_or(false);
+        if fw4_started {
             self.hand_hooks_to_fw4();
         }
         if was_stopped {
