@@ -212,3 +212,54 @@ async fn reloads_and_toggles_leave_one_socket_of_each_kind() {
             .starts_with("HTTP/1.1 200")
     );
 }
+
+/// An address the LAN gains later is served (the kernel's rtnetlink
+/// notice makes the daemon read its LANs again), and only that: the
+/// sockets already open stay, an idle keep-alive connection with them.
+#[tokio::test(flavor = "current_thread")]
+async fn a_lan_address_added_later_is_served_and_nothing_else_reopens() {
+    let mut bed = Bed::new("laddr");
+    bed.fw4_start();
+    let dir = config(&bed, 5000);
+    let pid = bed.start(&["--config-dir", &dir]);
+    sockets_become(&bed, pid, serving(Some(5000), true), "start").await;
+    let mut conn = KeepAlive::open(&bed);
+    assert_eq!(conn.call("GetExternalIPAddress", &[]).0, 200);
+    let before = sockets_of(pid);
+
+    let o = bed.exec(
+        &bed.r,
+        &[
+            "ip",
+            "-6",
+            "addr",
+            "add",
+            "fd78::1/64",
+            "dev",
+            LAN_DEV,
+            "nodad",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let new: SocketAddr = "[fd78::1]:5000".parse().unwrap();
+    let t = Instant::now();
+    while !sockets_of(pid)
+        .iter()
+        .any(|s| s.tcp_listener() && s.local == new)
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "no listener on {new}\n{}",
+            bed.log()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let after = sockets_of(pid);
+    for s in &before {
+        assert!(after.contains(s), "{s:?} was closed");
+    }
+    assert_eq!(
+        conn.try_call("GetExternalIPAddress", &[]).map(|r| r.0),
+        Some(200)
+    );
+}

@@ -1021,6 +1021,8 @@ pub struct ProcSocket {
     /// The kernel's state number: 0x0A is a TCP listener, 0x07 an
     /// unconnected UDP socket.
     pub state: u8,
+    /// Tells a socket from another one opened on the same address.
+    pub inode: u64,
 }
 
 impl ProcSocket {
@@ -1076,9 +1078,9 @@ pub fn sockets_of(pid: u32) -> Vec<ProcSocket> {
             let (Some(local), Some(state), Some(inode)) = (f.get(1), f.get(3), f.get(9)) else {
                 continue;
             };
-            if !inode.parse::<u64>().is_ok_and(|i| inodes.contains(&i)) {
+            let Some(inode) = inode.parse::<u64>().ok().filter(|i| inodes.contains(i)) else {
                 continue;
-            }
+            };
             let Some((a, p)) = local.split_once(':') else {
                 continue;
             };
@@ -1093,6 +1095,7 @@ pub fn sockets_of(pid: u32) -> Vec<ProcSocket> {
                 tcp,
                 local: SocketAddr::new(ip, port),
                 state,
+                inode,
             });
         }
     }
