@@ -11,10 +11,12 @@
 //! only those whose `Spec` changed.
 //!
 //! A new kind of socket (IPv6 SSDP or PCP, say) joins by: a
-//! [`Service`] variant or a `Spec` address family, its `Spec`s in
-//! `wanted`, its opening in [`FrontEnds::open`], where its reader task is
-//! spawned with [`Tasks::spawn`] (never `tokio::task::spawn_local`
-//! directly) and tags what it reads with the front end's id. What a
+//! [`Service`] variant or a `Spec` address family; its `Spec`s among those
+//! [`FrontEnds::sync`] wants; its opening in [`FrontEnds::open`], where its
+//! reader task is spawned with [`Tasks::spawn`] (never
+//! `tokio::task::spawn_local` directly) and tags what it reads with the
+//! front end's id; and a lookup like [`FrontEnds::udp`] for what the loop
+//! sends from it. What a
 //! request means and what to answer is decided in `core::web`,
 //! `core::ssdp` and `core::natpmp_pcp`.
 
@@ -121,19 +123,16 @@ impl FrontEnd {
     }
 }
 
-/// The HTTP listeners' `Spec`s of one LAN: the IPv4 one, then one per
-/// IPv6 address, on the port the IPv4 one got (`v4_port`) if known.
-fn http_specs(cfg: &Config, lan: &Lan, v4_port: Option<u16>) -> Vec<Spec> {
-    let spec = |addr: IpAddr, port| Spec {
-        service: Service::Http,
-        dev: lan.dev.clone(),
-        addr,
-        port,
-    };
-    let mut out = vec![spec(IpAddr::V4(lan.addr), cfg.port)];
-    let port6 = v4_port.unwrap_or(cfg.port);
-    out.extend(lan.nets6.iter().map(|(a6, _)| spec(IpAddr::V6(*a6), port6)));
-    out
+impl Spec {
+    /// `service` on LAN `lan`'s device at `addr`.
+    fn on(service: Service, lan: &Lan, addr: IpAddr, port: u16) -> Spec {
+        Spec {
+            service,
+            dev: lan.dev.clone(),
+            addr,
+            port,
+        }
+    }
 }
 
 /// Every front end's sockets and tasks, and the channels into the loop.
@@ -177,33 +176,28 @@ impl FrontEnds {
         let mut first = Vec::new();
         if cfg.enabled {
             for lan in lans.iter() {
+                let v4 = IpAddr::V4(lan.addr);
                 if cfg.enable_upnp {
-                    first.extend(http_specs(cfg, lan, None).into_iter().take(1));
-                    first.push(Spec {
-                        service: Service::Udp(Kind::Ssdp),
-                        dev: lan.dev.clone(),
-                        addr: IpAddr::V4(lan.addr),
-                        port: 0,
-                    });
+                    first.push(Spec::on(Service::Http, lan, v4, cfg.port));
+                    first.push(Spec::on(Service::Udp(Kind::Ssdp), lan, v4, 0));
                 }
                 if cfg.enable_natpmp || cfg.enable_pcp {
-                    first.push(Spec {
-                        service: Service::Udp(Kind::NatPmpPcp),
-                        dev: lan.dev.clone(),
-                        addr: IpAddr::V4(lan.addr),
-                        port: 0,
-                    });
+                    first.push(Spec::on(Service::Udp(Kind::NatPmpPcp), lan, v4, 0));
                 }
             }
         }
         let is_http6 = |s: &Spec| s.service == Service::Http && s.addr.is_ipv6();
         self.reconcile(&first, |s| !is_http6(s)).await;
-        // IPv6 listeners take the port the IPv4 one got.
+        // Then the IPv6 listeners, on the port the IPv4 one got.
         let mut then = Vec::new();
         if cfg.enabled && cfg.enable_upnp {
             for lan in lans.iter() {
-                let v4 = self.http_port(lan);
-                then.extend(http_specs(cfg, lan, v4).into_iter().skip(1));
+                let port = self.http_port(lan).unwrap_or(cfg.port);
+                then.extend(
+                    lan.nets6
+                        .iter()
+                        .map(|(a6, _)| Spec::on(Service::Http, lan, IpAddr::V6(*a6), port)),
+                );
             }
         }
         self.reconcile(&then, is_http6).await;
