@@ -175,6 +175,11 @@ pub struct Core {
     /// IGDv2 SystemUpdateID: changes whenever a mapping is added, removed
     /// or modified (not on a pure lease renewal).
     system_update_id: u32,
+    /// The firewall cannot take new mappings (fw4 is stopped): the leases
+    /// held are kept, renewed and removed as usual and go back into the
+    /// kernel when it returns; new ones are refused with the protocols'
+    /// "try again later" answers.
+    firewall_down: bool,
 }
 
 /// Longest description kept (miniupnpd keeps 64 bytes).
@@ -189,6 +194,7 @@ impl Core {
             pin_policy,
             events: Vec::new(),
             system_update_id: 1,
+            firewall_down: false,
         }
     }
 
@@ -222,6 +228,15 @@ impl Core {
     /// [`Core::enforce_pinholes`].
     pub fn set_pin_policy(&mut self, pin_policy: PinPolicy) {
         self.pin_policy = pin_policy;
+    }
+
+    /// Whether the firewall can take new mappings and pinholes.
+    pub fn set_firewall_down(&mut self, down: bool) {
+        self.firewall_down = down;
+    }
+
+    pub fn firewall_down(&self) -> bool {
+        self.firewall_down
     }
 
     /// Events since the last call, oldest first.
@@ -309,6 +324,14 @@ impl Core {
         let chosen =
             self.policy
                 .choose_with(&self.table, facts, &req.want, Self::renewal(req.origin));
+        let chosen = chosen.and_then(|(key, renewed)| {
+            // A new mapping would exist only in the table; one held is
+            // kept and renewed either way.
+            if self.firewall_down && self.table.get(&key).is_none() {
+                return Err(Refusal::FirewallDown);
+            }
+            Ok((key, renewed))
+        });
         let (key, renewed) = match chosen {
             Ok(k) => k,
             Err(r) => {
@@ -479,6 +502,9 @@ impl Core {
         now: Millis,
         facts: &dyn Facts,
     ) -> Result<u16, PinRefusal> {
+        if self.firewall_down && !self.pinholes.holds(req) {
+            return Err(PinRefusal::FirewallDown);
+        }
         let (id, renewed) = self.pinholes.add(&self.pin_policy, facts, req, now)?;
         let p = self.pinholes.get(id).cloned();
         if let Some(p) = p {
@@ -719,6 +745,45 @@ mod tests {
             kinds,
             vec![EventKind::Add, EventKind::Renew, EventKind::Expire]
         );
+    }
+
+    #[test]
+    fn while_the_firewall_is_down_leases_held_are_kept_and_new_ones_refused() {
+        let mut c = core();
+        let facts = FixedFacts::default();
+        c.map(&req(2, 5000, Lease::Secs(60)), 0, &facts).unwrap();
+        let held = c.add_pinhole(&pin(8000), 0, &facts).unwrap();
+        c.set_firewall_down(true);
+        assert_eq!(
+            c.map(&req(2, 5001, Lease::Secs(60)), 1, &facts),
+            Err(Refusal::FirewallDown)
+        );
+        assert_eq!(
+            c.add_pinhole(&pin(8001), 1, &facts),
+            Err(PinRefusal::FirewallDown)
+        );
+        // renewing what is held works, and so does removing it
+        assert!(
+            c.map(&req(2, 5000, Lease::Secs(120)), 1, &facts)
+                .unwrap()
+                .renewed
+        );
+        assert_eq!(c.add_pinhole(&pin(8000), 1, &facts), Ok(held));
+        assert!(
+            c.remove(&Key::new(Proto::Tcp, 5000), EventKind::Delete, "test")
+                .is_some()
+        );
+        let ev: Vec<_> = c
+            .take_events()
+            .iter()
+            .map(|e| (e.kind, e.reason.clone()))
+            .collect();
+        assert!(ev.contains(&(
+            EventKind::Refuse,
+            "the firewall is down (fw4 stopped)".into()
+        )));
+        c.set_firewall_down(false);
+        assert!(c.map(&req(2, 5001, Lease::Secs(60)), 2, &facts).is_ok());
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub enum Refusal {
     NoFreePort,
     /// The requester may not act on this mapping (wrong owner, wrong PCP nonce).
     NotOwner,
+    /// The firewall is down (fw4 stopped) and the mapping would be new.
+    FirewallDown,
 }
 
 impl Refusal {
@@ -51,6 +53,7 @@ impl Refusal {
             Refusal::TableFull => "mapping table full".into(),
             Refusal::NoFreePort => "no free external port".into(),
             Refusal::NotOwner => "not the owner of the mapping".into(),
+            Refusal::FirewallDown => "the firewall is down (fw4 stopped)".into(),
         }
     }
 }

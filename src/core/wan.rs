@@ -7,7 +7,7 @@
 //! address or a link going down first). Pure: the daemon reads the kernel
 //! and netifd and hands the results in.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 
 /// The WAN link as read from the kernel (and corrected by netifd).
@@ -106,8 +106,12 @@ impl Wan {
 /// and the WAN's state and address.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Netifd {
-    /// Devices of logical interfaces.
+    /// Devices of logical interfaces (the last one reported while up).
     devs: HashMap<String, String>,
+    /// Interfaces netifd has reported on, up or down: such a name is
+    /// never taken for a device of the same name (a DSA port called
+    /// `lan` is not the interface `lan`).
+    known: HashSet<String>,
     /// The WAN's logical name (found through the default route when none
     /// is configured).
     wan: Option<String>,
@@ -134,6 +138,11 @@ impl Netifd {
         self.devs.get(name).map(String::as_str)
     }
 
+    /// Whether netifd has reported on interface `name`.
+    pub fn knows(&self, name: &str) -> bool {
+        self.known.contains(name)
+    }
+
     /// The WAN's logical name: the configured one, else netifd's.
     pub fn wan_name<'a>(&'a self, configured: Option<&'a str>) -> Option<&'a str> {
         configured.or(self.wan.as_deref())
@@ -148,6 +157,9 @@ impl Netifd {
         l3_device: Option<&str>,
         addr: Option<Ipv4Addr>,
     ) -> NetifdNews {
+        if !self.known.contains(name) {
+            self.known.insert(name.to_string());
+        }
         if wan {
             if let Some(dev) = l3_device {
                 self.devs.insert(name.to_string(), dev.to_string());
@@ -294,5 +306,11 @@ mod tests {
             n.on_status("lan", false, false, Some("eth9"), None),
             NetifdNews::Nothing
         );
+        assert_eq!(n.device("lan"), Some("br-lan"));
+        // known from its first report, up or down
+        assert!(n.knows("lan") && !n.knows("guest"));
+        n.on_status("guest", false, false, None, None);
+        assert!(n.knows("guest"));
+        assert_eq!(n.device("guest"), None);
     }
 }

@@ -49,13 +49,13 @@ use crate::core::web::Web;
 use crate::sys::facts::Kernel;
 use crate::sys::http::Job;
 use crate::sys::netif::AddrWatch;
-use crate::sys::nft::{self, Nft, Setup};
+use crate::sys::nft::{self, Look, Nft, Setup};
 use crate::sys::udp::Datagram;
 use crate::sys::{notify, ubus};
 
 use commit::Deferred;
 use frontends::FrontEnds;
-use wan::NetifdStatus;
+use wan::{NetifdStatus, Unserved};
 
 /// Most events handled in one loop turn before committing.
 const TURN_BATCH: usize = 128;
@@ -116,9 +116,14 @@ pub struct Daemon {
     /// Replies waiting for the turn's firewall transaction.
     deferred: Vec<Deferred>,
     fronts: FrontEnds,
+    /// The configuration or the LANs changed: the front ends follow at the
+    /// end of the turn ([`Daemon::sync_frontends`]).
+    fronts_stale: bool,
     notify_tx: mpsc::Sender<notify::Done>,
     ubus: Option<ubus::Handle>,
     netifd_tx: mpsc::Sender<NetifdStatus>,
+    /// The configured interfaces not served, and why (each logged once).
+    unserved: Vec<Unserved>,
 }
 
 impl Daemon {
@@ -205,7 +210,15 @@ impl Daemon {
             if old.enabled && self.cfg.enabled && old.enable_upnp {
                 self.announce(false);
             }
-            self.relearn_lans();
+            self.fronts_stale = true;
+            let now = self.now();
+            self.ssdp.announce_soon(now);
+        }
+        self.relearn_lans();
+        if old.internal_iface != self.cfg.internal_iface
+            || old.external_iface != self.cfg.external_iface
+        {
+            self.netifd_query();
         }
         let _ = self.install_setup("reload: reinstalling the firewall rules failed");
         log::info!("configuration reloaded");
@@ -216,10 +229,31 @@ impl Daemon {
     /// itself are read again, then the elements are restored if the
     /// reload removed them.
     fn check_firewall(&mut self) {
-        self.refresh_claims();
-        if !self.nft.intact() {
-            self.restore_firewall("firewall was reloaded");
+        let was_down = self.core.firewall_down();
+        match self.nft.look() {
+            Look::Stopped => {
+                if !was_down {
+                    log::warn!(
+                        "firewall stopped (table inet {} is gone): keeping {} mappings and {} pinholes \
+for when it starts again, refusing new ones until then",
+                        self.cfg.nft.table,
+                        self.core.table().len(),
+                        self.core.pinholes().len()
+                    );
+                    self.core.set_firewall_down(true);
+                    self.send_status_event("firewall");
+                }
+                return;
+            }
+            Look::Intact => {}
+            Look::Damaged if was_down => self.restore_firewall("firewall started again"),
+            Look::Damaged => self.restore_firewall("firewall was reloaded"),
         }
+        if was_down {
+            self.core.set_firewall_down(false);
+            self.send_status_event("firewall");
+        }
+        self.refresh_claims();
     }
 
     fn restore_firewall(&mut self, why: &str) {
@@ -280,7 +314,7 @@ impl Daemon {
     fn shutdown(&mut self) {
         log::info!("stopping: sending byebye and removing our firewall rules");
         self.announce(false);
-        self.fronts.close();
+        self.fronts.close_all();
         self.nft.teardown();
     }
 }
@@ -317,15 +351,9 @@ async fn main_loop(opts: Options) -> Result<(), String> {
     let clock = Clock {
         start: Instant::now(),
     };
-    let lans = wan::read_lans(&cfg, &Netifd::default());
-    let Some(first) = lans.get(0) else {
-        return Err("no usable LAN interface (check internal_iface / --lan)".into());
-    };
-    let uuid = cfg
-        .uuid
-        .clone()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| files::default_uuid(&first.dev));
+    // Without a configured UUID, the first LAN's MAC gives it, once a
+    // LAN is known (`Daemon::relearn_lans`).
+    let uuid = cfg.uuid.clone().unwrap_or_default();
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let server: Rc<str> =
         format!("Linux/{} UPnP/1.1 rupnpd/{}", kernel.trim(), crate::VERSION).into();
@@ -354,7 +382,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
     let mut d = Daemon {
         core: Core::new(Policy::default(), PinPolicy::from_config(&cfg)),
         device: Device::new(&cfg, uuid, boot_id, server.clone()),
-        lans,
+        lans: Lans::default(),
         wan: Wan::new(cfg.external_ip),
         netifd: Netifd::default(),
         web: Web::new(
@@ -369,14 +397,21 @@ async fn main_loop(opts: Options) -> Result<(), String> {
         leases: LeaseLines::default(),
         deferred: Vec::new(),
         fronts: FrontEnds::new(http_tx, udp_tx, server),
+        fronts_stale: true,
         notify_tx,
         ubus: Some(ubus),
         netifd_tx,
+        unserved: Vec::new(),
         opts,
         clock,
         cfg,
     };
+    // At start as after: netifd's devices when it answers (its answers
+    // and notifications come through the loop), devices of the configured
+    // names until then.
+    d.follow_netifd();
     d.follow_wan(false);
+    d.relearn_lans();
     d.claims = files::firewall_claims(&d.opts, &d.cfg, d.wan.link().dev.as_deref());
     d.core
         .set_policy(Policy::from_config(&d.cfg, d.claims.clone()));
@@ -394,7 +429,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
     }
     d.write_leases(None);
     log::info!("firewall ready: {}", nft::describe(d.nft.setup()));
-    d.open_frontends();
+    d.sync_frontends().await;
     d.epoch.restart(now);
 
     let sig = |k: SignalKind| signal(k).map_err(|e| format!("signal handler: {e}"));
@@ -449,6 +484,15 @@ async fn main_loop(opts: Options) -> Result<(), String> {
         }
         if wan_event {
             d.follow_wan(true);
+            // A LAN device may have appeared or got its address.
+            if d.relearn_lans() {
+                let _ = d.install_setup("updating the firewall for new LAN devices");
+            }
+        }
+        // Before the timers (announcements go out on the new sockets) and
+        // the commit (a `set` is answered once its front ends follow).
+        if d.fronts_stale {
+            d.sync_frontends().await;
         }
         d.on_timers();
         d.commit();

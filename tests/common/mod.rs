@@ -1011,3 +1011,93 @@ impl Bed {
         }
     }
 }
+
+/// One socket a process holds, as its network namespace's
+/// `/proc/<pid>/net/{tcp,tcp6,udp,udp6}` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcSocket {
+    pub tcp: bool,
+    pub local: SocketAddr,
+    /// The kernel's state number: 0x0A is a TCP listener, 0x07 an
+    /// unconnected UDP socket.
+    pub state: u8,
+    /// Tells a socket from another one opened on the same address.
+    pub inode: u64,
+}
+
+impl ProcSocket {
+    pub fn tcp_listener(&self) -> bool {
+        self.tcp && self.state == 0x0A
+    }
+}
+
+/// The sockets process `pid` holds open (its descriptors that are
+/// sockets), with their local addresses. Netlink and unix sockets are not
+/// in those tables and are left out.
+pub fn sockets_of(pid: u32) -> Vec<ProcSocket> {
+    let mut inodes = std::collections::HashSet::new();
+    if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        for e in dir.flatten() {
+            let Ok(link) = std::fs::read_link(e.path()) else {
+                continue;
+            };
+            let inode = link
+                .to_str()
+                .and_then(|l| l.strip_prefix("socket:["))
+                .and_then(|l| l.strip_suffix(']'))
+                .and_then(|l| l.parse::<u64>().ok());
+            inodes.extend(inode);
+        }
+    }
+    // The kernel prints each address word as a host-order u32.
+    let addr = |hex: &str| -> Option<std::net::IpAddr> {
+        let words: Option<Vec<[u8; 4]>> = (0..hex.len() / 8)
+            .map(|i| {
+                u32::from_str_radix(hex.get(i * 8..i * 8 + 8)?, 16)
+                    .ok()
+                    .map(u32::to_ne_bytes)
+            })
+            .collect();
+        let bytes: Vec<u8> = words?.concat();
+        match bytes.len() {
+            4 => Some(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]).into()),
+            16 => Some(std::net::Ipv6Addr::from(<[u8; 16]>::try_from(bytes).ok()?).into()),
+            _ => None,
+        }
+    };
+    let mut out = Vec::new();
+    for (tcp, table) in [
+        (true, "tcp"),
+        (true, "tcp6"),
+        (false, "udp"),
+        (false, "udp6"),
+    ] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state), Some(inode)) = (f.get(1), f.get(3), f.get(9)) else {
+                continue;
+            };
+            let Some(inode) = inode.parse::<u64>().ok().filter(|i| inodes.contains(i)) else {
+                continue;
+            };
+            let Some((a, p)) = local.split_once(':') else {
+                continue;
+            };
+            let (Some(ip), Ok(port), Ok(state)) = (
+                addr(a),
+                u16::from_str_radix(p, 16),
+                u8::from_str_radix(state, 16),
+            ) else {
+                continue;
+            };
+            out.push(ProcSocket {
+                tcp,
+                local: SocketAddr::new(ip, port),
+                state,
+                inode,
+            });
+        }
+    }
+    out
+}

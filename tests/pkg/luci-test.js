@@ -314,7 +314,7 @@ const replies = {
 	'rupnpd/status': {
 		enabled: true, enable_upnp: true, enable_natpmp: true, enable_pcp: false, secure_mode: true,
 		log_packets: false, log_connections: false, external_ip: '203.0.113.7',
-		external_ip_private: false, wan_device: 'wan', lan_devices: ['br-lan'], uptime: 3725,
+		external_ip_private: false, wan_device: 'wan', lan_devices: ['br-lan'], firewall: 'fw4', uptime: 3725,
 		mappings: { total: 2, tcp: 1, udp: 1, upnp: 1, natpmp: 0, pcp: 1, pinholes: 1 },
 		version: '0.1.0'
 	},
@@ -541,6 +541,21 @@ async function main() {
 			statusText.includes('203.0.113.7') && statusText.includes('2 (TCP 1, UDP 1; UPnP 1, NAT-PMP 0, PCP 1), 1 IPv6 pinholes'));
 		const switchButtons = findAll(node, n => n.tag == 'button' && /^Switch (on|off)$/.test(text(n)));
 		check('status box: one live switch per set parameter', switchButtons.length == 7, String(switchButtons.length));
+		check('status box: the firewall in use, no warning while it is up',
+			statusText.includes('firewall4') && !statusText.includes('The firewall is down'), statusText);
+	}
+
+	// fw4 stopped: both pages say that the firewall is down.
+	{
+		const down = JSON.parse(JSON.stringify(replies));
+		down['rupnpd/status'].firewall = 'down';
+		for (const file of ['rupnpd/rupnpd.js', 'status/include/80_rupnpd.js']) {
+			const env = makeEnv(down, uciData);
+			const view = instantiate(path.join(viewDir, file), env);
+			const said = text(await view.render(await view.load()));
+			check(file + ': fw4 stopped, the page says the firewall is down',
+				said.includes('The firewall is down (firewall4 is stopped)'), said);
+		}
 	}
 
 	// The settings page with the daemon not running: uhttpd finds no object `rupnpd`.

@@ -89,6 +89,9 @@ pub fn refusal_error(r: &Refusal, version: u8) -> UpnpError {
                 UpnpError::ActionFailed
             }
         }
+        // Not the client's fault and not for good: 501, as a failed
+        // firewall transaction answers.
+        Refusal::FirewallDown => UpnpError::ActionFailed,
     }
 }
 

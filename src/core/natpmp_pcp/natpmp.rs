@@ -79,6 +79,8 @@ fn result(r: &Refusal) -> natpmp::ResultCode {
     use natpmp::ResultCode::*;
     match r {
         Refusal::NotAllowed | Refusal::SecureMode | Refusal::NotOwner => NotAuthorized,
+        // RFC 6886 §3.5: 3, Network Failure, the box cannot map for now
+        Refusal::FirewallDown => NetworkFailure,
         Refusal::Conflict
         | Refusal::OtherMechanism(_)
         | Refusal::ClientQuota

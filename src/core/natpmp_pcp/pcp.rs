@@ -75,6 +75,8 @@ fn pcp_result(r: &Refusal, exact: bool) -> ResultCode {
         }
         Refusal::ClientQuota => ResultCode::UserExQuota,
         Refusal::TableFull => ResultCode::NoResources,
+        // RFC 6887 §7.4: NETWORK_FAILURE, a short lifetime error
+        Refusal::FirewallDown => ResultCode::NetworkFailure,
     }
 }
 

@@ -126,6 +126,13 @@ const ORIGINS = {
 	'pcp': _('PCP')
 };
 
+// The daemon's `firewall` status: whose hooks lead to its rules.
+const FIREWALL = {
+	'fw4': _('firewall4'),
+	'own': _('own rules (no firewall4)'),
+	'down': _('down (firewall4 stopped)')
+};
+
 // getHostHints is keyed by MAC address; the tables need the name behind an IP address.
 function hostNames(hints) {
 	const names = {};
@@ -252,6 +259,7 @@ return view.extend({
 			[ _('External address'), status.external_ip || _('unknown') ],
 			[ _('WAN device'), status.wan_device || _('none') ],
 			[ _('LAN devices'), L.toArray(status.lan_devices).join(', ') || _('none') ],
+			[ _('Firewall'), FIREWALL[status.firewall] || status.firewall || _('unknown') ],
 			[ _('Port mappings'), _('%d (TCP %d, UDP %d; UPnP %d, NAT-PMP %d, PCP %d), %d IPv6 pinholes').format(
 				+counts.total || 0, +counts.tcp || 0, +counts.udp || 0,
 				+counts.upnp || 0, +counts.natpmp || 0, +counts.pcp || 0, +counts.pinholes || 0) ]
@@ -282,6 +290,11 @@ return view.extend({
 				this.initButton('stop', _('Stop'), 'cbi-button-negative')
 			])
 		];
+
+		if (status.firewall == 'down')
+			nodes.push(E('p', { 'class': 'alert-message warning' }, [
+				_('The firewall is down (firewall4 is stopped): the port mappings are kept and go back in place when it starts again; new ones are refused until then.')
+			]));
 
 		if (status.external_ip_private)
 			nodes.push(E('p', { 'class': 'alert-message warning' }, [

@@ -50,9 +50,12 @@ return baseclass.extend({
 		// Text nodes and escaped cells: host names come from DHCP and descriptions from LAN
 		// clients, and a table cell is inserted as HTML.
 		const esc = v => '%h'.format(v != null ? v : '');
-		const summary = E('p', {}, [ status.enabled
+		const said = [ status.enabled
 			? _('External address %s, %d mappings.').format(status.external_ip || _('unknown'), +(status.mappings || {}).total || 0)
-			: _('The service is switched off.') ]);
+			: _('The service is switched off.') ];
+		if (status.firewall == 'down')
+			said.push(' ', _('The firewall is down (firewall4 is stopped): the mappings come back when it starts.'));
+		const summary = E('p', {}, said);
 
 		const table = E('table', { 'class': 'table' }, [
 			E('tr', { 'class': 'tr table-titles' }, [
