@@ -1,0 +1,51 @@
+# shellcheck shell=bash
+# Sourced by scripts/cross-test.sh and scripts/musl-test.sh (bash): Debian 12's own Rust
+# toolchain for targets Debian ships no std for.
+#
+# rustc-web/cargo-web are Debian's newer Rust; rust-web-src has std's sources, built with
+# -Zbuild-std (RUSTC_BOOTSTRAP=1 lets the stable compiler accept it, in these cargo runs only).
+# Debian's toolchain is used even when rustup is installed: /usr/bin/cargo is called directly,
+# RUSTC points at /usr/bin/rustc and ~/.cargo/bin is dropped from PATH, so the two toolchains
+# never mix (rustup's rustc cannot use std built by Debian's and vice versa).
+
+DEB_CARGO=/usr/bin/cargo
+DEB_RUSTC=/usr/bin/rustc
+DEB_RUSTDOC=/usr/bin/rustdoc
+
+log() { printf '\n==> %s\n' "$*"; }
+fail() { printf '%s: %s\n' "$(basename "$0")" "$*" >&2; exit 1; }
+
+# Installs the Debian packages named that are missing (root only).
+apt_need() {
+	local missing=() p
+	for p in "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+	done
+	[ "${#missing[@]}" -eq 0 ] && return 0
+	log "installing ${missing[*]}"
+	[ "$(id -u)" = 0 ] || fail "not root: install ${missing[*]} first"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Checks Debian's compiler and std sources; call after apt_need rustc-web cargo-web rust-web-src.
+deb_rust_check() {
+	"$DEB_RUSTC" -vV >/dev/null 2>&1 || fail "$DEB_RUSTC does not run (is rustc-web installed?)"
+	local src
+	src=$("$DEB_RUSTC" --print sysroot)/lib/rustlib/src/rust/library
+	[ -f "$src/Cargo.lock" ] || fail "std sources not found at $src (rust-web-src)"
+	log "toolchain: $("$DEB_RUSTC" --version) / $("$DEB_CARGO" --version)"
+}
+
+# Debian's cargo with Debian's rustc; nothing from rustup, no wrappers, no outer cargo's
+# settings. RUSTFLAGS is dropped unless DEB_RUSTFLAGS is set (then it is used).
+deb_cargo() {
+	local flags=()
+	[ -z "${DEB_RUSTFLAGS:-}" ] || flags=("RUSTFLAGS=$DEB_RUSTFLAGS")
+	env -u RUSTUP_TOOLCHAIN -u RUSTC_WRAPPER -u CARGO_BUILD_RUSTC_WRAPPER -u RUSTFLAGS \
+		-u CARGO_BUILD_TARGET -u CARGO -u CARGO_ENCODED_RUSTFLAGS "${flags[@]}" \
+		PATH="/usr/sbin:/usr/bin:/sbin:/bin" \
+		RUSTC="$DEB_RUSTC" RUSTDOC="$DEB_RUSTDOC" RUSTC_BOOTSTRAP=1 \
+		"$DEB_CARGO" "$@"
+}

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# The router's build, on x86_64: builds the daemon for x86_64-unknown-linux-musl the way the
+# OpenWrt packages feed builds Rust packages (lang/rust: the release profile with its overrides,
+# which is our `feed` profile, and RUSTFLAGS=-Ctarget-feature=-crt-static, i.e. linked
+# dynamically against musl), checks that it is linked that way, records its stripped size, and
+# runs the integration suite (tests/*.rs) against it with libnftables loaded at run time. Our own
+# release profile (panic=abort) is built for musl too, for its size.
+#
+# Everything comes from Debian 12, installed with apt-get when missing: musl-tools (musl-gcc,
+# musl's loader /lib/ld-musl-x86_64.so.1 and libc), rustc-web/cargo-web and rust-web-src (std for
+# the musl target is compiled with -Zbuild-std; see scripts/lib/debian-rust.sh).
+#
+# The libraries the daemon loads. On a router libgcc_s.so.1 (the unwinder: a dynamic musl Rust
+# binary links -lgcc_s) and libnftables.so.1 (dlopen()ed by src/sys/nft.rs, with libnftnl,
+# libmnl, …) are musl builds. Debian has none, and the archive this machine reaches does not
+# serve the libmnl, libnftnl and nftables source tarballs to build them. So the daemon loads
+# Debian's own glibc builds of these libraries, made loadable by musl's loader with a small
+# library of the glibc-only symbols they import (scripts/musl/glibc-compat.c, built here with
+# musl-gcc and preloaded); musl's loader maps their libc.so.6 to musl itself. The libraries are
+# symlinked into one directory (with nothing else from glibc's) that the daemon alone searches:
+# target/cross/musl-rt/rupnpd-feed sets LD_LIBRARY_PATH and LD_PRELOAD and execs the daemon
+# (same pid), and is what the tests run (RUPNPD_BIN, tests/common/mod.rs).
+#
+# Every daemon the suite starts must say that it applies its structure "via libnftables"; one
+# that fell back to the nft command fails the run. A panic fails it too (tests/common/mod.rs).
+#
+# Usage: scripts/musl-test.sh     (root: apt-get, network namespaces)
+# Environment: MUSL_NO_SUITE=1 builds, checks and records sizes only.
+# The libraries, the wrapper and the builds are kept under target/cross; a second run only
+# rebuilds what changed.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+# shellcheck source=scripts/lib/debian-rust.sh
+. scripts/lib/debian-rust.sh
+
+T=x86_64-unknown-linux-musl
+GNU_LIB=/lib/x86_64-linux-gnu
+MUSL_LOADER=/lib/ld-musl-x86_64.so.1
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target/cross}"
+RT=$CARGO_TARGET_DIR/musl-rt
+
+apt_need musl-tools rustc-web cargo-web rust-web-src libnftables1 binutils
+deb_rust_check
+[ -x "$MUSL_LOADER" ] || fail "musl's loader $MUSL_LOADER is missing (musl)"
+
+# --- the run-time directory -------------------------------------------------------------------
+log "run-time libraries in $RT"
+mkdir -p "$RT"
+for lib in libgcc_s.so.1 libnftables.so.1 libnftnl.so.11 libmnl.so.0 libxtables.so.12 \
+	libjansson.so.4 libgmp.so.10; do
+	[ -f "$GNU_LIB/$lib" ] || fail "$GNU_LIB/$lib is missing"
+	ln -sfn "$GNU_LIB/$lib" "$RT/$lib"
+done
+compat=$RT/libglibc-compat.so
+if [ ! -f "$compat" ] || [ scripts/musl/glibc-compat.c -nt "$compat" ]; then
+	musl-gcc -O2 -fPIC -Wall -Wextra -Werror -shared -o "$compat" scripts/musl/glibc-compat.c
+fi
+# The linker: musl-gcc, which also finds libgcc_s.so.1 here (the feed's linker is the OpenWrt
+# toolchain's gcc, whose sysroot has it). musl-gcc's specs ignore LIBRARY_PATH, hence -L.
+cat >"$RT/cc" <<EOF
+#!/bin/sh
+exec musl-gcc -L$RT "\$@"
+EOF
+chmod +x "$RT/cc"
+
+# --- builds -----------------------------------------------------------------------------------
+compiler="$("$DEB_RUSTC" --version | cut -d' ' -f1-2), -Zbuild-std"
+export "CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER=$RT/cc"
+export DEB_RUSTFLAGS="-Ctarget-feature=-crt-static"
+for profile in feed release; do
+	log "$T: $profile build"
+	t0=$SECONDS
+	case $profile in
+		# panic = "abort": panic_abort must be among the std crates built
+		release) std=std,panic_abort ;;
+		*) std=std ;;
+	esac
+	deb_cargo build --locked --profile "$profile" --bin rupnpd -Zbuild-std="$std" --target "$T"
+	bin=$CARGO_TARGET_DIR/$T/$profile/rupnpd
+	log "$T: $profile build done ($((SECONDS - t0)) s)"
+	# linked as the feed links it: musl's loader, musl's libc.so, no static libc
+	interp=$(readelf -lW "$bin" | sed -n 's/.*Requesting program interpreter: \(.*\)]/\1/p')
+	needed=$(readelf -dW "$bin" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')
+	echo "interpreter $interp; needs $needed"
+	[ "$interp" = "$MUSL_LOADER" ] || fail "$bin: interpreter '$interp', not $MUSL_LOADER"
+	case " $needed " in *" libc.so "*) ;; *) fail "$bin is not linked against musl's libc.so" ;; esac
+	sh scripts/sizes.sh record "$T" "$profile" "$bin" strip "$compiler"
+done
+
+bin=$CARGO_TARGET_DIR/$T/feed/rupnpd
+run=$RT/rupnpd-feed
+cat >"$run" <<EOF
+#!/bin/sh
+# The musl daemon with the run-time libraries of scripts/musl-test.sh (generated by it).
+export LD_LIBRARY_PATH=$RT
+export LD_PRELOAD=$compat
+exec $bin "\$@"
+EOF
+chmod +x "$run"
+"$run" --version || fail "the musl daemon does not start ($run --version)"
+[ "${MUSL_NO_SUITE:-0}" = 1 ] && exit 0
+
+# --- the integration suite against it ---------------------------------------------------------
+# The host's cargo builds the test harnesses (the feed profile, as scripts/test.sh's run before
+# this one, so they are already built there); the daemon they start is the musl one. Their
+# temporary directories (the daemons' logs) go to a directory of this run, read afterwards.
+log "integration suite against $bin"
+t0=$SECONDS
+tmp=$(mktemp -d /tmp/rupnpd-musl.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+TMPDIR=$tmp RUPNPD_BIN=$run cargo test --profile feed --locked --test '*'
+log "integration suite passed ($((SECONDS - t0)) s)"
+
+# What each daemon of the run said about nftables at start.
+lines=$(cat "$tmp"/rupnpd-test-*/daemon*.log 2>/dev/null | grep -o 'nftables: table .*' || true)
+[ -n "$lines" ] || fail "no daemon of the suite logged how it applies its structure"
+echo "$lines" | sort | uniq -c
+if echo "$lines" | grep -qv ' via libnftables'; then
+	fail "a musl daemon did not load libnftables (see above)"
+fi
+log "every musl daemon of the suite loaded libnftables at run time"
