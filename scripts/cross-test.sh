@@ -73,7 +73,6 @@ for t in "${TARGETS[@]}"; do
 done
 apt_need "${need[@]}"
 deb_rust_check
-compiler="$("$DEB_RUSTC" --version | cut -d' ' -f1-2), -Zbuild-std"
 
 # --- per target -------------------------------------------------------------------------------
 failures=()
@@ -111,15 +110,10 @@ for t in "${TARGETS[@]}"; do
 	for profile in release feed; do
 		log "$t: $profile build"
 		t0=$SECONDS
-		case $profile in
-			# panic = "abort": panic_abort must be among the std crates built
-			release) std=std,panic_abort ;;
-			*) std=std ;;
-		esac
-		if deb_cargo build --locked --profile "$profile" --bin rupnpd -Zbuild-std="$std" --target "$t"; then
+		if deb_build_daemon "$profile" "$t"; then
 			bin="$CARGO_TARGET_DIR/$t/$profile/rupnpd"
 			log "$t: $profile build done ($((SECONDS - t0)) s): $bin"
-			sh scripts/sizes.sh record "$t" "$profile" "$bin" "$tr-strip" "$compiler"
+			sh scripts/sizes.sh record "$t" "$profile" "$bin" "$tr-strip" "$DEB_COMPILER"
 			if ! $qemu -L "/usr/$tr" "$bin" --version; then
 				failures+=("$t: $profile binary does not start (rupnpd --version)")
 			fi

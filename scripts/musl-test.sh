@@ -66,18 +66,12 @@ EOF
 chmod +x "$RT/cc"
 
 # --- builds -----------------------------------------------------------------------------------
-compiler="$("$DEB_RUSTC" --version | cut -d' ' -f1-2), -Zbuild-std"
 export "CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER=$RT/cc"
 export DEB_RUSTFLAGS="-Ctarget-feature=-crt-static"
 for profile in feed release; do
 	log "$T: $profile build"
 	t0=$SECONDS
-	case $profile in
-		# panic = "abort": panic_abort must be among the std crates built
-		release) std=std,panic_abort ;;
-		*) std=std ;;
-	esac
-	deb_cargo build --locked --profile "$profile" --bin rupnpd -Zbuild-std="$std" --target "$T"
+	deb_build_daemon "$profile" "$T"
 	bin=$CARGO_TARGET_DIR/$T/$profile/rupnpd
 	log "$T: $profile build done ($((SECONDS - t0)) s)"
 	# linked as the feed links it: musl's loader, musl's libc.so, no static libc
@@ -86,7 +80,7 @@ for profile in feed release; do
 	echo "interpreter $interp; needs $needed"
 	[ "$interp" = "$MUSL_LOADER" ] || fail "$bin: interpreter '$interp', not $MUSL_LOADER"
 	case " $needed " in *" libc.so "*) ;; *) fail "$bin is not linked against musl's libc.so" ;; esac
-	sh scripts/sizes.sh record "$T" "$profile" "$bin" strip "$compiler"
+	sh scripts/sizes.sh record "$T" "$profile" "$bin" strip "$DEB_COMPILER"
 done
 
 bin=$CARGO_TARGET_DIR/$T/feed/rupnpd

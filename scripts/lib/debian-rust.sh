@@ -36,6 +36,9 @@ deb_rust_check() {
 	src=$("$DEB_RUSTC" --print sysroot)/lib/rustlib/src/rust/library
 	[ -f "$src/Cargo.lock" ] || fail "std sources not found at $src (rust-web-src)"
 	log "toolchain: $("$DEB_RUSTC" --version) / $("$DEB_CARGO" --version)"
+	# what the sizes of these builds record as their compiler (scripts/sizes.sh)
+	# shellcheck disable=SC2034 # used by the scripts that source this file
+	DEB_COMPILER="$("$DEB_RUSTC" --version | cut -d' ' -f1-2), -Zbuild-std"
 }
 
 # Debian's cargo with Debian's rustc; nothing from rustup, no wrappers, no outer cargo's
@@ -48,4 +51,13 @@ deb_cargo() {
 		PATH="/usr/sbin:/usr/bin:/sbin:/bin" \
 		RUSTC="$DEB_RUSTC" RUSTDOC="$DEB_RUSTDOC" RUSTC_BOOTSTRAP=1 \
 		"$DEB_CARGO" "$@"
+}
+
+# Builds the daemon for target $2 in cargo profile $1, std included; it is then
+# $CARGO_TARGET_DIR/$2/$1/rupnpd. panic = "abort" (our release profile) needs panic_abort among
+# the std crates built; the other profiles unwind, and std brings panic_unwind.
+deb_build_daemon() {
+	local std=std
+	[ "$1" = release ] && std=std,panic_abort
+	deb_cargo build --locked --profile "$1" --bin rupnpd -Zbuild-std="$std" --target "$2"
 }
