@@ -40,8 +40,29 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The daemon under test: `RUPNPD_BIN` when set (CI runs the suite
+/// against the musl build of the packages feed, `scripts/musl-test.sh`),
+/// else the binary cargo built with the tests.
 pub fn daemon_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_rupnpd"))
+    std::env::var_os("RUPNPD_BIN")
+        .filter(|b| !b.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_rupnpd")))
+}
+
+/// What Rust's panic hook prints, in every profile: with `panic = "abort"`
+/// the daemon then dies, but with the packages feed's `panic = "unwind"` a
+/// panic in a spawned task only ends that task and the daemon runs on, so
+/// the tests look for the message itself.
+const PANIC_MARK: &str = "panicked at";
+
+/// Fails the test if the daemon's output (`what` names the run) shows a
+/// panic anywhere, in any thread or task.
+pub fn assert_no_panic(what: &str, output: &str) {
+    assert!(
+        !output.contains(PANIC_MARK),
+        "the daemon panicked ({what}):\n{output}"
+    );
 }
 
 fn sh(args: &[&str]) -> Output {
@@ -388,7 +409,10 @@ impl Bed {
 
     fn spawn_logging(&mut self, log_args: &[&str], args: &[&str]) -> u32 {
         let log = self.dir.join(format!("daemon{}.log", self.daemons.len()));
-        let out = File::create(&log).unwrap();
+        // appended to, so that nothing written beside the daemon (a test
+        // marking the log) is overwritten by its next line
+        File::create(&log).unwrap();
+        let out = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
         let err = out.try_clone().unwrap();
         let bin = daemon_bin();
         let mut cmd = Command::new("ip");
@@ -420,8 +444,13 @@ impl Bed {
 
     /// The daemon's log so far (all instances).
     pub fn log(&self) -> String {
+        self.logs(self.daemons.len())
+    }
+
+    /// The logs of the first `n` daemon slots (at least one).
+    fn logs(&self, n: usize) -> String {
         let mut s = String::new();
-        for i in 0..self.daemons.len().max(1) {
+        for i in 0..n.max(1) {
             if let Ok(t) = std::fs::read_to_string(self.dir.join(format!("daemon{i}.log"))) {
                 s.push_str(&t);
             }
@@ -437,17 +466,22 @@ impl Bed {
         }
     }
 
-    /// Stops the newest daemon with SIGTERM and waits for it.
+    /// Stops the newest daemon with SIGTERM and waits for it. Fails the
+    /// test if any daemon of this bed has panicked so far.
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
         let mut c = self.daemons.pop()?;
         let _ = Command::new("kill")
             .args(["-TERM", &c.id().to_string()])
             .status();
-        wait_child(&mut c, Duration::from_secs(10))
+        let status = wait_child(&mut c, Duration::from_secs(10));
+        // its log is overwritten by the next daemon's: check it now
+        assert_no_panic(&self.r, &self.logs(self.daemons.len() + 1));
+        status
     }
 
     /// Kills the newest daemon with SIGKILL.
     pub fn kill9(&mut self) {
+        assert_no_panic(&self.r, &self.log());
         if let Some(mut c) = self.daemons.pop() {
             let _ = c.kill();
             let _ = c.wait();
@@ -725,7 +759,10 @@ SOAPAction: \"{urn}#{action}\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\
 }
 
 impl Drop for Bed {
+    /// Stops the daemons and removes the namespaces; then fails a test
+    /// that passed so far if a daemon panicked during it.
     fn drop(&mut self) {
+        let started = self.daemons.len();
         for mut c in self.daemons.drain(..) {
             let _ = Command::new("kill")
                 .args(["-TERM", &c.id().to_string()])
@@ -736,6 +773,15 @@ impl Drop for Bed {
             }
         }
         self.teardown_netns();
+        let log = self.logs(started);
+        if std::thread::panicking() {
+            // a second panic would abort the test process; say it instead
+            if log.contains(PANIC_MARK) {
+                eprintln!("the daemon panicked too ({}):\n{log}", self.r);
+            }
+        } else {
+            assert_no_panic(&self.r, &log);
+        }
     }
 }
 
