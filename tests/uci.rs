@@ -339,7 +339,7 @@ fn kill_9_at_any_moment_loses_no_acknowledged_mapping() {
 fn a_panic_in_the_daemon_fails_the_test() {
     use std::io::Write;
     let mut bed = Bed::new("panic");
-    bed.fw4();
+    bed.fw4_start();
     let (dir, _) = shipped(&bed);
     bed.start(&["--config-dir", &dir]);
     let mut log = std::fs::OpenOptions::new()
