@@ -175,6 +175,8 @@ pub struct Core {
     /// IGDv2 SystemUpdateID: changes whenever a mapping is added, removed
     /// or modified (not on a pure lease renewal).
     system_update_id: u32,
+    /// Why new mappings are refused, while they are (`core::wan::Closed`).
+    closed: Option<String>,
 }
 
 /// Longest description kept (miniupnpd keeps 64 bytes).
@@ -189,6 +191,7 @@ impl Core {
             pin_policy,
             events: Vec::new(),
             system_update_id: 1,
+            closed: None,
         }
     }
 
@@ -222,6 +225,12 @@ impl Core {
     /// [`Core::enforce_pinholes`].
     pub fn set_pin_policy(&mut self, pin_policy: PinPolicy) {
         self.pin_policy = pin_policy;
+    }
+
+    /// Refuses new mappings from now on, for `why` (`None`: allows them
+    /// again). Existing mappings stay, and their clients may renew them.
+    pub fn set_closed(&mut self, why: Option<String>) {
+        self.closed = why;
     }
 
     /// Events since the last call, oldest first.
@@ -293,9 +302,19 @@ impl Core {
     /// The key a request would get, without changing anything (NAT-PMP
     /// names the external port in the description before mapping).
     pub fn choose(&self, req: &MapRequest, facts: &dyn Facts) -> Result<Key, Refusal> {
-        self.policy
-            .choose_with(&self.table, facts, &req.want, Self::renewal(req.origin))
-            .map(|(k, _)| k)
+        self.choose_open(req, facts).map(|(k, _)| k)
+    }
+
+    /// The policy's choice, and whether it renews the requester's own
+    /// mapping; a new mapping is refused while mappings are closed.
+    fn choose_open(&self, req: &MapRequest, facts: &dyn Facts) -> Result<(Key, bool), Refusal> {
+        let chosen =
+            self.policy
+                .choose_with(&self.table, facts, &req.want, Self::renewal(req.origin))?;
+        match &self.closed {
+            Some(why) if !chosen.1 => Err(Refusal::Unreachable(why.clone())),
+            _ => Ok(chosen),
+        }
     }
 
     /// Creates or renews a mapping under the policy. A refusal is
@@ -306,10 +325,7 @@ impl Core {
         now: Millis,
         facts: &dyn Facts,
     ) -> Result<Granted, Refusal> {
-        let chosen =
-            self.policy
-                .choose_with(&self.table, facts, &req.want, Self::renewal(req.origin));
-        let (key, renewed) = match chosen {
+        let (key, renewed) = match self.choose_open(req, facts) {
             Ok(k) => k,
             Err(r) => {
                 self.refused(req, &r, now);
