@@ -143,6 +143,16 @@ pub struct WanChange {
     pub closed_changed: bool,
 }
 
+impl WanChange {
+    /// Both changes together.
+    pub fn or(self, other: WanChange) -> WanChange {
+        WanChange {
+            external_changed: self.external_changed || other.external_changed,
+            closed_changed: self.closed_changed || other.closed_changed,
+        }
+    }
+}
+
 /// Private, shared (CGNAT, RFC 6598), IETF protocol assignments (RFC
 /// 6890), benchmarking (RFC 2544), reserved, loopback, link-local or
 /// unspecified.

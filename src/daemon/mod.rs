@@ -20,6 +20,7 @@ mod api;
 mod commit;
 mod files;
 mod frontends;
+mod stun;
 mod wan;
 
 use std::path::PathBuf;
@@ -55,6 +56,7 @@ use crate::sys::{notify, ubus};
 
 use commit::Deferred;
 use frontends::FrontEnds;
+use stun::Stun;
 use wan::NetifdStatus;
 
 /// Most events handled in one loop turn before committing.
@@ -119,6 +121,7 @@ pub struct Daemon {
     notify_tx: mpsc::Sender<notify::Done>,
     ubus: Option<ubus::Handle>,
     netifd_tx: mpsc::Sender<NetifdStatus>,
+    stun: Stun,
 }
 
 impl Daemon {
@@ -131,7 +134,9 @@ impl Daemon {
         Setup {
             wan_dev: self.wan.link().dev.clone(),
             lan_devs: self.lans.iter().map(|l| l.dev.clone()).collect(),
-            ext_addr: self.wan.external_ip(),
+            ext_addr: self.wan.nat_addr(),
+            public_addr: self.wan.public_addr(),
+            stun: self.stun.listening(),
             hairpin: self.cfg.hairpin,
             log_packets: self.cfg.log_packets,
             log_connections: self.cfg.log_connections,
@@ -176,6 +181,8 @@ impl Daemon {
         self.device.reconfigure(cfg);
         self.ssdp.set_enabled(cfg.enabled && cfg.enable_upnp);
         self.natpmp_pcp = natpmp_pcp::Settings::from_config(cfg);
+        let change = self.configure_stun();
+        self.apply_wan_change(change, false, "reload");
         self.follow_wan(false);
         self.claims = files::firewall_claims(&self.opts, &self.cfg, self.wan.link().dev.as_deref());
         self.core
@@ -260,6 +267,7 @@ impl Daemon {
             self.core.next_deadline(),
             self.epoch.next_deadline(),
             self.web.next_deadline(),
+            self.stun.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -269,6 +277,7 @@ impl Daemon {
     fn on_timers(&mut self) {
         let now = self.now();
         self.core.expire(now);
+        self.stun_timers(now);
         self.send_search_replies(now);
         self.send_announcements(now);
         self.send_notifications(now);
@@ -333,6 +342,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
     let (udp_tx, mut udp_rx) = mpsc::channel::<Datagram>(256);
     let (notify_tx, mut notify_rx) = mpsc::channel::<notify::Done>(64);
     let (netifd_tx, mut netifd_rx) = mpsc::channel(16);
+    let (stun_tx, mut stun_rx) = mpsc::channel(16);
     let (ubus, mut ubus_rx) = ubus::spawn(opts.ubus_socket.clone(), api::object_spec());
     let nft = Nft::open(cfg.nft.clone(), Setup::default())?;
     log::info!(
@@ -372,10 +382,13 @@ async fn main_loop(opts: Options) -> Result<(), String> {
         notify_tx,
         ubus: Some(ubus),
         netifd_tx,
+        stun: Stun::new(stun_tx),
         opts,
         clock,
         cfg,
     };
+    let change = d.configure_stun();
+    d.apply_wan_change(change, false, "start");
     d.follow_wan(false);
     d.claims = files::firewall_claims(&d.opts, &d.cfg, d.wan.link().dev.as_deref());
     d.core
@@ -417,13 +430,17 @@ async fn main_loop(opts: Options) -> Result<(), String> {
             Some(done) = notify_rx.recv() => d.web.delivered(&done.sid, done.ok),
             Some(m) = ubus_rx.recv() => d.on_ubus(m).await,
             Some(st) = netifd_rx.recv() => d.on_netifd_status(st),
+            Some(input) = stun_rx.recv() => d.on_stun(input),
             _ = tokio::time::sleep_until(deadline) => {}
             _ = sighup.recv() => {
                 let _ = d.reload().await;
             }
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
-            _ = sigusr1.recv() => wan_event = true,
+            _ = sigusr1.recv() => {
+                wan_event = true;
+                d.stun_check_now();
+            }
             _ = sigusr2.recv() => firewall_event = true,
             r = async { match &monitor { Some(m) => m.foreign_commit().await, None => std::future::pending().await } } => {
                 if r.is_ok() { firewall_event = true; }

@@ -72,7 +72,7 @@ check_jumps() {
 
 objects="chain:upnp_forward chain:upnp_prerouting chain:upnp_postrouting map:upnp_dnat map:upnp_dnat_rh
 	map:upnp_snat set:upnp_fwd set:upnp_extaddr set:upnp_pin6 set:upnp_pin6_h set:upnp_pin6_p
-	set:upnp_pin6_hp set:upnp_alive"
+	set:upnp_pin6_hp set:upnp_alive set:upnp_stun"
 
 if [ "$(ruleset | grep -c "include \"$includes/")" != 4 ]; then
 	bad "the recorded print does not name our four include files"
