@@ -366,6 +366,9 @@ config rule\n\toption name 'disabled'\n\toption enabled '0'\n\toption src 'wan'\
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(bed.dnat_elements(), vec!["udp . 8443"]);
+    // The line is logged once the turn's firewall batch is committed,
+    // just after the element goes.
+    bed.wait_log("delete TCP 9443", Duration::from_secs(3));
     let log = bed.log();
     assert!(
         log.contains("delete TCP 9443") && log.contains("port held by firewall redirect 'game'"),
