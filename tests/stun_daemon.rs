@@ -255,6 +255,26 @@ fn open_carrier_reports_the_public_address_and_mappings_work_through_both_nats()
         r.cb.tcp_from_public(18080, 8080),
         "a WAN host reaches the LAN service through both NATs"
     );
+    // a LAN host reaches it through the public address too (hairpin)
+    assert!(
+        bed.tcp_from_source(&bed.c, CLIENT2_IP, CARRIER_PUBLIC_IP, 18080, 8080),
+        "hairpin through the public address"
+    );
+
+    // fw4 reloads: its input rule for the STUN answers comes back with it
+    // and the set keeps the sockets' ports, so a check finds the path open
+    // again with the same three datagrams, each answer accepted there.
+    bed.fw4_reload();
+    assert_eq!(stun_answers_accepted(bed), 0);
+    bed.signal("USR1");
+    let t = Instant::now();
+    while stun_answers_accepted(bed) < 3 {
+        assert!(t.elapsed() < Duration::from_secs(20), "{}", bed.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let s = r.wait_status("the second check", |s| number(s, &["stun", "sent"]) == 6);
+    assert_eq!(reachability(&s), "endpoint-independent", "{s}");
+    assert_eq!(r.cb.stun_datagrams(), 6);
     let log = bed.log();
     assert_eq!(
         log.matches(&format!("STUN: public address {CARRIER_PUBLIC_IP}"))
@@ -262,6 +282,21 @@ fn open_carrier_reports_the_public_address_and_mappings_work_through_both_nats()
         1,
         "{log}"
     );
+}
+
+/// Datagrams fw4's input chain accepted with rupnpd's rule for the STUN
+/// answers (`chain-pre/input/20-rupnpd.nft`).
+fn stun_answers_accepted(bed: &Bed) -> u64 {
+    let text = bed.nft("list chain inet fw4 input");
+    let line = text
+        .lines()
+        .find(|l| l.contains("rupnpd: answers to the STUN client"))
+        .unwrap_or_else(|| panic!("no STUN rule in fw4's input chain:\n{text}"));
+    line.split("packets ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no counter in {line}"))
 }
 
 /// A symmetric carrier NAT (random ports, only replies get in): STUN

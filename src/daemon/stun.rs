@@ -224,8 +224,8 @@ impl Daemon {
             let mut id = [0u8; 12];
             id.copy_from_slice(&r[..12]);
             self.stun.client.handle_timeout(now, id);
+            self.stun_flush();
         }
-        self.stun_flush();
     }
 
     /// SIGUSR1 (the hotplug script, an operator): a full check now.

@@ -128,15 +128,13 @@ impl Daemon {
                 None => log::info!("new port mappings are allowed again"),
             }
         }
-        if !firewall_now {
+        if !firewall_now || !(change.external_changed || change.closed_changed) {
             return;
         }
         if self.nft_setup() != *self.nft.setup() {
             let _ = self.install_setup("updating the firewall for the new WAN view");
         }
-        if change.external_changed || change.closed_changed {
-            self.send_status_event(why);
-        }
+        self.send_status_event(why);
     }
 
     /// Reads the LAN interfaces again and reopens their front ends (a
