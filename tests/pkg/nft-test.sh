@@ -130,5 +130,19 @@ else
 	bad "ruleset does not load"
 fi
 
+# Include files added since the print above was recorded (chain-pre/input, the STUN accept): in
+# the default print with every include placed as fw4 places them (tests/fixtures/fw4/derived/,
+# kept current by tests/fw4.rs), the rule is the first of fw4's input chain.
+derived="$here/../fixtures/fw4/derived/fw4-print-default-with-includes.nft"
+if sed -e "s#include \"/usr/share/nftables.d/#include \"$includes/#" \
+	-e '\#include "/etc/nftables.d/\*.nft"#d' "$derived" | nft -f -; then
+	ok "the default print with every include file loads"
+	r=$(rules input | head -n 1)
+	expect "input starts with the STUN accept (first: '$r')" \
+		test "${r%% comment *}" = "ip daddr . udp dport @upnp_stun counter packets 0 bytes 0 accept"
+else
+	bad "the default print with every include file does not load"
+fi
+
 echo "nftables include tests: $passed passed, $failed failed"
 [ "$failed" = 0 ]
