@@ -184,11 +184,15 @@ fn natpmp_tcp_map(bed: &Bed, iport: u16, eport: u16) -> u16 {
 
 /// A PCP MAP of TCP `iport` from the LAN host: (result, lifetime).
 fn pcp_map(bed: &Bed, nonce: u8, iport: u16) -> (u8, u32) {
+    let r = pcp_map_response(bed, nonce, iport);
+    (r.result, r.lifetime)
+}
+
+fn pcp_map_response(bed: &Bed, nonce: u8, iport: u16) -> pcp_client::Response {
     let sock = udp_in(&bed.c, CLIENT_IP);
     let req = Request::map(CLIENT_IP.parse().unwrap(), [nonce; 12], TCP, iport, 600);
-    let r = pcp_client::exchange(&sock, natpmp_server(), &req, retransmit())
-        .unwrap_or_else(|e| panic!("PCP: {e}\nlog:\n{}", bed.log()));
-    (r.result, r.lifetime)
+    pcp_client::exchange(&sock, natpmp_server(), &req, retransmit())
+        .unwrap_or_else(|e| panic!("PCP: {e}\nlog:\n{}", bed.log()))
 }
 
 fn add_port_mapping(bed: &Bed, eport: &str, iport: &str) -> (u16, String) {
@@ -246,8 +250,9 @@ fn open_carrier_reports_the_public_address_and_mappings_work_through_both_nats()
         out.contains(&format!("Public IP address : {CARRIER_PUBLIC_IP}")),
         "{out}"
     );
-    let (code, _) = pcp_map(bed, 1, 9100);
-    assert_eq!(code, result::SUCCESS);
+    let m = pcp_map_response(bed, 1, 9100);
+    assert_eq!(m.result, result::SUCCESS);
+    assert_eq!(m.external_v4(), Some(CARRIER_PUBLIC_IP.parse().unwrap()));
 
     let out = bed.upnpc(&["-a", CLIENT_IP, "8080", "18080", "TCP"]);
     assert!(out.contains("is redirected to internal"), "{out}");
@@ -456,6 +461,46 @@ NT: upnp:event\r\nTIMEOUT: Second-300\r\nConnection: close\r\n\r\n"
     let log = bed.log();
     let line = format!("STUN: public address {CARRIER_PUBLIC2_IP} (was {CARRIER_PUBLIC_IP})");
     assert_eq!(log.matches(&line).count(), 1, "{log}");
+}
+
+/// The carrier gives the router a new WAN address: the daemon rebinds its
+/// STUN sockets there (the firewall's `upnp_stun` set follows) and checks
+/// at once, finding the same public address (logged only the first
+/// time).
+#[test]
+fn a_new_wan_address_is_checked_at_once() {
+    let mut r = Router::start(
+        "sdrenum",
+        Carrier::EndpointIndependent,
+        Server::Coturn,
+        STUN,
+    );
+    r.wait_status("the first check", |s| {
+        reachability(s) == "endpoint-independent"
+    });
+    r.cb.renumber_router(
+        Carrier::EndpointIndependent,
+        CARRIER_PUBLIC_IP,
+        "100.64.0.9",
+    );
+    // A new WAN address restarts the check ("unknown" until it ends).
+    let s = r.wait_status("a check from the new address", |s| {
+        s.get("wan_ip").and_then(Value::as_str) == Some("100.64.0.9")
+            && reachability(s) == "endpoint-independent"
+    });
+    assert_eq!(text(&s, &["external_ip"]), CARRIER_PUBLIC_IP, "{s}");
+    // three more requests (one more if the first went out before the
+    // bed's new default route was in: it is retransmitted)
+    assert!((6..=7).contains(&number(&s, &["stun", "sent"])), "{s}");
+    let set = r.bed().nft("list set inet fw4 upnp_stun");
+    assert_eq!(set.matches("100.64.0.9 . ").count(), 2, "{set}");
+    assert!(!set.contains(CGN_WAN_IP), "{set}");
+    // Neither the start nor the WAN change logged refusals: STUN answered
+    // before anything was settled.
+    let log = r.bed().log();
+    assert_eq!(log.matches("STUN: public address").count(), 1, "{log}");
+    assert!(!log.contains("New port mappings are refused"), "{log}");
+    assert!(!log.contains("allowed again"), "{log}");
 }
 
 /// NAT-PMP announcements (epochs) of `addr` and PCP ANNOUNCE responses

@@ -45,7 +45,7 @@ use crate::core::pinhole::PinPolicy;
 use crate::core::policy::Policy;
 use crate::core::ssdp::Ssdp;
 use crate::core::table::Millis;
-use crate::core::wan::{Netifd, Wan};
+use crate::core::wan::{Closed, Netifd, Wan};
 use crate::core::web::Web;
 use crate::sys::facts::Kernel;
 use crate::sys::http::Job;
@@ -122,6 +122,8 @@ pub struct Daemon {
     ubus: Option<ubus::Handle>,
     netifd_tx: mpsc::Sender<NetifdStatus>,
     stun: Stun,
+    /// Why new mappings were refused when that was last logged.
+    logged_closed: Option<Closed>,
 }
 
 impl Daemon {
@@ -383,6 +385,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
         ubus: Some(ubus),
         netifd_tx,
         stun: Stun::new(stun_tx),
+        logged_closed: None,
         opts,
         clock,
         cfg,

@@ -64,6 +64,14 @@ impl Stun {
         }
     }
 
+    /// A check is under way or due now, or the server's name is being
+    /// resolved for the first time: what STUN will say is not known yet.
+    pub fn settling(&self, now: Millis) -> bool {
+        let naming = self.server.is_none() && (self.resolving || self.resolve_at.is_some());
+        self.target.is_some()
+            && (naming || self.client.running() || self.client.poll_at().is_some_and(|t| t <= now))
+    }
+
     /// When the loop must call [`Daemon::stun_timers`] next.
     pub fn next_deadline(&self) -> Option<Millis> {
         [self.client.poll_at(), self.resolve_at]
@@ -244,7 +252,6 @@ impl Daemon {
     fn stun_flush(&mut self) {
         while let Some(t) = self.stun.client.poll_transmit() {
             if let Some(s) = &self.stun.socks {
-                log::debug!("STUN: request to {} from socket {}", t.to, t.socket.index());
                 s.send(t.socket.index(), t.to, &t.bytes);
             }
         }

@@ -121,13 +121,9 @@ impl Daemon {
             self.epoch.restart(now);
         }
         if change.closed_changed {
-            let closed = self.wan.closed();
-            self.core.set_closed(closed.map(Closed::short));
-            match closed {
-                Some(c) => log::warn!("{}", c.explain()),
-                None => log::info!("new port mappings are allowed again"),
-            }
+            self.core.set_closed(self.wan.closed().map(Closed::short));
         }
+        self.log_closed();
         if !firewall_now || !(change.external_changed || change.closed_changed) {
             return;
         }
@@ -135,6 +131,24 @@ impl Daemon {
             let _ = self.install_setup("updating the firewall for the new WAN view");
         }
         self.send_status_event(why);
+    }
+
+    /// One log line when new mappings become refused (why, and which
+    /// switch helps) or allowed again; not while STUN is still finding
+    /// out, so a WAN change that STUN answers at once logs nothing.
+    fn log_closed(&mut self) {
+        if self.stun.settling(self.now()) {
+            return;
+        }
+        let closed = self.wan.closed();
+        if closed == self.logged_closed {
+            return;
+        }
+        match closed {
+            Some(c) => log::warn!("{}", c.explain()),
+            None => log::info!("new port mappings are allowed again"),
+        }
+        self.logged_closed = closed;
     }
 
     /// Reads the LAN interfaces again and reopens their front ends (a

@@ -53,6 +53,10 @@ pub enum Input {
 /// The two sockets and their readers; dropping them closes both.
 pub struct Sockets {
     socks: [std::rc::Rc<UdpSocket>; SOCKETS],
+    /// The same sockets for sending: a send on tokio's socket fails until
+    /// the reactor has seen it writable, which a socket bound in this
+    /// very turn has not (both are non-blocking, so neither waits).
+    senders: [std::net::UdpSocket; SOCKETS],
     readers: Vec<JoinHandle<()>>,
     addr: Ipv4Addr,
 }
@@ -61,14 +65,17 @@ impl Sockets {
     /// Binds both sockets on `addr` (ports picked by the kernel) and
     /// starts their readers.
     pub fn open(addr: Ipv4Addr, tx: &mpsc::Sender<Input>) -> io::Result<Sockets> {
-        let bind = || -> io::Result<UdpSocket> {
+        let bind = || -> io::Result<(UdpSocket, std::net::UdpSocket)> {
             let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
             s.bind(&SocketAddr::from((addr, 0)).into())
                 .map_err(|e| io::Error::new(e.kind(), format!("binding {addr}:0: {e}")))?;
             s.set_nonblocking(true)?;
-            UdpSocket::from_std(s.into())
+            let s: std::net::UdpSocket = s.into();
+            let sender = s.try_clone()?;
+            Ok((UdpSocket::from_std(s)?, sender))
         };
-        let socks = [std::rc::Rc::new(bind()?), std::rc::Rc::new(bind()?)];
+        let ((a, a_tx), (b, b_tx)) = (bind()?, bind()?);
+        let socks = [std::rc::Rc::new(a), std::rc::Rc::new(b)];
         let readers = socks
             .iter()
             .enumerate()
@@ -76,6 +83,7 @@ impl Sockets {
             .collect();
         Ok(Sockets {
             socks,
+            senders: [a_tx, b_tx],
             readers,
             addr,
         })
@@ -95,8 +103,9 @@ impl Sockets {
     /// Sends without waiting: a full socket buffer loses the datagram,
     /// which the client's retransmission covers.
     pub fn send(&self, socket: usize, to: SocketAddrV4, bytes: &[u8]) {
-        if let Some(s) = self.socks.get(socket) {
-            if let Err(e) = s.try_send_to(bytes, SocketAddr::V4(to)) {
+        if let Some(s) = self.senders.get(socket) {
+            log::debug!("STUN: request to {to} from socket {socket}");
+            if let Err(e) = s.send_to(bytes, SocketAddr::V4(to)) {
                 log::debug!("STUN: sending to {to}: {e}");
             }
         }

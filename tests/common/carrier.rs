@@ -74,6 +74,8 @@ pub struct CarrierBed {
     /// The public segment's namespace.
     pub p: String,
     server: Option<Child>,
+    /// The router's WAN address (the carrier's NAT translates it).
+    router_wan: String,
 }
 
 impl CarrierBed {
@@ -90,6 +92,7 @@ impl CarrierBed {
             bed,
             p,
             server: None,
+            router_wan: CGN_WAN_IP.to_string(),
         };
         cb.wire(carrier);
         cb.start_server(server);
@@ -161,13 +164,14 @@ impl CarrierBed {
 
     /// Loads (again) the carrier's NAT rules, translating to `public`.
     pub fn carrier_nat(&self, carrier: Carrier, public: &str) {
+        let router = &self.router_wan;
         // The forward of the carrier's inbound ports to the router, `only`
         // matching before the ports; the source NAT to `public`.
         let forward = |only: &str| {
             format!(
                 "chain prerouting {{
     type nat hook prerouting priority dstnat; policy accept;
-    iifname \"w-pub\" ip daddr {public} {only} meta l4proto {{ tcp, udp }} th dport 1024-65535 dnat to {CGN_WAN_IP}
+    iifname \"w-pub\" ip daddr {public} {only} meta l4proto {{ tcp, udp }} th dport 1024-65535 dnat to {router}
   }}"
             )
         };
@@ -175,7 +179,7 @@ impl CarrierBed {
             format!(
                 "chain postrouting {{
     type nat hook postrouting priority srcnat; policy accept;
-    oifname \"w-pub\" ip saddr {CGN_WAN_IP} snat to {public}{how}
+    oifname \"w-pub\" ip saddr {router} snat to {public}{how}
   }}"
             )
         };
@@ -306,6 +310,26 @@ impl CarrierBed {
     /// The server's primary address.
     pub fn stun_server(&self) -> SocketAddrV4 {
         SocketAddrV4::new(STUN_IP.parse().unwrap(), STUN_PORT)
+    }
+
+    /// The carrier gives the router a new WAN address (a new session, as
+    /// after a PPP reconnect), its NAT still translating to `public`.
+    pub fn renumber_router(&mut self, carrier: Carrier, public: &str, new: &str) {
+        self.bed.renumber_wan(&self.router_wan, new);
+        let o = self.bed.exec(
+            &self.bed.r,
+            &[
+                "ip",
+                "route",
+                "replace",
+                "default",
+                "via",
+                CARRIER_INSIDE_IP,
+            ],
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        self.router_wan = new.to_string();
+        self.carrier_nat(carrier, public);
     }
 
     /// A TCP connection from the WAN host on the public segment to the
