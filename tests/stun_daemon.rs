@@ -491,7 +491,11 @@ fn a_new_wan_address_is_checked_at_once() {
     assert_eq!(text(&s, &["external_ip"]), CARRIER_PUBLIC_IP, "{s}");
     // three more requests (one more if the first went out before the
     // bed's new default route was in: it is retransmitted)
-    assert!((6..=7).contains(&number(&s, &["stun", "sent"])), "{s}");
+    assert!(
+        (6..=7).contains(&number(&s, &["stun", "sent"])),
+        "{s}\n{}",
+        r.bed().log()
+    );
     let set = r.bed().nft("list set inet fw4 upnp_stun");
     assert_eq!(set.matches("100.64.0.9 . ").count(), 2, "{set}");
     assert!(!set.contains(CGN_WAN_IP), "{set}");

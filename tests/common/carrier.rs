@@ -313,9 +313,13 @@ impl CarrierBed {
     }
 
     /// The carrier gives the router a new WAN address (a new session, as
-    /// after a PPP reconnect), its NAT still translating to `public`.
+    /// after a PPP reconnect), its NAT still translating to `public`. The
+    /// carrier's NAT knows the new address first, as a carrier's does
+    /// before it hands it out.
     pub fn renumber_router(&mut self, carrier: Carrier, public: &str, new: &str) {
-        self.bed.renumber_wan(&self.router_wan, new);
+        let old = std::mem::replace(&mut self.router_wan, new.to_string());
+        self.carrier_nat(carrier, public);
+        self.bed.renumber_wan(&old, new);
         let o = self.bed.exec(
             &self.bed.r,
             &[
@@ -328,8 +332,6 @@ impl CarrierBed {
             ],
         );
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        self.router_wan = new.to_string();
-        self.carrier_nat(carrier, public);
     }
 
     /// A TCP connection from the WAN host on the public segment to the
