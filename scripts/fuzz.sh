@@ -113,6 +113,7 @@ max_len() {
 	natpmp) echo 1200 ;;      # MAX_ECHO 1100
 	pcp) echo 1200 ;;         # MAX_MESSAGE 1100
 	pmp_handler) echo 8192 ;; # up to 64 datagrams
+	igd_handler) echo 16384 ;; # up to 32 SOAP bodies (MAX_BODY 16 KiB each)
 	uci) echo 16384 ;;        # real configs are a few KiB
 	lease) echo 8192 ;;
 	blobmsg) echo 8192 ;;   # real ubus messages are small; MAX_LEN is 1 MiB

@@ -8,7 +8,7 @@ use rupnpd::daemon::{self, Options};
 
 const USAGE: &str = "usage: rupnpd [--config-dir DIR] [--lan IFACE]... [--wan IFACE] [--port N]
               [--lease-file PATH] [--ubus-socket PATH] [--check-config]
-              [--debug] [--stderr] [--version] [--help]";
+              [--debug] [--stderr | --syslog SOCKET] [--version] [--help]";
 
 enum Mode {
     Run,
@@ -18,9 +18,13 @@ enum Mode {
     PrintFirewall,
 }
 
-fn parse(args: impl Iterator<Item = String>) -> Result<(Options, Mode), String> {
+/// Where log lines go: the syslog daemon's socket, or stderr (`None`).
+type LogTarget = Option<PathBuf>;
+
+fn parse(args: impl Iterator<Item = String>) -> Result<(Options, Mode, LogTarget), String> {
     let mut o = Options::default();
     let mut mode = Mode::Run;
+    let mut syslog = Some(PathBuf::from(rupnpd::sys::syslog::DEV_LOG));
     let mut it = args.peekable();
     while let Some(a) = it.next() {
         let mut value = |name: &str| {
@@ -45,6 +49,9 @@ fn parse(args: impl Iterator<Item = String>) -> Result<(Options, Mode), String> 
             "--print-firewall" => mode = Mode::PrintFirewall,
             "--debug" | "-d" => o.flags.debug = true,
             "--stderr" => o.stderr = true,
+            // The syslog socket, for tests and chroots (default /dev/log);
+            // --stderr wins.
+            "--syslog" => syslog = Some(PathBuf::from(value("--syslog")?)),
             "--version" | "-V" => {
                 println!("rupnpd {}", rupnpd::VERSION);
                 std::process::exit(0);
@@ -56,11 +63,12 @@ fn parse(args: impl Iterator<Item = String>) -> Result<(Options, Mode), String> 
             other => return Err(format!("unknown argument \"{other}\"\n{USAGE}")),
         }
     }
-    Ok((o, mode))
+    let syslog = syslog.filter(|_| !o.stderr);
+    Ok((o, mode, syslog))
 }
 
 fn main() -> ExitCode {
-    let (opts, mode) = match parse(std::env::args().skip(1)) {
+    let (opts, mode, log_target) = match parse(std::env::args().skip(1)) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("rupnpd: {e}");
@@ -104,7 +112,7 @@ fn main() -> ExitCode {
             }
         },
         Mode::Run => {
-            rupnpd::sys::syslog::init(opts.flags.debug, opts.stderr);
+            rupnpd::sys::syslog::init(opts.flags.debug, log_target);
             match daemon::run(opts) {
                 0 => ExitCode::SUCCESS,
                 _ => ExitCode::FAILURE,

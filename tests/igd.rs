@@ -429,3 +429,107 @@ fn ssdp_alive_at_start_and_byebye_at_stop() {
         "{bye:?}"
     );
 }
+
+/// python3's expat, a parser that is not ours, reads a SOAP response body
+/// and the port listing it may carry, and prints every description in
+/// it as a JSON string, one per line; a body that is not XML is an error.
+fn expat_descriptions(body: &str) -> Result<Vec<String>, String> {
+    const SCRIPT: &str = r#"
+import json, sys, xml.parsers.expat
+def elements(doc):
+    out, texts = [], []
+    p = xml.parsers.expat.ParserCreate()
+    def start(name, attrs): texts.append([])
+    def end(name): out.append((name, "".join(texts.pop())))
+    def data(d):
+        if texts: texts[-1].append(d)
+    p.StartElementHandler, p.EndElementHandler, p.CharacterDataHandler = start, end, data
+    p.Parse(doc, True)
+    return out
+for name, text in elements(sys.stdin.buffer.read()):
+    if name == "NewPortMappingDescription":
+        print(json.dumps(text))
+    elif name == "NewPortListing":
+        for inner, t in elements(text.encode()):
+            if inner == "p:NewDescription":
+                print(json.dumps(t))
+"#;
+    require(&["python3"]);
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", SCRIPT])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), body.as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    if !o.status.success() {
+        return Err(String::from_utf8_lossy(&o.stderr).into_owned());
+    }
+    Ok(String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect())
+}
+
+/// A description with characters XML 1.0 does not allow (U+FFFF, U+FFFE,
+/// C0 controls) is stored without them, and every listing that shows it
+/// — GetGenericPortMappingEntry, GetSpecificPortMappingEntry and the
+/// document inside GetListOfPortMappings — parses for a strict parser.
+#[test]
+fn descriptions_outside_xml_stay_parseable() {
+    let bed = started("xmlchr");
+    let (code, t) = bed.soap(
+        CLIENT_IP,
+        "WANIPConnection:2",
+        "AddPortMapping",
+        &add_args(
+            "18080",
+            "TCP",
+            "8080",
+            CLIENT_IP,
+            "600",
+            "a\u{FFFF}b\u{FFFE}c &amp; d\u{1}",
+        ),
+    );
+    assert_eq!(code, 200, "{t}");
+    let want = vec![r#""abc & d""#.to_string()];
+    let body = |t: &str| {
+        t.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap()
+    };
+    for (action, args) in [
+        (
+            "GetGenericPortMappingEntry",
+            vec![("NewPortMappingIndex", "0")],
+        ),
+        (
+            "GetSpecificPortMappingEntry",
+            vec![
+                ("NewRemoteHost", ""),
+                ("NewExternalPort", "18080"),
+                ("NewProtocol", "TCP"),
+            ],
+        ),
+        (
+            "GetListOfPortMappings",
+            vec![
+                ("NewStartPort", "0"),
+                ("NewEndPort", "65535"),
+                ("NewProtocol", "TCP"),
+                ("NewManage", "1"),
+                ("NewNumberOfPorts", "10"),
+            ],
+        ),
+    ] {
+        let (code, t) = bed.soap(CLIENT_IP, "WANIPConnection:2", action, &args);
+        assert_eq!(code, 200, "{action}: {t}");
+        assert_eq!(
+            expat_descriptions(&body(&t)).unwrap_or_else(|e| panic!("{action}: {e}\n{t}")),
+            want,
+            "{action}"
+        );
+    }
+}

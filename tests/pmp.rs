@@ -214,7 +214,98 @@ fn pcp_announce_map_renew_and_delete() {
     );
     assert!(bed.udp_passes(7101, 27101), "UDP through the PCP mapping");
     let log = bed.log();
-    assert!(log.contains("PCP MAP 010101010101010101010101"), "{log}");
+    assert!(log.contains("PCP MAP"), "{log}");
+    // the nonce authorises renewals and deletions: never logged
+    assert!(!log.contains(&"01".repeat(12)), "{log}");
+}
+
+/// Issue 13 item 6. A PCP mapping keeps its nonce across a restart (the
+/// lease file holds it, readable by root only, and no log line does);
+/// UPnP mappings whose descriptions read like NAT-PMP's or PCP's come
+/// back as UPnP mappings, so neither protocol's clients, nor a nonce the
+/// UPnP client chose, can take them over.
+#[test]
+fn lease_origin_and_pcp_nonce_across_a_restart() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut bed = Bed::new("pmlease");
+    bed.fw4_start();
+    let leases = bed.dir.join("leases");
+    let dir = bed.config(&upnpd(&format!(
+        "\toption upnp_lease_file '{}'\n",
+        leases.display()
+    )));
+    let dir = dir.to_str().unwrap().to_string();
+    bed.start(&["--config-dir", &dir]);
+    let r = pcp(
+        &bed,
+        CLIENT_IP,
+        &map(CLIENT_IP, 0xab, TCP, 27200, 7200, 600),
+    );
+    assert_eq!(
+        (r.result, r.external_port),
+        (result::SUCCESS, 7200),
+        "{r:?}"
+    );
+    // IGDv1 lease 0: permanent
+    for (eport, iport, lease, desc) in [
+        ("7300", "27300", "0", "PCP MAP 0c0c0c0c0c0c0c0c0c0c0c0c"),
+        ("7400", "27400", "600", "NAT-PMP 7400 tcp"),
+    ] {
+        let (code, t) = bed.soap(
+            CLIENT_IP,
+            "WANIPConnection:1",
+            "AddPortMapping",
+            &add_args(eport, "TCP", iport, CLIENT_IP, lease, desc),
+        );
+        assert_eq!(code, 200, "{t}");
+    }
+    let nonce = "ab".repeat(12);
+    let log = bed.log();
+    assert!(!log.contains(&nonce), "{log}");
+    let text = std::fs::read_to_string(&leases).unwrap();
+    assert!(
+        text.contains(&format!("TCP:7200:{CLIENT_IP}:27200:")),
+        "{text}"
+    );
+    assert!(text.contains(&nonce), "{text}");
+    let mode = std::fs::metadata(&leases).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    bed.kill9();
+    bed.start(&["--config-dir", &dir]);
+    let mut all = vec!["tcp . 7200", "tcp . 7300", "tcp . 7400"];
+    assert_eq!(bed.dnat_elements(), all);
+    // the PCP client renews with its nonce and keeps its port; another
+    // nonce is refused (RFC 6887 §11.3)
+    let r = pcp(
+        &bed,
+        CLIENT_IP,
+        &map(CLIENT_IP, 0xab, TCP, 27200, 9999, 600),
+    );
+    assert_eq!(
+        (r.result, r.external_port),
+        (result::SUCCESS, 7200),
+        "{r:?}"
+    );
+    let r = pcp(
+        &bed,
+        CLIENT_IP,
+        &map(CLIENT_IP, 0xcd, TCP, 27200, 7200, 600),
+    );
+    assert_eq!(r.result, result::NOT_AUTHORIZED, "{r:?}");
+    // neither the description's "nonce" nor NAT-PMP deletes them: they
+    // hold no PCP or NAT-PMP mapping of those internal ports, and deleting
+    // what does not exist succeeds (RFC 6887 §15, RFC 6886 §3.4)
+    let r = pcp(&bed, CLIENT_IP, &map(CLIENT_IP, 0x0c, TCP, 27300, 0, 0));
+    assert_eq!(r.result, result::SUCCESS, "{r:?}");
+    let b = ask_raw(&bed, CLIENT_IP, &natpmp_map(2, 27400, 0, 0));
+    assert_eq!(natpmp_map_response(&b, 2).0, 0, "{b:?}");
+    assert_eq!(bed.dnat_elements(), all);
+    // the PCP client deletes its own
+    let r = pcp(&bed, CLIENT_IP, &map(CLIENT_IP, 0xab, TCP, 27200, 0, 0));
+    assert_eq!(r.result, result::SUCCESS, "{r:?}");
+    all.remove(0);
+    assert_eq!(bed.dnat_elements(), all);
 }
 
 #[test]

@@ -436,6 +436,49 @@ async fn set_toggles_apply_live_and_persist() {
     assert_eq!(call(&caller, "reload", "{}").await.map(|_| ()), Ok(()));
 }
 
+/// Issue 13 item 9: a UCI lock held by another process (the `uci` CLI,
+/// rpcd) never stalls the daemon. While it is held, `set` is answered at
+/// once with the reason and SOAP is served; once it is released, `set`
+/// stores the toggle.
+#[tokio::test(flavor = "current_thread")]
+async fn set_while_another_process_holds_the_uci_lock() {
+    use std::os::fd::AsRawFd;
+    let Setup {
+        bed,
+        broker: _broker,
+        caller,
+        netifd: _netifd,
+        dir,
+        ..
+    } = setup("ulock").await;
+    let file = std::fs::File::open(dir.join("upnpd")).unwrap();
+    // the lock `uci commit` takes on the file it replaces
+    // SAFETY: flock on a descriptor this test owns.
+    assert_eq!(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let set = failure(&caller, "set", r#"{"log_packets": true}"#);
+    let (st, why) = tokio::time::timeout(Duration::from_secs(5), set)
+        .await
+        .expect("set is answered while another process holds the lock");
+    assert_eq!(st, 13, "{why}");
+    assert!(why.contains("locked by another process"), "{why}");
+    let (code, t) = bed.soap(CLIENT_IP, "WANIPConnection:2", "GetExternalIPAddress", &[]);
+    assert_eq!(code, 200, "{t}");
+    let text = std::fs::read_to_string(dir.join("upnpd")).unwrap();
+    assert!(!text.contains("log_packets"), "{text}");
+    let s = call(&caller, "status", "{}").await.unwrap();
+    assert_eq!(s.get("log_packets").and_then(Value::as_bool), Some(false));
+
+    drop(file);
+    assert_eq!(
+        call(&caller, "set", r#"{"log_packets": true}"#)
+            .await
+            .map(|_| ()),
+        Ok(())
+    );
+    let text = std::fs::read_to_string(dir.join("upnpd")).unwrap();
+    assert!(text.contains("\toption log_packets '1'\n"), "{text}");
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn wan_changes_from_netifd_and_a_ubusd_restart() {
     let Setup {

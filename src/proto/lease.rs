@@ -36,6 +36,12 @@ pub struct Lease4 {
     pub expiry: u64,
     /// Free text; may contain `:` (it is the rest of the line).
     pub desc: String,
+    /// `desc` is the daemon's own label of the mapping, not a client's
+    /// text. Written as a tab after the description: no client text can
+    /// end so (descriptions lose their control characters, see
+    /// [`sanitize_desc`]), and LuCI and miniupnpd, which trim white space
+    /// around the description, do not see it.
+    pub own_label: bool,
 }
 
 /// One IPv6 pinhole: `PROTO;INT_CLIENT;INT_PORT;REM_CLIENT;REM_PORT;UID;TIMESTAMP;DESC`.
@@ -165,6 +171,10 @@ impl Lease4 {
             [a, p, x, d] => (*a, *p, *x, *d),
             _ => return Err(LeaseError::Fields),
         };
+        let (desc, own_label) = match desc.strip_suffix('\t') {
+            Some(d) => (d, true),
+            None => (desc, false),
+        };
         Ok(Lease4 {
             proto: Proto::from_upnp(proto).ok_or_else(|| LeaseError::Proto(proto.into()))?,
             eport: nonzero_port(eport, "external port")?,
@@ -175,13 +185,17 @@ impl Lease4 {
             iport: nonzero_port(iport, "internal port")?,
             expiry: parse_u64(expiry).ok_or(LeaseError::Number("expiry time"))?,
             desc: desc.into(),
+            own_label,
         })
     }
 
     /// The line for this lease, without a newline; the description is
-    /// sanitised with [`sanitize_desc`].
+    /// sanitised with [`sanitize_desc`], then marked if it is our label.
     pub fn emit(&self) -> String {
-        let desc = sanitize_desc(&self.desc);
+        let mut desc = sanitize_desc(&self.desc);
+        if self.own_label {
+            desc.push('\t');
+        }
         let p = self.proto.as_str();
         match self.remote {
             None => format!(
@@ -340,6 +354,7 @@ mod tests {
             iport: 33333,
             expiry: 1_485_578_298,
             desc: desc.into(),
+            own_label: false,
         }
     }
 
@@ -408,6 +423,25 @@ mod tests {
         let long = lease(&"é".repeat(1000)).emit();
         assert!(long.len() < MAX_LINE);
         assert!(Lease4::parse(&long).is_ok());
+    }
+
+    /// The daemon's own label is marked by a tab no client text can hold.
+    #[test]
+    fn own_labels_are_marked() {
+        let mut l = lease("PCP MAP 0123456789abcdef01234567");
+        l.own_label = true;
+        let line = l.emit();
+        assert!(
+            line.ends_with(":PCP MAP 0123456789abcdef01234567\t"),
+            "{line:?}"
+        );
+        assert_eq!(Lease4::parse(&line), Ok(l.clone()));
+        // a client's text cannot end in a tab: it is sanitised away
+        let forged = lease("PCP MAP 0123456789abcdef01234567\t");
+        assert!(!Lease4::parse(&forged.emit()).unwrap().own_label);
+        // miniupnpd's lines are client text
+        let m = Lease4::parse("TCP:1:10.0.0.1:1:0:NAT-PMP 1 tcp").unwrap();
+        assert!(!m.own_label);
     }
 
     #[test]

@@ -88,12 +88,14 @@ impl fmt::Display for Proto {
     }
 }
 
-/// Removes control characters and bounds the length (in bytes, on a
-/// character boundary) of client text, so no description can break a
-/// lease-file line, a log line or XML.
+/// The one sanitiser of client text: keeps only characters that are no
+/// control character (so no description can break a lease-file or log
+/// line) and are XML characters ([`xml::is_char`]: no U+FFFE/U+FFFF, so
+/// none can break a listing), and bounds the length in bytes, on a
+/// character boundary.
 pub fn sanitize_text(s: &str, max: usize) -> String {
     let mut out = String::with_capacity(s.len().min(max));
-    for c in s.chars().filter(|c| !c.is_control()) {
+    for c in s.chars().filter(|&c| !c.is_control() && xml::is_char(c)) {
         if out.len() + c.len_utf8() > max {
             break;
         }
@@ -133,6 +135,19 @@ mod tests {
         assert_eq!(parse_u32(" 1"), None);
         assert_eq!(parse_u16("65535"), Some(65535));
         assert_eq!(parse_u16("65536"), None);
+    }
+
+    /// Client text is stored only as characters every XML document may
+    /// hold (XML 1.0 §2.2 `Char`), so a description can never make a
+    /// listing unparseable.
+    #[test]
+    fn client_text_keeps_only_xml_characters() {
+        assert_eq!(sanitize_text("a\u{FFFF}b\u{FFFE}c\td\u{1}", 64), "abcd");
+        assert_eq!(
+            sanitize_text("\u{FFFD}\u{E000}\u{10FFFF}é", 64),
+            "\u{FFFD}\u{E000}\u{10FFFF}é"
+        );
+        assert_eq!(crate::proto::lease::sanitize_desc("x\u{FFFF}"), "x");
     }
 
     #[test]

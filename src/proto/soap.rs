@@ -11,7 +11,7 @@ use quick_xml::Reader;
 use quick_xml::events::Event;
 
 use crate::proto::igd::{Args, UpnpError};
-use crate::proto::xml::{element, escape_into};
+use crate::proto::xml::{element, escape_into, is_char};
 
 /// Deepest element nesting accepted (a UPnP request needs 4).
 pub const MAX_DEPTH: usize = 8;
@@ -278,12 +278,14 @@ pub fn response(action: &str, namespace: &str, out: &[(&str, String)]) -> String
     for (name, value) in out {
         // The IGD:2 port listing is an XML document carried in a string
         // argument; clients (libminiupnpc among them) expect it verbatim in
-        // CDATA. Its text is already escaped, so it can hold no `]]>`.
+        // CDATA. Its text is already escaped, so it can hold no `]]>`; what
+        // is no XML character (XML 1.0 §2.2) is dropped here too, as CDATA
+        // cannot escape it.
         if *name == "NewPortListing" && !value.contains("]]>") {
             s.push('<');
             s.push_str(name);
             s.push_str("><![CDATA[");
-            s.push_str(value);
+            s.extend(value.chars().filter(|&c| is_char(c)));
             s.push_str("]]></");
             s.push_str(name);
             s.push('>');
@@ -419,5 +421,32 @@ mod tests {
         let back = parse_body(r.as_bytes()).unwrap();
         assert_eq!(back.action, "GetExternalIPAddressResponse");
         assert_eq!(back.args.get("NewExternalIPAddress"), Some("192.0.3.1"));
+    }
+
+    /// Whatever a value holds, the response is an XML document (XML 1.0
+    /// §2.2: U+FFFE and U+FFFF are no characters), also the port listing
+    /// carried in CDATA, and every value reads back without the dropped
+    /// characters.
+    #[test]
+    fn responses_hold_only_xml_characters() {
+        let bad = "a\u{FFFF}b\u{FFFE}c\u{1}\r\n";
+        let listing = "<p:L><p:D>a\u{FFFF}b\u{1}c</p:D></p:L>".to_string();
+        let r = response(
+            "GetListOfPortMappings",
+            "urn:schemas-upnp-org:service:WANIPConnection:2",
+            &[("NewPortListing", listing), ("NewX", bad.into())],
+        );
+        let stray: Vec<char> = r
+            .chars()
+            .filter(|&c| matches!(c, '\u{0}'..='\u{8}' | '\u{B}' | '\u{C}' | '\u{E}'..='\u{1F}' | '\u{FFFE}' | '\u{FFFF}'))
+            .collect();
+        assert!(stray.is_empty(), "{stray:?} in {r}");
+        let back = parse_body(r.as_bytes()).unwrap();
+        assert_eq!(back.args.get("NewX"), Some("abc\r\n"));
+        assert_eq!(
+            back.args.get("NewPortListing"),
+            Some("<p:L><p:D>abc</p:D></p:L>")
+        );
+        assert!(r.contains("<NewPortListing><![CDATA[<p:L>"), "{r}");
     }
 }

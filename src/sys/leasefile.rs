@@ -15,8 +15,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 /// Largest lease file read (a full table is about 2 × 65535 short lines).
 pub const MAX_FILE: u64 = 16 << 20;
 
-/// Mode of a new lease file: readable by LuCI's rpcd, like miniupnpd's.
-const LEASE_MODE: u32 = 0o644;
+/// Mode of the lease files. The IPv4 file holds PCP nonces, which
+/// authorise renewals and deletions (RFC 6887 §11.1), so only root reads
+/// it — the daemon, and rpcd for LuCI (luci-app-upnp's backend runs as
+/// root). miniupnpd's 0644 is not kept.
+const LEASE_MODE: u32 = 0o600;
 
 /// An error that says which file and what failed.
 pub(crate) fn ctx(path: &Path, what: &str, e: io::Error) -> io::Error {
@@ -55,16 +58,13 @@ pub fn read(path: &Path) -> io::Result<String> {
 }
 
 /// Replaces the file with `contents` atomically, creating its directory
-/// if missing. An existing file keeps its mode; a new one gets 0644.
+/// if missing. The file gets mode 0600 whatever it had (one written by
+/// miniupnpd or an older rupnpd was world-readable).
 pub fn write_atomic(path: &Path, contents: &str) -> io::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::create_dir_all(dir).map_err(|e| ctx(dir, "create directory", e))?;
     }
-    let mode = match fs::metadata(path) {
-        Ok(m) => m.permissions().mode() & 0o7777,
-        Err(_) => LEASE_MODE,
-    };
-    replace_atomic(path, contents.as_bytes(), mode)
+    replace_atomic(path, contents.as_bytes(), LEASE_MODE)
 }
 
 static TMP_COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -171,12 +171,13 @@ pub(crate) mod tests {
         let path = d.0.join("run/sub/miniupnpd.leases");
         write_atomic(&path, "TCP:1:10.0.0.1:1:0:a\n").unwrap();
         assert_eq!(read(&path).unwrap(), "TCP:1:10.0.0.1:1:0:a\n");
+        // PCP nonces are in it: only root (the daemon, rpcd for LuCI) reads it
         assert_eq!(
             fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o644
+            0o600
         );
-        // an existing file keeps its mode
-        fs::set_permissions(&path, Permissions::from_mode(0o600)).unwrap();
+        // a file left readable (by miniupnpd, an older rupnpd) is made private
+        fs::set_permissions(&path, Permissions::from_mode(0o644)).unwrap();
         write_atomic(&path, "").unwrap();
         assert_eq!(read(&path).unwrap(), "");
         assert_eq!(

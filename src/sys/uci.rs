@@ -83,7 +83,8 @@ pub fn load(dirs: &Dirs, package: &str) -> io::Result<(Package, PathBuf)> {
 
 /// Sets one option in the file at `path` (normally the path [`read`]
 /// returned), leaving every other byte as it was. Holds uci's exclusive
-/// lock on the file while editing, writes a temporary file in the same
+/// lock on the file while editing (never waiting more than a few
+/// milliseconds for it), writes a temporary file in the same
 /// directory with the same mode, fsyncs it, renames it over the file and
 /// fsyncs the directory. A symlink is followed, as `uci commit` does.
 pub fn set_option_atomic(
@@ -139,22 +140,36 @@ pub fn set_options_atomic(
     replace_atomic(&real, edited.as_bytes(), mode)
 }
 
-/// flock(LOCK_EX), which `uci commit` also takes on the file it replaces.
+/// Attempts at uci's lock before a write gives up, [`LOCK_PAUSE`] apart.
+/// `uci commit` holds the lock for milliseconds; a process that holds it
+/// longer (stuck, or an editor of its own) makes the write fail with
+/// `WouldBlock` after at most 8 ms rather than stall the daemon's loop.
+const LOCK_TRIES: u32 = 5;
+const LOCK_PAUSE: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// flock(LOCK_EX), which `uci commit` also takes on the file it replaces,
+/// tried without blocking.
 fn lock_exclusive(f: &File) -> io::Result<()> {
-    loop {
+    for attempt in 1..=LOCK_TRIES {
         // SAFETY: flock on a descriptor we own; no memory is passed.
-        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         if r == 0 {
             return Ok(());
         }
         let e = io::Error::last_os_error();
         match e.raw_os_error() {
-            Some(libc::EINTR) => continue,
+            Some(libc::EINTR) => {}
+            Some(libc::EWOULDBLOCK) if attempt < LOCK_TRIES => std::thread::sleep(LOCK_PAUSE),
+            Some(libc::EWOULDBLOCK) => {}
             // Filesystems without locks: go on without, as uci does.
             Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP) => return Ok(()),
             _ => return Err(e),
         }
     }
+    Err(io::Error::new(
+        io::ErrorKind::WouldBlock,
+        "locked by another process (a uci commit?); try again",
+    ))
 }
 
 #[cfg(test)]
@@ -298,6 +313,32 @@ mod tests {
                 .unwrap()
                 .contains("\toption port '5001' # the port\n")
         );
+    }
+
+    /// Another holder of uci's lock makes the write fail at once, the
+    /// file untouched; released, the write goes through.
+    #[test]
+    fn a_held_lock_fails_the_write_without_waiting() {
+        let d = TempDir::new("uci-lock");
+        let path = d.0.join("upnpd");
+        fs::write(&path, "config upnpd 'config'\n\toption enabled '1'\n").unwrap();
+        let holder = File::open(&path).unwrap();
+        // SAFETY: flock on a descriptor the test owns.
+        assert_eq!(unsafe { libc::flock(holder.as_raw_fd(), libc::LOCK_SH) }, 0);
+        let section = SectionRef::Named("config".into());
+        let t = std::time::Instant::now();
+        let e = set_option_atomic(&path, &section, "enabled", "0").unwrap_err();
+        assert!(t.elapsed() < std::time::Duration::from_millis(500));
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        assert!(
+            e.to_string()
+                .contains("upnpd: lock: locked by another process"),
+            "{e}"
+        );
+        assert!(fs::read_to_string(&path).unwrap().contains("enabled '1'"));
+        drop(holder);
+        set_option_atomic(&path, &section, "enabled", "0").unwrap();
+        assert!(fs::read_to_string(&path).unwrap().contains("enabled '0'"));
     }
 
     #[test]

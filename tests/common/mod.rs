@@ -368,9 +368,25 @@ impl Bed {
         pid
     }
 
+    /// Like `start`, logging to the syslog socket at `socket` instead of
+    /// stderr (stderr still goes to the log file, for the lines the
+    /// daemon cannot send there).
+    pub fn start_syslog(&mut self, socket: &Path, args: &[&str]) -> u32 {
+        let (lan, wan) = (self.lan_dev.clone(), self.wan_dev.clone());
+        let mut all = vec!["--lan", &lan, "--wan", &wan];
+        all.extend_from_slice(args);
+        let pid = self.spawn_logging(&["--debug", "--syslog", socket.to_str().unwrap()], &all);
+        self.wait_ready();
+        pid
+    }
+
     /// Starts the daemon like [`Bed::start_raw`] without waiting for it
     /// to serve.
     pub fn spawn(&mut self, args: &[&str]) -> u32 {
+        self.spawn_logging(&["--stderr", "--debug"], args)
+    }
+
+    fn spawn_logging(&mut self, log_args: &[&str], args: &[&str]) -> u32 {
         let log = self.dir.join(format!("daemon{}.log", self.daemons.len()));
         let out = File::create(&log).unwrap();
         let err = out.try_clone().unwrap();
@@ -378,7 +394,7 @@ impl Bed {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.r])
             .arg(&bin)
-            .args(["--stderr", "--debug"])
+            .args(log_args)
             .args(args)
             .stdout(out)
             .stderr(err);

@@ -84,11 +84,6 @@ fn pcp_result(r: &Refusal, exact: bool) -> ResultCode {
     }
 }
 
-/// The 24 lowercase hex digits of a nonce, for descriptions.
-fn nonce_hex(n: &[u8; 12]) -> String {
-    n.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// One parsed PCP request being served.
 struct Exchange<'a> {
     srv: &'a Server<'a>,
@@ -165,7 +160,10 @@ impl Exchange<'_> {
                 companion: false,
             },
             remote: None,
-            desc: format!("PCP MAP {}", nonce_hex(&nonce)),
+            // The nonce is secret (RFC 6887 §11.1: it authorises renewals
+            // and deletions), so it is not in the description, which is
+            // logged and sent in events.
+            desc: "PCP MAP".into(),
             origin: Origin::Pcp,
             lease: Lease::Secs(0),
             nonce: Some(nonce),
@@ -383,7 +381,7 @@ impl Exchange<'_> {
         }
         let requested = self.srv.settings.clamp(self.req.lifetime);
         let mut req = self.map_request(proto, iaddr, p.internal_port, p.nonce);
-        req.desc = format!("PCP PEER {}", nonce_hex(&p.nonce));
+        req.desc = "PCP PEER".into();
         req.remote = Some(RemoteFilter::host(peer));
         req.peer_port = Some(p.remote_peer_port);
         let respond = |eport: u16, lifetime: u32| {
