@@ -148,14 +148,6 @@ fn reachability(s: &Value) -> &str {
         .unwrap_or("")
 }
 
-fn natpmpc(bed: &Bed, args: &[&str]) -> String {
-    require(&["natpmpc"]);
-    let mut full = vec!["timeout", "20", "natpmpc", "-g", LAN_IP];
-    full.extend_from_slice(args);
-    let o = bed.exec(&bed.c, &full);
-    String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
-}
-
 fn natpmp_server() -> SocketAddr {
     SocketAddr::from((LAN_IP.parse::<Ipv4Addr>().unwrap(), 5351))
 }
@@ -245,7 +237,7 @@ fn open_carrier_reports_the_public_address_and_mappings_work_through_both_nats()
         out.contains(&format!("ExternalIPAddress = {CARRIER_PUBLIC_IP}")),
         "{out}"
     );
-    let out = natpmpc(bed, &[]);
+    let out = bed.natpmpc(&[]);
     assert!(
         out.contains(&format!("Public IP address : {CARRIER_PUBLIC_IP}")),
         "{out}"
@@ -531,34 +523,6 @@ fn announcements(mcast: &UdpSocket, addr: Ipv4Addr) -> (Vec<u32>, Vec<u32>) {
     (natpmp, pcp)
 }
 
-/// Accepts one GENA event message, answers 200 and returns it.
-fn receive_event(l: &TcpListener, within: Duration) -> Option<String> {
-    use std::io::{Read, Write};
-    l.set_nonblocking(true).unwrap();
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if let Ok((mut s, _)) = l.accept() {
-            s.set_nonblocking(false).unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            while let Ok(n) = s.read(&mut chunk) {
-                if n == 0 {
-                    break;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-                if String::from_utf8_lossy(&buf).contains("</e:propertyset>") {
-                    break;
-                }
-            }
-            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
-            return Some(String::from_utf8_lossy(&buf).into_owned());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    None
-}
-
 /// A private (CGNAT) WAN address and no STUN: `ext_allow_private_ipv4`
 /// decides as in miniupnpd. Off: no external address (empty, NAT-PMP
 /// 3), new mappings refused (UPnP 501) and `status` says which switch
@@ -580,7 +544,7 @@ fn private_wan_without_stun_is_ext_allow_private_ipv4s_call() {
     assert_eq!(external_ip_address(bed), "");
     let (code, body) = add_port_mapping(bed, "18083", "8083");
     assert_eq!((code, fault_code(&body)), (500, Some(501)), "{body}");
-    let out = natpmpc(bed, &[]);
+    let out = bed.natpmpc(&[]);
     assert!(!out.contains("Public IP address"), "{out}");
     assert_eq!(natpmp_tcp_map(bed, 9001, 9001), 3);
 
