@@ -128,11 +128,12 @@ impl Stun {
 
 impl Daemon {
     /// The configuration's STUN and private-address rules, at start and
-    /// after every reload. A new server name is resolved at once.
+    /// after every reload. A new server name is resolved at once; a
+    /// switched-off service sends nothing.
     pub(super) fn configure_stun(&mut self) -> WanChange {
         let now = self.now();
         let cfg = &self.cfg;
-        let target = match (&cfg.stun_host, cfg.use_stun) {
+        let target = match (&cfg.stun_host, cfg.use_stun && cfg.enabled) {
             (Some(h), true) => Some((h.clone(), cfg.stun_port)),
             _ => None,
         };
@@ -194,11 +195,20 @@ impl Daemon {
             }
             Input::Resolved { host, addr } => {
                 self.stun.resolving = false;
-                if self.stun.target.as_ref().map(|(h, _)| h) != Some(&host) {
+                let Some(port) = self
+                    .stun
+                    .target
+                    .as_ref()
+                    .filter(|(h, _)| *h == host)
+                    .map(|(_, p)| *p)
+                else {
+                    // an answer for a name no longer configured
                     return;
-                }
+                };
                 match addr {
                     Ok(a) => {
+                        // the port configured now, should it have changed
+                        let a = SocketAddrV4::new(*a.ip(), port);
                         if self.stun.server != Some(a) {
                             log::info!("STUN: server {host} is {a}");
                         }
