@@ -172,3 +172,31 @@ pub fn resolve(host: String, port: u16, tx: mpsc::Sender<Input>) {
         let _ = tx.send(Input::Resolved { host, addr }).await;
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A name resolves on the blocking pool of a current-thread runtime
+    /// with a LocalSet, as the daemon runs, and comes back as an Input.
+    #[test]
+    fn a_name_resolves_off_the_loop() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let local = tokio::task::LocalSet::new();
+        let got = local.block_on(&rt, async {
+            let (tx, mut rx) = mpsc::channel(1);
+            resolve("localhost".into(), 3478, tx);
+            rx.recv().await
+        });
+        match got {
+            Some(Input::Resolved { host, addr }) => {
+                assert_eq!(host, "localhost");
+                assert_eq!(addr, Ok(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 3478)));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
