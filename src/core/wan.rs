@@ -14,13 +14,13 @@
 //! | what is known | reported address | new mappings |
 //! |---|---|---|
 //! | `external_ip` configured | it | refused if it is private and `ext_allow_private_ipv4` is off |
-//! | no STUN, or STUN without an answer yet | the WAN address | the same rule on the WAN address (miniupnpd's) |
+//! | no STUN, or STUN without an answer yet | the WAN address (a private one only with `ext_allow_private_ipv4`) | the same rule on the WAN address (miniupnpd's) |
 //! | STUN: open (endpoint-independent) | STUN's public address | allowed |
 //! | STUN: filtered | STUN's public address | refused unless `stun_allow_filtered` |
 //! | STUN: cannot tell | STUN's public address | refused if the WAN address is private, unless `ext_allow_private_ipv4` or `stun_allow_filtered` |
 //!
-//! A private reported address is hidden (empty, NAT-PMP NETWORK_FAILURE)
-//! unless `ext_allow_private_ipv4` is on, as miniupnpd does: clients must
+//! A private reported address is hidden (GetExternalIPAddress empty,
+//! NAT-PMP result 3) unless `ext_allow_private_ipv4` is on, as miniupnpd does: clients must
 //! not be told an address the Internet cannot use. Mappings that exist
 //! when mappings close stay until they expire or are deleted; only new
 //! ones are refused.
