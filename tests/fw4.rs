@@ -44,11 +44,25 @@ fn our_includes_go_where_fw4_put_them() {
         [
             "chain-post/dstnat/20-rupnpd.nft",
             "chain-post/forward/20-rupnpd.nft",
+            "chain-pre/input/20-rupnpd.nft",
             "chain-pre/srcnat/20-rupnpd.nft",
             "table-post/20-rupnpd.nft",
         ]
     );
-    let placed = fw4::place_includes(fw4::PRINT_DEFAULT, &includes);
+    // The recording was made with the four files of 0.1.0; the STUN
+    // accept (chain-pre/input) came later and goes where fw4's template
+    // puts every chain-pre file, as the recorded srcnat one shows: before
+    // the chain's first rule.
+    let recorded: Vec<String> = includes
+        .iter()
+        .filter(|i| !i.starts_with("chain-pre/input/"))
+        .cloned()
+        .collect();
+    let with_input = fw4::place_includes(fw4::PRINT_DEFAULT, &includes);
+    assert!(with_input.contains(
+        "\tchain input {\n\t\ttype filter hook input priority filter; policy drop;\n\n\t\tinclude \"/usr/share/nftables.d/chain-pre/input/20-rupnpd.nft\"\n\t\tiif \"lo\" accept"
+    ), "{with_input}");
+    let placed = fw4::place_includes(fw4::PRINT_DEFAULT, &recorded);
     let placed: Vec<&str> = placed.lines().collect();
     // `placed` must be a subsequence of the recorded print…
     let mut next = 0;

@@ -180,6 +180,8 @@ pub struct Core {
     /// kernel when it returns; new ones are refused with the protocols'
     /// "try again later" answers.
     firewall_down: bool,
+    /// Why new mappings are refused, while they are (`core::wan::Closed`).
+    closed: Option<String>,
 }
 
 /// Longest description kept (miniupnpd keeps 64 bytes).
@@ -195,6 +197,7 @@ impl Core {
             events: Vec::new(),
             system_update_id: 1,
             firewall_down: false,
+            closed: None,
         }
     }
 
@@ -237,6 +240,12 @@ impl Core {
 
     pub fn firewall_down(&self) -> bool {
         self.firewall_down
+    }
+
+    /// Refuses new mappings from now on, for `why` (`None`: allows them
+    /// again). Existing mappings stay, and their clients may renew them.
+    pub fn set_closed(&mut self, why: Option<String>) {
+        self.closed = why;
     }
 
     /// Events since the last call, oldest first.
@@ -308,9 +317,26 @@ impl Core {
     /// The key a request would get, without changing anything (NAT-PMP
     /// names the external port in the description before mapping).
     pub fn choose(&self, req: &MapRequest, facts: &dyn Facts) -> Result<Key, Refusal> {
-        self.policy
-            .choose_with(&self.table, facts, &req.want, Self::renewal(req.origin))
-            .map(|(k, _)| k)
+        self.choose_open(req, facts).map(|(k, _)| k)
+    }
+
+    /// The policy's choice, and whether it renews the requester's own
+    /// mapping; a new mapping is refused while mappings are closed.
+    fn choose_open(&self, req: &MapRequest, facts: &dyn Facts) -> Result<(Key, bool), Refusal> {
+        let (key, renewed) =
+            self.policy
+                .choose_with(&self.table, facts, &req.want, Self::renewal(req.origin))?;
+        // A new mapping would exist only in the table; one held is kept and
+        // renewed either way.
+        if self.table.get(&key).is_none() {
+            if self.firewall_down {
+                return Err(Refusal::FirewallDown);
+            }
+            if let Some(why) = &self.closed {
+                return Err(Refusal::Unreachable(why.clone()));
+            }
+        }
+        Ok((key, renewed))
     }
 
     /// Creates or renews a mapping under the policy. A refusal is
@@ -321,18 +347,7 @@ impl Core {
         now: Millis,
         facts: &dyn Facts,
     ) -> Result<Granted, Refusal> {
-        let chosen =
-            self.policy
-                .choose_with(&self.table, facts, &req.want, Self::renewal(req.origin));
-        let chosen = chosen.and_then(|(key, renewed)| {
-            // A new mapping would exist only in the table; one held is
-            // kept and renewed either way.
-            if self.firewall_down && self.table.get(&key).is_none() {
-                return Err(Refusal::FirewallDown);
-            }
-            Ok((key, renewed))
-        });
-        let (key, renewed) = match chosen {
+        let (key, renewed) = match self.choose_open(req, facts) {
             Ok(k) => k,
             Err(r) => {
                 self.refused(req, &r, now);

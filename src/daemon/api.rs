@@ -281,7 +281,8 @@ impl Daemon {
             .iter()
             .map(|l| Value::from(l.dev.as_str()))
             .collect();
-        TOGGLES
+        let closed = self.wan.closed();
+        let v = TOGGLES
             .iter()
             .fold(Value::table(), |v, t| v.with(t.name, t.get(&self.cfg)))
             .with(
@@ -289,6 +290,25 @@ impl Daemon {
                 ext.map(|a| a.to_string()).unwrap_or_default(),
             )
             .with("external_ip_private", self.wan.external_is_private())
+            .with(
+                "wan_ip",
+                self.wan
+                    .link_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default(),
+            )
+            .with(
+                "new_mappings",
+                if closed.is_some() {
+                    "refused"
+                } else {
+                    "allowed"
+                },
+            )
+            .with(
+                "new_mappings_reason",
+                closed.map(|c| c.explain()).unwrap_or_default(),
+            )
             .with("wan_up", self.wan.connected())
             .with(
                 "wan_device",
@@ -299,7 +319,12 @@ impl Daemon {
             .with("uptime", (self.now() / 1000) as u32)
             .with("mappings", mappings)
             .with("subscribers", self.web.subscribers() as u32)
-            .with("version", crate::VERSION)
+            .with("version", crate::VERSION);
+        if self.cfg.use_stun {
+            v.with("stun", self.stun.status_value(self.now()))
+        } else {
+            v
+        }
     }
 
     /// `fw4` (its hooks lead to our chains), `own` (no fw4: our own

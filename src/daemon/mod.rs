@@ -20,6 +20,7 @@ mod api;
 mod commit;
 mod files;
 mod frontends;
+mod stun;
 mod wan;
 
 use std::path::PathBuf;
@@ -44,7 +45,7 @@ use crate::core::pinhole::PinPolicy;
 use crate::core::policy::Policy;
 use crate::core::ssdp::Ssdp;
 use crate::core::table::Millis;
-use crate::core::wan::{Netifd, Wan};
+use crate::core::wan::{Closed, Netifd, Wan};
 use crate::core::web::Web;
 use crate::sys::facts::Kernel;
 use crate::sys::http::Job;
@@ -55,6 +56,7 @@ use crate::sys::{notify, ubus};
 
 use commit::Deferred;
 use frontends::FrontEnds;
+use stun::Stun;
 use wan::{NetifdStatus, Unserved};
 
 /// Most events handled in one loop turn before committing.
@@ -124,6 +126,9 @@ pub struct Daemon {
     netifd_tx: mpsc::Sender<NetifdStatus>,
     /// The configured interfaces not served, and why (each logged once).
     unserved: Vec<Unserved>,
+    stun: Stun,
+    /// Why new mappings were refused when that was last logged.
+    logged_closed: Option<Closed>,
 }
 
 impl Daemon {
@@ -136,7 +141,9 @@ impl Daemon {
         Setup {
             wan_dev: self.wan.link().dev.clone(),
             lan_devs: self.lans.iter().map(|l| l.dev.clone()).collect(),
-            ext_addr: self.wan.external_ip(),
+            ext_addr: self.wan.nat_addr(),
+            public_addr: self.wan.public_addr(),
+            stun: self.stun.listening(),
             hairpin: self.cfg.hairpin,
             log_packets: self.cfg.log_packets,
             log_connections: self.cfg.log_connections,
@@ -181,6 +188,8 @@ impl Daemon {
         self.device.reconfigure(cfg);
         self.ssdp.set_enabled(cfg.enabled && cfg.enable_upnp);
         self.natpmp_pcp = natpmp_pcp::Settings::from_config(cfg);
+        let change = self.configure_stun();
+        self.apply_wan_change(change, false, "reload");
         self.follow_wan(false);
         self.claims = files::firewall_claims(&self.opts, &self.cfg, self.wan.link().dev.as_deref());
         self.core
@@ -294,6 +303,7 @@ for when it starts again, refusing new ones until then",
             self.core.next_deadline(),
             self.epoch.next_deadline(),
             self.web.next_deadline(),
+            self.stun.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -303,6 +313,7 @@ for when it starts again, refusing new ones until then",
     fn on_timers(&mut self) {
         let now = self.now();
         self.core.expire(now);
+        self.stun_timers(now);
         self.send_search_replies(now);
         self.send_announcements(now);
         self.send_notifications(now);
@@ -361,6 +372,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
     let (udp_tx, mut udp_rx) = mpsc::channel::<Datagram>(256);
     let (notify_tx, mut notify_rx) = mpsc::channel::<notify::Done>(64);
     let (netifd_tx, mut netifd_rx) = mpsc::channel(16);
+    let (stun_tx, mut stun_rx) = mpsc::channel(16);
     let (ubus, mut ubus_rx) = ubus::spawn(opts.ubus_socket.clone(), api::object_spec());
     let nft = Nft::open(cfg.nft.clone(), Setup::default())?;
     log::info!(
@@ -402,6 +414,8 @@ async fn main_loop(opts: Options) -> Result<(), String> {
         ubus: Some(ubus),
         netifd_tx,
         unserved: Vec::new(),
+        stun: Stun::new(stun_tx),
+        logged_closed: None,
         opts,
         clock,
         cfg,
@@ -410,6 +424,8 @@ async fn main_loop(opts: Options) -> Result<(), String> {
     // and notifications come through the loop), devices of the configured
     // names until then.
     d.follow_netifd();
+    let change = d.configure_stun();
+    d.apply_wan_change(change, false, "start");
     d.follow_wan(false);
     d.relearn_lans();
     d.claims = files::firewall_claims(&d.opts, &d.cfg, d.wan.link().dev.as_deref());
@@ -452,13 +468,17 @@ async fn main_loop(opts: Options) -> Result<(), String> {
             Some(done) = notify_rx.recv() => d.web.delivered(&done.sid, done.ok),
             Some(m) = ubus_rx.recv() => d.on_ubus(m).await,
             Some(st) = netifd_rx.recv() => d.on_netifd_status(st),
+            Some(input) = stun_rx.recv() => d.on_stun(input),
             _ = tokio::time::sleep_until(deadline) => {}
             _ = sighup.recv() => {
                 let _ = d.reload().await;
             }
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
-            _ = sigusr1.recv() => wan_event = true,
+            _ = sigusr1.recv() => {
+                wan_event = true;
+                d.stun_check_now();
+            }
             _ = sigusr2.recv() => firewall_event = true,
             r = async { match &monitor { Some(m) => m.foreign_commit().await, None => std::future::pending().await } } => {
                 if r.is_ok() { firewall_event = true; }

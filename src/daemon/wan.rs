@@ -16,7 +16,7 @@
 
 use crate::config::Config;
 use crate::core::lan::{Lan, Lans, serves_ipv6};
-use crate::core::wan::{Link, Netifd, NetifdNews};
+use crate::core::wan::{Closed, Link, Netifd, NetifdNews, WanChange};
 use crate::proto::blob::Value;
 use crate::sys::netif;
 use crate::sys::netifd::{self, IfaceStatus};
@@ -139,9 +139,9 @@ fn log_new(before: &[Unserved], now: &[Unserved]) {
 impl Daemon {
     /// Reads the WAN, corrects it with netifd's view and applies it: a
     /// new external address starts a new NAT-PMP/PCP epoch (RFC 6887
-    /// §8.5). With `firewall_now` the rules are reinstalled and the
-    /// change announced at once; starting and reloading install
-    /// themselves afterwards.
+    /// §8.5), and the STUN client follows the WAN address. With
+    /// `firewall_now` the rules are reinstalled and the change announced
+    /// at once; starting and reloading install themselves afterwards.
     pub(super) fn follow_wan(&mut self, firewall_now: bool) {
         let link = self.netifd.correct(read_link(&self.cfg, &self.netifd));
         let waiting = self
@@ -164,14 +164,54 @@ impl Daemon {
                 .map(|a| a.to_string())
                 .unwrap_or_else(|| "none".into())
         );
-        if change.external_changed {
-            let now = self.now();
-            self.epoch.restart(now);
-        }
+        let change = change.or(self.stun_follow_wan());
+        self.apply_wan_change(change, false, "wan");
         if firewall_now {
             let _ = self.install_setup("updating firewall for the new WAN");
             self.send_status_event("wan");
         }
+    }
+
+    /// What a new view of the WAN (link, STUN, rules) means for the
+    /// protocols: a new external address starts a new epoch (RFC 6886
+    /// §3.6, RFC 6887 §8.5) and its announcements; mappings closing or
+    /// opening again reach the core and the log. With `firewall_now` the
+    /// firewall follows at once (the hairpin address, the STUN ports) and
+    /// the change is announced on ubus.
+    pub(super) fn apply_wan_change(&mut self, change: WanChange, firewall_now: bool, why: &str) {
+        if change.external_changed {
+            let now = self.now();
+            self.epoch.restart(now);
+        }
+        if change.closed_changed {
+            self.core.set_closed(self.wan.closed().map(Closed::short));
+        }
+        self.log_closed();
+        if !firewall_now || !(change.external_changed || change.closed_changed) {
+            return;
+        }
+        if self.nft_setup() != *self.nft.setup() {
+            let _ = self.install_setup("updating the firewall for the new WAN view");
+        }
+        self.send_status_event(why);
+    }
+
+    /// One log line when new mappings become refused (why, and which
+    /// switch helps) or allowed again; not while STUN is still finding
+    /// out, so a WAN change that STUN answers at once logs nothing.
+    fn log_closed(&mut self) {
+        if self.stun.settling(self.now()) {
+            return;
+        }
+        let closed = self.wan.closed();
+        if closed == self.logged_closed {
+            return;
+        }
+        match closed {
+            Some(c) => log::warn!("{}", c.explain()),
+            None => log::info!("new port mappings are allowed again"),
+        }
+        self.logged_closed = closed;
     }
 
     /// Reads the LAN interfaces again. If they changed, their front ends

@@ -48,7 +48,7 @@ use elements::{
 };
 use ruleset::{
     ALIVE, BASE_DSTNAT, BASE_FORWARD, BASE_SRCNAT, DECLARATIONS, DNAT, DNAT_RH, EXTADDR, FWD,
-    MARKER, PIN6, PIN6_H, PIN6_HP, PIN6_P, SNAT, ident_ok,
+    MARKER, PIN6, PIN6_H, PIN6_HP, PIN6_P, SNAT, STUN, ident_ok,
 };
 pub use ruleset::{Setup, describe, structure};
 use runner::{LibNft, Runner, first_line, nft_command, trim_heap};
@@ -428,7 +428,7 @@ impl Nft {
         if flush {
             for (_, name, _) in DECLARATIONS
                 .iter()
-                .filter(|(_, n, _)| ![EXTADDR, ALIVE].contains(n))
+                .filter(|(_, n, _)| ![EXTADDR, ALIVE, STUN].contains(n))
             {
                 b.flush(name);
             }

@@ -504,6 +504,17 @@ impl Bed {
         String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
     }
 
+    /// Runs `natpmpc -g <router> args…` in the LAN namespace (killed after
+    /// 20 s: natpmpc retransmits for about two minutes when nothing
+    /// answers).
+    pub fn natpmpc(&self, args: &[&str]) -> String {
+        require(&["natpmpc"]);
+        let mut full = vec!["timeout", "20", "natpmpc", "-g", LAN_IP];
+        full.extend_from_slice(args);
+        let o = self.exec(&self.c, &full);
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+    }
+
     /// Runs a closure with the calling thread inside namespace `ns`.
     pub fn in_ns<T: Send + 'static>(&self, ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
         in_netns(ns, f)
@@ -1146,4 +1157,33 @@ pub fn sockets_of(pid: u32) -> Vec<ProcSocket> {
         }
     }
     out
+}
+
+/// Accepts one GENA event message on `l` (a subscriber's callback),
+/// answers 200 and returns it; `None` if none came within `within`.
+pub fn receive_event(l: &TcpListener, within: Duration) -> Option<String> {
+    l.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Ok((mut s, _)) = l.accept() {
+            s.set_nonblocking(false).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = s.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf);
+                if text.contains("</e:propertyset>") {
+                    break;
+                }
+            }
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+            return Some(String::from_utf8_lossy(&buf).into_owned());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
 }

@@ -86,6 +86,10 @@ fn result(r: &Refusal) -> natpmp::ResultCode {
         | Refusal::ClientQuota
         | Refusal::TableFull
         | Refusal::NoFreePort => OutOfResources,
+        // RFC 6886 §3.5: 3 "Network Failure (e.g., NAT box itself has not
+        // obtained a DHCP lease)": the router has no external address the
+        // Internet can use (miniupnpd answers 3 too).
+        Refusal::Unreachable(_) => NetworkFailure,
     }
 }
 
