@@ -130,6 +130,8 @@ pub enum PinRefusal {
     NotOwner,
     /// Unknown UniqueID (704 NoSuchEntry).
     NoSuchEntry,
+    /// The firewall is down and the pinhole would be new (501).
+    FirewallDown,
 }
 
 impl PinRefusal {
@@ -143,6 +145,7 @@ impl PinRefusal {
             PinRefusal::Collision => "the same pinhole is held by the other protocol",
             PinRefusal::NotOwner => "the same pinhole is held by another PCP mapping",
             PinRefusal::NoSuchEntry => "no such pinhole",
+            PinRefusal::FirewallDown => "the firewall is down (fw4 stopped)",
         }
     }
 }
@@ -294,6 +297,12 @@ impl Pinholes {
             }
         }
         None
+    }
+
+    /// Whether a pinhole of `req`'s traffic exists (a request for it
+    /// extends it, or is refused as another's).
+    pub fn holds(&self, req: &PinRequest) -> bool {
+        self.by_tuple.contains_key(&req.tuple())
     }
 
     /// AddPinhole, PCP MAP or PEER. An identical pinhole of the same

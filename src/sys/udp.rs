@@ -1,7 +1,7 @@
 //! UDP sockets on the LAN side: SSDP (239.255.255.250:1900, and over
 //! IPv6 [ff02::c] and [ff05::c]) and NAT-PMP/PCP (port 5351; PCP alone
-//! over IPv6), per LAN device, and the tasks that hand their datagrams to
-//! the loop.
+//! over IPv6), per LAN device, and the reader that hands their datagrams
+//! to the loop.
 //!
 //! Owns: socket options (device binding, multicast membership, TTL and
 //! hop limit). The sockets never listen on the WAN side: SSDP is bound to
@@ -42,16 +42,14 @@ pub enum Kind {
     NatPmpPcp,
 }
 
-/// A datagram received on LAN interface number `lan`, and the socket it
-/// came in on (the answer leaves from it, so from the address the client
-/// sent to).
+/// A datagram received by the front end `front` (an id the daemon gave
+/// the socket's reader).
 #[derive(Debug)]
 pub struct Datagram {
     pub kind: Kind,
-    pub lan: usize,
+    pub front: u32,
     pub src: SocketAddr,
     pub data: Vec<u8>,
-    pub sock: Rc<UdpSocket>,
 }
 
 /// The SSDP socket of one LAN device: port 1900 on that device only, in
@@ -136,36 +134,28 @@ pub fn natpmp_pcp_socket(dev: &str, addr: Ipv4Addr) -> io::Result<UdpSocket> {
     UdpSocket::from_std(s.into())
 }
 
-/// Reads datagrams and forwards them; when the loop is busy (channel
-/// full), datagrams are dropped rather than queued without bound. The
-/// task holds the socket: aborting it closes the socket.
-pub fn spawn_reader(
-    sock: Rc<UdpSocket>,
-    kind: Kind,
-    lan: usize,
-    tx: mpsc::Sender<Datagram>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::task::spawn_local(async move {
-        let mut buf = vec![0u8; MAX_DATAGRAM];
-        loop {
-            match sock.recv_from(&mut buf).await {
-                Ok((n, src)) => {
-                    let dg = Datagram {
-                        kind,
-                        lan,
-                        src,
-                        data: buf[..n].to_vec(),
-                        sock: sock.clone(),
-                    };
-                    if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(dg) {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    log::debug!("{kind:?} socket: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+/// Reads datagrams and forwards them, tagged `front`, until the task
+/// running it is dropped; when the loop is busy (channel full), datagrams
+/// are dropped rather than queued without bound.
+pub async fn reader(sock: Rc<UdpSocket>, kind: Kind, front: u32, tx: mpsc::Sender<Datagram>) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        match sock.recv_from(&mut buf).await {
+            Ok((n, src)) => {
+                let dg = Datagram {
+                    kind,
+                    front,
+                    src,
+                    data: buf[..n].to_vec(),
+                };
+                if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(dg) {
+                    return;
                 }
             }
+            Err(e) => {
+                log::debug!("{kind:?} socket: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
         }
-    })
+    }
 }

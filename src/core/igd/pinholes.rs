@@ -26,6 +26,7 @@ fn pin_error(r: PinRefusal) -> UpnpError {
         }
         PinRefusal::SpaceExhausted | PinRefusal::ClientQuota => UpnpError::PinholeSpaceExhausted,
         PinRefusal::NoSuchEntry => UpnpError::NoSuchEntry,
+        PinRefusal::FirewallDown => UpnpError::ActionFailed,
     }
 }
 

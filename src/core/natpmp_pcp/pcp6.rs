@@ -20,7 +20,8 @@ use super::Reply;
 
 /// RFC 6887 §7.4 codes for pinhole refusals: a policy or another
 /// protocol's (or nonce's) pinhole is NOT_AUTHORIZED, this client's /64
-/// over its quota USER_EX_QUOTA, a full table NO_RESOURCES.
+/// over its quota USER_EX_QUOTA, a full table NO_RESOURCES, a firewall
+/// that is down NETWORK_FAILURE (as for IPv4 mappings).
 fn pin_result(r: PinRefusal) -> ResultCode {
     match r {
         PinRefusal::NotAllowed
@@ -29,6 +30,7 @@ fn pin_result(r: PinRefusal) -> ResultCode {
         | PinRefusal::NotOwner => ResultCode::NotAuthorized,
         PinRefusal::ClientQuota => ResultCode::UserExQuota,
         PinRefusal::SpaceExhausted | PinRefusal::NoSuchEntry => ResultCode::NoResources,
+        PinRefusal::FirewallDown => ResultCode::NetworkFailure,
     }
 }
 
