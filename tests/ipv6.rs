@@ -25,13 +25,7 @@ fn started(name: &str, extra: &str) -> Bed {
 }
 
 fn config(bed: &Bed, extra: &str) -> String {
-    format!(
-        "config upnpd 'config'\n\toption upnp_lease_file '{}'\n\toption upnp_lease_file6 '{}'\n{extra}\n\
-config perm_rule\n\toption action allow\n\toption ext_ports 1024-65535\n\toption int_addr 0.0.0.0/0\n\toption int_ports 1024-65535\n\n\
-config perm_rule\n\toption action deny\n\toption ext_ports 0-65535\n\toption int_addr 0.0.0.0/0\n\toption int_ports 0-65535\n",
-        bed.dir.join("leases").display(),
-        bed.dir.join("leases6").display()
-    )
+    bed.upnpd_with_leases(extra)
 }
 
 /// `upnpc -6` in the LAN namespace, discovering the gateway over SSDP
@@ -409,34 +403,6 @@ fn the_host_header_over_ipv6_is_the_bracketed_literal() {
     }
 }
 
-/// Accepts one connection on `l` within `within`, answers 200 and
-/// returns the request.
-fn receive(l: &TcpListener, within: Duration) -> Option<String> {
-    l.set_nonblocking(true).unwrap();
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if let Ok((mut s, _)) = l.accept() {
-            s.set_nonblocking(false).unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            while let Ok(n) = s.read(&mut chunk) {
-                if n == 0 {
-                    break;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-                if String::from_utf8_lossy(&buf).contains("</e:propertyset>") {
-                    break;
-                }
-            }
-            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
-            return Some(String::from_utf8_lossy(&buf).into_owned());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    None
-}
-
 /// GENA from an IPv6 control point: its own address is the only callback
 /// taken (CallStranger), the events arrive there with a bracketed HOST,
 /// and a change of the pinhole switch is evented.
@@ -470,7 +436,7 @@ NT: upnp:event\r\nTIMEOUT: Second-300\r\nConnection: close\r\n\r\n"
     let r = subscribe("http://[fd77::2]:4000/cb");
     assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
     let sid = header(&r, "SID").unwrap().to_string();
-    let ev = receive(&l, Duration::from_secs(5)).expect("the initial event");
+    let ev = receive_event(&l, Duration::from_secs(5)).expect("the initial event");
     assert!(
         ev.starts_with("NOTIFY /cb HTTP/1.1\r\nHOST: [fd77::2]:4000\r\n"),
         "{ev}"
@@ -483,7 +449,7 @@ NT: upnp:event\r\nTIMEOUT: Second-300\r\nConnection: close\r\n\r\n"
     // but a mapping added over IPv4 is told to the IPv6 subscriber
     let out = bed.upnpc(&["-e", "ev", "-a", CLIENT_IP, "8080", "18080", "TCP", "600"]);
     assert!(out.contains("is redirected"), "{out}");
-    let ev = receive(&l, Duration::from_secs(5)).expect("the change");
+    let ev = receive_event(&l, Duration::from_secs(5)).expect("the change");
     assert!(ev.contains("SEQ: 1\r\n"), "{ev}");
     assert!(
         ev.contains("<PortMappingNumberOfEntries>1</PortMappingNumberOfEntries>"),

@@ -15,13 +15,7 @@ use common::*;
 use pcp_client::{Map, Op, Opt, Request, Response, Retransmit, TCP, UDP, result};
 
 fn config(bed: &Bed, extra: &str) -> String {
-    format!(
-        "config upnpd 'config'\n\toption upnp_lease_file '{}'\n\toption upnp_lease_file6 '{}'\n{extra}\n\
-config perm_rule\n\toption action allow\n\toption ext_ports 1024-65535\n\toption int_addr 0.0.0.0/0\n\toption int_ports 1024-65535\n\n\
-config perm_rule\n\toption action deny\n\toption ext_ports 0-65535\n\toption int_addr 0.0.0.0/0\n\toption int_ports 0-65535\n",
-        bed.dir.join("leases").display(),
-        bed.dir.join("leases6").display()
-    )
+    bed.upnpd_with_leases(extra)
 }
 
 fn start(bed: &mut Bed, extra: &str) -> u32 {
@@ -251,33 +245,9 @@ fn pcp_refusals_over_ipv6_each_with_its_code() {
     }
     // one table with WANIPv6FirewallControl: the same pinhole is refused
     // across the protocols, each with its own code
-    let (code, text) = bed.soap6(
-        CLIENT6,
-        "WANIPv6FirewallControl",
-        "AddPinhole",
-        &[
-            ("RemoteHost", ""),
-            ("RemotePort", "0"),
-            ("InternalClient", CLIENT6),
-            ("InternalPort", "8080"),
-            ("Protocol", "6"),
-            ("LeaseTime", "600"),
-        ],
-    );
+    let (code, text) = bed.add_pinhole6(CLIENT6, "8080", "600");
     assert_eq!((code, fault_code(&text)), (500, Some(606)), "{text}");
-    let (code, text) = bed.soap6(
-        CLIENT6,
-        "WANIPv6FirewallControl",
-        "AddPinhole",
-        &[
-            ("RemoteHost", ""),
-            ("RemotePort", "0"),
-            ("InternalClient", CLIENT6),
-            ("InternalPort", "9000"),
-            ("Protocol", "6"),
-            ("LeaseTime", "600"),
-        ],
-    );
+    let (code, text) = bed.add_pinhole6(CLIENT6, "9000", "600");
     assert_eq!(code, 200, "{text}");
     let r = pcp(&bed, CLIENT6, &map(CLIENT6, 1, TCP, 9000, 600));
     assert_eq!(r.result, result::NOT_AUTHORIZED);

@@ -266,19 +266,7 @@ async fn status_list_delete_flush_with_events() {
     assert_eq!(ev.get("external_port").and_then(Value::as_u32), Some(18082));
 
     // an IPv6 pinhole is listed with its counters
-    let (code, text) = bed.soap6(
-        CLIENT6,
-        "WANIPv6FirewallControl",
-        "AddPinhole",
-        &[
-            ("RemoteHost", ""),
-            ("RemotePort", "0"),
-            ("InternalClient", CLIENT6),
-            ("InternalPort", "8086"),
-            ("Protocol", "6"),
-            ("LeaseTime", "3600"),
-        ],
-    );
+    let (code, text) = bed.add_pinhole6(CLIENT6, "8086", "3600");
     assert_eq!(code, 200, "{text}");
     // … and announced like a mapping
     let ev = event(&mut listener, "rupnpd.pinhole", "action", "add".into()).await;

@@ -16,7 +16,7 @@ static NO_FACTS: FixedFacts = FixedFacts::new();
 
 const EXT: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 const EPOCH: u32 = 1000;
-const CFG: Settings = Settings {
+pub(super) const CFG: Settings = Settings {
     natpmp: true,
     pcp: true,
     min_lifetime: 120,

@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
-use super::tests::LANS;
+use super::tests::{CFG, LANS};
 use super::*;
 use crate::config::Config;
 use crate::core::EventKind;
@@ -16,13 +16,6 @@ use crate::proto::pcp::{self, Body, Filter, PcpOption, ResultCode};
 static NO_FACTS: FixedFacts = FixedFacts::new();
 
 const EPOCH6: u32 = 77;
-const CFG: Settings = Settings {
-    natpmp: true,
-    pcp: true,
-    min_lifetime: 120,
-    max_lifetime: 86400,
-    allow_third_party: false,
-};
 
 fn v6(s: &str) -> Ipv6Addr {
     s.parse().unwrap()
