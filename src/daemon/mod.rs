@@ -110,7 +110,10 @@ pub struct Daemon {
     web: Web,
     ssdp: Ssdp,
     natpmp_pcp: natpmp_pcp::Settings,
+    /// The NAT-PMP/PCP epoch over IPv4 (restarts with the external
+    /// address) and PCP's over IPv6 (restarts with an IPv6 prefix).
     epoch: Epoch,
+    epoch6: Epoch,
     nft: Nft,
     /// Ports `/etc/config/firewall` opens itself.
     claims: Vec<PortClaim>,
@@ -214,7 +217,8 @@ impl Daemon {
             || old.enable_natpmp != self.cfg.enable_natpmp
             || old.enable_pcp != self.cfg.enable_pcp
             || old.port != self.cfg.port
-            || old.internal_iface != self.cfg.internal_iface;
+            || old.internal_iface != self.cfg.internal_iface
+            || old.ipv6_disable != self.cfg.ipv6_disable;
         if frontends_changed {
             if old.enabled && self.cfg.enabled && old.enable_upnp {
                 self.announce(false);
@@ -302,6 +306,7 @@ for when it starts again, refusing new ones until then",
         [
             self.core.next_deadline(),
             self.epoch.next_deadline(),
+            self.epoch6.next_deadline(),
             self.web.next_deadline(),
             self.stun.next_deadline(),
         ]
@@ -404,6 +409,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
         ssdp: Ssdp::new(cfg.enabled && cfg.enable_upnp, 0, seed),
         natpmp_pcp: natpmp_pcp::Settings::from_config(&cfg),
         epoch: Epoch::default(),
+        epoch6: Epoch::default(),
         nft,
         claims: Vec::new(),
         leases: LeaseLines::default(),
@@ -428,6 +434,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
     d.apply_wan_change(change, false, "start");
     d.follow_wan(false);
     d.relearn_lans();
+    d.follow_ipv6();
     d.claims = files::firewall_claims(&d.opts, &d.cfg, d.wan.link().dev.as_deref());
     d.core
         .set_policy(Policy::from_config(&d.cfg, d.claims.clone()));
@@ -447,6 +454,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
     log::info!("firewall ready: {}", nft::describe(d.nft.setup()));
     d.sync_frontends().await;
     d.epoch.restart(now);
+    d.epoch6.restart(now);
 
     let sig = |k: SignalKind| signal(k).map_err(|e| format!("signal handler: {e}"));
     let mut sighup = sig(SignalKind::hangup())?;
@@ -508,6 +516,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
             if d.relearn_lans() {
                 let _ = d.install_setup("updating the firewall for new LAN devices");
             }
+            d.follow_ipv6();
         }
         // Before the timers (announcements go out on the new sockets) and
         // the commit (a `set` is answered once its front ends follow).
