@@ -178,6 +178,7 @@ bed_down() {
 	done
 }
 
+# shellcheck disable=SC2317  # run by the EXIT trap
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
@@ -203,8 +204,8 @@ cleanup() {
 		cp "$WORK"/*.log "$OUT/logs/" 2>/dev/null
 		rm -rf "$WORK"
 	fi
-	[ $rc -ne 0 ] && say "stopped (exit $rc); namespaces removed, daemons stopped"
-	exit $rc
+	[ "$rc" -ne 0 ] && say "stopped (exit $rc); namespaces removed, daemons stopped"
+	exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -791,7 +792,7 @@ run_daemon() { # daemon
 		filled=$n
 		rec "$d" "$n" kernel_count info "{\"entries\":$(kernel_mappings "$d")}"
 		# Evidence that the daemon keeps its lease file (one line per mapping).
-		[ -n "$LEASE_FILE" ] && rec "$d" "$n" lease_lines info "{\"lines\":$(cat "$LEASE_FILE" 2>/dev/null | wc -l)}"
+		[ -n "$LEASE_FILE" ] && rec "$d" "$n" lease_lines info "{\"lines\":$(wc -l 2>/dev/null <"$LEASE_FILE" || echo 0)}"
 		restart_if_dead "$d" "$n"
 
 		if has "$WORKLOADS" soap || has "$WORKLOADS" keepalive; then
