@@ -18,6 +18,7 @@ use rupnpd::config::Config;
 use rupnpd::core::Core;
 use rupnpd::core::facts::FixedFacts;
 use rupnpd::core::firewall::Recording;
+use rupnpd::core::lan::{Lan, Lans};
 use rupnpd::core::natpmp_pcp::{self, Server, Settings};
 use rupnpd::core::pinhole::PinPolicy;
 use rupnpd::core::policy::Policy;
@@ -27,6 +28,17 @@ use rupnpd::proto::{Proto, http, natpmp, pcp, soap, ssdp};
 
 /// A router with no listeners.
 static NO_FACTS: FixedFacts = FixedFacts::new();
+
+/// The bed's LAN, 192.168.77.0/24 with the router at .1.
+static LANS: std::sync::LazyLock<Lans> = std::sync::LazyLock::new(|| {
+    Lans::new(vec![Lan {
+        dev: "br-lan".into(),
+        addr: Ipv4Addr::new(192, 168, 77, 1),
+        nets: vec![(Ipv4Addr::new(192, 168, 77, 1), 24)],
+        nets6: vec![],
+        http_port: 5000,
+    }])
+});
 
 const REPS: usize = 5;
 const TARGET: Duration = Duration::from_millis(100);
@@ -131,6 +143,7 @@ fn natpmp_pcp_server(now: u64) -> Server<'static> {
         epoch: 1000,
         now,
         facts: &NO_FACTS,
+        lans: &LANS,
     }
 }
 

@@ -13,6 +13,7 @@ use pcp_client::{Map, Opt, Request, Retransmit, TCP, UDP, result};
 use rupnpd::config::Config;
 use rupnpd::core::Core;
 use rupnpd::core::facts::FixedFacts;
+use rupnpd::core::lan::{Lan, Lans};
 use rupnpd::core::natpmp_pcp::{self, Server, Settings};
 use rupnpd::core::pinhole::PinPolicy;
 use rupnpd::core::policy::Policy;
@@ -34,12 +35,20 @@ fn cfg() -> Settings {
 }
 
 fn serve(core: &mut Core, cfg: &Settings, from: Ipv4Addr, pkt: &[u8]) -> Option<Vec<u8>> {
+    let lans = Lans::new(vec![Lan {
+        dev: "lan".into(),
+        addr: Ipv4Addr::new(192, 168, 1, 1),
+        nets: vec![(Ipv4Addr::new(192, 168, 1, 1), 24)],
+        nets6: vec![],
+        http_port: 5000,
+    }]);
     let ctx = Server {
         settings: cfg,
         external: Some(EXT),
         epoch: 42,
         now: 1_000,
         facts: &NO_FACTS,
+        lans: &lans,
     };
     natpmp_pcp::handle(core, &ctx, SocketAddrV4::new(from, 40000), pkt).map(|r| r.ok)
 }

@@ -24,6 +24,7 @@ use rupnpd::config::Config;
 use rupnpd::core::Core;
 use rupnpd::core::facts::FixedFacts;
 use rupnpd::core::firewall::Recording;
+use rupnpd::core::lan::{Lan, Lans};
 use rupnpd::core::natpmp_pcp::{Server, Settings, handle};
 use rupnpd::core::pinhole::PinPolicy;
 use rupnpd::core::policy::Policy;
@@ -72,12 +73,20 @@ fuzz_target!(|data: &[u8]| {
         Policy::from_config(&config, Vec::new()),
         PinPolicy::from_config(&config),
     );
+    let lans = Lans::new(vec![Lan {
+        dev: "br-lan".into(),
+        addr: Ipv4Addr::new(192, 168, 1, 1),
+        nets: vec![(Ipv4Addr::new(192, 168, 1, 1), 24)],
+        nets6: Vec::new(),
+        http_port: 5000,
+    }]);
     let ctx = Server {
         settings: &cfg,
         external: Some(EXTERNAL),
         epoch: EPOCH,
         now: NOW,
         facts: &NO_FACTS,
+        lans: &lans,
     };
     for _ in 0..MAX_PACKETS {
         let Some((&host, tail)) = rest.split_first() else {

@@ -216,15 +216,10 @@ impl Daemon {
                     epoch: self.epoch.secs(now),
                     now,
                     facts: &facts,
+                    lans: &self.lans,
                 };
-                let reply = natpmp_pcp::on_datagram(
-                    &mut self.core,
-                    &server,
-                    &self.lans,
-                    dg.lan,
-                    dg.src,
-                    &dg.data,
-                );
+                let reply =
+                    natpmp_pcp::on_datagram(&mut self.core, &server, dg.lan, dg.src, &dg.data);
                 if let Some(reply) = reply {
                     self.deferred.push(Deferred::Udp {
                         sock,

@@ -68,6 +68,9 @@ pub struct Server<'a> {
     pub epoch: u32,
     pub now: Millis,
     pub facts: &'a dyn Facts,
+    /// The LANs served: who is answered, and who may be an internal
+    /// client.
+    pub lans: &'a Lans,
 }
 
 /// The answer to one request.
@@ -161,12 +164,11 @@ pub fn announcements(settings: &Settings, epoch: u32, external: Option<Ipv4Addr>
 pub fn on_datagram(
     core: &mut Core,
     server: &Server,
-    lans: &Lans,
     lan: usize,
     src: SocketAddrV4,
     pkt: &[u8],
 ) -> Option<Reply> {
-    if !lans.accepts(lan, *src.ip()) {
+    if !server.lans.accepts(lan, *src.ip()) {
         return None;
     }
     handle(core, server, src, pkt)

@@ -13,6 +13,17 @@ use crate::proto::{Proto, natpmp};
 
 static NO_FACTS: FixedFacts = FixedFacts::new();
 
+/// One LAN, 192.168.1.0/24, the router at .1.
+static LANS: std::sync::LazyLock<Lans> = std::sync::LazyLock::new(|| {
+    Lans::new(vec![crate::core::lan::Lan {
+        dev: "br-lan".into(),
+        addr: host(1),
+        nets: vec![(host(1), 24)],
+        nets6: vec![],
+        http_port: 5000,
+    }])
+});
+
 const EXT: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 const EPOCH: u32 = 1000;
 const CFG: Settings = Settings {
@@ -46,6 +57,7 @@ fn ctx(settings: &Settings) -> Server<'_> {
         epoch: EPOCH,
         now: 10_000,
         facts: &NO_FACTS,
+        lans: &LANS,
     }
 }
 
