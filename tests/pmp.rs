@@ -427,6 +427,49 @@ fn pcp_third_party_refused_by_default_allowed_by_configuration() {
     assert_eq!(r.result, result::MALFORMED_REQUEST, "{r:?}");
 }
 
+/// With secure mode off and THIRD_PARTY allowed, an internal address
+/// must still be a host of the LAN, for PCP and UPnP alike: not off the
+/// LAN (8.8.8.8, the WAN address, loopback), not the router's LAN
+/// address, not the subnet's network or broadcast address.
+#[test]
+fn no_protocol_maps_to_an_address_that_is_no_lan_host() {
+    let (bed, _) = started(
+        "pmlan",
+        "\toption pcp_allow_thirdparty '1'\n\toption secure_mode '0'\n",
+    );
+    let bad = [
+        "8.8.8.8",
+        WAN_IP,
+        "127.0.0.1",
+        LAN_IP,
+        "192.168.77.0",
+        "192.168.77.255",
+    ];
+    for (i, addr) in bad.iter().enumerate() {
+        let port = 27600 + i as u16;
+        let mut req = map(CLIENT_IP, 30 + i as u8, TCP, port, port, 600);
+        req.options = vec![Opt::ThirdParty(ip(addr))];
+        let r = pcp(&bed, CLIENT_IP, &req);
+        assert_eq!(r.result, result::NOT_AUTHORIZED, "PCP for {addr}: {r:?}");
+        let (code, text) = bed.soap(
+            CLIENT_IP,
+            "WANIPConnection:2",
+            "AddPortMapping",
+            &add_args(&port.to_string(), "TCP", "8080", addr, "600", "x"),
+        );
+        assert_eq!(
+            (code, fault_code(&text)),
+            (500, Some(606)),
+            "UPnP for {addr}: {text}"
+        );
+    }
+    assert!(bed.dnat_elements().is_empty(), "{}", bed.log());
+    // a LAN host other than the sender is fine without secure mode
+    let mut req = map(CLIENT_IP, 40, TCP, 27700, 27700, 600);
+    req.options = vec![Opt::ThirdParty(ip(CLIENT2_IP))];
+    assert_eq!(pcp(&bed, CLIENT_IP, &req).result, result::SUCCESS);
+}
+
 #[test]
 fn pcp_peer_and_address_mismatch() {
     let (bed, _) = started("pmpeer", "");

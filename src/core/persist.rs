@@ -561,6 +561,31 @@ UDP:10:192.168.1.5:10:0:PCP PEER 0123456789abcdef01234567 5000\n",
         assert_eq!(lines.text(), "UDP:7000:192.168.1.5:27000:1700003660:b\n");
     }
 
+    /// The lease file gets the same internal-address check as a new
+    /// request: the router's own address, a subnet's network and
+    /// broadcast addresses, a prefix's subnet-router anycast address.
+    #[test]
+    fn restore_drops_leases_for_no_lan_host() {
+        let mut c = core();
+        let facts = crate::core::facts::FixedFacts::default();
+        let v4 = "TCP:18080:192.168.1.1:8080:0:the router\n\
+                  TCP:18081:192.168.1.255:8080:0:broadcast\n\
+                  TCP:18082:192.168.1.0:8080:0:network\n";
+        let v6 = "6;fd00::;8080;;0;7;1700000600;IGD2 pinhole\n";
+        let r = restore(
+            &mut c,
+            &lans(),
+            Some(v4),
+            Some(v6),
+            0,
+            1_700_000_000,
+            &facts,
+        );
+        assert_eq!((r.mappings, r.pinholes), (0, 0));
+        assert_eq!(r.off_lan.len(), 3);
+        assert!(c.table().is_empty() && c.pinholes().is_empty());
+    }
+
     #[test]
     fn restore_revalidates_and_reports() {
         let mut c = core();

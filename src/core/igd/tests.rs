@@ -553,3 +553,44 @@ fn out_arguments_follow_the_scpd() {
         assert_eq!(names, want, "{action}");
     }
 }
+
+/// An internal client must be a host of a served LAN even with secure
+/// mode off: never the router itself, nor the subnet's network or
+/// broadcast address (606 in IGD:2; IGD:1 has no 606 and answers 718,
+/// as for every policy refusal).
+#[test]
+fn internal_client_must_be_a_lan_host() {
+    let cfg = Config {
+        secure_mode: false,
+        ..Config::default()
+    };
+    let mut c = Core::new(
+        Policy::from_config(&cfg, vec![]),
+        PinPolicy::from_config(&cfg),
+    );
+    for bad in ["192.168.77.1", "192.168.77.255", "192.168.77.0", "0.0.0.0"] {
+        for (version, code) in [
+            (2, UpnpError::ActionNotAuthorized),
+            (1, UpnpError::ConflictInMappingEntry),
+        ] {
+            let r = call(
+                &mut c,
+                2,
+                version,
+                "AddPortMapping",
+                &add_args("18080", "8080", bad, "0"),
+            );
+            assert_eq!(r, Err(code), "{bad} v{version}");
+        }
+    }
+    assert!(c.table().is_empty());
+    // another LAN host is fine without secure mode
+    let r = call(
+        &mut c,
+        2,
+        2,
+        "AddPortMapping",
+        &add_args("18080", "8080", "192.168.77.3", "0"),
+    );
+    assert_eq!(r, Ok(vec![]));
+}

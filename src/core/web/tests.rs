@@ -997,6 +997,37 @@ fn pinholes_add_update_count_delete() {
     assert_eq!(r.events[3].reason, "deleted by fd77::2");
 }
 
+/// A pinhole's internal client is a host of a served prefix even with
+/// secure mode off: not the router's own address, nor a prefix's
+/// subnet-router anycast address (RFC 4291 §2.6.1, all zeros after the
+/// prefix), nor a multicast or link-local address (606).
+#[test]
+fn pinhole_internal_client_must_be_a_lan_host() {
+    let mut r = Router::new(Config {
+        secure_mode: false,
+        ..Config::default()
+    });
+    r.lans = Lans::new(vec![Lan {
+        dev: "br-lan".into(),
+        addr: Ipv4Addr::new(192, 168, 77, 1),
+        nets: vec![(Ipv4Addr::new(192, 168, 77, 1), 24)],
+        nets6: vec![("fd77::1".parse().unwrap(), 64)],
+        http_port: 5000,
+    }]);
+    for bad in ["fd77::1", "fd77::", "ff02::1", "fe80::2"] {
+        assert_eq!(
+            r.call6("AddPinhole", &pinhole_args(bad, "8080", "6", "60")),
+            Err(606),
+            "{bad}"
+        );
+    }
+    assert!(r.core.pinholes().is_empty());
+    assert_eq!(
+        r.call6("AddPinhole", &pinhole_args("fd77::3", "8080", "6", "60")),
+        ok(&[("UniqueID", "1")])
+    );
+}
+
 #[test]
 fn pinhole_refusals_and_their_codes() {
     let mut r = Router::igd2();
