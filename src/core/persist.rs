@@ -19,7 +19,7 @@ use std::net::Ipv4Addr;
 use crate::config::IGD2_MAX_LEASE;
 use crate::core::Core;
 use crate::core::facts::Facts;
-use crate::core::lan::Lans;
+use crate::core::lan::{Lans, NotInternal};
 use crate::core::pinhole::{MAX_LEASE as PIN_MAX_LEASE, Pinhole, Pinholes};
 use crate::core::table::{Change, Key, Mapping, Millis, Origin, RemoteFilter, Table};
 use crate::proto::lease::{self, Lease4, Lease6, LineError};
@@ -307,8 +307,8 @@ pub struct Restored {
     pub pinholes: usize,
     /// Lines of the IPv4 file that could not be read.
     pub bad_lines: Vec<LineError>,
-    /// Mappings to hosts on no served LAN, dropped.
-    pub off_lan: Vec<(Ipv4Addr, u16)>,
+    /// Mappings to addresses that are no LAN host, dropped, and why.
+    pub off_lan: Vec<(Ipv4Addr, u16, NotInternal)>,
 }
 
 /// Restores the mappings and pinholes of the lease files' texts, each
@@ -332,8 +332,8 @@ pub fn restore(
             let Some(m) = from_lease(l, now, wall) else {
                 continue;
             };
-            if !lans.holds(m.iaddr) {
-                out.off_lan.push((m.iaddr, m.iport));
+            if let Err(why) = lans.internal_host(m.iaddr.into()) {
+                out.off_lan.push((m.iaddr, m.iport, why));
                 continue;
             }
             if core.restore(m, now, facts).is_ok() {
@@ -344,7 +344,8 @@ pub fn restore(
     if let Some(text) = v6 {
         let (leases, _) = lease::parse_file6(text);
         for l in &leases {
-            if let Some(p) = from_lease6(l, now, wall).filter(|p| lans.holds6(p.iaddr)) {
+            let p = from_lease6(l, now, wall);
+            if let Some(p) = p.filter(|p| lans.internal_host(p.iaddr.into()).is_ok()) {
                 if core.restore_pinhole(p) {
                     out.pinholes += 1;
                 }
@@ -600,7 +601,10 @@ UDP:10:192.168.1.5:10:0:PCP PEER 0123456789abcdef01234567 5000\n",
         let r = restore(&mut c, &lans(), Some(v4), Some(v6), 0, wall, &facts);
         assert_eq!(r.mappings, 1);
         assert_eq!(r.pinholes, 1);
-        assert_eq!(r.off_lan, vec![(Ipv4Addr::new(10, 9, 9, 9), 8080)]);
+        assert_eq!(
+            r.off_lan,
+            vec![(Ipv4Addr::new(10, 9, 9, 9), 8080, NotInternal::OffLan)]
+        );
         assert_eq!(r.bad_lines.len(), 1);
         assert_eq!(r.bad_lines[0].line, 5);
         assert_eq!(c.table().len(), 1);

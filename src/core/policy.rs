@@ -10,6 +10,7 @@ use std::net::Ipv4Addr;
 pub use crate::config::firewall::PortClaim;
 use crate::config::{Config, PermRule};
 use crate::core::facts::Facts;
+use crate::core::lan::NotInternal;
 use crate::core::table::{Key, Mapping, Table};
 use crate::proto::Proto;
 
@@ -23,6 +24,9 @@ pub const SEARCH_LIMIT: usize = 4096;
 pub enum Refusal {
     /// The permission rules deny it (or no rule matches).
     NotAllowed,
+    /// The internal address is no host of a served LAN
+    /// ([`crate::core::lan::Lans::internal_host`]).
+    NotInternal(NotInternal),
     /// Secure mode: the internal client is not the requester.
     SecureMode,
     /// Another client's mapping holds this external port and protocol.
@@ -44,6 +48,7 @@ impl Refusal {
     pub fn reason(&self) -> String {
         match self {
             Refusal::NotAllowed => "denied by permission rules".into(),
+            Refusal::NotInternal(why) => format!("internal address is {why}"),
             Refusal::SecureMode => "secure mode: internal client is not the requester".into(),
             Refusal::Conflict => "port held by another client's mapping".into(),
             Refusal::OtherMechanism(s) => format!("port held by {s}"),

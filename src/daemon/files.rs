@@ -111,8 +111,8 @@ impl Daemon {
         for b in r.bad_lines.iter().take(10) {
             log::warn!("lease file {}: {b:?}", path.display());
         }
-        for (addr, port) in &r.off_lan {
-            log::warn!("lease for {addr}:{port} is not on a LAN subnet; dropped");
+        for (addr, port, why) in &r.off_lan {
+            log::warn!("lease for {addr}:{port} dropped: the address is {why}");
         }
         r.mappings
     }

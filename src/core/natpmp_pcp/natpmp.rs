@@ -78,7 +78,9 @@ fn response(
 fn result(r: &Refusal) -> natpmp::ResultCode {
     use natpmp::ResultCode::*;
     match r {
-        Refusal::NotAllowed | Refusal::SecureMode | Refusal::NotOwner => NotAuthorized,
+        Refusal::NotAllowed | Refusal::NotInternal(_) | Refusal::SecureMode | Refusal::NotOwner => {
+            NotAuthorized
+        }
         Refusal::Conflict
         | Refusal::OtherMechanism(_)
         | Refusal::ClientQuota

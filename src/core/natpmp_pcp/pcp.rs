@@ -66,7 +66,9 @@ fn pcp_error(srv: &Server, pkt: &[u8], code: ResultCode, parsed: bool) -> Reply 
 /// suggested port).
 fn pcp_result(r: &Refusal, exact: bool) -> ResultCode {
     match r {
-        Refusal::NotAllowed | Refusal::SecureMode | Refusal::NotOwner => ResultCode::NotAuthorized,
+        Refusal::NotAllowed | Refusal::NotInternal(_) | Refusal::SecureMode | Refusal::NotOwner => {
+            ResultCode::NotAuthorized
+        }
         Refusal::Conflict | Refusal::OtherMechanism(_) | Refusal::NoFreePort if exact => {
             ResultCode::CannotProvideExternal
         }
@@ -124,6 +126,10 @@ impl Exchange<'_> {
         }
         match pcp::unmapped(&a) {
             Some(v4) if v4.is_unspecified() => Err(ResultCode::MalformedOption),
+            // policy, not syntax (§13.1): a host of the LAN, or no one
+            Some(v4) if self.srv.lans.internal_host(v4.into()).is_err() => {
+                Err(ResultCode::NotAuthorized)
+            }
             Some(v4) => Ok(v4),
             // an IPv6 host behind our IPv4 NAT: no such family here
             None => Err(ResultCode::NotAuthorized),
