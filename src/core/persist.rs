@@ -587,6 +587,41 @@ UDP:10:192.168.1.5:10:0:PCP PEER 0123456789abcdef01234567 5000\n",
         assert!(c.table().is_empty() && c.pinholes().is_empty());
     }
 
+    /// A pinhole read back gets exactly the checks a new AddPinhole gets:
+    /// pinholes switched on, the permission rules, the quotas.
+    #[test]
+    fn restored_pinholes_get_the_policy_of_a_new_request() {
+        let facts = crate::core::facts::FixedFacts::default();
+        let wall = 1_700_000_000;
+        let v6 = "6;fd00::5;22;;0;7;1700000600;IGD2 pinhole\n\
+                  6;fd00::5;8080;;0;8;1700000600;IGD2 pinhole\n\
+                  6;fd00::5;8081;;0;9;1700000600;IGD2 pinhole\n";
+        let with = |cfg: crate::config::Config| {
+            let mut c = Core::new(
+                crate::core::policy::Policy::from_config(&cfg, vec![]),
+                crate::core::pinhole::PinPolicy::from_config(&cfg),
+            );
+            let r = restore(&mut c, &lans(), None, Some(v6), 0, wall, &facts);
+            let ports: Vec<u16> = c.pinholes().iter().map(|p| p.iport).collect();
+            (r.pinholes, ports)
+        };
+        // the default rules deny ports below 1024
+        let cfg = crate::config::Config::default;
+        assert_eq!(with(cfg()), (2, vec![8080, 8081]));
+        // ipv6_pinholes '0': none at all
+        let off = crate::config::Config {
+            ipv6_pinholes: false,
+            ..cfg()
+        };
+        assert_eq!(with(off), (0, vec![]));
+        // the client's quota holds for what a restart brings back too
+        let one = crate::config::Config {
+            max_mappings_per_client: 1,
+            ..cfg()
+        };
+        assert_eq!(with(one), (1, vec![8080]));
+    }
+
     #[test]
     fn restore_revalidates_and_reports() {
         let mut c = core();
