@@ -72,10 +72,15 @@ pub fn prefix6_contains(net: Ipv6Addr, prefix: u8, addr: Ipv6Addr) -> bool {
     u128::from(net).checked_shr(shift) == u128::from(addr).checked_shr(shift)
 }
 
+/// fe80::/10.
+pub fn is_link_local(a: &Ipv6Addr) -> bool {
+    (a.segments()[0] & 0xffc0) == 0xfe80
+}
+
 /// Whether a LAN's IPv6 address is served: global and unique-local ones
 /// are; link-local ones need a scope, and loopback is no LAN.
 pub fn serves_ipv6(a: &Ipv6Addr) -> bool {
-    (a.segments()[0] & 0xffc0) != 0xfe80 && !a.is_loopback()
+    !is_link_local(a) && !a.is_loopback()
 }
 
 impl Lans {
@@ -164,8 +169,7 @@ impl Lans {
     }
 
     fn internal_v6(&self, a: Ipv6Addr) -> Result<usize, NotInternal> {
-        let link_local = (a.segments()[0] & 0xffc0) == 0xfe80;
-        if a.is_unspecified() || a.is_multicast() || link_local {
+        if a.is_unspecified() || a.is_multicast() || is_link_local(&a) {
             return Err(NotInternal::NotUnicast);
         }
         let lan = self.of(IpAddr::V6(a)).ok_or(NotInternal::OffLan)?;

@@ -557,18 +557,24 @@ impl Core {
         ids.len()
     }
 
-    /// Restores a pinhole read back from the lease file. False if its
-    /// UniqueID or its traffic is taken.
-    pub fn restore_pinhole(&mut self, p: Pinhole) -> bool {
-        if !self.pinholes.restore(p.clone()) {
-            return false;
+    /// Restores a pinhole read back from the lease file, under the
+    /// current pinhole policy like a new request; a refusal is recorded
+    /// as an event and returned.
+    pub fn restore_pinhole(&mut self, p: Pinhole, facts: &dyn Facts) -> Result<(), PinRefusal> {
+        match self.pinholes.restore(&self.pin_policy, facts, p.clone()) {
+            Ok(()) => {
+                self.push(
+                    EventKind::Add,
+                    Subject::Pinhole(p),
+                    "restored from the lease file",
+                );
+                Ok(())
+            }
+            Err(r) => {
+                self.push(EventKind::Refuse, Subject::Pinhole(p), r.reason());
+                Err(r)
+            }
         }
-        self.push(
-            EventKind::Add,
-            Subject::Pinhole(p),
-            "restored from the lease file",
-        );
-        true
     }
 
     /// Takes what was restored at start as installed: the daemon installs

@@ -346,7 +346,7 @@ pub fn restore(
         for l in &leases {
             let p = from_lease6(l, now, wall);
             if let Some(p) = p.filter(|p| lans.internal_host(p.iaddr.into()).is_ok()) {
-                if core.restore_pinhole(p) {
+                if core.restore_pinhole(p, facts).is_ok() {
                     out.pinholes += 1;
                 }
             }

@@ -13,6 +13,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use crate::config::{Config, PermRule};
 use crate::core::facts::Facts;
 use crate::core::journal::{Change, Deadlines, Journal};
+use crate::core::policy::ClientKey;
 use crate::core::table::Millis;
 
 /// WANIPv6FirewallControl:1 A_ARG_TYPE_LeaseTime range.
@@ -74,10 +75,28 @@ pub enum PinRefusal {
     NotAllowed,
     /// Secure mode or permission rules (606).
     NotAuthorized,
-    /// No room (701 PinholeSpaceExhausted).
+    /// No room in the table (701 PinholeSpaceExhausted).
     SpaceExhausted,
+    /// The client (its /64 for IPv6) holds its quota.
+    ClientQuota,
+    /// The same traffic or UniqueID is held by another pinhole.
+    Collision,
     /// Unknown UniqueID (704 NoSuchEntry).
     NoSuchEntry,
+}
+
+impl PinRefusal {
+    /// Short reason for logs and events.
+    pub fn reason(self) -> &'static str {
+        match self {
+            PinRefusal::NotAllowed => "IPv6 pinholes are switched off",
+            PinRefusal::NotAuthorized => "denied by secure mode or permission rules",
+            PinRefusal::SpaceExhausted => "pinhole table full",
+            PinRefusal::ClientQuota => "client pinhole quota reached",
+            PinRefusal::Collision => "the same pinhole is already held",
+            PinRefusal::NoSuchEntry => "no such pinhole",
+        }
+    }
 }
 
 /// The pinhole table.
@@ -153,8 +172,44 @@ impl Pinholes {
         self.deadlines.next()
     }
 
-    fn count_for(&self, client: IpAddr) -> u32 {
-        self.by_id.values().filter(|p| p.client == client).count() as u32
+    /// Pinholes held by one client, as [`ClientKey`] counts them.
+    fn count_for(&self, client: ClientKey) -> u32 {
+        self.by_id
+            .values()
+            .filter(|p| ClientKey::of(p.client) == client)
+            .count() as u32
+    }
+
+    /// Room for one more pinhole of `client`.
+    fn check_room(&self, policy: &PinPolicy, client: IpAddr) -> Result<(), PinRefusal> {
+        if self.count_for(ClientKey::of(client)) >= policy.max_per_client {
+            return Err(PinRefusal::ClientQuota);
+        }
+        if self.len() as u32 >= policy.max_total {
+            return Err(PinRefusal::SpaceExhausted);
+        }
+        Ok(())
+    }
+
+    /// The policy checks of a pinhole for `client` to `iaddr:iport`, the
+    /// same for a new request and for one read back from the lease file.
+    fn check_policy(
+        policy: &PinPolicy,
+        facts: &dyn Facts,
+        client: IpAddr,
+        iaddr: Ipv6Addr,
+        iport: u16,
+    ) -> Result<(), PinRefusal> {
+        if !policy.allowed {
+            return Err(PinRefusal::NotAllowed);
+        }
+        if policy.secure_mode && !facts.same_host(client, iaddr) {
+            return Err(PinRefusal::NotAuthorized);
+        }
+        if !policy.permitted(iport) {
+            return Err(PinRefusal::NotAuthorized);
+        }
+        Ok(())
     }
 
     fn put(&mut self, p: Pinhole) {
@@ -198,15 +253,7 @@ impl Pinholes {
         req: &PinRequest,
         now: Millis,
     ) -> Result<(u16, bool), PinRefusal> {
-        if !policy.allowed {
-            return Err(PinRefusal::NotAllowed);
-        }
-        if policy.secure_mode && !facts.same_host(req.client, req.iaddr) {
-            return Err(PinRefusal::NotAuthorized);
-        }
-        if !policy.permitted(req.iport) {
-            return Err(PinRefusal::NotAuthorized);
-        }
+        Self::check_policy(policy, facts, req.client, req.iaddr, req.iport)?;
         let expires = now + u64::from(req.lease.clamp(MIN_LEASE, MAX_LEASE)) * 1000;
         let tuple = (req.remote, req.rport, req.iaddr, req.iport, req.proto);
         if let Some(&id) = self.by_tuple.get(&tuple) {
@@ -216,11 +263,7 @@ impl Pinholes {
                 return Ok((id, true));
             }
         }
-        if self.len() as u32 >= policy.max_total
-            || self.count_for(req.client) >= policy.max_per_client
-        {
-            return Err(PinRefusal::SpaceExhausted);
-        }
+        self.check_room(policy, req.client)?;
         let id = self.free_id().ok_or(PinRefusal::SpaceExhausted)?;
         self.put(Pinhole {
             id,
@@ -303,15 +346,23 @@ impl Pinholes {
     }
 
     /// Restores a pinhole read back from the lease file (its lease end
-    /// already converted to the monotonic clock). False if its UniqueID
-    /// or its traffic is taken.
-    pub fn restore(&mut self, p: Pinhole) -> bool {
+    /// already converted to the monotonic clock), under the current
+    /// policy like a new request. Refused if its UniqueID or its traffic
+    /// is taken, or the policy or a quota forbids it.
+    pub fn restore(
+        &mut self,
+        policy: &PinPolicy,
+        facts: &dyn Facts,
+        p: Pinhole,
+    ) -> Result<(), PinRefusal> {
+        Self::check_policy(policy, facts, p.client, p.iaddr, p.iport)?;
         if self.by_id.contains_key(&p.id) || self.by_tuple.contains_key(&p.tuple()) {
-            return false;
+            return Err(PinRefusal::Collision);
         }
+        self.check_room(policy, p.client)?;
         self.next_id = self.next_id.max(p.id.wrapping_add(1)).max(1);
         self.attach(p);
-        true
+        Ok(())
     }
 
     pub fn savepoint(&self) -> usize {
@@ -430,7 +481,7 @@ mod tests {
         }
         assert_eq!(
             t.add(&p, &facts, &req(None, "fd77::2", 5004, 17, 60), 0),
-            Err(PinRefusal::SpaceExhausted)
+            Err(PinRefusal::ClientQuota)
         );
         p.allowed = false;
         assert_eq!(

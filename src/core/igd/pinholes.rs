@@ -18,8 +18,8 @@ const DEFAULT_UDP_TIMEOUT: u32 = 180;
 fn pin_error(r: PinRefusal) -> UpnpError {
     match r {
         PinRefusal::NotAllowed => UpnpError::InboundPinholeNotAllowed,
-        PinRefusal::NotAuthorized => UpnpError::ActionNotAuthorized,
-        PinRefusal::SpaceExhausted => UpnpError::PinholeSpaceExhausted,
+        PinRefusal::NotAuthorized | PinRefusal::Collision => UpnpError::ActionNotAuthorized,
+        PinRefusal::SpaceExhausted | PinRefusal::ClientQuota => UpnpError::PinholeSpaceExhausted,
         PinRefusal::NoSuchEntry => UpnpError::NoSuchEntry,
     }
 }
