@@ -60,6 +60,13 @@ use wan::NetifdStatus;
 /// Most events handled in one loop turn before committing.
 const TURN_BATCH: usize = 128;
 
+/// How often the neighbour tables are read for absent hosts: a quarter of
+/// `absent_host_timeout`, within 1–60 s (one netlink dump per period,
+/// only while something is mapped).
+fn sweep_period(timeout_secs: u32) -> Millis {
+    (Millis::from(timeout_secs) * 250).clamp(1_000, 60_000)
+}
+
 /// Command-line options.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -113,6 +120,8 @@ pub struct Daemon {
     /// Ports `/etc/config/firewall` opens itself.
     claims: Vec<PortClaim>,
     leases: LeaseLines,
+    /// When the neighbour tables are next read for absent hosts.
+    next_sweep: Millis,
     /// Replies waiting for the turn's firewall transaction.
     deferred: Vec<Deferred>,
     fronts: FrontEnds,
@@ -255,11 +264,19 @@ impl Daemon {
         }
     }
 
+    /// Whether absent hosts are swept: the option is on and something is
+    /// mapped.
+    fn sweeping(&self) -> bool {
+        self.cfg.absent_host_timeout > 0
+            && !(self.core.table().is_empty() && self.core.pinholes().is_empty())
+    }
+
     fn next_deadline(&self) -> Millis {
         [
             self.core.next_deadline(),
             self.epoch.next_deadline(),
             self.web.next_deadline(),
+            self.sweeping().then_some(self.next_sweep),
         ]
         .into_iter()
         .flatten()
@@ -269,6 +286,13 @@ impl Daemon {
     fn on_timers(&mut self) {
         let now = self.now();
         self.core.expire(now);
+        if self.sweeping() && now >= self.next_sweep {
+            let timeout = self.cfg.absent_host_timeout;
+            self.next_sweep = now + sweep_period(timeout);
+            let facts = Kernel::new(&self.wan, &mut self.nft);
+            self.core
+                .sweep_absent(&facts, now, Millis::from(timeout) * 1000);
+        }
         self.send_search_replies(now);
         self.send_announcements(now);
         self.send_notifications(now);
@@ -367,6 +391,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
         nft,
         claims: Vec::new(),
         leases: LeaseLines::default(),
+        next_sweep: 0,
         deferred: Vec::new(),
         fronts: FrontEnds::new(http_tx, udp_tx, server),
         notify_tx,
