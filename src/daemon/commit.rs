@@ -44,7 +44,7 @@ impl Deferred {
     fn send(self, refused: bool) {
         match self {
             Deferred::Http { tx, reply } => {
-                let _ = tx.send(if refused { reply.on_failure } else { reply.ok });
+                let _ = tx.send(reply.send(refused));
             }
             Deferred::Udp { sock, to, reply } => {
                 let bytes = match (refused, reply.on_failure) {

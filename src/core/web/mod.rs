@@ -70,6 +70,14 @@ pub struct Reply {
     pub note: Option<String>,
 }
 
+impl Reply {
+    /// The response that goes out once the turn's firewall transaction
+    /// is known: `refused` when it failed and the turn was rolled back.
+    pub fn send(self, refused: bool) -> Response {
+        if refused { self.on_failure } else { self.ok }
+    }
+}
+
 /// One GENA event message to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notify {
