@@ -86,6 +86,30 @@ impl Router {
         Router::new(Config::default())
     }
 
+    /// `raw` from [`ME`] to [`LAN`], answered within a loop turn that has
+    /// not ended: the reply waits for the turn's firewall transaction.
+    fn handle_in_turn(&mut self, raw: &str) -> Reply {
+        let (req, head) = crate::proto::http::parse_head(raw.as_bytes())
+            .unwrap()
+            .unwrap();
+        let site = Site {
+            device: &self.device,
+            lans: &self.lans,
+            wan: &self.wan,
+        };
+        let q = Inbound {
+            client: Client {
+                peer: SocketAddr::new(ME.parse().unwrap(), 40000),
+                local: LAN.parse().unwrap(),
+            },
+            head: &req,
+            body: &raw.as_bytes()[head..],
+            now: self.now,
+            facts: &self.facts,
+        };
+        self.web.handle(&mut self.core, site, &q)
+    }
+
     /// `raw` from `from` to `local`; the response as the client reads it.
     fn send_to(&mut self, from: &str, local: &str, raw: &str) -> String {
         let (req, head) = crate::proto::http::parse_head(raw.as_bytes())
@@ -1228,4 +1252,50 @@ fn events_follow_the_table() {
         text.contains("<SystemUpdateID>2</SystemUpdateID>"),
         "{text}"
     );
+}
+
+/// A failed firewall transaction fails only the requests of the turn that
+/// changed the table: a description GET, a SUBSCRIBE and a listing in the
+/// same turn get their answers (the subscription stands), the
+/// AddPortMapping gets 501.
+#[test]
+fn a_failed_turn_fails_only_the_requests_that_changed_state() {
+    let mut r = Router::igd2();
+    let get = r.handle_in_turn("GET /rootDesc.xml HTTP/1.1\r\nHost: 192.168.77.1:5000\r\n\r\n");
+    let sub = r.handle_in_turn(
+        "SUBSCRIBE /evt/IPConn HTTP/1.1\r\nHost: 192.168.77.1:5000\r\n\
+CALLBACK: <http://192.168.77.2:4000/>\r\nNT: upnp:event\r\nTIMEOUT: Second-1800\r\n\r\n",
+    );
+    let ns = "urn:schemas-upnp-org:service:WANIPConnection:2";
+    let soap = |action: &str, args: &str| {
+        let body = format!(
+            "<?xml version=\"1.0\"?><s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Body><u:{action} xmlns:u=\"{ns}\">{args}</u:{action}></s:Body></s:Envelope>"
+        );
+        format!(
+            "POST /ctl/IPConn HTTP/1.1\r\nHost: {LAN}\r\nSOAPAction: \"{ns}#{action}\"\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let count = r.handle_in_turn(&soap("GetPortMappingNumberOfEntries", ""));
+    let add = r.handle_in_turn(&soap(
+        "AddPortMapping",
+        "<NewRemoteHost></NewRemoteHost><NewExternalPort>18080</NewExternalPort>\
+<NewProtocol>TCP</NewProtocol><NewInternalPort>8080</NewInternalPort>\
+<NewInternalClient>192.168.77.2</NewInternalClient><NewEnabled>1</NewEnabled>\
+<NewPortMappingDescription>x</NewPortMappingDescription><NewLeaseDuration>600</NewLeaseDuration>",
+    ));
+    let mut fw = Recording::default();
+    fw.fail_next = Some("refused".into());
+    fw.fail_restore = Some("still refused".into());
+    let turn = r.core.commit_turn(&mut fw, r.now);
+    assert!(turn.refused());
+    assert_eq!(get.send(true).status, 200);
+    assert_eq!(sub.send(true).status, 200);
+    assert_eq!(r.web.subscribers(), 1);
+    assert_eq!(count.send(true).status, 200);
+    let failed = add.send(true);
+    assert_eq!(failed.status, 500);
+    let text = String::from_utf8(failed.emit("test", DATE, false)).unwrap();
+    assert_eq!(parse_soap_reply(&text), Err(501));
+    assert!(r.core.table().is_empty());
 }
