@@ -132,8 +132,8 @@ pub enum Outcome {
     },
     /// The transaction failed (`error`) and so did the repair (`repair`):
     /// the turn's changes are undone and the kernel reinstalled with the
-    /// old table (`resync` says how that went). Every reply of the turn is
-    /// its failure reply.
+    /// old table (`resync` says how that went). The reply of every request
+    /// of the turn that changed the table is its failure reply.
     Refused {
         error: String,
         repair: String,

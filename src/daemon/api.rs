@@ -148,6 +148,7 @@ impl Daemon {
                 self.deferred.push(Deferred::Ubus {
                     reply,
                     ok: Value::table(),
+                    changed: true,
                 });
             }
             "flush" => {
@@ -158,6 +159,7 @@ impl Daemon {
                     ok: Value::table()
                         .with("deleted", n as u32)
                         .with("pinholes", pins as u32),
+                    changed: n + pins > 0,
                 });
             }
             "set" => match self.set_toggles(args) {

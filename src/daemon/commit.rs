@@ -36,11 +36,14 @@ pub(super) enum Deferred {
     Ubus {
         reply: CallReply,
         ok: Value,
+        /// The call changed the table: a refused turn fails it.
+        changed: bool,
     },
 }
 
 impl Deferred {
-    /// Sends the reply, or its failure form if the turn was refused.
+    /// Sends the reply, or its failure form if the turn was refused and
+    /// the request changed something (only those are rolled back).
     fn send(self, refused: bool) {
         match self {
             Deferred::Http { tx, reply } => {
@@ -53,7 +56,7 @@ impl Deferred {
                 };
                 let _ = sock.try_send_to(&bytes, SocketAddr::V4(to));
             }
-            Deferred::Ubus { reply, ok } => reply.reply(if refused {
+            Deferred::Ubus { reply, ok, changed } => reply.reply(if refused && changed {
                 Err(crate::proto::ubus::Status::SystemError)
             } else {
                 Ok(ok)
