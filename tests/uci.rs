@@ -177,7 +177,8 @@ fn sighup_applies_edits_without_losing_leases() {
 /// A reload applies every setting it reads, or says in the log that the
 /// setting needs a restart: the GENA caps, the UUID, `ipv6_disable` (the
 /// IPv6 HTTP listener closes) and the nftables names (kept until a
-/// restart, and logged so).
+/// restart, and logged so). The HTTP port moves too, so that the new
+/// listeners never wait for the old ones to close.
 #[test]
 fn sighup_applies_every_setting_it_reads() {
     let mut bed = Bed::new("hupall");
@@ -193,32 +194,43 @@ config perm_rule\n\toption action allow\n\toption ext_ports 1024-65535\n\
     };
     let dir = bed.config(&conf(""));
     bed.start(&["--config-dir", dir.to_str().unwrap()]);
-    let subscribe = |bed: &Bed| {
-        bed.http_raw(
-            format!(
-                "SUBSCRIBE /evt/IPConn HTTP/1.1\r\nHost: {LAN_IP}:5000\r\n\
-CALLBACK: <http://{CLIENT_IP}:4000/>\r\nNT: upnp:event\r\nTIMEOUT: Second-1800\r\n\
-Connection: close\r\n\r\n"
-            )
-            .into_bytes(),
-        )
-        .unwrap()
+    let request = |bed: &Bed, port: u16, head: &str| {
+        let req = format!("{head}\r\nHost: {LAN_IP}:{port}\r\nConnection: close\r\n\r\n");
+        in_netns(&bed.c, move || {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect((LAN_IP, port)).unwrap();
+            s.write_all(req.as_bytes()).unwrap();
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            out
+        })
     };
-    let v6_listening = |bed: &Bed| {
-        in_netns(&bed.c, || {
+    let subscribe = |bed: &Bed, port: u16| {
+        request(
+            bed,
+            port,
+            &format!(
+                "SUBSCRIBE /evt/IPConn HTTP/1.1\r\nCALLBACK: <http://{CLIENT_IP}:4000/>\r\n\
+NT: upnp:event\r\nTIMEOUT: Second-1800"
+            ),
+        )
+    };
+    let v6_listening = |bed: &Bed, port: u16| {
+        in_netns(&bed.c, move || {
             std::net::TcpStream::connect_timeout(
-                &format!("[{LAN6}]:5000").parse().unwrap(),
+                &format!("[{LAN6}]:{port}").parse().unwrap(),
                 Duration::from_secs(2),
             )
             .is_ok()
         })
     };
-    assert!(bed.http_get("/rootDesc.xml").unwrap().contains(old));
-    assert!(v6_listening(&bed));
-    assert!(subscribe(&bed).starts_with("HTTP/1.1 200"));
+    assert!(request(&bed, 5000, "GET /rootDesc.xml HTTP/1.1").contains(old));
+    assert!(v6_listening(&bed, 5000));
+    assert!(subscribe(&bed, 5000).starts_with("HTTP/1.1 200"));
 
     let text = conf(
-        "\toption max_subscribers_per_client '1'\n\toption ipv6_disable '1'\n\toption nft_table 'other'\n",
+        "\toption port '5555'\n\toption max_subscribers_per_client '1'\n\
+\toption ipv6_disable '1'\n\toption nft_table 'other'\n",
     )
     .replace(old, new);
     std::fs::write(dir.join("upnpd"), text).unwrap();
@@ -228,12 +240,12 @@ Connection: close\r\n\r\n"
         "{}",
         bed.log()
     );
-    let desc = bed.http_get("/rootDesc.xml").unwrap();
+    let desc = request(&bed, 5555, "GET /rootDesc.xml HTTP/1.1");
     assert!(desc.contains(new) && !desc.contains(old), "{desc}");
     // one subscription already held: the new cap of 1 refuses a second
-    let r = subscribe(&bed);
+    let r = subscribe(&bed, 5555);
     assert!(r.starts_with("HTTP/1.1 503"), "{r}");
-    assert!(!v6_listening(&bed), "IPv6 HTTP still open");
+    assert!(!v6_listening(&bed, 5555), "IPv6 HTTP open");
     let log = bed.log();
     assert!(
         log.contains("nft_table") && log.contains("restart"),
