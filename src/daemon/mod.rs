@@ -177,12 +177,39 @@ impl Daemon {
         Ok(())
     }
 
+    /// The root device UUID the configuration asks for: `uuid`, else one
+    /// derived from the first LAN device's MAC address.
+    fn wanted_uuid(&self) -> String {
+        self.cfg
+            .uuid
+            .clone()
+            .filter(|u| !u.is_empty())
+            .or_else(|| self.lans.get(0).map(|l| files::default_uuid(&l.dev)))
+            .unwrap_or_else(|| self.device.uuid.clone())
+    }
+
     /// Applies a new configuration without dropping leases; those the new
-    /// rules or limits forbid are removed, each with a log line.
-    fn apply_config(&mut self, cfg: Config) {
+    /// rules or limits forbid are removed, each with a log line. Every
+    /// setting read takes effect, except the nftables names, which would
+    /// move every rule and element: they wait for a restart, and the log
+    /// says so.
+    fn apply_config(&mut self, mut cfg: Config) {
+        if cfg.nft != self.cfg.nft {
+            log::warn!(
+                "reload: nft_table and the nft_*_chain names take effect at the next restart; \
+the running rules stay in table inet {}",
+                self.cfg.nft.table
+            );
+            cfg.nft = self.cfg.nft.clone();
+        }
         let old = std::mem::replace(&mut self.cfg, cfg);
+        crate::sys::syslog::set_debug(self.cfg.log_output);
         let cfg = &self.cfg;
         self.device.reconfigure(cfg);
+        self.web.set_limits(
+            cfg.max_subscribers as usize,
+            cfg.max_subscribers_per_client as usize,
+        );
         self.ssdp.set_enabled(cfg.enabled && cfg.enable_upnp);
         self.natpmp_pcp = natpmp_pcp::Settings::from_config(cfg);
         self.follow_wan(false);
@@ -209,12 +236,24 @@ impl Daemon {
             || old.enable_natpmp != self.cfg.enable_natpmp
             || old.enable_pcp != self.cfg.enable_pcp
             || old.port != self.cfg.port
-            || old.internal_iface != self.cfg.internal_iface;
+            || old.internal_iface != self.cfg.internal_iface
+            || old.ipv6_disable != self.cfg.ipv6_disable;
         if frontends_changed {
             if old.enabled && self.cfg.enabled && old.enable_upnp {
                 self.announce(false);
             }
             self.relearn_lans();
+        }
+        let uuid = self.wanted_uuid();
+        if uuid != self.device.uuid {
+            // the old identity leaves, the new one is announced
+            if self.cfg.enabled && self.cfg.enable_upnp {
+                self.announce(false);
+            }
+            log::info!("device UUID now {uuid}");
+            self.device.uuid = uuid;
+            let now = self.now();
+            self.ssdp.announce_soon(now);
         }
         let _ = self.install_setup("reload: reinstalling the firewall rules failed");
         log::info!("configuration reloaded");
@@ -342,14 +381,10 @@ async fn main_loop(opts: Options) -> Result<(), String> {
         start: Instant::now(),
     };
     let lans = wan::read_lans(&cfg, &Netifd::default());
-    let Some(first) = lans.get(0) else {
+    if lans.is_empty() {
         return Err("no usable LAN interface (check internal_iface / --lan)".into());
-    };
-    let uuid = cfg
-        .uuid
-        .clone()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| files::default_uuid(&first.dev));
+    }
+    crate::sys::syslog::set_debug(cfg.log_output);
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let server: Rc<str> =
         format!("Linux/{} UPnP/1.1 rupnpd/{}", kernel.trim(), crate::VERSION).into();
@@ -377,7 +412,8 @@ async fn main_loop(opts: Options) -> Result<(), String> {
     let seed = (unix_now() as u32) ^ (std::process::id() << 16);
     let mut d = Daemon {
         core: Core::new(Policy::default(), PinPolicy::from_config(&cfg)),
-        device: Device::new(&cfg, uuid, boot_id, server.clone()),
+        // the UUID follows once the LANs are known (`wanted_uuid`)
+        device: Device::new(&cfg, String::new(), boot_id, server.clone()),
         lans,
         wan: Wan::new(cfg.external_ip),
         netifd: Netifd::default(),
@@ -401,6 +437,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
         clock,
         cfg,
     };
+    d.device.uuid = d.wanted_uuid();
     d.follow_wan(false);
     d.claims = files::firewall_claims(&d.opts, &d.cfg, d.wan.link().dev.as_deref());
     d.core

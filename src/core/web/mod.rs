@@ -118,6 +118,11 @@ impl Web {
         self.gena.len()
     }
 
+    /// New subscriber caps (a reload).
+    pub fn set_limits(&mut self, max_subscribers: usize, max_per_client: usize) {
+        self.gena.set_limits(max_subscribers, max_per_client);
+    }
+
     /// Drops every subscription (the service was switched off).
     pub fn clear(&mut self) {
         self.gena.clear();
