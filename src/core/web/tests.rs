@@ -1284,9 +1284,11 @@ CALLBACK: <http://192.168.77.2:4000/>\r\nNT: upnp:event\r\nTIMEOUT: Second-1800\
 <NewInternalClient>192.168.77.2</NewInternalClient><NewEnabled>1</NewEnabled>\
 <NewPortMappingDescription>x</NewPortMappingDescription><NewLeaseDuration>600</NewLeaseDuration>",
     ));
-    let mut fw = Recording::default();
-    fw.fail_next = Some("refused".into());
-    fw.fail_restore = Some("still refused".into());
+    let mut fw = Recording {
+        fail_next: Some("refused".into()),
+        fail_restore: Some("still refused".into()),
+        ..Recording::default()
+    };
     let turn = r.core.commit_turn(&mut fw, r.now);
     assert!(turn.refused());
     assert_eq!(get.send(true).status, 200);
