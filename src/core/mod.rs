@@ -16,6 +16,7 @@ pub mod gena;
 pub mod igd;
 pub mod journal;
 pub mod lan;
+pub mod loglimit;
 pub mod natpmp_pcp;
 pub mod persist;
 pub mod pinhole;

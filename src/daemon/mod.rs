@@ -38,6 +38,7 @@ use crate::config::load::Overrides;
 use crate::core::Core;
 use crate::core::device::Device;
 use crate::core::lan::Lans;
+use crate::core::loglimit::LogLimit;
 use crate::core::natpmp_pcp::{self, Epoch};
 use crate::core::persist::LeaseLines;
 use crate::core::pinhole::PinPolicy;
@@ -59,6 +60,11 @@ use wan::NetifdStatus;
 
 /// Most events handled in one loop turn before committing.
 const TURN_BATCH: usize = 128;
+
+/// How long the loop waits after a foreign nftables transaction (or fw4's
+/// SIGUSR2) before checking the firewall, so that a burst of them (a fw4
+/// restart is two, dnsmasq and banIP commit in runs) costs one check.
+const FIREWALL_SETTLE: Millis = 250;
 
 /// How often the neighbour tables are read for absent hosts: a quarter of
 /// `absent_host_timeout`, within 1–60 s (one netlink dump per period,
@@ -122,6 +128,13 @@ pub struct Daemon {
     leases: LeaseLines,
     /// When the neighbour tables are next read for absent hosts.
     next_sweep: Millis,
+    /// When the firewall is next checked after foreign changes.
+    firewall_check_at: Option<Millis>,
+    /// `/etc/config/firewall` as last read, to read it again only when it
+    /// changed.
+    claims_stamp: Option<files::Stamp>,
+    /// The warnings of refused requests, bounded.
+    refusals: LogLimit,
     /// Replies waiting for the turn's firewall transaction.
     deferred: Vec<Deferred>,
     fronts: FrontEnds,
@@ -213,7 +226,7 @@ the running rules stay in table inet {}",
         self.ssdp.set_enabled(cfg.enabled && cfg.enable_upnp);
         self.natpmp_pcp = natpmp_pcp::Settings::from_config(cfg);
         self.follow_wan(false);
-        self.claims = files::firewall_claims(&self.opts, &self.cfg, self.wan.link().dev.as_deref());
+        self.claims = self.read_claims();
         self.core
             .set_policy(Policy::from_config(&self.cfg, self.claims.clone()));
         self.core.set_pin_policy(PinPolicy::from_config(&self.cfg));
@@ -259,6 +272,19 @@ the running rules stay in table inet {}",
         log::info!("configuration reloaded");
     }
 
+    /// A foreign nftables transaction touched our table, or fw4 says it
+    /// reloaded: the firewall is checked once the burst has settled.
+    fn firewall_soon(&mut self) {
+        let now = self.now();
+        self.firewall_check_at.get_or_insert(now + FIREWALL_SETTLE);
+    }
+
+    /// `/etc/config/firewall`'s port claims, read now.
+    fn read_claims(&mut self) -> Vec<PortClaim> {
+        self.claims_stamp = files::firewall_stamp(&self.opts);
+        files::firewall_claims(&self.opts, &self.cfg, self.wan.link().dev.as_deref())
+    }
+
     /// After a firewall reload (fw4's include, or a foreign nftables
     /// commit): its configuration may have changed, so the ports it opens
     /// itself are read again, then the elements are restored if the
@@ -287,10 +313,18 @@ the running rules stay in table inet {}",
     /// Re-reads the port claims of `/etc/config/firewall`; mappings on a
     /// port the firewall now opens itself are removed, each logged.
     fn refresh_claims(&mut self) {
-        let claims = files::firewall_claims(&self.opts, &self.cfg, self.wan.link().dev.as_deref());
+        let stamp = files::firewall_stamp(&self.opts);
+        if stamp.is_some() && stamp == self.claims_stamp {
+            return;
+        }
+        let claims = self.read_claims();
         if claims == self.claims {
             return;
         }
+        log::info!(
+            "firewall configuration changed: {} port claims from redirects and rules",
+            claims.len()
+        );
         self.claims = claims;
         self.core
             .set_policy(Policy::from_config(&self.cfg, self.claims.clone()));
@@ -316,6 +350,8 @@ the running rules stay in table inet {}",
             self.epoch.next_deadline(),
             self.web.next_deadline(),
             self.sweeping().then_some(self.next_sweep),
+            self.firewall_check_at,
+            self.refusals.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -324,6 +360,11 @@ the running rules stay in table inet {}",
 
     fn on_timers(&mut self) {
         let now = self.now();
+        if self.firewall_check_at.is_some_and(|t| t <= now) {
+            self.firewall_check_at = None;
+            self.check_firewall();
+        }
+        self.log_refusal_summary(now, false);
         self.core.expire(now);
         if self.sweeping() && now >= self.next_sweep {
             let timeout = self.cfg.absent_host_timeout;
@@ -341,6 +382,8 @@ the running rules stay in table inet {}",
     }
 
     fn shutdown(&mut self) {
+        let now = self.now();
+        self.log_refusal_summary(now, true);
         log::info!("stopping: sending byebye and removing our firewall rules");
         self.announce(false);
         self.fronts.close();
@@ -428,6 +471,9 @@ async fn main_loop(opts: Options) -> Result<(), String> {
         claims: Vec::new(),
         leases: LeaseLines::default(),
         next_sweep: 0,
+        firewall_check_at: None,
+        claims_stamp: None,
+        refusals: LogLimit::new("refused requests"),
         deferred: Vec::new(),
         fronts: FrontEnds::new(http_tx, udp_tx, server),
         notify_tx,
@@ -439,7 +485,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
     };
     d.device.uuid = d.wanted_uuid();
     d.follow_wan(false);
-    d.claims = files::firewall_claims(&d.opts, &d.cfg, d.wan.link().dev.as_deref());
+    d.claims = d.read_claims();
     d.core
         .set_policy(Policy::from_config(&d.cfg, d.claims.clone()));
     let restored = d.restore_leases();
@@ -452,7 +498,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
         log::info!("restored {restored} mappings from the lease file");
     }
     for ev in d.core.take_events() {
-        commit::log_event(&ev, now);
+        d.log_event(&ev, now);
     }
     d.write_leases(None);
     log::info!("firewall ready: {}", nft::describe(d.nft.setup()));
@@ -465,7 +511,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
     let mut sigint = sig(SignalKind::interrupt())?;
     let mut sigusr1 = sig(SignalKind::user_defined1())?;
     let mut sigusr2 = sig(SignalKind::user_defined2())?;
-    let monitor = nft::Monitor::new().ok();
+    let monitor = nft::Monitor::new(&d.cfg.nft.table).ok();
     let addrwatch = AddrWatch::new().ok();
     log::info!("rupnpd {} started", crate::VERSION);
 
@@ -507,7 +553,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
             }
         }
         if firewall_event {
-            d.check_firewall();
+            d.firewall_soon();
         }
         if wan_event {
             d.follow_wan(true);

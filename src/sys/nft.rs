@@ -29,6 +29,7 @@ mod elements;
 mod ruleset;
 mod runner;
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io;
@@ -38,7 +39,7 @@ use crate::config::NftNames;
 use crate::core::firewall::{Counters, Firewall};
 use crate::core::pinhole::{PinChange, Pinhole};
 use crate::core::table::{Change, Key, Mapping, Millis};
-use crate::proto::netlink::nftables::{self, Batch, Counter, Data, Elem};
+use crate::proto::netlink::nftables::{self, Batch, Counter, Data, Elem, Notice};
 use crate::sys::netif::McastSocket;
 use crate::sys::nfnl;
 use elements::{
@@ -639,41 +640,80 @@ impl Nft {
 }
 
 /// Watches nf_tables netlink notifications for transactions committed by
-/// other processes (fw4 reload, `nft -f`), so the daemon can check that
-/// its structure survived.
+/// other processes that touch the daemon's table (fw4 reload, `nft -f`),
+/// so the daemon can check that its structure survived. Transactions
+/// elsewhere (banIP's own table) or on other sets of the same table
+/// (dnsmasq's nftset elements in fw4's) are none of its business: they
+/// come all day on a busy router and are passed over.
 pub struct Monitor {
     sock: McastSocket,
     pid: u32,
+    table: String,
+    /// A notification of the transaction being read concerned us; kept
+    /// across calls, since a wait can be cancelled between two datagrams
+    /// of one transaction.
+    concerned: Cell<bool>,
 }
 
 impl Monitor {
-    pub fn new() -> io::Result<Monitor> {
+    pub fn new(table: &str) -> io::Result<Monitor> {
         Ok(Monitor {
             sock: McastSocket::open(
                 libc::NETLINK_NETFILTER,
                 1 << (nftables::NFNLGRP_NFTABLES - 1),
             )?,
             pid: std::process::id(),
+            table: table.to_string(),
+            concerned: Cell::new(false),
         })
     }
 
-    /// Waits until some other process commits an nftables transaction.
+    /// Whether one notification is about our table's structure or our
+    /// sets.
+    fn concerns_us(&self, n: Notice<'_>) -> bool {
+        let ours = |family: u8, table: &[u8]| {
+            family == nftables::NFPROTO_INET && table == self.table.as_bytes()
+        };
+        match n {
+            Notice::Gen { .. } => false,
+            Notice::Elements { family, table, set } => {
+                ours(family, table)
+                    && DECLARATIONS
+                        .iter()
+                        .any(|(_, name, _)| name.as_bytes() == set)
+            }
+            Notice::Object { family, table } => ours(family, table),
+            Notice::Unknown => true,
+        }
+    }
+
+    /// Waits until some other process commits an nftables transaction
+    /// that touches our table's structure or our sets.
     pub async fn foreign_commit(&self) -> io::Result<()> {
         let mut buf = vec![0u8; 65536];
         loop {
-            let mut foreign = false;
+            let mut relevant = false;
             self.sock
                 .recv_batch(&mut buf, 256, |d| match d {
                     // Lost notifications: assume the worst.
-                    None => foreign = true,
+                    None => relevant = true,
                     Some(d) => {
-                        if nftables::newgen_pids(d).iter().any(|p| *p != self.pid) {
-                            foreign = true;
+                        for n in nftables::notices(d) {
+                            match n {
+                                Notice::Gen { pid } => {
+                                    relevant |= self.concerned.replace(false) && pid != self.pid;
+                                }
+                                n => {
+                                    if self.concerns_us(n) {
+                                        self.concerned.set(true);
+                                    }
+                                }
+                            }
                         }
                     }
                 })
                 .await?;
-            if foreign {
+            if relevant {
                 return Ok(());
             }
         }
