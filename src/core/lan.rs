@@ -5,8 +5,8 @@
 //! is answered (SSDP amplification, RFC 6886 §3.1 for NAT-PMP, the HTTP
 //! server's 403), and the one check of an internal client that every
 //! protocol and the lease files apply ([`Lans::internal_host`]). Pure
-//! data: the daemon reads the addresses and keeps the sockets of each LAN
-//! under the same index.
+//! data: the daemon reads the addresses, and its front ends find their
+//! LAN by device and address.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -102,6 +102,15 @@ impl Lans {
 
     pub fn iter(&self) -> impl Iterator<Item = &Lan> {
         self.0.iter()
+    }
+
+    /// The same devices with the same addresses, in the same order,
+    /// whatever HTTP ports were bound on them.
+    pub fn same_interfaces(&self, other: &Lans) -> bool {
+        let same = |a: &Lan, b: &Lan| {
+            a.dev == b.dev && a.addr == b.addr && a.nets == b.nets && a.nets6 == b.nets6
+        };
+        self.0.len() == other.0.len() && self.0.iter().zip(&other.0).all(|(a, b)| same(a, b))
     }
 
     /// The LAN whose subnets hold `a`.
@@ -261,6 +270,17 @@ mod tests {
         // a datagram's source must be a host of the LAN it came in on
         assert!(l.accepts(0, Ipv4Addr::new(192, 168, 1, 77)));
         assert!(!l.accepts(0, Ipv4Addr::new(192, 168, 1, 255)));
+    }
+
+    #[test]
+    fn the_same_interfaces_whatever_their_http_ports() {
+        let a = lans();
+        let mut b = lans();
+        b.get_mut(1).unwrap().http_port = 40000;
+        assert!(a.same_interfaces(&b));
+        b.get_mut(1).unwrap().addr = Ipv4Addr::new(10, 0, 0, 2);
+        assert!(!a.same_interfaces(&b));
+        assert!(!a.same_interfaces(&Lans::new(vec![])));
     }
 
     #[test]

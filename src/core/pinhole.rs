@@ -83,6 +83,8 @@ pub enum PinRefusal {
     Collision,
     /// Unknown UniqueID (704 NoSuchEntry).
     NoSuchEntry,
+    /// The firewall is down and the pinhole would be new (501).
+    FirewallDown,
 }
 
 impl PinRefusal {
@@ -95,6 +97,7 @@ impl PinRefusal {
             PinRefusal::ClientQuota => "client pinhole quota reached",
             PinRefusal::Collision => "the same pinhole is already held",
             PinRefusal::NoSuchEntry => "no such pinhole",
+            PinRefusal::FirewallDown => "the firewall is down (fw4 stopped)",
         }
     }
 }
@@ -241,6 +244,12 @@ impl Pinholes {
             }
         }
         None
+    }
+
+    /// Whether a pinhole identical to `req` exists (AddPinhole extends it).
+    pub fn holds(&self, req: &PinRequest) -> bool {
+        let tuple = (req.remote, req.rport, req.iaddr, req.iport, req.proto);
+        self.by_tuple.contains_key(&tuple)
     }
 
     /// AddPinhole. An identical pinhole is extended and keeps its

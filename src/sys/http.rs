@@ -206,7 +206,9 @@ pub fn listener(dev: &str, addr: IpAddr, port: u16) -> io::Result<TcpListener> {
     TcpListener::from_std(s.into())
 }
 
-/// Accepts connections on `listener` until the task is dropped.
+/// Accepts connections on `listener` until the task running it is
+/// dropped. Each connection is a task of its own owned by this one, so
+/// they end with it: closing a listener closes its connections.
 pub async fn serve(
     listener: TcpListener,
     jobs: mpsc::Sender<Job>,
@@ -214,8 +216,12 @@ pub async fn serve(
     gate: Rc<Gate>,
     server: Rc<str>,
 ) {
+    let mut conns = tokio::task::JoinSet::new();
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let accepted = listener.accept().await;
+        // Forget the connections that have ended.
+        while conns.try_join_next().is_some() {}
+        let (stream, peer) = match accepted {
             Ok(c) => c,
             Err(e) => {
                 log::warn!("HTTP accept: {e}");
@@ -229,7 +235,7 @@ pub async fn serve(
             Ok(slot) => slot,
             Err(why) => {
                 // Tell the client why rather than leave it hanging.
-                tokio::task::spawn_local(async move {
+                conns.spawn_local(async move {
                     let mut s = stream;
                     let r = Response::error(503, why).header("Retry-After", "1");
                     let bytes = r.emit(&server, &now_date(), false);
@@ -238,7 +244,7 @@ pub async fn serve(
                 continue;
             }
         };
-        tokio::task::spawn_local(async move {
+        conns.spawn_local(async move {
             let _ = connection(stream, peer, jobs, limits, &server, &slot).await;
         });
     }

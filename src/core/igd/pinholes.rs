@@ -21,6 +21,7 @@ fn pin_error(r: PinRefusal) -> UpnpError {
         PinRefusal::NotAuthorized | PinRefusal::Collision => UpnpError::ActionNotAuthorized,
         PinRefusal::SpaceExhausted | PinRefusal::ClientQuota => UpnpError::PinholeSpaceExhausted,
         PinRefusal::NoSuchEntry => UpnpError::NoSuchEntry,
+        PinRefusal::FirewallDown => UpnpError::ActionFailed,
     }
 }
 
