@@ -309,6 +309,10 @@ config perm_rule\n\toption action allow\n\toption ext_ports 1024-65535\n\toption
     std::fs::write(&leases6, &lines).unwrap();
     let dir = bed.config(&config(""));
     bed.start(&["--config-dir", dir.to_str().unwrap()]);
+    // the path from the WAN host is settled (neighbours resolved; fw4
+    // forwards echo requests) before the first connection crosses it
+    let o = bed.exec(&bed.w, &["ping", "-6", "-c", "1", "-W", "3", CLIENT6]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
     let set = bed.nft("list set inet fw4 upnp_pin6");
     assert!(set.contains("fd77::2 . tcp . 8080"), "{set}");
     assert!(!set.contains(". 22 "), "{set}");
