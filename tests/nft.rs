@@ -470,3 +470,120 @@ fn a_new_wan_address_is_followed() {
     let w = bed.w.clone();
     assert!(bed.tcp_from(&w, "192.0.3.9", 18080, 8080));
 }
+
+/// A directory whose `libnftables.so.1` is a library without nftables'
+/// symbols (the system's libm), so the daemon started with it on
+/// `LD_LIBRARY_PATH` falls back to the `nft` command, as on a router
+/// where only nftables' command-line package is installed.
+fn without_libnftables(dir: &std::path::Path) -> std::path::PathBuf {
+    let o = std::process::Command::new("ldconfig")
+        .arg("-p")
+        .output()
+        .unwrap();
+    let libm = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| l.trim_start().starts_with("libm.so.6 "))
+        .find_map(|l| l.rsplit("=> ").next().map(|p| p.trim().to_string()))
+        .expect("libm.so.6 in ldconfig's cache");
+    let lib = dir.join("nolib");
+    std::fs::create_dir_all(&lib).unwrap();
+    std::os::unix::fs::symlink(libm, lib.join("libnftables.so.1")).unwrap();
+    lib
+}
+
+/// An `nft` in front of the real one that holds its caller while the file
+/// `gate` exists (touching `started` when it begins to wait).
+fn held_nft(
+    dir: &std::path::Path,
+    gate: &std::path::Path,
+    started: &std::path::Path,
+) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let real = std::process::Command::new("sh")
+        .args(["-c", "command -v nft"])
+        .output()
+        .unwrap();
+    let real = String::from_utf8_lossy(&real.stdout).trim().to_string();
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let script = format!(
+        "#!/bin/sh\nunset LD_LIBRARY_PATH\nif [ -e '{g}' ]; then\n\t: > '{s}'\n\twhile [ -e '{g}' ]; do sleep 0.05; done\nfi\nexec '{real}' \"$@\"\n",
+        g = gate.display(),
+        s = started.display()
+    );
+    std::fs::write(bin.join("nft"), script).unwrap();
+    std::fs::set_permissions(bin.join("nft"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+/// Where libnftables is missing the daemon runs the `nft` command for its
+/// rules; while that command is slow (here: held until the test lets it
+/// go), the daemon keeps serving, its mappings keep being made, and the
+/// rules follow once the command is done.
+#[test]
+fn a_slow_nft_command_does_not_stop_the_daemon() {
+    let mut bed = Bed::new("nftslow");
+    bed.fw4_start();
+    let lib = without_libnftables(&bed.dir);
+    let gate = bed.dir.join("gate");
+    let started_flag = bed.dir.join("started");
+    let bin = held_nft(&bed.dir, &gate, &started_flag);
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    bed.env = vec![
+        ("PATH".into(), path),
+        ("LD_LIBRARY_PATH".into(), lib.display().to_string()),
+    ];
+    let dir = config(&bed, "");
+    bed.start(&["--config-dir", &dir]);
+    assert!(bed.log().contains("via the nft command"), "{}", bed.log());
+    add(&bed, "18080", "TCP", "8080", "600");
+
+    // the next nft command waits, and a fw4 reload calls for one
+    std::fs::write(&gate, "").unwrap();
+    bed.fw4_reload();
+    let t = Instant::now();
+    while !started_flag.exists() {
+        assert!(t.elapsed() < Duration::from_secs(10), "{}", bed.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // meanwhile the daemon answers, and maps
+    let c = bed.c.clone();
+    let desc = in_netns(&c, || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect((LAN_IP, 5000)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let req = format!(
+            "GET /rootDesc.xml HTTP/1.1\r\nHost: {LAN_IP}:5000\r\nConnection: close\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    });
+    assert!(
+        desc.starts_with("HTTP/1.1 200"),
+        "not served while nft runs: {desc:?}"
+    );
+    add(&bed, "18081", "TCP", "8081", "600");
+    assert!(
+        started_flag.exists() && gate.exists(),
+        "nft was let go early"
+    );
+
+    // nft goes on: the rules are back, both mappings carry traffic
+    std::fs::remove_file(&gate).unwrap();
+    let t = Instant::now();
+    while !bed
+        .nft("list chain inet fw4 upnp_prerouting")
+        .contains("rupnpd")
+    {
+        assert!(t.elapsed() < Duration::from_secs(10), "{}", bed.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(bed.tcp_through(18080, 8080));
+    assert!(bed.tcp_through(18081, 8081));
+}

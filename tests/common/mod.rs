@@ -121,6 +121,8 @@ pub struct Bed {
     pub wan_dev: String,
     /// The `fw4 print` the router's firewall4 loads.
     pub fw4_print: fw4::Print,
+    /// Environment variables the daemons started from now on get.
+    pub env: Vec<(String, String)>,
     daemons: Vec<Child>,
 }
 
@@ -150,6 +152,7 @@ impl Bed {
             lan_dev: lan_dev.to_string(),
             wan_dev: wan_dev.to_string(),
             fw4_print: fw4::Print::Default,
+            env: Vec::new(),
             daemons: Vec::new(),
         };
         bed.teardown_netns();
@@ -417,6 +420,7 @@ impl Bed {
         let bin = daemon_bin();
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.r])
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .arg(&bin)
             .args(log_args)
             .args(args)
