@@ -55,6 +55,7 @@ use crate::sys::nft::{self, Look, Nft, Setup};
 use crate::sys::udp::Datagram;
 use crate::sys::{notify, ubus};
 
+use api::UciWrites;
 use commit::Deferred;
 use frontends::FrontEnds;
 use stun::Stun;
@@ -137,6 +138,8 @@ pub struct Daemon {
     claims_stamp: Option<files::Stamp>,
     /// The warnings of refused requests, bounded.
     refusals: LogLimit,
+    /// `ubus set`'s writes of the configuration, off the loop.
+    uci: UciWrites,
     /// Replies waiting for the turn's firewall transaction.
     deferred: Vec<Deferred>,
     fronts: FrontEnds,
@@ -339,6 +342,22 @@ for when it starts again, refusing new ones until then",
         self.refresh_claims();
     }
 
+    /// The `nft` command finished a transaction off the loop.
+    fn on_nft_done(&mut self, done: nft::CmdDone) {
+        match (done.then, done.result) {
+            (nft::Then::Elements, Ok(())) => {
+                let now = self.now();
+                if let Err(e) = self.core.reinstall(&mut self.nft, now) {
+                    log::error!("installing mappings after the nft command: {e}");
+                }
+            }
+            (nft::Then::Elements, Err(e)) => {
+                log::error!("installing the firewall rules with the nft command: {e}");
+            }
+            (nft::Then::HooksHandedOver, r) => nft::log_hand_over(r),
+        }
+    }
+
     fn restore_firewall(&mut self, why: &str) {
         let t = std::time::Instant::now();
         let now = self.now();
@@ -518,6 +537,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
         firewall_check_at: None,
         claims_stamp: None,
         refusals: LogLimit::new("refused requests"),
+        uci: UciWrites::default(),
         deferred: Vec::new(),
         fronts: FrontEnds::new(http_tx, udp_tx, server),
         fronts_stale: true,
@@ -544,6 +564,13 @@ async fn main_loop(opts: Options) -> Result<(), String> {
         .set_policy(Policy::from_config(&d.cfg, d.claims.clone()));
     let restored = d.restore_leases();
     let now = d.now();
+    // Without libnftables the structure goes in through the nft command
+    // first, awaited: nothing is served yet.
+    d.nft.set_setup(d.nft_setup());
+    d.nft
+        .settle()
+        .await
+        .map_err(|e| format!("cannot install the firewall structure: {e}"))?;
     // Installs exactly the restored table: anything a previous instance
     // left in the kernel that no lease owns is removed here.
     d.install_setup("installing the firewall")
@@ -597,6 +624,8 @@ async fn main_loop(opts: Options) -> Result<(), String> {
             r = async { match &addrwatch { Some(w) => w.changed().await, None => std::future::pending().await } } => {
                 if r.is_ok() { wan_event = true; }
             }
+            done = d.nft.cmd_done() => d.on_nft_done(done),
+            written = d.uci.done() => d.on_uci_written(written),
         }
         for _ in 0..TURN_BATCH {
             match http_rx.try_recv() {
@@ -628,6 +657,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
         d.on_timers();
         d.commit();
     }
+    d.nft.finish().await;
     d.shutdown();
     Ok(())
 }

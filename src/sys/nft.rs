@@ -52,7 +52,8 @@ use ruleset::{
     MARKER, PIN6, PIN6_H, PIN6_HP, PIN6_P, SNAT, STUN, ident_ok,
 };
 pub use ruleset::{Setup, describe, structure};
-use runner::{LibNft, Runner, first_line, nft_command, trim_heap};
+pub use runner::{CmdDone, Then};
+use runner::{CmdQueue, LibNft, NFT_LIMIT, Runner, first_line, nft_command, trim_heap};
 
 /// When an element operation runs inside one transaction. Deleting an
 /// element that may already be gone (expired in the kernel, flushed by a
@@ -107,6 +108,13 @@ pub struct Nft {
     /// Whether adding an existing element renews it in place (Linux ≥
     /// 6.12); None until probed after the first restore.
     in_place: Option<bool>,
+    /// Without libnftables: the `nft` command's transactions, off the
+    /// loop.
+    cmds: CmdQueue,
+    /// The structure text the `nft` command has just put in place: the
+    /// restore that follows installs the elements without running it
+    /// again.
+    fresh: Option<String>,
 }
 
 impl Nft {
@@ -148,7 +156,48 @@ impl Nft {
             fwd: HashMap::new(),
             flush_next: true,
             in_place: None,
+            cmds: CmdQueue::default(),
+            fresh: None,
         })
+    }
+
+    /// At start without libnftables: runs the structure through the `nft`
+    /// command and waits for it (nothing is served yet), so that the
+    /// first restore finds the sets in place.
+    pub async fn settle(&mut self) -> Result<(), String> {
+        if self.in_process() || self.stopped || self.fw4_table_gone() {
+            return Ok(());
+        }
+        let c = structure(&self.names, &self.setup, self.own_base);
+        self.cmds.submit(c, Then::Elements);
+        let mut result = Ok(());
+        while self.cmds.busy() {
+            let done = self.cmd_done().await;
+            if done.then == Then::Elements {
+                result = done.result;
+            }
+        }
+        result
+    }
+
+    /// The next transaction the `nft` command finished, for the loop
+    /// (never resolves while none runs). After [`Then::Elements`] the
+    /// caller restores the elements; the structure is not run again.
+    pub async fn cmd_done(&mut self) -> CmdDone {
+        let (text, done) = self.cmds.done().await;
+        if done.then == Then::Elements && done.result.is_ok() {
+            self.fresh = Some(text);
+        }
+        done
+    }
+
+    /// At stop: waits for the `nft` command's running transaction (it
+    /// is bounded), and drops those not started.
+    pub async fn finish(&mut self) {
+        self.cmds.drop_waiting();
+        while self.cmds.busy() {
+            let _ = self.cmds.done().await;
+        }
     }
 
     /// True when libnftables is in use for structure transactions (no
@@ -216,9 +265,9 @@ impl Nft {
         for chain in [BASE_FORWARD, BASE_DSTNAT, BASE_SRCNAT] {
             let _ = writeln!(d, "delete chain inet {t} {chain}");
         }
-        match self.run(&d) {
-            Ok(_) => log::info!("nftables: fw4 started; its hooks replace ours"),
-            Err(e) => log::warn!("nftables: removing our hooks now that fw4 has started: {e}"),
+        match self.runner {
+            Runner::Cmd => self.cmds.submit(d, Then::HooksHandedOver),
+            Runner::Lib => log_hand_over(self.run(&d).map(|_| ())),
         }
         self.release_lib();
         self.own_base = false;
@@ -242,9 +291,11 @@ impl Nft {
         self.run_text(cmds).map_err(|e| first_line(&e))
     }
 
+    /// Structure text, now: libnftables, or (when stopping) the `nft`
+    /// command, bounded.
     fn run_text(&mut self, cmds: &str) -> Result<String, String> {
         match self.runner {
-            Runner::Cmd => nft_command(cmds),
+            Runner::Cmd => nft_command(cmds, NFT_LIMIT),
             Runner::Lib => {
                 let lib = match self.lib.as_mut() {
                     Some(l) => l,
@@ -285,7 +336,18 @@ impl Nft {
             return Ok(());
         }
         let c = structure(&self.names, &self.setup, self.own_base);
-        self.run(&c)?;
+        match self.runner {
+            Runner::Lib => {
+                self.run(&c)?;
+            }
+            // Off the loop: the elements go into the sets that are there
+            // now, and once more when the structure is in (`cmd_done`).
+            Runner::Cmd => {
+                if self.fresh.take().as_deref() != Some(c.as_str()) {
+                    self.cmds.submit(c, Then::Elements);
+                }
+            }
+        }
         if self.in_place.is_none() {
             let yes = self.probe_in_place();
             log::info!(
@@ -721,6 +783,14 @@ impl Nft {
     pub fn pinhole_key(p: &Pinhole) -> String {
         let (set, e) = pin_elem(p);
         pin_map_key(set, e.key.as_bytes())
+    }
+}
+
+/// The log line of handing the hooks over to fw4.
+pub fn log_hand_over(r: Result<(), String>) {
+    match r {
+        Ok(()) => log::info!("nftables: fw4 started; its hooks replace ours"),
+        Err(e) => log::warn!("nftables: removing our hooks now that fw4 has started: {e}"),
     }
 }
 
