@@ -587,3 +587,106 @@ fn a_slow_nft_command_does_not_stop_the_daemon() {
     assert!(bed.tcp_through(18080, 8080));
     assert!(bed.tcp_through(18081, 8081));
 }
+
+/// What the LAN host's server at `CLIENT_IP:port` sees of a TCP
+/// connection from `from` (an address of the LAN host) to the external
+/// address: the peer address, if the connection arrived.
+fn hairpin_tcp_peer(bed: &Bed, from: &str, eport: u16, port: u16) -> Option<std::net::IpAddr> {
+    use std::io::{Read, Write};
+    let listener = in_netns(&bed.c, move || {
+        bind_retry(|| std::net::TcpListener::bind((CLIENT_IP, port)))
+    });
+    let from: std::net::Ipv4Addr = from.parse().unwrap();
+    let c = bed.c.clone();
+    let client = std::thread::spawn(move || {
+        in_netns(&c, move || {
+            use socket2::{Domain, Socket, Type};
+            let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+            s.bind(&std::net::SocketAddr::from((from, 0)).into())
+                .unwrap();
+            let to =
+                std::net::SocketAddr::from((WAN_IP.parse::<std::net::Ipv4Addr>().unwrap(), eport));
+            s.connect_timeout(&to.into(), Duration::from_secs(2)).ok()?;
+            let mut t: std::net::TcpStream = s.into();
+            t.write_all(b"hairpin").ok()
+        })
+    });
+    listener.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let peer = loop {
+        match listener.accept() {
+            Ok((mut s, peer)) => {
+                s.set_nonblocking(false).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                let mut buf = [0u8; 7];
+                break (s.read_exact(&mut buf).is_ok() && &buf == b"hairpin").then_some(peer.ip());
+            }
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            Err(_) => break None,
+        }
+    };
+    let _ = client.join();
+    peer
+}
+
+/// The same over UDP, from the mapped socket itself (`from:port`, the
+/// way a game tests its own mapping) or from another socket: the source
+/// the mapped socket sees.
+fn hairpin_udp_peer(bed: &Bed, from: &str, eport: u16, port: u16) -> Option<std::net::SocketAddr> {
+    let from = from.to_string();
+    in_netns(&bed.c, move || {
+        let mapped = bind_retry(|| std::net::UdpSocket::bind((CLIENT_IP, port)));
+        let sender = if from == CLIENT_IP {
+            mapped.try_clone().unwrap()
+        } else {
+            std::net::UdpSocket::bind((from.as_str(), 0)).unwrap()
+        };
+        mapped
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        for _ in 0..4 {
+            sender.send_to(b"hairpin", (WAN_IP, eport)).unwrap();
+            let mut buf = [0u8; 16];
+            if let Ok((n, peer)) = mapped.recv_from(&mut buf) {
+                if &buf[..n] == b"hairpin" {
+                    return Some(peer);
+                }
+            }
+        }
+        None
+    })
+}
+
+/// Hairpin to a mapping, from another LAN host and from the mapped host
+/// itself: both arrive, with the router's LAN address as their source (a
+/// packet from the host's own address would come back as a martian),
+/// over TCP and UDP, on the bed's plain LAN port and on a real bridge.
+#[test]
+fn hairpin_from_the_mapped_host_itself_as_from_another() {
+    for (name, bridge) in [("hpself", false), ("hpbr", true)] {
+        let mut bed = if bridge {
+            Bed::with_bridge(name)
+        } else {
+            Bed::new(name)
+        };
+        bed.fw4_start();
+        let dir = config(&bed, "");
+        bed.start(&["--config-dir", &dir]);
+        add(&bed, "18080", "TCP", "8080", "600");
+        add(&bed, "19000", "UDP", "9000", "600");
+        let router: std::net::IpAddr = LAN_IP.parse().unwrap();
+        for from in [CLIENT2_IP, CLIENT_IP] {
+            assert_eq!(
+                hairpin_tcp_peer(&bed, from, 18080, 8080),
+                Some(router),
+                "TCP from {from} (bridge: {bridge})"
+            );
+            let udp = hairpin_udp_peer(&bed, from, 19000, 9000);
+            assert_eq!(
+                udp.map(|p| p.ip()),
+                Some(router),
+                "UDP from {from} (bridge: {bridge})"
+            );
+        }
+    }
+}

@@ -137,6 +137,19 @@ impl Bed {
     /// `wan_dev` (a LAN on a plain port, a PPPoE WAN, the bed a capture
     /// was made in).
     pub fn with_devices(name: &str, lan_dev: &str, wan_dev: &str) -> Bed {
+        Bed::build(name, lan_dev, wan_dev, false)
+    }
+
+    /// Builds the bed with the router's LAN a real bridge, as on OpenWrt:
+    /// `br-lan` with the port `lan1` that leads to the LAN host. As on
+    /// OpenWrt (no kmod-br-netfilter), bridged frames skip the IP hooks
+    /// (`bridge-nf-call-iptables` 0 where the host kernel has
+    /// br_netfilter).
+    pub fn with_bridge(name: &str) -> Bed {
+        Bed::build(name, LAN_DEV, WAN_DEV, true)
+    }
+
+    fn build(name: &str, lan_dev: &str, wan_dev: &str, bridge: bool) -> Bed {
         require(&["ip", "nft"]);
         // The test process's id keeps two runs of the suite (two checkouts)
         // apart; scripts/test.sh removes the beds of processes that are gone.
@@ -160,10 +173,30 @@ impl Bed {
             must(&["ip", "netns", "add", ns]);
             must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
         }
+        let lan_port = if bridge { "lan1" } else { lan_dev };
         must(&[
             "ip", "link", "add", "c-eth0", "netns", &bed.c, "type", "veth", "peer", "name",
-            lan_dev, "netns", &bed.r,
+            lan_port, "netns", &bed.r,
         ]);
+        if bridge {
+            must(&["ip", "-n", &bed.r, "link", "add", lan_dev, "type", "bridge"]);
+            must(&[
+                "ip", "-n", &bed.r, "link", "set", lan_port, "master", lan_dev,
+            ]);
+            must(&["ip", "-n", &bed.r, "link", "set", lan_port, "up"]);
+            for family in ["iptables", "ip6tables"] {
+                // absent without br_netfilter, which is what is wanted
+                let _ = sh(&[
+                    "ip",
+                    "netns",
+                    "exec",
+                    &bed.r,
+                    "sysctl",
+                    "-qw",
+                    &format!("net.bridge.bridge-nf-call-{family}=0"),
+                ]);
+            }
+        }
         must(&[
             "ip", "link", "add", "w-eth0", "netns", &bed.w, "type", "veth", "peer", "name",
             wan_dev, "netns", &bed.r,
