@@ -551,19 +551,7 @@ fn a_slow_nft_command_does_not_stop_the_daemon() {
         std::thread::sleep(Duration::from_millis(20));
     }
     // meanwhile the daemon answers, and maps
-    let c = bed.c.clone();
-    let desc = in_netns(&c, || {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect((LAN_IP, 5000)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-        let req = format!(
-            "GET /rootDesc.xml HTTP/1.1\r\nHost: {LAN_IP}:5000\r\nConnection: close\r\n\r\n"
-        );
-        s.write_all(req.as_bytes()).unwrap();
-        let mut out = Vec::new();
-        let _ = s.read_to_end(&mut out);
-        String::from_utf8_lossy(&out).into_owned()
-    });
+    let desc = description_within(&bed.c, Duration::from_secs(3));
     assert!(
         desc.starts_with("HTTP/1.1 200"),
         "not served while nft runs: {desc:?}"

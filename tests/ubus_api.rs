@@ -518,22 +518,11 @@ async fn set_writes_the_configuration_off_the_loop() {
             }
         };
         // the daemon now waits for the file's text: is it serving?
-        let served = in_netns(&c, || {
-            use std::io::{Read, Write};
-            let mut s = std::net::TcpStream::connect((LAN_IP, 5000)).unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-            let req = format!(
-                "GET /rootDesc.xml HTTP/1.1\r\nHost: {LAN_IP}:5000\r\nConnection: close\r\n\r\n"
-            );
-            s.write_all(req.as_bytes()).unwrap();
-            let mut out = Vec::new();
-            let _ = s.read_to_end(&mut out);
-            String::from_utf8_lossy(&out)
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_string()
-        });
+        let served = description_within(&c, Duration::from_secs(3))
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string();
         use std::io::Write;
         w.write_all(text.as_bytes()).unwrap();
         drop(w);

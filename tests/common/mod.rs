@@ -1004,6 +1004,22 @@ SOAPAction: \"{urn}#{action}\"\r\nContent-Length: {}\r\n\r\n{body}",
     }
 }
 
+/// A GET of the description from namespace `ns`, its answer given
+/// `max` to arrive: the whole answer, as far as it came ("" for none).
+pub fn description_within(ns: &str, max: Duration) -> String {
+    in_netns(ns, move || {
+        let mut s = TcpStream::connect((LAN_IP, 5000)).unwrap();
+        s.set_read_timeout(Some(max)).unwrap();
+        let req = format!(
+            "GET /rootDesc.xml HTTP/1.1\r\nHost: {LAN_IP}:5000\r\nConnection: close\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    })
+}
+
 /// A UDP socket created in namespace `ns`, bound to `addr:0`.
 pub fn udp_in(ns: &str, addr: &str) -> UdpSocket {
     let a: Ipv4Addr = addr.parse().unwrap();

@@ -86,9 +86,10 @@ impl Router {
         Router::new(Config::default())
     }
 
-    /// `raw` from [`ME`] to [`LAN`], answered within a loop turn that has
-    /// not ended: the reply waits for the turn's firewall transaction.
-    fn handle_in_turn(&mut self, raw: &str) -> Reply {
+    /// `raw` from `from` to `local`, answered within a loop turn that
+    /// has not ended: the reply waits for the turn's firewall
+    /// transaction. Also whether it was a HEAD.
+    fn handle_in_turn(&mut self, from: &str, local: &str, raw: &str) -> (Reply, bool) {
         let (req, head) = crate::proto::http::parse_head(raw.as_bytes())
             .unwrap()
             .unwrap();
@@ -99,46 +100,30 @@ impl Router {
         };
         let q = Inbound {
             client: Client {
-                peer: SocketAddr::new(ME.parse().unwrap(), 40000),
-                local: LAN.parse().unwrap(),
+                peer: SocketAddr::new(from.parse().unwrap(), 40000),
+                local: local.parse().unwrap(),
             },
             head: &req,
             body: &raw.as_bytes()[head..],
             now: self.now,
             facts: &self.facts,
         };
-        self.web.handle(&mut self.core, site, &q)
+        let r = self.web.handle(&mut self.core, site, &q);
+        (r, req.method() == Method::Head)
     }
 
     /// `raw` from `from` to `local`; the response as the client reads it.
     fn send_to(&mut self, from: &str, local: &str, raw: &str) -> String {
-        let (req, head) = crate::proto::http::parse_head(raw.as_bytes())
-            .unwrap()
-            .unwrap();
-        let body = &raw.as_bytes()[head..];
-        let peer = SocketAddr::new(from.parse().unwrap(), 40000);
-        let client = Client {
-            peer,
-            local: local.parse().unwrap(),
-        };
+        let (r, head_only) = self.handle_in_turn(from, local, raw);
+        // the turn ends: the firewall takes the changes
+        let turn = self.core.commit_turn(&mut Recording::default(), self.now);
+        self.events.extend(turn.events);
         let site = Site {
             device: &self.device,
             lans: &self.lans,
             wan: &self.wan,
         };
-        let q = Inbound {
-            client,
-            head: &req,
-            body,
-            now: self.now,
-            facts: &self.facts,
-        };
-        let r = self.web.handle(&mut self.core, site, &q);
-        // the turn ends: the firewall takes the changes
-        let turn = self.core.commit_turn(&mut Recording::default(), self.now);
-        self.events.extend(turn.events);
         self.web.track_evented(&self.core, site);
-        let head_only = req.method() == Method::Head;
         String::from_utf8(r.ok.emit("test", DATE, head_only)).unwrap()
     }
 
@@ -1261,8 +1246,13 @@ fn events_follow_the_table() {
 #[test]
 fn a_failed_turn_fails_only_the_requests_that_changed_state() {
     let mut r = Router::igd2();
-    let get = r.handle_in_turn("GET /rootDesc.xml HTTP/1.1\r\nHost: 192.168.77.1:5000\r\n\r\n");
-    let sub = r.handle_in_turn(
+    let in_turn = |r: &mut Router, raw: &str| r.handle_in_turn(ME, LAN, raw).0;
+    let get = in_turn(
+        &mut r,
+        "GET /rootDesc.xml HTTP/1.1\r\nHost: 192.168.77.1:5000\r\n\r\n",
+    );
+    let sub = in_turn(
+        &mut r,
         "SUBSCRIBE /evt/IPConn HTTP/1.1\r\nHost: 192.168.77.1:5000\r\n\
 CALLBACK: <http://192.168.77.2:4000/>\r\nNT: upnp:event\r\nTIMEOUT: Second-1800\r\n\r\n",
     );
@@ -1276,14 +1266,17 @@ CALLBACK: <http://192.168.77.2:4000/>\r\nNT: upnp:event\r\nTIMEOUT: Second-1800\
             body.len()
         )
     };
-    let count = r.handle_in_turn(&soap("GetPortMappingNumberOfEntries", ""));
-    let add = r.handle_in_turn(&soap(
-        "AddPortMapping",
-        "<NewRemoteHost></NewRemoteHost><NewExternalPort>18080</NewExternalPort>\
+    let count = in_turn(&mut r, &soap("GetPortMappingNumberOfEntries", ""));
+    let add = in_turn(
+        &mut r,
+        &soap(
+            "AddPortMapping",
+            "<NewRemoteHost></NewRemoteHost><NewExternalPort>18080</NewExternalPort>\
 <NewProtocol>TCP</NewProtocol><NewInternalPort>8080</NewInternalPort>\
 <NewInternalClient>192.168.77.2</NewInternalClient><NewEnabled>1</NewEnabled>\
 <NewPortMappingDescription>x</NewPortMappingDescription><NewLeaseDuration>600</NewLeaseDuration>",
-    ));
+        ),
+    );
     let mut fw = Recording {
         fail_next: Some("refused".into()),
         fail_restore: Some("still refused".into()),
