@@ -3,15 +3,14 @@
 //! daemon creates where fw4 is absent).
 //!
 //! Owns: the transaction per loop turn, restoring after a firewall
-//! reload, telling a stopped fw4 from a reloaded one, and the netlink
-//! watch that notices either. Elements
-//! (the per-mapping hot path, `elements`) go straight to the kernel
-//! through [`super::nfnl`], one netlink round trip per transaction. The
-//! structure (tables, chains, set declarations, rules: `ruleset`) is
-//! nft text, rare (start, firewall reload, WAN/LAN change), applied
-//! through libnftables loaded for that one transaction and unloaded
-//! after, or through the `nft` binary when the library is missing
-//! (`runner`).
+//! reload, and telling a stopped fw4 from a reloaded one; the netlink
+//! watch that notices either is `monitor`. Elements (the per-mapping hot
+//! path, `elements`) go straight to the kernel through [`super::nfnl`],
+//! one netlink round trip per transaction. The structure (tables, chains,
+//! set declarations, rules: `ruleset`) is nft text, rare (start, firewall
+//! reload, WAN/LAN change), applied through libnftables loaded for that
+//! one transaction and unloaded after, or through the `nft` binary, off
+//! the loop, when the library is missing (`runner`).
 //!
 //! Layout (per-packet cost is one hash lookup whatever the number of
 //! mappings, the kernel expires leases even if the daemon dies, and every
@@ -27,26 +26,25 @@
 //! ```
 
 mod elements;
+mod monitor;
 mod ruleset;
 mod runner;
 
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::io;
 use std::net::Ipv4Addr;
 
 use crate::config::NftNames;
 use crate::core::firewall::{Counters, Firewall};
 use crate::core::pinhole::{PinChange, Pinhole};
 use crate::core::table::{Change, Key, Mapping, Millis};
-use crate::proto::netlink::nftables::{self, Batch, Counter, Data, Elem, Notice};
-use crate::sys::netif::McastSocket;
+use crate::proto::netlink::nftables::{self, Batch, Counter, Data, Elem};
 use crate::sys::nfnl;
 use elements::{
     FwdKey, FwdRefs, counters, dnat_elem, dnat_mapping_key, fwd_elem, fwd_key, fwd_state, pin_elem,
     pin_map_key, snat_elem, timeout_ms,
 };
+pub use monitor::Monitor;
 use ruleset::{
     ALIVE, BASE_DSTNAT, BASE_FORWARD, BASE_SRCNAT, DECLARATIONS, DNAT, DNAT_RH, EXTADDR, FWD,
     MARKER, PIN6, PIN6_H, PIN6_HP, PIN6_P, SNAT, STUN, ident_ok,
@@ -804,85 +802,4 @@ pub enum Look {
     Damaged,
     /// fw4's table is gone (fw4 stopped): leave it gone.
     Stopped,
-}
-
-/// Watches nf_tables netlink notifications for transactions committed by
-/// other processes that touch the daemon's table (fw4 reload, `nft -f`),
-/// so the daemon can check that its structure survived. Transactions
-/// elsewhere (banIP's own table) or on other sets of the same table
-/// (dnsmasq's nftset elements in fw4's) are none of its business: they
-/// come all day on a busy router and are passed over.
-pub struct Monitor {
-    sock: McastSocket,
-    pid: u32,
-    table: String,
-    /// A notification of the transaction being read concerned us; kept
-    /// across calls, since a wait can be cancelled between two datagrams
-    /// of one transaction.
-    concerned: Cell<bool>,
-}
-
-impl Monitor {
-    pub fn new(table: &str) -> io::Result<Monitor> {
-        Ok(Monitor {
-            sock: McastSocket::open(
-                libc::NETLINK_NETFILTER,
-                1 << (nftables::NFNLGRP_NFTABLES - 1),
-            )?,
-            pid: std::process::id(),
-            table: table.to_string(),
-            concerned: Cell::new(false),
-        })
-    }
-
-    /// Whether one notification is about our table's structure or our
-    /// sets.
-    fn concerns_us(&self, n: Notice<'_>) -> bool {
-        let ours = |family: u8, table: &[u8]| {
-            family == nftables::NFPROTO_INET && table == self.table.as_bytes()
-        };
-        match n {
-            Notice::Gen { .. } => false,
-            Notice::Elements { family, table, set } => {
-                ours(family, table)
-                    && DECLARATIONS
-                        .iter()
-                        .any(|(_, name, _)| name.as_bytes() == set)
-            }
-            Notice::Object { family, table } => ours(family, table),
-            Notice::Unknown => true,
-        }
-    }
-
-    /// Waits until some other process commits an nftables transaction
-    /// that touches our table's structure or our sets.
-    pub async fn foreign_commit(&self) -> io::Result<()> {
-        let mut buf = vec![0u8; 65536];
-        loop {
-            let mut relevant = false;
-            self.sock
-                .recv_batch(&mut buf, 256, |d| match d {
-                    // Lost notifications: assume the worst.
-                    None => relevant = true,
-                    Some(d) => {
-                        for n in nftables::notices(d) {
-                            match n {
-                                Notice::Gen { pid } => {
-                                    relevant |= self.concerned.replace(false) && pid != self.pid;
-                                }
-                                n => {
-                                    if self.concerns_us(n) {
-                                        self.concerned.set(true);
-                                    }
-                                }
-                            }
-                        }
-                    }
-                })
-                .await?;
-            if relevant {
-                return Ok(());
-            }
-        }
-    }
 }
