@@ -358,7 +358,7 @@ fn pcp_prefer_failure_and_filter() {
     req.options = vec![Opt::Filter {
         prefix_len: 0,
         port: 0,
-        peer: Ipv4Addr::UNSPECIFIED,
+        peer: Ipv4Addr::UNSPECIFIED.into(),
     }];
     let r = pcp(&bed, CLIENT_IP, &req);
     assert_eq!(
@@ -376,7 +376,7 @@ fn pcp_prefer_failure_and_filter() {
 fn pcp_third_party_refused_by_default_allowed_by_configuration() {
     let (mut bed, _) = started("pmtp", "");
     let mut req = map(CLIENT_IP, 11, TCP, 27500, 7500, 600);
-    req.options = vec![Opt::ThirdParty(ip(CLIENT2_IP))];
+    req.options = vec![Opt::ThirdParty(ip(CLIENT2_IP).into())];
     // RFC 6887 §13.1: a server not configured for it does not support it
     let r = pcp(&bed, CLIENT_IP, &req);
     assert_eq!(r.result, result::UNSUPP_OPTION, "{r:?}");
@@ -413,7 +413,7 @@ fn pcp_third_party_refused_by_default_allowed_by_configuration() {
     assert!(bed.tcp_passes(7500, 27500));
     // THIRD_PARTY naming the sender itself is malformed (§13.1)
     let mut own = map(CLIENT_IP, 12, TCP, 27501, 7501, 600);
-    own.options = vec![Opt::ThirdParty(ip(CLIENT_IP))];
+    own.options = vec![Opt::ThirdParty(ip(CLIENT_IP).into())];
     let r = pcp(&bed, CLIENT_IP, &own);
     assert_eq!(r.result, result::MALFORMED_REQUEST, "{r:?}");
 }
@@ -439,7 +439,7 @@ fn no_protocol_maps_to_an_address_that_is_no_lan_host() {
     for (i, addr) in bad.iter().enumerate() {
         let port = 27600 + i as u16;
         let mut req = map(CLIENT_IP, 30 + i as u8, TCP, port, port, 600);
-        req.options = vec![Opt::ThirdParty(ip(addr))];
+        req.options = vec![Opt::ThirdParty(ip(addr).into())];
         let r = pcp(&bed, CLIENT_IP, &req);
         assert_eq!(r.result, result::NOT_AUTHORIZED, "PCP for {addr}: {r:?}");
         let (code, text) = bed.soap(
@@ -457,7 +457,7 @@ fn no_protocol_maps_to_an_address_that_is_no_lan_host() {
     assert!(bed.dnat_elements().is_empty(), "{}", bed.log());
     // a LAN host other than the sender is fine without secure mode
     let mut req = map(CLIENT_IP, 40, TCP, 27700, 27700, 600);
-    req.options = vec![Opt::ThirdParty(ip(CLIENT2_IP))];
+    req.options = vec![Opt::ThirdParty(ip(CLIENT2_IP).into())];
     assert_eq!(pcp(&bed, CLIENT_IP, &req).result, result::SUCCESS);
 }
 

@@ -576,18 +576,28 @@ impl Core {
 
     // ------------------------------------------------------------ pinholes
 
-    /// AddPinhole: a new pinhole, or the identical one extended. Returns
-    /// its UniqueID.
+    /// AddPinhole, PCP MAP or PEER: a new pinhole, or the identical one
+    /// extended. Returns its UniqueID. A refusal is recorded as an event.
     pub fn add_pinhole(
         &mut self,
         req: &PinRequest,
         now: Millis,
         facts: &dyn Facts,
     ) -> Result<u16, PinRefusal> {
-        if self.firewall_down && !self.pinholes.holds(req) {
-            return Err(PinRefusal::FirewallDown);
-        }
-        let (id, renewed) = self.pinholes.add(&self.pin_policy, facts, req, now)?;
+        // a new pinhole would exist only in the table; one held is kept
+        // and renewed either way
+        let refused = if self.firewall_down && !self.pinholes.holds(req) {
+            Err(PinRefusal::FirewallDown)
+        } else {
+            self.pinholes.add(&self.pin_policy, facts, req, now)
+        };
+        let (id, renewed) = match refused {
+            Ok(x) => x,
+            Err(r) => {
+                self.refuse_pinhole(req, r, now);
+                return Err(r);
+            }
+        };
         let p = self.pinholes.get(id).cloned();
         if let Some(p) = p {
             let (kind, why) = if renewed {
@@ -598,6 +608,24 @@ impl Core {
             self.push(kind, Subject::Pinhole(p), why);
         }
         Ok(id)
+    }
+
+    /// Records a refused pinhole request (for logs and the ubus event).
+    pub fn refuse_pinhole(&mut self, req: &PinRequest, r: PinRefusal, now: Millis) {
+        let p = Pinhole {
+            id: 0,
+            remote: req.remote,
+            rport: req.rport,
+            iaddr: req.iaddr,
+            iport: req.iport,
+            proto: req.proto,
+            expires: now,
+            client: req.client,
+            origin: req.origin,
+            nonce: req.nonce,
+            peer: req.peer,
+        };
+        self.push(EventKind::Refuse, Subject::Pinhole(p), r.reason());
     }
 
     /// UpdatePinhole: a new lease for an existing pinhole.
@@ -683,6 +711,12 @@ impl Core {
                 Err(r)
             }
         }
+    }
+
+    /// Whether `requester` may renew or delete pinhole `p` (secure mode:
+    /// its creator or the host it admits traffic to).
+    pub fn may_manage_pinhole(&self, requester: IpAddr, p: &Pinhole, facts: &dyn Facts) -> bool {
+        Pinholes::may_manage(&self.pin_policy, facts, requester, p)
     }
 
     /// Takes what was restored at start as installed: the daemon installs
@@ -784,14 +818,12 @@ mod tests {
     }
 
     fn pin(port: u16) -> PinRequest {
+        let me: std::net::Ipv6Addr = "fd77::2".parse().unwrap();
         PinRequest {
-            client: "fd77::2".parse().unwrap(),
-            remote: None,
-            rport: 0,
-            iaddr: "fd77::2".parse().unwrap(),
             iport: port,
             proto: 6,
             lease: 60,
+            ..PinRequest::upnp(me.into(), None, 0, me)
         }
     }
 

@@ -460,6 +460,20 @@ mod tests {
     }
 
     #[test]
+    fn clients_are_counted_by_address_or_by_64() {
+        let k = |s: &str| ClientKey::of(s.parse().unwrap());
+        assert_eq!(k("192.168.1.2"), ClientKey::V4(ip(2)));
+        assert_eq!(k("::ffff:192.168.1.2"), ClientKey::V4(ip(2)));
+        // every address of one /64 is one client; another /64 is another
+        assert_eq!(k("fd77::2"), k("fd77::1234:5678:9abc:def0"));
+        assert_ne!(k("fd77::2"), k("fd77:0:0:1::2"));
+        assert_eq!(k("2001:db8:1:2::9").to_string(), "2001:db8:1:2::/64");
+        // link-local hosts share fe80::/64: each counts alone
+        assert_ne!(k("fe80::1"), k("fe80::2"));
+        assert_eq!(k("fe80::1").to_string(), "fe80::1");
+    }
+
+    #[test]
     fn first_match_and_default_deny() {
         let p = policy();
         assert!(p.permitted(8080, ip(2), 8080));

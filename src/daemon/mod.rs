@@ -124,7 +124,10 @@ pub struct Daemon {
     web: Web,
     ssdp: Ssdp,
     natpmp_pcp: natpmp_pcp::Settings,
+    /// The NAT-PMP/PCP epoch over IPv4 (restarts with the external
+    /// address) and PCP's over IPv6 (restarts with an IPv6 prefix).
     epoch: Epoch,
+    epoch6: Epoch,
     nft: Nft,
     /// Ports `/etc/config/firewall` opens itself.
     claims: Vec<PortClaim>,
@@ -410,6 +413,7 @@ for when it starts again, refusing new ones until then",
         [
             self.core.next_deadline(),
             self.epoch.next_deadline(),
+            self.epoch6.next_deadline(),
             self.web.next_deadline(),
             self.sweeping().then_some(self.next_sweep),
             self.firewall_check_at,
@@ -530,6 +534,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
         ssdp: Ssdp::new(cfg.enabled && cfg.enable_upnp, 0, seed),
         natpmp_pcp: natpmp_pcp::Settings::from_config(&cfg),
         epoch: Epoch::default(),
+        epoch6: Epoch::default(),
         nft,
         claims: Vec::new(),
         leases: LeaseLines::default(),
@@ -559,6 +564,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
     d.apply_wan_change(change, false, "start");
     d.follow_wan(false);
     d.relearn_lans();
+    d.follow_ipv6();
     d.claims = d.read_claims();
     d.core
         .set_policy(Policy::from_config(&d.cfg, d.claims.clone()));
@@ -585,6 +591,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
     log::info!("firewall ready: {}", nft::describe(d.nft.setup()));
     d.sync_frontends().await;
     d.epoch.restart(now);
+    d.epoch6.restart(now);
 
     let sig = |k: SignalKind| signal(k).map_err(|e| format!("signal handler: {e}"));
     let mut sighup = sig(SignalKind::hangup())?;
@@ -648,6 +655,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
             if d.relearn_lans() {
                 let _ = d.install_setup("updating the firewall for new LAN devices");
             }
+            d.follow_ipv6();
         }
         // Before the timers (announcements go out on the new sockets) and
         // the commit (a `set` is answered once its front ends follow).
