@@ -721,3 +721,127 @@ fn soap_flood_keeps_memory_flat_and_others_served() {
     );
     assert!(alive(pid));
 }
+
+/// Opens `n` connections from `from` (an address of the LAN host) to
+/// `to`, each sending `first` (nothing: an idle connection; a partial
+/// head: one in the middle of a request).
+fn hold(bed: &Bed, from: &str, to: SocketAddr, n: usize, first: &'static [u8]) -> Vec<TcpStream> {
+    let from: std::net::IpAddr = from.parse().unwrap();
+    in_netns(&bed.c, move || {
+        (0..n)
+            .map(|_| {
+                use socket2::{Domain, Socket, Type};
+                let s = Socket::new(Domain::for_address(to), Type::STREAM, None).unwrap();
+                s.bind(&SocketAddr::new(from, 0).into()).unwrap();
+                s.connect_timeout(&to.into(), Duration::from_secs(5))
+                    .unwrap();
+                let mut t: TcpStream = s.into();
+                t.write_all(first).unwrap();
+                t
+            })
+            .collect()
+    })
+}
+
+/// A GET of the description from `from`: its status line.
+fn get_from(bed: &Bed, from: &str, to: SocketAddr) -> String {
+    let host = match to {
+        SocketAddr::V4(a) => a.to_string(),
+        SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+    };
+    let mut c = hold(bed, from, to, 1, b"").pop().unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let req = format!("GET /rootDesc.xml HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    c.write_all(req.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out);
+    String::from_utf8_lossy(&out)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Four hosts holding 8 idle connections each fill the server's 32; a
+/// fifth host is still served at once: the oldest idle connection is
+/// closed to make room. Connections in the middle of a request are never
+/// closed for it.
+#[test]
+fn idle_connections_make_way_for_a_new_host() {
+    let (bed, pid) = started("abidle");
+    let hosts = [
+        "192.168.77.50",
+        "192.168.77.51",
+        "192.168.77.52",
+        "192.168.77.53",
+    ];
+    let newcomer = "192.168.77.54";
+    for a in hosts.iter().chain([&newcomer]) {
+        bed.add_addr(&bed.c, &format!("{a}/24"), "c-eth0");
+    }
+    let l = Limits::default();
+    let per = l.max_per_client;
+    let mut idle = Vec::new();
+    for a in hosts {
+        idle.extend(hold(&bed, a, lan_http(), per, b""));
+    }
+    assert_eq!(idle.len(), l.max_connections);
+    assert_eq!(get_from(&bed, newcomer, lan_http()), "HTTP/1.1 200 OK");
+    // the oldest idle connection, the first one opened, was closed
+    let mut first = &idle[0];
+    first
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut out = Vec::new();
+    assert!(matches!(first.read_to_end(&mut out), Ok(0)), "{out:?}");
+    drop(idle);
+
+    // the same with every connection in the middle of a request: no room
+    let mut busy = Vec::new();
+    for a in hosts {
+        busy.extend(hold(&bed, a, lan_http(), per, b"GET / HTTP/1.1\r\n"));
+    }
+    // every connection has been accepted and has its first bytes read
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        get_from(&bed, newcomer, lan_http()),
+        "HTTP/1.1 503 Service Unavailable"
+    );
+    drop(busy);
+    assert!(alive(pid));
+}
+
+/// An IPv6 host may use any address of its /64, so the per-client cap
+/// counts the /64: eight connections from eight addresses of fd77::/64
+/// leave no room for a ninth from another address of it.
+#[test]
+fn ipv6_clients_are_counted_per_64() {
+    let (bed, _) = started("ab64");
+    let to: SocketAddr = format!("[{LAN6}]:5000").parse().unwrap();
+    let per = Limits::default().max_per_client;
+    let mut busy = Vec::new();
+    for i in 0..per {
+        let a = format!("fd77::{:x}", 0x10 + i);
+        let o = bed.exec(
+            &bed.c,
+            &[
+                "ip",
+                "-6",
+                "addr",
+                "add",
+                &format!("{a}/64"),
+                "dev",
+                "c-eth0",
+                "nodad",
+            ],
+        );
+        assert!(o.status.success());
+        busy.extend(hold(&bed, &a, to, 1, b"GET / HTTP/1.1\r\n"));
+    }
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        get_from(&bed, CLIENT6, to),
+        "HTTP/1.1 503 Service Unavailable"
+    );
+    drop(busy);
+}

@@ -470,3 +470,211 @@ fn a_new_wan_address_is_followed() {
     let w = bed.w.clone();
     assert!(bed.tcp_from(&w, "192.0.3.9", 18080, 8080));
 }
+
+/// A directory whose `libnftables.so.1` is a library without nftables'
+/// symbols (the system's libm), so the daemon started with it on
+/// `LD_LIBRARY_PATH` falls back to the `nft` command, as on a router
+/// where only nftables' command-line package is installed.
+fn without_libnftables(dir: &std::path::Path) -> std::path::PathBuf {
+    let o = std::process::Command::new("ldconfig")
+        .arg("-p")
+        .output()
+        .unwrap();
+    let libm = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| l.trim_start().starts_with("libm.so.6 "))
+        .find_map(|l| l.rsplit("=> ").next().map(|p| p.trim().to_string()))
+        .expect("libm.so.6 in ldconfig's cache");
+    let lib = dir.join("nolib");
+    std::fs::create_dir_all(&lib).unwrap();
+    std::os::unix::fs::symlink(libm, lib.join("libnftables.so.1")).unwrap();
+    lib
+}
+
+/// An `nft` in front of the real one that holds its caller while the file
+/// `gate` exists (touching `started` when it begins to wait).
+fn held_nft(
+    dir: &std::path::Path,
+    gate: &std::path::Path,
+    started: &std::path::Path,
+) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let real = std::process::Command::new("sh")
+        .args(["-c", "command -v nft"])
+        .output()
+        .unwrap();
+    let real = String::from_utf8_lossy(&real.stdout).trim().to_string();
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let script = format!(
+        "#!/bin/sh\nunset LD_LIBRARY_PATH\nif [ -e '{g}' ]; then\n\t: > '{s}'\n\twhile [ -e '{g}' ]; do sleep 0.05; done\nfi\nexec '{real}' \"$@\"\n",
+        g = gate.display(),
+        s = started.display()
+    );
+    std::fs::write(bin.join("nft"), script).unwrap();
+    std::fs::set_permissions(bin.join("nft"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+/// Where libnftables is missing the daemon runs the `nft` command for its
+/// rules; while that command is slow (here: held until the test lets it
+/// go), the daemon keeps serving, its mappings keep being made, and the
+/// rules follow once the command is done.
+#[test]
+fn a_slow_nft_command_does_not_stop_the_daemon() {
+    let mut bed = Bed::new("nftslow");
+    bed.fw4_start();
+    let lib = without_libnftables(&bed.dir);
+    let gate = bed.dir.join("gate");
+    let started_flag = bed.dir.join("started");
+    let bin = held_nft(&bed.dir, &gate, &started_flag);
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    bed.env = vec![
+        ("PATH".into(), path),
+        ("LD_LIBRARY_PATH".into(), lib.display().to_string()),
+    ];
+    let dir = config(&bed, "");
+    bed.start(&["--config-dir", &dir]);
+    assert!(bed.log().contains("via the nft command"), "{}", bed.log());
+    add(&bed, "18080", "TCP", "8080", "600");
+
+    // the next nft command waits, and a fw4 reload calls for one
+    std::fs::write(&gate, "").unwrap();
+    bed.fw4_reload();
+    let t = Instant::now();
+    while !started_flag.exists() {
+        assert!(t.elapsed() < Duration::from_secs(10), "{}", bed.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // meanwhile the daemon answers, and maps
+    let desc = description_within(&bed.c, Duration::from_secs(3));
+    assert!(
+        desc.starts_with("HTTP/1.1 200"),
+        "not served while nft runs: {desc:?}"
+    );
+    add(&bed, "18081", "TCP", "8081", "600");
+    assert!(
+        started_flag.exists() && gate.exists(),
+        "nft was let go early"
+    );
+
+    // nft goes on: the rules are back, both mappings carry traffic
+    std::fs::remove_file(&gate).unwrap();
+    let t = Instant::now();
+    while !bed
+        .nft("list chain inet fw4 upnp_prerouting")
+        .contains("rupnpd")
+    {
+        assert!(t.elapsed() < Duration::from_secs(10), "{}", bed.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(bed.tcp_through(18080, 8080));
+    assert!(bed.tcp_through(18081, 8081));
+}
+
+/// What the LAN host's server at `CLIENT_IP:port` sees of a TCP
+/// connection from `from` (an address of the LAN host) to the external
+/// address: the peer address, if the connection arrived.
+fn hairpin_tcp_peer(bed: &Bed, from: &str, eport: u16, port: u16) -> Option<std::net::IpAddr> {
+    use std::io::{Read, Write};
+    let listener = in_netns(&bed.c, move || {
+        bind_retry(|| std::net::TcpListener::bind((CLIENT_IP, port)))
+    });
+    let from: std::net::Ipv4Addr = from.parse().unwrap();
+    let c = bed.c.clone();
+    let client = std::thread::spawn(move || {
+        in_netns(&c, move || {
+            use socket2::{Domain, Socket, Type};
+            let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+            s.bind(&std::net::SocketAddr::from((from, 0)).into())
+                .unwrap();
+            let to =
+                std::net::SocketAddr::from((WAN_IP.parse::<std::net::Ipv4Addr>().unwrap(), eport));
+            s.connect_timeout(&to.into(), Duration::from_secs(2)).ok()?;
+            let mut t: std::net::TcpStream = s.into();
+            t.write_all(b"hairpin").ok()
+        })
+    });
+    listener.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let peer = loop {
+        match listener.accept() {
+            Ok((mut s, peer)) => {
+                s.set_nonblocking(false).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                let mut buf = [0u8; 7];
+                break (s.read_exact(&mut buf).is_ok() && &buf == b"hairpin").then_some(peer.ip());
+            }
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            Err(_) => break None,
+        }
+    };
+    let _ = client.join();
+    peer
+}
+
+/// The same over UDP, from the mapped socket itself (`from:port`, the
+/// way a game tests its own mapping) or from another socket: the source
+/// the mapped socket sees.
+fn hairpin_udp_peer(bed: &Bed, from: &str, eport: u16, port: u16) -> Option<std::net::SocketAddr> {
+    let from = from.to_string();
+    in_netns(&bed.c, move || {
+        let mapped = bind_retry(|| std::net::UdpSocket::bind((CLIENT_IP, port)));
+        let sender = if from == CLIENT_IP {
+            mapped.try_clone().unwrap()
+        } else {
+            std::net::UdpSocket::bind((from.as_str(), 0)).unwrap()
+        };
+        mapped
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        for _ in 0..4 {
+            sender.send_to(b"hairpin", (WAN_IP, eport)).unwrap();
+            let mut buf = [0u8; 16];
+            if let Ok((n, peer)) = mapped.recv_from(&mut buf) {
+                if &buf[..n] == b"hairpin" {
+                    return Some(peer);
+                }
+            }
+        }
+        None
+    })
+}
+
+/// Hairpin to a mapping, from another LAN host and from the mapped host
+/// itself: both arrive, with the router's LAN address as their source (a
+/// packet from the host's own address would come back as a martian),
+/// over TCP and UDP, on the bed's plain LAN port and on a real bridge.
+#[test]
+fn hairpin_from_the_mapped_host_itself_as_from_another() {
+    for (name, bridge) in [("hpself", false), ("hpbr", true)] {
+        let mut bed = if bridge {
+            Bed::with_bridge(name)
+        } else {
+            Bed::new(name)
+        };
+        bed.fw4_start();
+        let dir = config(&bed, "");
+        bed.start(&["--config-dir", &dir]);
+        add(&bed, "18080", "TCP", "8080", "600");
+        add(&bed, "19000", "UDP", "9000", "600");
+        let router: std::net::IpAddr = LAN_IP.parse().unwrap();
+        for from in [CLIENT2_IP, CLIENT_IP] {
+            assert_eq!(
+                hairpin_tcp_peer(&bed, from, 18080, 8080),
+                Some(router),
+                "TCP from {from} (bridge: {bridge})"
+            );
+            let udp = hairpin_udp_peer(&bed, from, 19000, 9000);
+            assert_eq!(
+                udp.map(|p| p.ip()),
+                Some(router),
+                "UDP from {from} (bridge: {bridge})"
+            );
+        }
+    }
+}

@@ -280,3 +280,51 @@ fn pinholes_survive_a_restart() {
     bed.start(&["--config-dir", dir.to_str().unwrap()]);
     assert!(bed.tcp6_through(PEER6, CLIENT6, 8082));
 }
+
+/// Pinholes read back from the lease file at start get the checks a new
+/// request gets: the permission rules (which deny ports below 1024), and
+/// none at all with `ipv6_pinholes '0'`.
+#[test]
+fn restored_pinholes_follow_the_policy() {
+    let expiry = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let lines = format!(
+        "6;{CLIENT6};22;;0;1;{expiry};IGD2 pinhole\n6;{CLIENT6};8080;;0;2;{expiry};IGD2 pinhole\n"
+    );
+    let mut bed = Bed::new("pinpol");
+    bed.fw4_start();
+    let leases6 = bed.dir.join("leases6");
+    let leases = bed.dir.join("leases");
+    let config = |extra: &str| {
+        format!(
+            "config upnpd 'config'\n\toption upnp_lease_file '{}'\n\toption upnp_lease_file6 '{}'\n{extra}\n\
+config perm_rule\n\toption action allow\n\toption ext_ports 1024-65535\n\toption int_addr 0.0.0.0/0\n\toption int_ports 1024-65535\n",
+            leases.display(),
+            leases6.display()
+        )
+    };
+    std::fs::write(&leases6, &lines).unwrap();
+    let dir = bed.config(&config(""));
+    bed.start(&["--config-dir", dir.to_str().unwrap()]);
+    // the path from the WAN host is settled (neighbours resolved; fw4
+    // forwards echo requests) before the first connection crosses it
+    let o = bed.exec(&bed.w, &["ping", "-6", "-c", "1", "-W", "3", CLIENT6]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let set = bed.nft("list set inet fw4 upnp_pin6");
+    assert!(set.contains("fd77::2 . tcp . 8080"), "{set}");
+    assert!(!set.contains(". 22 "), "{set}");
+    assert!(bed.tcp6_through(PEER6, CLIENT6, 8080));
+    assert!(!bed.tcp6_through(PEER6, CLIENT6, 22));
+    bed.stop();
+
+    std::fs::write(&leases6, &lines).unwrap();
+    let dir = bed.config(&config("\toption ipv6_pinholes '0'\n"));
+    bed.start(&["--config-dir", dir.to_str().unwrap()]);
+    let set = bed.nft("list set inet fw4 upnp_pin6");
+    assert!(!set.contains("fd77::2"), "{set}");
+    assert!(!bed.tcp6_through(PEER6, CLIENT6, 8080));
+    assert!(!bed.tcp6_through(PEER6, CLIENT6, 22));
+}

@@ -418,6 +418,49 @@ fn pcp_third_party_refused_by_default_allowed_by_configuration() {
     assert_eq!(r.result, result::MALFORMED_REQUEST, "{r:?}");
 }
 
+/// With secure mode off and THIRD_PARTY allowed, an internal address
+/// must still be a host of the LAN, for PCP and UPnP alike: not off the
+/// LAN (8.8.8.8, the WAN address, loopback), not the router's LAN
+/// address, not the subnet's network or broadcast address.
+#[test]
+fn no_protocol_maps_to_an_address_that_is_no_lan_host() {
+    let (bed, _) = started(
+        "pmlan",
+        "\toption pcp_allow_thirdparty '1'\n\toption secure_mode '0'\n",
+    );
+    let bad = [
+        "8.8.8.8",
+        WAN_IP,
+        "127.0.0.1",
+        LAN_IP,
+        "192.168.77.0",
+        "192.168.77.255",
+    ];
+    for (i, addr) in bad.iter().enumerate() {
+        let port = 27600 + i as u16;
+        let mut req = map(CLIENT_IP, 30 + i as u8, TCP, port, port, 600);
+        req.options = vec![Opt::ThirdParty(ip(addr).into())];
+        let r = pcp(&bed, CLIENT_IP, &req);
+        assert_eq!(r.result, result::NOT_AUTHORIZED, "PCP for {addr}: {r:?}");
+        let (code, text) = bed.soap(
+            CLIENT_IP,
+            "WANIPConnection:2",
+            "AddPortMapping",
+            &add_args(&port.to_string(), "TCP", "8080", addr, "600", "x"),
+        );
+        assert_eq!(
+            (code, fault_code(&text)),
+            (500, Some(606)),
+            "UPnP for {addr}: {text}"
+        );
+    }
+    assert!(bed.dnat_elements().is_empty(), "{}", bed.log());
+    // a LAN host other than the sender is fine without secure mode
+    let mut req = map(CLIENT_IP, 40, TCP, 27700, 27700, 600);
+    req.options = vec![Opt::ThirdParty(ip(CLIENT2_IP).into())];
+    assert_eq!(pcp(&bed, CLIENT_IP, &req).result, result::SUCCESS);
+}
+
 #[test]
 fn pcp_peer_and_address_mismatch() {
     let (bed, _) = started("pmpeer", "");
@@ -838,4 +881,105 @@ fn unsolicited_announcements_after_start() {
             "announcements too slow: {seen:?}"
         );
     }
+}
+
+/// Sends NAT-PMP TCP mapping requests from `from` for internal ports
+/// `ports` (suggesting the same external port), 64 at a time, and counts
+/// the answers by result code.
+fn natpmp_flood(bed: &Bed, from: &str, ports: std::ops::Range<u16>) -> [u32; 6] {
+    let sock = udp_in(&bed.c, from);
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut results = [0u32; 6];
+    let all: Vec<u16> = ports.collect();
+    for chunk in all.chunks(64) {
+        for p in chunk {
+            sock.send_to(&natpmp_map(2, *p, *p, 3600), server())
+                .unwrap();
+        }
+        let mut got = 0;
+        let mut buf = [0u8; 64];
+        while got < chunk.len() {
+            let n = match sock.recv_from(&mut buf) {
+                Ok((n, _)) => n,
+                // a signal to the test process (a child ending) is no answer
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => panic!("{got} of {} answers from {from}: {e}", chunk.len()),
+            };
+            let (result, ..) = natpmp_map_response(&buf[..n], 2);
+            results[usize::from(result).min(5)] += 1;
+            got += 1;
+        }
+    }
+    results
+}
+
+/// Four hosts mapping as much as they may (with the defaults: 4096 in
+/// all, 1024 each; a host forging unassigned source addresses looks just
+/// like them) must not lock a newcomer out: the last places of the table
+/// are kept for hosts that hold few mappings.
+#[test]
+fn a_full_table_keeps_room_for_a_new_host() {
+    let (bed, _) = started("pmfull", "");
+    for (i, addr) in [
+        "192.168.77.50",
+        "192.168.77.51",
+        "192.168.77.52",
+        "192.168.77.53",
+    ]
+    .iter()
+    .enumerate()
+    {
+        bed.add_addr(&bed.c, &format!("{addr}/24"), "c-eth0");
+        let first = 10_000 + 1100 * i as u16;
+        let r = natpmp_flood(&bed, addr, first..first + 1100);
+        assert_eq!(r[1] + r[2] + r[3] + r[5], 0, "{addr}: {r:?}");
+    }
+    // the newcomer gets its mappings (result 0), and so does another
+    for newcomer in [CLIENT_IP, CLIENT2_IP] {
+        let b = ask_raw(&bed, newcomer, &natpmp_map(2, 5000, 5000, 3600));
+        let (result, ..) = natpmp_map_response(&b, 2);
+        assert_eq!(result, 0, "{newcomer} locked out");
+    }
+}
+
+/// A host gone from the router's neighbour tables (left the LAN, or a
+/// forged source nobody answers ARP for) loses its leases once it has
+/// been absent for `absent_host_timeout`: the NAT-PMP one, and the IGDv1
+/// "permanent" one too, which the lease file would otherwise keep across
+/// restarts. A host that is present keeps its own.
+#[test]
+fn leases_of_a_host_gone_from_the_neighbour_tables_are_removed() {
+    let (bed, _) = started("pmgone", "\toption absent_host_timeout '2'\n");
+    let gone = "192.168.77.50";
+    bed.add_addr(&bed.c, &format!("{gone}/24"), "c-eth0");
+    let b = ask_raw(&bed, gone, &natpmp_map(2, 7000, 7000, 3600));
+    assert_eq!(natpmp_map_response(&b, 2).0, 0);
+    let (code, text) = bed.soap(
+        gone,
+        "WANIPConnection:1",
+        "AddPortMapping",
+        &add_args("7001", "TCP", "7001", gone, "0", "permanent"),
+    );
+    assert_eq!(code, 200, "{text}");
+    let b = ask_raw(&bed, CLIENT_IP, &natpmp_map(2, 7100, 7100, 3600));
+    assert_eq!(natpmp_map_response(&b, 2).0, 0);
+    assert_eq!(bed.dnat_elements().len(), 3);
+    // the host leaves: its address goes, and the router's entry for it
+    let o = bed.exec(
+        &bed.c,
+        &["ip", "addr", "del", &format!("{gone}/24"), "dev", "c-eth0"],
+    );
+    assert!(o.status.success());
+    let o = bed.exec(&bed.r, &["ip", "neigh", "flush", "to", gone]);
+    assert!(o.status.success());
+    assert!(
+        bed.wait_log("absent from the neighbour tables", Duration::from_secs(10)),
+        "{}",
+        bed.log()
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while bed.dnat_elements().len() > 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(bed.dnat_elements(), vec!["tcp . 7100"], "{}", bed.log());
 }

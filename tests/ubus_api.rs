@@ -501,6 +501,74 @@ async fn set_while_another_process_holds_the_uci_lock() {
     assert!(text.contains("\toption log_packets '1'\n"), "{text}");
 }
 
+/// `set` writes /etc/config/upnpd off the loop: while the write is stuck
+/// (here the file is a FIFO that nobody writes yet, as a hung flash or a
+/// stuck NFS mount would hold it), the daemon keeps serving; `set` is
+/// answered once the write is done.
+#[tokio::test(flavor = "current_thread")]
+async fn set_writes_the_configuration_off_the_loop() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let Setup {
+        bed,
+        broker: _broker,
+        caller,
+        netifd: _netifd,
+        dir,
+        ..
+    } = setup("ufifo").await;
+    let file = dir.join("upnpd");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::remove_file(&file).unwrap();
+    let c_path = std::ffi::CString::new(file.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    let c = bed.c.clone();
+    let held = tokio::task::spawn_blocking(move || {
+        // the daemon opens the file for reading: then a writer may open
+        let t = Instant::now();
+        let mut w = loop {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&file)
+            {
+                Ok(w) => break w,
+                Err(e) => {
+                    assert!(t.elapsed() < Duration::from_secs(10), "never opened: {e}");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        };
+        // the daemon now waits for the file's text: is it serving?
+        let served = description_within(&c, Duration::from_secs(3))
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string();
+        use std::io::Write;
+        w.write_all(text.as_bytes()).unwrap();
+        drop(w);
+        served
+    });
+    let (set, served) = tokio::join!(
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            call(&caller, "set", r#"{"log_packets": true}"#)
+        ),
+        held
+    );
+    assert_eq!(
+        served.unwrap(),
+        "HTTP/1.1 200 OK",
+        "not served while the write hung"
+    );
+    assert_eq!(set.expect("set answered").map(|_| ()), Ok(()));
+    let text = std::fs::read_to_string(dir.join("upnpd")).unwrap();
+    assert!(text.contains("\toption log_packets '1'\n"), "{text}");
+    let s = call(&caller, "status", "{}").await.unwrap();
+    assert_eq!(s.get("log_packets").and_then(Value::as_bool), Some(true));
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn wan_changes_from_netifd_and_a_ubusd_restart() {
     let Setup {

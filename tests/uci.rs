@@ -176,6 +176,90 @@ fn sighup_applies_edits_without_losing_leases() {
     assert!(bed.tcp_through(18080, 8080));
 }
 
+/// A reload applies every setting it reads, or says in the log that the
+/// setting needs a restart: the GENA caps, the UUID, `ipv6_disable` (the
+/// IPv6 HTTP listener closes) and the nftables names (kept until a
+/// restart, and logged so). The HTTP port moves too, so that the new
+/// listeners never wait for the old ones to close.
+#[test]
+fn sighup_applies_every_setting_it_reads() {
+    let mut bed = Bed::new("hupall");
+    bed.fw4_start();
+    let old = "00000000-0000-4000-8000-0000000000aa";
+    let new = "00000000-0000-4000-8000-0000000000bb";
+    let conf = |extra: &str| {
+        format!(
+            "config upnpd 'config'\n\toption uuid '{old}'\n{extra}\n\
+config perm_rule\n\toption action allow\n\toption ext_ports 1024-65535\n\
+\toption int_addr 0.0.0.0/0\n\toption int_ports 1024-65535\n"
+        )
+    };
+    let dir = bed.config(&conf(""));
+    bed.start(&["--config-dir", dir.to_str().unwrap()]);
+    let request = |bed: &Bed, port: u16, head: &str| {
+        let req = format!("{head}\r\nHost: {LAN_IP}:{port}\r\nConnection: close\r\n\r\n");
+        in_netns(&bed.c, move || {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect((LAN_IP, port)).unwrap();
+            s.write_all(req.as_bytes()).unwrap();
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            out
+        })
+    };
+    let subscribe = |bed: &Bed, port: u16| {
+        request(
+            bed,
+            port,
+            &format!(
+                "SUBSCRIBE /evt/IPConn HTTP/1.1\r\nCALLBACK: <http://{CLIENT_IP}:4000/>\r\n\
+NT: upnp:event\r\nTIMEOUT: Second-1800"
+            ),
+        )
+    };
+    let v6_listening = |bed: &Bed, port: u16| {
+        in_netns(&bed.c, move || {
+            std::net::TcpStream::connect_timeout(
+                &format!("[{LAN6}]:{port}").parse().unwrap(),
+                Duration::from_secs(2),
+            )
+            .is_ok()
+        })
+    };
+    assert!(request(&bed, 5000, "GET /rootDesc.xml HTTP/1.1").contains(old));
+    assert!(v6_listening(&bed, 5000));
+    assert!(subscribe(&bed, 5000).starts_with("HTTP/1.1 200"));
+
+    let text = conf(
+        "\toption port '5555'\n\toption max_subscribers_per_client '1'\n\
+\toption ipv6_disable '1'\n\toption nft_table 'other'\n",
+    )
+    .replace(old, new);
+    std::fs::write(dir.join("upnpd"), text).unwrap();
+    bed.signal("HUP");
+    assert!(
+        bed.wait_log("configuration reloaded", Duration::from_secs(5)),
+        "{}",
+        bed.log()
+    );
+    let desc = request(&bed, 5555, "GET /rootDesc.xml HTTP/1.1");
+    assert!(desc.contains(new) && !desc.contains(old), "{desc}");
+    // one subscription already held: the new cap of 1 refuses a second
+    let r = subscribe(&bed, 5555);
+    assert!(r.starts_with("HTTP/1.1 503"), "{r}");
+    assert!(!v6_listening(&bed, 5555), "IPv6 HTTP open");
+    let log = bed.log();
+    assert!(
+        log.contains("nft_table") && log.contains("restart"),
+        "{log}"
+    );
+    // the running firewall is untouched
+    assert!(
+        bed.nft("list chain inet fw4 upnp_prerouting")
+            .contains("rupnpd")
+    );
+}
+
 #[test]
 fn check_config_and_invalid_configurations() {
     let bed = Bed::new("chk");

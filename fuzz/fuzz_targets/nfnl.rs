@@ -1,17 +1,19 @@
 //! `proto::netlink`'s nf_tables parsers on arbitrary datagrams (what the
 //! kernel sends back over NETLINK_NETFILTER): `messages`, `parse_ack`,
 //! `nftables::parse_elements`, `parse_rule`, `rule_comment` and
-//! `newgen_pids`.
+//! `notices`.
 //!
 //! Checks besides "no panic": every message lies inside the datagram and
 //! there are no more of them than 16-byte headers fit; every element,
-//! rule and comment borrowed from a message lies inside its payload; no
-//! more NEWGEN pids than messages.
+//! rule and comment borrowed from a message lies inside its payload; one
+//! notice per message, its table and set names inside the datagram.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rupnpd::proto::netlink::nftables::{newgen_pids, parse_elements, parse_rule, rule_comment};
+use rupnpd::proto::netlink::nftables::{
+    Notice, notices, parse_elements, parse_rule, rule_comment,
+};
 use rupnpd::proto::netlink::{messages, parse_ack};
 
 fn inside(outer: &[u8], inner: &[u8]) -> bool {
@@ -48,5 +50,16 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     assert!(count <= data.len() / 16);
-    assert!(newgen_pids(data).len() <= count);
+    let mut n = 0usize;
+    for notice in notices(data) {
+        n += 1;
+        match notice {
+            Notice::Elements { table, set, .. } => {
+                assert!(inside(data, table) && inside(data, set));
+            }
+            Notice::Object { table, .. } => assert!(inside(data, table)),
+            Notice::Gen { .. } | Notice::Unknown => {}
+        }
+    }
+    assert_eq!(n, count);
 });

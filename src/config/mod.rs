@@ -133,6 +133,9 @@ pub struct Config {
     pub max_mappings: u32,
     /// Cap on mappings one LAN client may hold.
     pub max_mappings_per_client: u32,
+    /// Seconds an internal host may be absent from the router's neighbour
+    /// tables before its mappings and pinholes are removed; 0 keeps them.
+    pub absent_host_timeout: u32,
     /// Lifetime bounds in seconds for NAT-PMP and PCP (RFC 6887 §15).
     pub min_lifetime: u32,
     pub max_lifetime: u32,
@@ -258,6 +261,7 @@ impl Default for Config {
             hairpin: true,
             max_mappings: 4096,
             max_mappings_per_client: 1024,
+            absent_host_timeout: 600,
             min_lifetime: 120,
             max_lifetime: 86400,
             upnp_max_lease: 0,
@@ -357,6 +361,7 @@ impl fmt::Display for Config {
             "max_mappings_per_client",
             self.max_mappings_per_client.to_string(),
         )?;
+        o("absent_host_timeout", self.absent_host_timeout.to_string())?;
         o("min_lifetime", self.min_lifetime.to_string())?;
         o("max_lifetime", self.max_lifetime.to_string())?;
         o("upnp_max_lease", self.upnp_max_lease.to_string())?;

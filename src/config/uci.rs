@@ -151,6 +151,9 @@ fn read_main(r: &mut Reader<'_>, s: &Section, c: &mut Config) {
             "max_mappings_per_client" => {
                 set(&mut c.max_mappings_per_client, r.uint(o, v, 1, MAX_TABLE));
             }
+            "absent_host_timeout" => {
+                set(&mut c.absent_host_timeout, r.uint(o, v, 0, 604_800));
+            }
             "min_lifetime" => set(&mut c.min_lifetime, r.uint(o, v, 1, u32::MAX)),
             "max_lifetime" => set(&mut c.max_lifetime, r.uint(o, v, 1, u32::MAX)),
             "upnp_max_lease" => set(&mut c.upnp_max_lease, r.uint(o, v, 0, u32::MAX)),
@@ -608,6 +611,7 @@ mod tests {
             hairpin: false,
             max_mappings: 10,
             max_mappings_per_client: 2,
+            absent_host_timeout: 0,
             min_lifetime: 60,
             max_lifetime: 7200,
             upnp_max_lease: 3600,

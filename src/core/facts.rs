@@ -1,5 +1,5 @@
 //! What the core asks of the router that it cannot see itself: sockets
-//! listening on the WAN side, the neighbour table, the WAN link's counters
+//! listening on the WAN side, the neighbour tables, the WAN link's counters
 //! and speed, the system uptime, conntrack's idle timeouts, a pinhole's
 //! packet counter, and fresh randomness.
 //!
@@ -35,6 +35,12 @@ pub trait Facts {
     fn same_host(&self, requester: IpAddr, addr: Ipv6Addr) -> bool {
         requester == IpAddr::V6(addr)
     }
+
+    /// Whether `addr` has a resolved entry in the router's neighbour
+    /// tables (ARP, NDP): a host that answers there. An entry that never
+    /// resolved or failed (a forged source nobody answers for, a host
+    /// that left) is absent. `None` when the tables cannot be read.
+    fn neighbour_present(&self, addr: IpAddr) -> Option<bool>;
 
     /// The WAN interface's counters (GetTotalBytesSent and friends).
     fn wan_counters(&self) -> Option<LinkCounters>;
@@ -74,6 +80,8 @@ pub struct FixedFacts {
     pub pinhole_packets: Option<u64>,
     /// IPv4 requesters and the IPv6 addresses of the same host.
     pub same_hosts: Vec<(IpAddr, Ipv6Addr)>,
+    /// Hosts missing from the neighbour tables (every other one is there).
+    pub absent: Vec<IpAddr>,
     /// Random draws so far: the next "random" bytes are zeros ending in
     /// this number plus one.
     pub drawn: std::sync::atomic::AtomicU8,
@@ -91,6 +99,7 @@ impl FixedFacts {
             conntrack: None,
             pinhole_packets: None,
             same_hosts: Vec::new(),
+            absent: Vec::new(),
             drawn: std::sync::atomic::AtomicU8::new(0),
         }
     }
@@ -102,6 +111,9 @@ impl Facts for FixedFacts {
     }
     fn same_host(&self, requester: IpAddr, addr: Ipv6Addr) -> bool {
         requester == IpAddr::V6(addr) || self.same_hosts.contains(&(requester, addr))
+    }
+    fn neighbour_present(&self, addr: IpAddr) -> Option<bool> {
+        Some(!self.absent.contains(&addr))
     }
     fn wan_counters(&self) -> Option<LinkCounters> {
         self.counters

@@ -104,6 +104,13 @@ impl Gena {
         }
     }
 
+    /// New caps (a reload). Subscriptions beyond them stay until they
+    /// end; only new ones are refused.
+    pub fn set_limits(&mut self, max_total: usize, max_per_client: usize) {
+        self.max_total = max_total;
+        self.max_per_client = max_per_client;
+    }
+
     pub fn len(&self) -> usize {
         self.subs.len()
     }

@@ -1,11 +1,14 @@
 //! The LAN interfaces served: their addresses and subnets, which decide
 //! who may talk to the daemon at all.
 //!
-//! Owns: [`Lan`], [`Lans`] and the rule that only a host on a served
-//! subnet is answered (SSDP amplification, RFC 6886 §3.1 for NAT-PMP, the
-//! HTTP server's 403). Pure data: the daemon reads the addresses, and its
-//! front ends find their LAN by device and address.
+//! Owns: [`Lan`], [`Lans`], the rule that only a host on a served subnet
+//! is answered (SSDP amplification, RFC 6886 §3.1 for NAT-PMP, the HTTP
+//! server's 403), and the one check of an internal client that every
+//! protocol and the lease files apply ([`Lans::internal_host`]). Pure
+//! data: the daemon reads the addresses, and its front ends find their
+//! LAN by device and address.
 
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::config::prefix_contains;
@@ -29,6 +32,36 @@ pub struct Lan {
 /// names the device in its description).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Lans(Vec<Lan>);
+
+/// Why an address cannot be an internal client: the host a mapping or a
+/// pinhole forwards to, or the sender of a NAT-PMP/PCP request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotInternal {
+    /// On no served subnet or prefix: another network, the WAN, loopback.
+    OffLan,
+    /// One of the router's own LAN addresses.
+    Router,
+    /// The network address of a served IPv4 subnet, or the subnet-router
+    /// anycast address of an IPv6 prefix (RFC 4291 §2.6.1): no one host.
+    Network,
+    /// The broadcast address of a served IPv4 subnet.
+    Broadcast,
+    /// Multicast, unspecified or (IPv6) link-local: no unicast host that
+    /// WAN traffic could be forwarded to.
+    NotUnicast,
+}
+
+impl fmt::Display for NotInternal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NotInternal::OffLan => "not on a LAN subnet",
+            NotInternal::Router => "a router address",
+            NotInternal::Network => "a subnet's network address",
+            NotInternal::Broadcast => "a subnet's broadcast address",
+            NotInternal::NotUnicast => "not a unicast host address",
+        })
+    }
+}
 
 /// True if `addr` lies in `net/prefix`.
 pub fn prefix6_contains(net: Ipv6Addr, prefix: u8, addr: Ipv6Addr) -> bool {
@@ -125,23 +158,82 @@ impl Lans {
     }
 
     /// Whether a datagram from `src` that arrived on LAN `lan` is
-    /// answered: only from a host of that LAN's subnets (for IPv6, see
-    /// [`Lan::accepts6`]).
+    /// answered: only from a host of that LAN ([`Lans::internal_host`]),
+    /// never from a source no host can have (the subnet's broadcast or
+    /// network address, the router's own); an IPv6 link-local source is
+    /// on the link the socket is bound to ([`Lan::accepts6`]).
     pub fn accepts(&self, lan: usize, src: IpAddr) -> bool {
         match src {
-            IpAddr::V4(_) => self.of(src) == Some(lan),
-            IpAddr::V6(a) => self.get(lan).is_some_and(|l| l.accepts6(&a)),
+            IpAddr::V6(a) if is_link_local(&a) => self.get(lan).is_some_and(|l| l.accepts6(&a)),
+            _ => self.internal_host(src) == Ok(lan),
         }
     }
 
-    /// True if `a` is on a served IPv4 subnet.
-    pub fn holds(&self, a: Ipv4Addr) -> bool {
-        self.of(IpAddr::V4(a)).is_some()
+    /// The one check of an internal client, for every protocol (UPnP
+    /// mappings and pinholes, NAT-PMP, PCP and its THIRD_PARTY) and for
+    /// what the lease files restore, secure mode or not: a host on a
+    /// served subnet or prefix that is not one of the router's addresses,
+    /// nor a subnet's network or broadcast address (IPv6: the
+    /// subnet-router anycast address), nor multicast or unspecified.
+    /// IPv6 link-local addresses are refused too: no router forwards WAN
+    /// traffic to fe80::/10, so a pinhole to one would admit nothing.
+    /// The WAN address needs no test of its own: it is on no LAN subnet
+    /// (a router whose WAN and LAN subnets overlapped could not route).
+    /// Returns the index of the host's LAN.
+    pub fn internal_host(&self, a: IpAddr) -> Result<usize, NotInternal> {
+        match a {
+            IpAddr::V4(a) => self.internal_v4(a),
+            IpAddr::V6(a) => match a.to_ipv4_mapped() {
+                Some(v4) => self.internal_v4(v4),
+                None => self.internal_v6(a),
+            },
+        }
     }
 
-    /// True if `a` is on a served IPv6 prefix.
-    pub fn holds6(&self, a: Ipv6Addr) -> bool {
-        self.of(IpAddr::V6(a)).is_some()
+    fn internal_v4(&self, a: Ipv4Addr) -> Result<usize, NotInternal> {
+        if a.is_unspecified() || a.is_broadcast() || a.is_multicast() {
+            return Err(NotInternal::NotUnicast);
+        }
+        let lan = self.of(IpAddr::V4(a)).ok_or(NotInternal::OffLan)?;
+        let router = self
+            .0
+            .iter()
+            .any(|l| l.addr == a || l.nets.iter().any(|(r, _)| *r == a));
+        if router {
+            return Err(NotInternal::Router);
+        }
+        for (net, prefix) in self.0.iter().flat_map(|l| &l.nets) {
+            // RFC 3021: a /31 has neither; a /32 holds only the router
+            if *prefix > 30 || !prefix_contains(*net, *prefix, a) {
+                continue;
+            }
+            let host_bits = u32::MAX >> prefix;
+            match u32::from(a) & host_bits {
+                0 => return Err(NotInternal::Network),
+                h if h == host_bits => return Err(NotInternal::Broadcast),
+                _ => {}
+            }
+        }
+        Ok(lan)
+    }
+
+    fn internal_v6(&self, a: Ipv6Addr) -> Result<usize, NotInternal> {
+        if a.is_unspecified() || a.is_multicast() || is_link_local(&a) {
+            return Err(NotInternal::NotUnicast);
+        }
+        let lan = self.of(IpAddr::V6(a)).ok_or(NotInternal::OffLan)?;
+        let nets = self.0.iter().flat_map(|l| &l.nets6);
+        if nets.clone().any(|(r, _)| *r == a) {
+            return Err(NotInternal::Router);
+        }
+        for (net, prefix) in nets {
+            let host_bits = u128::MAX.checked_shr(u32::from(*prefix)).unwrap_or(0);
+            if *prefix < 127 && prefix6_contains(*net, *prefix, a) && u128::from(a) & host_bits == 0
+            {
+                return Err(NotInternal::Network);
+            }
+        }
+        Ok(lan)
     }
 }
 
@@ -205,6 +297,45 @@ mod tests {
         assert_eq!(lan.addr6_for(Some(a("fe80::9"))), Some(a("2001:db8:1::1")));
         lan.nets6.clear();
         assert_eq!(lan.addr6_for(None), None);
+    }
+
+    /// The internal-client check: hosts of a served subnet or prefix, but
+    /// none of the router's addresses, network, broadcast or anycast
+    /// addresses; /31 and /32 subnets have no network or broadcast.
+    #[test]
+    fn internal_hosts() {
+        let mut l = lans();
+        l.0[0].nets = vec![(Ipv4Addr::new(192, 168, 1, 1), 24)];
+        l.0[0].nets6 = vec![("fd00::1".parse().unwrap(), 64)];
+        l.0[1].nets = vec![
+            (Ipv4Addr::new(10, 0, 0, 1), 8),
+            (Ipv4Addr::new(172, 16, 0, 0), 31),
+        ];
+        let check = |a: &str| l.internal_host(a.parse().unwrap());
+        use NotInternal::*;
+        assert_eq!(check("192.168.1.77"), Ok(0));
+        assert_eq!(check("10.200.0.3"), Ok(1));
+        assert_eq!(check("fd00::77"), Ok(0));
+        assert_eq!(check("::ffff:192.168.1.77"), Ok(0));
+        assert_eq!(check("192.168.1.1"), Err(Router));
+        assert_eq!(check("10.0.0.1"), Err(Router));
+        assert_eq!(check("fd00::1"), Err(Router));
+        assert_eq!(check("192.168.1.0"), Err(Network));
+        assert_eq!(check("fd00::"), Err(Network));
+        assert_eq!(check("192.168.1.255"), Err(Broadcast));
+        assert_eq!(check("10.255.255.255"), Err(Broadcast));
+        assert_eq!(check("172.16.0.1"), Ok(1));
+        assert_eq!(check("8.8.8.8"), Err(OffLan));
+        assert_eq!(check("127.0.0.1"), Err(OffLan));
+        assert_eq!(check("2001:db8::1"), Err(OffLan));
+        assert_eq!(check("0.0.0.0"), Err(NotUnicast));
+        assert_eq!(check("255.255.255.255"), Err(NotUnicast));
+        assert_eq!(check("224.0.0.1"), Err(NotUnicast));
+        assert_eq!(check("fe80::2"), Err(NotUnicast));
+        assert_eq!(check("ff02::1"), Err(NotUnicast));
+        // a datagram's source must be a host of the LAN it came in on
+        assert!(l.accepts(0, "192.168.1.77".parse().unwrap()));
+        assert!(!l.accepts(0, "192.168.1.255".parse().unwrap()));
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod gena;
 pub mod igd;
 pub mod journal;
 pub mod lan;
+pub mod loglimit;
 pub mod natpmp_pcp;
 pub mod persist;
 pub mod pinhole;
@@ -27,6 +28,7 @@ pub mod table;
 pub mod wan;
 pub mod web;
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use crate::proto::Proto;
@@ -131,8 +133,8 @@ pub enum Outcome {
     },
     /// The transaction failed (`error`) and so did the repair (`repair`):
     /// the turn's changes are undone and the kernel reinstalled with the
-    /// old table (`resync` says how that went). Every reply of the turn is
-    /// its failure reply.
+    /// old table (`resync` says how that went). The reply of every request
+    /// of the turn that changed the table is its failure reply.
     Refused {
         error: String,
         repair: String,
@@ -175,6 +177,9 @@ pub struct Core {
     /// IGDv2 SystemUpdateID: changes whenever a mapping is added, removed
     /// or modified (not on a pure lease renewal).
     system_update_id: u32,
+    /// Internal hosts found absent from the neighbour tables, since when
+    /// ([`Core::sweep_absent`]); only hosts holding a mapping or pinhole.
+    absent_since: HashMap<IpAddr, Millis>,
     /// The firewall cannot take new mappings (fw4 is stopped): the leases
     /// held are kept, renewed and removed as usual and go back into the
     /// kernel when it returns; new ones are refused with the protocols'
@@ -196,6 +201,7 @@ impl Core {
             pin_policy,
             events: Vec::new(),
             system_update_id: 1,
+            absent_since: HashMap::new(),
             firewall_down: false,
             closed: None,
         }
@@ -405,6 +411,67 @@ impl Core {
             self.remove_pinhole(*id, EventKind::Expire, "lease expired");
         }
         keys.len() + ids.len()
+    }
+
+    /// Removes the mappings and pinholes of every internal host that has
+    /// been absent from the router's neighbour tables for at least
+    /// `timeout` ms, as seen by the calls so far (the daemon calls this on
+    /// a slow timer: one read of the tables per call, none on a request).
+    /// A host that left, or a forged source nobody answers ARP for, thus
+    /// stops holding places, even with "permanent" IGDv1 leases restored
+    /// from the lease file. Nothing is decided while the tables cannot be
+    /// read. Returns how many mappings and pinholes were removed.
+    pub fn sweep_absent(&mut self, facts: &dyn Facts, now: Millis, timeout: Millis) -> usize {
+        let mut hosts: Vec<IpAddr> = self
+            .table
+            .iter()
+            .map(|m| IpAddr::V4(m.iaddr))
+            .chain(self.pinholes.iter().map(|p| IpAddr::V6(p.iaddr)))
+            .collect();
+        hosts.sort_unstable();
+        hosts.dedup();
+        let mut absent = HashMap::new();
+        let mut gone = Vec::new();
+        for h in hosts {
+            match facts.neighbour_present(h) {
+                None => return 0,
+                Some(true) => {}
+                Some(false) => {
+                    let since = self.absent_since.get(&h).copied().unwrap_or(now);
+                    absent.insert(h, since);
+                    if now.saturating_sub(since) >= timeout {
+                        gone.push((h, now.saturating_sub(since) / 1000));
+                    }
+                }
+            }
+        }
+        // hosts back in the tables, or holding nothing, are forgotten
+        self.absent_since = absent;
+        let mut removed = 0;
+        for (h, secs) in gone {
+            let why = format!("host absent from the neighbour tables for {secs} s");
+            let keys: Vec<Key> = self
+                .table
+                .iter()
+                .filter(|m| IpAddr::V4(m.iaddr) == h)
+                .map(|m| m.key)
+                .collect();
+            for k in &keys {
+                self.remove(k, EventKind::Delete, &why);
+            }
+            let ids: Vec<u16> = self
+                .pinholes
+                .iter()
+                .filter(|p| IpAddr::V6(p.iaddr) == h)
+                .map(|p| p.id)
+                .collect();
+            for id in &ids {
+                self.remove_pinhole(*id, EventKind::Delete, &why);
+            }
+            removed += keys.len() + ids.len();
+            self.absent_since.remove(&h);
+        }
+        removed
     }
 
     /// Removes every mapping (ubus `flush`, disabling the service).
@@ -959,6 +1026,69 @@ mod tests {
         assert_eq!(fw.installed.len(), 2);
         assert!(fw.pinholes.is_empty());
         assert!(!c.is_dirty());
+    }
+
+    /// A host absent from the neighbour tables loses its mappings and
+    /// pinholes once it has been missing for the timeout; a host that
+    /// comes back in time keeps them; unreadable tables decide nothing.
+    #[test]
+    fn hosts_absent_from_the_neighbour_tables_lose_their_leases() {
+        let mut c = core();
+        let present = FixedFacts::default();
+        c.map(&req(2, 5000, Lease::Permanent), 0, &present).unwrap();
+        c.map(&req(3, 5001, Lease::Secs(3600)), 0, &present)
+            .unwrap();
+        c.add_pinhole(&pin(8080), 0, &present).unwrap();
+        c.take_events();
+        let absent = |a: &[&str]| FixedFacts {
+            absent: a.iter().map(|s| s.parse().unwrap()).collect(),
+            ..FixedFacts::default()
+        };
+        let both = absent(&["192.168.1.2", "192.168.1.3", "fd77::2"]);
+        assert_eq!(c.sweep_absent(&both, 1_000, 10_000), 0);
+        // .3 answers again: its absence is forgotten
+        let two = absent(&["192.168.1.2", "fd77::2"]);
+        assert_eq!(c.sweep_absent(&two, 6_000, 10_000), 0);
+        assert_eq!(c.sweep_absent(&both, 9_000, 10_000), 0);
+        assert_eq!(c.sweep_absent(&both, 11_000, 10_000), 2);
+        let keys: Vec<u16> = c.table().iter().map(|m| m.key.eport).collect();
+        assert_eq!(keys, vec![5001]);
+        assert!(c.pinholes().is_empty());
+        let ev = c.take_events();
+        assert_eq!(ev.len(), 2);
+        assert_eq!(
+            ev[0].reason,
+            "host absent from the neighbour tables for 10 s"
+        );
+        struct Unreadable;
+        impl Facts for Unreadable {
+            fn wan_listener(&self, _: Proto, _: u16) -> bool {
+                false
+            }
+            fn neighbour_present(&self, _: IpAddr) -> Option<bool> {
+                None
+            }
+            fn wan_counters(&self) -> Option<facts::LinkCounters> {
+                None
+            }
+            fn wan_speed_bps(&self) -> u32 {
+                0
+            }
+            fn system_uptime(&self) -> Option<u32> {
+                None
+            }
+            fn conntrack_timeout(&self, _: bool) -> Option<u32> {
+                None
+            }
+            fn pinhole_packets(&self, _: &Pinhole) -> Option<u64> {
+                None
+            }
+            fn random(&self) -> [u8; 16] {
+                [0; 16]
+            }
+        }
+        assert_eq!(c.sweep_absent(&Unreadable, 100_000, 10_000), 0);
+        assert_eq!(c.table().len(), 1);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::net::Ipv4Addr;
 use crate::config::IGD2_MAX_LEASE;
 use crate::core::Core;
 use crate::core::facts::Facts;
-use crate::core::lan::Lans;
+use crate::core::lan::{Lans, NotInternal};
 use crate::core::pinhole::{MAX_LEASE as PIN_MAX_LEASE, Pinhole, Pinholes};
 use crate::core::table::{Change, Key, Mapping, Millis, Origin, RemoteFilter, Table};
 use crate::proto::lease::{self, Lease4, Lease6, LineError};
@@ -345,8 +345,8 @@ pub struct Restored {
     pub pinholes: usize,
     /// Lines of the IPv4 file that could not be read.
     pub bad_lines: Vec<LineError>,
-    /// Mappings to hosts on no served LAN, dropped.
-    pub off_lan: Vec<(Ipv4Addr, u16)>,
+    /// Mappings to addresses that are no LAN host, dropped, and why.
+    pub off_lan: Vec<(Ipv4Addr, u16, NotInternal)>,
 }
 
 /// Restores the mappings and pinholes of the lease files' texts, each
@@ -370,8 +370,8 @@ pub fn restore(
             let Some(m) = from_lease(l, now, wall) else {
                 continue;
             };
-            if !lans.holds(m.iaddr) {
-                out.off_lan.push((m.iaddr, m.iport));
+            if let Err(why) = lans.internal_host(m.iaddr.into()) {
+                out.off_lan.push((m.iaddr, m.iport, why));
                 continue;
             }
             if core.restore(m, now, facts).is_ok() {
@@ -382,7 +382,8 @@ pub fn restore(
     if let Some(text) = v6 {
         let (leases, _) = lease::parse_file6(text);
         for l in &leases {
-            if let Some(p) = from_lease6(l, now, wall).filter(|p| lans.holds6(p.iaddr)) {
+            let p = from_lease6(l, now, wall);
+            if let Some(p) = p.filter(|p| lans.internal_host(p.iaddr.into()).is_ok()) {
                 if core.restore_pinhole(p, facts).is_ok() {
                     out.pinholes += 1;
                 }
@@ -599,6 +600,66 @@ UDP:10:192.168.1.5:10:0:PCP PEER 0123456789abcdef01234567 5000\n",
         assert_eq!(lines.text(), "UDP:7000:192.168.1.5:27000:1700003660:b\n");
     }
 
+    /// The lease file gets the same internal-address check as a new
+    /// request: the router's own address, a subnet's network and
+    /// broadcast addresses, a prefix's subnet-router anycast address.
+    #[test]
+    fn restore_drops_leases_for_no_lan_host() {
+        let mut c = core();
+        let facts = crate::core::facts::FixedFacts::default();
+        let v4 = "TCP:18080:192.168.1.1:8080:0:the router\n\
+                  TCP:18081:192.168.1.255:8080:0:broadcast\n\
+                  TCP:18082:192.168.1.0:8080:0:network\n";
+        let v6 = "6;fd00::;8080;;0;7;1700000600;IGD2 pinhole\n";
+        let r = restore(
+            &mut c,
+            &lans(),
+            Some(v4),
+            Some(v6),
+            0,
+            1_700_000_000,
+            &facts,
+        );
+        assert_eq!((r.mappings, r.pinholes), (0, 0));
+        assert_eq!(r.off_lan.len(), 3);
+        assert!(c.table().is_empty() && c.pinholes().is_empty());
+    }
+
+    /// A pinhole read back gets exactly the checks a new AddPinhole gets:
+    /// pinholes switched on, the permission rules, the quotas.
+    #[test]
+    fn restored_pinholes_get_the_policy_of_a_new_request() {
+        let facts = crate::core::facts::FixedFacts::default();
+        let wall = 1_700_000_000;
+        let v6 = "6;fd00::5;22;;0;7;1700000600;IGD2 pinhole\n\
+                  6;fd00::5;8080;;0;8;1700000600;IGD2 pinhole\n\
+                  6;fd00::5;8081;;0;9;1700000600;IGD2 pinhole\n";
+        let with = |cfg: crate::config::Config| {
+            let mut c = Core::new(
+                crate::core::policy::Policy::from_config(&cfg, vec![]),
+                crate::core::pinhole::PinPolicy::from_config(&cfg),
+            );
+            let r = restore(&mut c, &lans(), None, Some(v6), 0, wall, &facts);
+            let ports: Vec<u16> = c.pinholes().iter().map(|p| p.iport).collect();
+            (r.pinholes, ports)
+        };
+        // the default rules deny ports below 1024
+        let cfg = crate::config::Config::default;
+        assert_eq!(with(cfg()), (2, vec![8080, 8081]));
+        // ipv6_pinholes '0': none at all
+        let off = crate::config::Config {
+            ipv6_pinholes: false,
+            ..cfg()
+        };
+        assert_eq!(with(off), (0, vec![]));
+        // the client's quota holds for what a restart brings back too
+        let one = crate::config::Config {
+            max_mappings_per_client: 1,
+            ..cfg()
+        };
+        assert_eq!(with(one), (1, vec![8080]));
+    }
+
     #[test]
     fn restore_revalidates_and_reports() {
         let mut c = core();
@@ -613,7 +674,10 @@ UDP:10:192.168.1.5:10:0:PCP PEER 0123456789abcdef01234567 5000\n",
         let r = restore(&mut c, &lans(), Some(v4), Some(v6), 0, wall, &facts);
         assert_eq!(r.mappings, 1);
         assert_eq!(r.pinholes, 1);
-        assert_eq!(r.off_lan, vec![(Ipv4Addr::new(10, 9, 9, 9), 8080)]);
+        assert_eq!(
+            r.off_lan,
+            vec![(Ipv4Addr::new(10, 9, 9, 9), 8080, NotInternal::OffLan)]
+        );
         assert_eq!(r.bad_lines.len(), 1);
         assert_eq!(r.bad_lines[0].line, 5);
         assert_eq!(c.table().len(), 1);

@@ -17,7 +17,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use crate::config::{Config, PermRule};
 use crate::core::facts::Facts;
 use crate::core::journal::{Change, Deadlines, Journal};
-use crate::core::policy::ClientKey;
+use crate::core::policy::{ClientKey, NoRoom, room};
 use crate::core::table::{Millis, Origin};
 
 /// WANIPv6FirewallControl:1 A_ARG_TYPE_LeaseTime range.
@@ -238,16 +238,16 @@ impl Pinholes {
 
     /// Room for one more pinhole of `client`.
     fn check_room(&self, policy: &PinPolicy, client: IpAddr) -> Result<(), PinRefusal> {
-        if self.count_for(ClientKey::of(client)) >= policy.max_per_client {
-            return Err(PinRefusal::ClientQuota);
-        }
-        if self.len() as u32 >= policy.max_total {
-            return Err(PinRefusal::SpaceExhausted);
-        }
-        Ok(())
+        let len = u32::try_from(self.len()).unwrap_or(u32::MAX);
+        let held = self.count_for(ClientKey::of(client));
+        room(len, policy.max_total, held, policy.max_per_client).map_err(|r| match r {
+            NoRoom::Client => PinRefusal::ClientQuota,
+            NoRoom::Table => PinRefusal::SpaceExhausted,
+        })
     }
 
-    /// The policy checks of a pinhole for `client` to `iaddr:iport`.
+    /// The policy checks of a pinhole for `client` to `iaddr:iport`, the
+    /// same for a new request and for one read back from the lease file.
     fn check_policy(
         policy: &PinPolicy,
         facts: &dyn Facts,

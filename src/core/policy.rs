@@ -12,8 +12,47 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 pub use crate::config::firewall::PortClaim;
 use crate::config::{Config, PermRule};
 use crate::core::facts::Facts;
+use crate::core::lan::NotInternal;
 use crate::core::table::{Key, Mapping, Table};
 use crate::proto::Proto;
+
+/// Places kept for newcomers: once a table (mappings, or pinholes) holds
+/// all but `1 / RESERVE_DIVISOR` of its capacity, only a client holding
+/// fewer than [`NEWCOMER_SHARE`] entries may add one. A few hosts (or one
+/// host forging several source addresses, which NAT-PMP and PCP over UDP
+/// cannot tell apart) filling the table to their quotas then still leave
+/// room: with the defaults (4096 in all, 1024 per client) the last 512
+/// places serve 32 newcomers with 16 mappings each, more than a home
+/// LAN's port-mapping hosts usually need at once (a console maps about
+/// four ports, a NAT-PMP client two per service for the companion port).
+pub const RESERVE_DIVISOR: u32 = 8;
+/// What a newcomer may take from the reserve ([`RESERVE_DIVISOR`]).
+pub const NEWCOMER_SHARE: u32 = 16;
+
+/// Why a table has no room for one more entry of a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoRoom {
+    /// The client holds its quota.
+    Client,
+    /// The table is full for this client: full, or down to the reserve
+    /// while the client holds its newcomer's share.
+    Table,
+}
+
+/// The admission rule of every table: whether a client holding `held`
+/// of the `len` entries may add one, under a cap of `max_total` in all
+/// and `max_per_client` each, with the newcomers' reserve
+/// ([`RESERVE_DIVISOR`]).
+pub fn room(len: u32, max_total: u32, held: u32, max_per_client: u32) -> Result<(), NoRoom> {
+    if held >= max_per_client {
+        return Err(NoRoom::Client);
+    }
+    let reserve = max_total / RESERVE_DIVISOR;
+    if len >= max_total || (len >= max_total - reserve && held >= NEWCOMER_SHARE) {
+        return Err(NoRoom::Table);
+    }
+    Ok(())
+}
 
 /// The most candidate ports one search examines. Each probe is a hash
 /// lookup, so a search costs microseconds; miniupnpd walks all 65535.
@@ -72,6 +111,9 @@ impl fmt::Display for ClientKey {
 pub enum Refusal {
     /// The permission rules deny it (or no rule matches).
     NotAllowed,
+    /// The internal address is no host of a served LAN
+    /// ([`crate::core::lan::Lans::internal_host`]).
+    NotInternal(NotInternal),
     /// Secure mode: the internal client is not the requester.
     SecureMode,
     /// Another client's mapping holds this external port and protocol.
@@ -98,6 +140,7 @@ impl Refusal {
     pub fn reason(&self) -> String {
         match self {
             Refusal::NotAllowed => "denied by permission rules".into(),
+            Refusal::NotInternal(why) => format!("internal address is {why}"),
             Refusal::SecureMode => "secure mode: internal client is not the requester".into(),
             Refusal::Conflict => "port held by another client's mapping".into(),
             Refusal::OtherMechanism(s) => format!("port held by {s}"),
@@ -278,13 +321,17 @@ impl Policy {
     }
 
     fn check_quota(&self, table: &Table, client: Ipv4Addr) -> Result<(), Refusal> {
-        if table.count_for(client) >= self.max_per_client {
-            return Err(Refusal::ClientQuota);
-        }
-        if table.len() >= self.max_mappings as usize {
-            return Err(Refusal::TableFull);
-        }
-        Ok(())
+        let len = u32::try_from(table.len()).unwrap_or(u32::MAX);
+        room(
+            len,
+            self.max_mappings,
+            table.count_for(client),
+            self.max_per_client,
+        )
+        .map_err(|r| match r {
+            NoRoom::Client => Refusal::ClientQuota,
+            NoRoom::Table => Refusal::TableFull,
+        })
     }
 
     /// Chooses the key a request gets, without changing the table.
@@ -524,6 +571,46 @@ mod tests {
         assert_eq!(
             p.choose(&t, &FixedFacts::default(), &w),
             Ok((Key::new(Proto::Udp, 5000), true))
+        );
+    }
+
+    /// The last eighth of the table goes only to clients holding fewer
+    /// than 16 mappings: four clients at their quotas leave room for a
+    /// fifth.
+    #[test]
+    fn a_full_table_keeps_room_for_newcomers() {
+        assert_eq!(room(3583, 4096, 1023, 1024), Ok(()));
+        assert_eq!(room(3584, 4096, 512, 1024), Err(NoRoom::Table));
+        assert_eq!(room(3584, 4096, 15, 1024), Ok(()));
+        assert_eq!(room(4095, 4096, 0, 1024), Ok(()));
+        assert_eq!(room(4096, 4096, 0, 1024), Err(NoRoom::Table));
+        assert_eq!(room(10, 4096, 1024, 1024), Err(NoRoom::Client));
+        // a table too small for a reserve has none
+        assert_eq!(room(6, 7, 6, 7), Ok(()));
+        let p = Policy {
+            max_mappings: 4096,
+            max_per_client: 1024,
+            ..policy()
+        };
+        let mut t = Table::new();
+        for (i, host) in [50u8, 51, 52, 53].into_iter().enumerate() {
+            for n in 0..1100u16 {
+                let port = 10_000 + 1100 * i as u16 + n;
+                let mut w = want(port, port, false);
+                w.client = ip(host);
+                w.iaddr = ip(host);
+                if let Ok((k, _)) = p.choose(&t, &FixedFacts::default(), &w) {
+                    let mut m = mapping(Proto::Tcp, k.eport, host, None);
+                    m.iport = port;
+                    t.put(m);
+                }
+            }
+        }
+        assert_eq!(t.len(), 3584);
+        assert_eq!(t.count_for(ip(53)), 512);
+        assert_eq!(
+            p.choose(&t, &FixedFacts::default(), &want(5000, 5000, false)),
+            Ok((Key::new(Proto::Tcp, 5000), false))
         );
     }
 

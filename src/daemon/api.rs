@@ -3,6 +3,10 @@
 //!
 //! Owns: the method table and the shapes of what the methods return.
 
+use std::collections::VecDeque;
+use std::io;
+use std::path::PathBuf;
+
 use crate::config::{TOGGLES, Toggle};
 use crate::core::firewall::{Counters, Firewall};
 use crate::core::pinhole::Pinhole;
@@ -16,6 +20,106 @@ use crate::sys::ubus::{CallReply, Incoming, ObjectSpec};
 
 use super::commit::Deferred;
 use super::{Daemon, files};
+
+/// The toggles a `set` call names, and their new values.
+type Changes = Vec<(&'static Toggle, bool)>;
+
+fn parse_toggles(args: &Value) -> Result<Changes, (Status, String)> {
+    let invalid = |why: String| (Status::InvalidArgument, why);
+    let names = || TOGGLES.map(|t| t.name).join(", ");
+    let entries = args
+        .as_table()
+        .ok_or_else(|| invalid("set takes a table of toggles".into()))?;
+    let mut changes: Changes = Vec::new();
+    for (name, v) in entries {
+        let toggle = Toggle::named(name)
+            .ok_or_else(|| invalid(format!("unknown toggle {name:?}; allowed: {}", names())))?;
+        let b = match v {
+            Value::Bool(b) => *b,
+            Value::Int32(0) | Value::Int64(0) | Value::Int16(0) => false,
+            Value::Int32(1) | Value::Int64(1) | Value::Int16(1) => true,
+            _ => {
+                return Err(invalid(format!(
+                    "{name} must be a boolean (true/false or 0/1)"
+                )));
+            }
+        };
+        changes.push((toggle, b));
+    }
+    if changes.is_empty() {
+        return Err(invalid(format!("set needs at least one of: {}", names())));
+    }
+    Ok(changes)
+}
+
+/// A `set` call waiting for its write.
+pub(super) struct Pending {
+    changes: Changes,
+    reply: CallReply,
+}
+
+/// Most `set` calls waiting for their writes; more fail at once.
+const MAX_WRITES: usize = 8;
+
+/// `set`'s writes of the `upnpd` package, one at a time on tokio's
+/// blocking pool: uci's lock (tried for a few milliseconds) and the
+/// fsyncs of a flash file system never hold the loop.
+#[derive(Default)]
+pub(super) struct UciWrites {
+    running: Option<(tokio::task::JoinHandle<io::Result<()>>, Pending)>,
+    waiting: VecDeque<(PathBuf, Pending)>,
+}
+
+impl UciWrites {
+    /// Queues the write of `pending`'s toggles to `path`; gives it back
+    /// when too many wait.
+    fn write(&mut self, path: PathBuf, pending: Pending) -> Result<(), Pending> {
+        if self.waiting.len() >= MAX_WRITES {
+            return Err(pending);
+        }
+        self.waiting.push_back((path, pending));
+        self.start_next();
+        Ok(())
+    }
+
+    fn start_next(&mut self) {
+        if self.running.is_some() {
+            return;
+        }
+        let Some((path, pending)) = self.waiting.pop_front() else {
+            return;
+        };
+        // one write for every option: all stored, or none
+        let opts: Vec<(&'static str, &'static str)> = pending
+            .changes
+            .iter()
+            .map(|(t, b)| (t.name, if *b { "1" } else { "0" }))
+            .collect();
+        let job = tokio::task::spawn_blocking(move || {
+            let section = SectionRef::Indexed {
+                stype: "upnpd".into(),
+                index: 0,
+            };
+            crate::sys::uci::set_options_atomic(&path, &section, &opts)
+        });
+        self.running = Some((job, pending));
+    }
+
+    /// The next write to finish, with its call; never resolves while none
+    /// runs. Cancel-safe: a finished write is taken only when this
+    /// resolves.
+    pub(super) async fn done(&mut self) -> (io::Result<()>, Pending) {
+        let Some((job, _)) = self.running.as_mut() else {
+            return std::future::pending().await;
+        };
+        let r = job.await.unwrap_or_else(|e| Err(io::Error::other(e)));
+        let Some((_, pending)) = self.running.take() else {
+            return std::future::pending().await;
+        };
+        self.start_next();
+        (r, pending)
+    }
+}
 
 /// The object and its method signatures (what `ubus -v list rupnpd` shows).
 pub fn object_spec() -> ObjectSpec {
@@ -156,6 +260,7 @@ impl Daemon {
                 self.deferred.push(Deferred::Ubus {
                     reply,
                     ok: Value::table(),
+                    changed: true,
                 });
             }
             "flush" => {
@@ -166,21 +271,15 @@ impl Daemon {
                     ok: Value::table()
                         .with("deleted", n as u32)
                         .with("pinholes", pins as u32),
+                    changed: n + pins > 0,
                 });
             }
-            // Answered at the end of the turn, once the firewall and the
-            // front ends have followed the change.
-            "set" => match self.set_toggles(args) {
-                Ok(()) => self.deferred.push(Deferred::Ubus {
-                    reply,
-                    ok: Value::table(),
-                }),
-                Err((s, why)) => reply.fail(s, &why),
-            },
+            "set" => self.set_toggles(args, reply),
             "reload" => match self.reload().await {
                 Ok(()) => self.deferred.push(Deferred::Ubus {
                     reply,
                     ok: Value::table(),
+                    changed: true,
                 }),
                 Err(errors) => reply.fail(
                     Status::InvalidArgument,
@@ -194,67 +293,62 @@ impl Daemon {
         }
     }
 
-    /// `set`: live toggles, applied at once and persisted to UCI so LuCI
-    /// and `uci get` agree.
-    fn set_toggles(&mut self, args: &Value) -> Result<(), (Status, String)> {
-        let invalid = |why: String| (Status::InvalidArgument, why);
-        let names = || TOGGLES.map(|t| t.name).join(", ");
-        let entries = args
-            .as_table()
-            .ok_or_else(|| invalid("set takes a table of toggles".into()))?;
-        let mut changes: Vec<(&Toggle, bool)> = Vec::new();
-        for (name, v) in entries {
-            let toggle = Toggle::named(name)
-                .ok_or_else(|| invalid(format!("unknown toggle {name:?}; allowed: {}", names())))?;
-            let b = match v {
-                Value::Bool(b) => *b,
-                Value::Int32(0) | Value::Int64(0) | Value::Int16(0) => false,
-                Value::Int32(1) | Value::Int64(1) | Value::Int16(1) => true,
-                _ => {
-                    return Err(invalid(format!(
-                        "{name} must be a boolean (true/false or 0/1)"
-                    )));
-                }
-            };
-            changes.push((toggle, b));
-        }
-        if changes.is_empty() {
-            return Err(invalid(format!("set needs at least one of: {}", names())));
-        }
-        let mut cfg = self.cfg.clone();
-        for (t, b) in &changes {
-            t.set(&mut cfg, *b);
-        }
+    /// `set`: live toggles, persisted to UCI so LuCI and `uci get`
+    /// agree, then applied. The write (uci's lock, a temporary file,
+    /// fsync, rename) runs off the loop ([`UciWrites`]); the call is
+    /// answered when it is done.
+    fn set_toggles(&mut self, args: &Value, reply: CallReply) {
+        let changes = match parse_toggles(args) {
+            Ok(c) => c,
+            Err((s, why)) => return reply.fail(s, &why),
+        };
         // Persist first: a toggle that cannot be stored would be undone by
         // the next reload.
         let dirs = files::uci_dirs(&self.opts);
         match dirs.path("upnpd") {
             Ok(path) if path.exists() => {
-                let section = SectionRef::Indexed {
-                    stype: "upnpd".into(),
-                    index: 0,
-                };
-                // one write for every option: all stored, or none
-                let opts: Vec<(&str, &str)> = changes
-                    .iter()
-                    .map(|(t, b)| (t.name, if *b { "1" } else { "0" }))
-                    .collect();
-                if let Err(e) = crate::sys::uci::set_options_atomic(&path, &section, &opts) {
-                    log::error!("set: {e}");
-                    return Err((Status::SystemError, format!("storing the toggles: {e}")));
+                if let Err(pending) = self.uci.write(path, Pending { changes, reply }) {
+                    pending.reply.fail(
+                        Status::SystemError,
+                        "too many set calls waiting for their writes",
+                    );
                 }
             }
-            Ok(path) => log::warn!(
-                "set: {} does not exist; the change lasts until the daemon stops",
-                path.display()
-            ),
+            Ok(path) => {
+                log::warn!(
+                    "set: {} does not exist; the change lasts until the daemon stops",
+                    path.display()
+                );
+                self.apply_toggles(Pending { changes, reply });
+            }
             Err(e) => {
                 log::error!("set: {e}");
-                return Err((
+                reply.fail(
                     Status::SystemError,
-                    format!("finding the configuration: {e}"),
-                ));
+                    &format!("finding the configuration: {e}"),
+                );
             }
+        }
+    }
+
+    /// A `set`'s write is done: on success the toggles apply (and the
+    /// call is answered at the end of the turn), else the call fails.
+    pub(super) fn on_uci_written(&mut self, (result, pending): (io::Result<()>, Pending)) {
+        match result {
+            Ok(()) => self.apply_toggles(pending),
+            Err(e) => {
+                log::error!("set: {e}");
+                pending
+                    .reply
+                    .fail(Status::SystemError, &format!("storing the toggles: {e}"));
+            }
+        }
+    }
+
+    fn apply_toggles(&mut self, Pending { changes, reply }: Pending) {
+        let mut cfg = self.cfg.clone();
+        for (t, b) in &changes {
+            t.set(&mut cfg, *b);
         }
         let what: Vec<String> = changes
             .iter()
@@ -263,7 +357,13 @@ impl Daemon {
         log::info!("set through ubus: {}", what.join(" "));
         self.apply_config(cfg);
         self.send_status_event("set");
-        Ok(())
+        // Answered at the end of the turn, once the firewall and the
+        // front ends have followed the change.
+        self.deferred.push(Deferred::Ubus {
+            reply,
+            ok: Value::table(),
+            changed: true,
+        });
     }
 
     pub(super) fn status_value(&self) -> Value {

@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 
 use crate::core::natpmp_pcp;
 use crate::core::pinhole::Pinhole;
+use crate::core::policy::ClientKey;
 use crate::core::table::{Mapping, Millis};
 use crate::core::web::{self, Site};
 use crate::core::{Event, EventKind, Outcome, Subject};
@@ -36,15 +37,18 @@ pub(super) enum Deferred {
     Ubus {
         reply: CallReply,
         ok: Value,
+        /// The call changed the table: a refused turn fails it.
+        changed: bool,
     },
 }
 
 impl Deferred {
-    /// Sends the reply, or its failure form if the turn was refused.
+    /// Sends the reply, or its failure form if the turn was refused and
+    /// the request changed something (only those are rolled back).
     fn send(self, refused: bool) {
         match self {
             Deferred::Http { tx, reply } => {
-                let _ = tx.send(if refused { reply.on_failure } else { reply.ok });
+                let _ = tx.send(reply.send(refused));
             }
             Deferred::Udp { sock, to, reply } => {
                 let bytes = match (refused, reply.on_failure) {
@@ -53,7 +57,7 @@ impl Deferred {
                 };
                 let _ = sock.try_send_to(&bytes, to);
             }
-            Deferred::Ubus { reply, ok } => reply.reply(if refused {
+            Deferred::Ubus { reply, ok, changed } => reply.reply(if refused && changed {
                 Err(crate::proto::ubus::Status::SystemError)
             } else {
                 Ok(ok)
@@ -90,7 +94,7 @@ impl Daemon {
             d.send(refused);
         }
         for ev in &turn.events {
-            log_event(ev, now);
+            self.log_event(ev, now);
         }
         self.send_events(&turn.events, now);
         let site = Site {
@@ -102,16 +106,39 @@ impl Daemon {
     }
 }
 
-/// One log line per event: what, which ports or pinhole, whose, why.
-pub(super) fn log_event(ev: &Event, now: Millis) {
-    let line = match &ev.subject {
-        Subject::Mapping(m) => mapping_line(ev, m, now),
-        Subject::Pinhole(p) => pinhole_line(ev, p, now),
-    };
-    if ev.kind == EventKind::Refuse {
-        log::warn!("{line}");
-    } else {
-        log::info!("{line}");
+impl Daemon {
+    /// One log line per event: what, which ports or pinhole, whose, why.
+    /// Refusals are warnings within [`crate::core::loglimit::LogLimit`]'s bounds per client and
+    /// in all (beyond them, debug lines and a summary); renewals, which a
+    /// client repeats all day, are debug lines.
+    pub(super) fn log_event(&mut self, ev: &Event, now: Millis) {
+        let (line, client) = match &ev.subject {
+            Subject::Mapping(m) => (mapping_line(ev, m, now), ClientKey::V4(m.client)),
+            Subject::Pinhole(p) => (pinhole_line(ev, p, now), ClientKey::of(p.client)),
+        };
+        match ev.kind {
+            EventKind::Refuse => {
+                let (write, summary) = self.refusals.admit(client, now);
+                if let Some(s) = summary {
+                    log::warn!("{s}");
+                }
+                if write {
+                    log::warn!("{line}");
+                } else {
+                    log::debug!("{line}");
+                }
+            }
+            EventKind::Renew => log::debug!("{line}"),
+            EventKind::Add | EventKind::Delete | EventKind::Expire => log::info!("{line}"),
+        }
+    }
+
+    /// The refusal summary, when its window has ended (`stopping`: at
+    /// once).
+    pub(super) fn log_refusal_summary(&mut self, now: Millis, stopping: bool) {
+        if let Some(s) = self.refusals.summary(now, stopping) {
+            log::warn!("{s}");
+        }
     }
 }
 

@@ -44,6 +44,19 @@ pub fn load_config(opts: &Options) -> Result<(Config, Vec<String>), Vec<String>>
     Ok((l.config, l.warnings))
 }
 
+/// What tells whether a file changed without reading it: modification
+/// time, size and inode (`uci commit` replaces the file, so a new inode).
+pub type Stamp = (std::time::SystemTime, u64, u64);
+
+/// The [`Stamp`] of the `firewall` package's file; `None` if it cannot
+/// be read (then it is read every time).
+pub fn firewall_stamp(opts: &Options) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    let path = uci_dirs(opts).path("firewall").ok()?;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len(), m.ino()))
+}
+
 /// Ports that `/etc/config/firewall` already opens from the WAN zone.
 pub fn firewall_claims(opts: &Options, cfg: &Config, wan_dev: Option<&str>) -> Vec<PortClaim> {
     match uci::load(&uci_dirs(opts), "firewall") {
@@ -51,7 +64,7 @@ pub fn firewall_claims(opts: &Options, cfg: &Config, wan_dev: Option<&str>) -> V
             let nets: Vec<&str> = cfg.external_iface.iter().map(String::as_str).collect();
             let zones = wan_zones(&fw, &nets, wan_dev);
             let claims = claims(&fw, &zones);
-            log::info!(
+            log::debug!(
                 "firewall config: WAN zones {zones:?}, {} port claims from redirects and rules",
                 claims.len()
             );
@@ -111,8 +124,8 @@ impl Daemon {
         for b in r.bad_lines.iter().take(10) {
             log::warn!("lease file {}: {b:?}", path.display());
         }
-        for (addr, port) in &r.off_lan {
-            log::warn!("lease for {addr}:{port} is not on a LAN subnet; dropped");
+        for (addr, port, why) in &r.off_lan {
+            log::warn!("lease for {addr}:{port} dropped: the address is {why}");
         }
         r.mappings
     }

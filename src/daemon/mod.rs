@@ -39,6 +39,7 @@ use crate::config::load::Overrides;
 use crate::core::Core;
 use crate::core::device::Device;
 use crate::core::lan::Lans;
+use crate::core::loglimit::LogLimit;
 use crate::core::natpmp_pcp::{self, Epoch};
 use crate::core::persist::LeaseLines;
 use crate::core::pinhole::PinPolicy;
@@ -54,6 +55,7 @@ use crate::sys::nft::{self, Look, Nft, Setup};
 use crate::sys::udp::Datagram;
 use crate::sys::{notify, ubus};
 
+use api::UciWrites;
 use commit::Deferred;
 use frontends::FrontEnds;
 use stun::Stun;
@@ -61,6 +63,18 @@ use wan::{NetifdStatus, Unserved};
 
 /// Most events handled in one loop turn before committing.
 const TURN_BATCH: usize = 128;
+
+/// How long the loop waits after a foreign nftables transaction (or fw4's
+/// SIGUSR2) before checking the firewall, so that a burst of them (a fw4
+/// restart is two, dnsmasq and banIP commit in runs) costs one check.
+const FIREWALL_SETTLE: Millis = 250;
+
+/// How often the neighbour tables are read for absent hosts: a quarter of
+/// `absent_host_timeout`, within 1–60 s (one netlink dump per period,
+/// only while something is mapped).
+fn sweep_period(timeout_secs: u32) -> Millis {
+    (Millis::from(timeout_secs) * 250).clamp(1_000, 60_000)
+}
 
 /// Command-line options.
 #[derive(Debug, Clone, Default)]
@@ -118,6 +132,17 @@ pub struct Daemon {
     /// Ports `/etc/config/firewall` opens itself.
     claims: Vec<PortClaim>,
     leases: LeaseLines,
+    /// When the neighbour tables are next read for absent hosts.
+    next_sweep: Millis,
+    /// When the firewall is next checked after foreign changes.
+    firewall_check_at: Option<Millis>,
+    /// `/etc/config/firewall` as last read, to read it again only when it
+    /// changed.
+    claims_stamp: Option<files::Stamp>,
+    /// The warnings of refused requests, bounded.
+    refusals: LogLimit,
+    /// `ubus set`'s writes of the configuration, off the loop.
+    uci: UciWrites,
     /// Replies waiting for the turn's firewall transaction.
     deferred: Vec<Deferred>,
     fronts: FrontEnds,
@@ -183,18 +208,45 @@ impl Daemon {
         Ok(())
     }
 
+    /// The root device UUID the configuration asks for: `uuid`, else one
+    /// derived from the first LAN device's MAC address.
+    fn wanted_uuid(&self) -> String {
+        self.cfg
+            .uuid
+            .clone()
+            .filter(|u| !u.is_empty())
+            .or_else(|| self.lans.get(0).map(|l| files::default_uuid(&l.dev)))
+            .unwrap_or_else(|| self.device.uuid.clone())
+    }
+
     /// Applies a new configuration without dropping leases; those the new
-    /// rules or limits forbid are removed, each with a log line.
-    fn apply_config(&mut self, cfg: Config) {
+    /// rules or limits forbid are removed, each with a log line. Every
+    /// setting read takes effect, except the nftables names, which would
+    /// move every rule and element: they wait for a restart, and the log
+    /// says so.
+    fn apply_config(&mut self, mut cfg: Config) {
+        if cfg.nft != self.cfg.nft {
+            log::warn!(
+                "reload: nft_table and the nft_*_chain names take effect at the next restart; \
+the running rules stay in table inet {}",
+                self.cfg.nft.table
+            );
+            cfg.nft = self.cfg.nft.clone();
+        }
         let old = std::mem::replace(&mut self.cfg, cfg);
+        crate::sys::syslog::set_debug(self.cfg.log_output);
         let cfg = &self.cfg;
         self.device.reconfigure(cfg);
+        self.web.set_limits(
+            cfg.max_subscribers as usize,
+            cfg.max_subscribers_per_client as usize,
+        );
         self.ssdp.set_enabled(cfg.enabled && cfg.enable_upnp);
         self.natpmp_pcp = natpmp_pcp::Settings::from_config(cfg);
         let change = self.configure_stun();
         self.apply_wan_change(change, false, "reload");
         self.follow_wan(false);
-        self.claims = files::firewall_claims(&self.opts, &self.cfg, self.wan.link().dev.as_deref());
+        self.claims = self.read_claims();
         self.core
             .set_policy(Policy::from_config(&self.cfg, self.claims.clone()));
         self.core.set_pin_policy(PinPolicy::from_config(&self.cfg));
@@ -233,8 +285,32 @@ impl Daemon {
         {
             self.netifd_query();
         }
+        let uuid = self.wanted_uuid();
+        if uuid != self.device.uuid {
+            // the old identity leaves, the new one is announced
+            if self.cfg.enabled && self.cfg.enable_upnp {
+                self.announce(false);
+            }
+            log::info!("device UUID now {uuid}");
+            self.device.uuid = uuid;
+            let now = self.now();
+            self.ssdp.announce_soon(now);
+        }
         let _ = self.install_setup("reload: reinstalling the firewall rules failed");
         log::info!("configuration reloaded");
+    }
+
+    /// A foreign nftables transaction touched our table, or fw4 says it
+    /// reloaded: the firewall is checked once the burst has settled.
+    fn firewall_soon(&mut self) {
+        let now = self.now();
+        self.firewall_check_at.get_or_insert(now + FIREWALL_SETTLE);
+    }
+
+    /// `/etc/config/firewall`'s port claims, read now.
+    fn read_claims(&mut self) -> Vec<PortClaim> {
+        self.claims_stamp = files::firewall_stamp(&self.opts);
+        files::firewall_claims(&self.opts, &self.cfg, self.wan.link().dev.as_deref())
     }
 
     /// After a firewall reload (fw4's include, or a foreign nftables
@@ -269,6 +345,22 @@ for when it starts again, refusing new ones until then",
         self.refresh_claims();
     }
 
+    /// The `nft` command finished a transaction off the loop.
+    fn on_nft_done(&mut self, done: nft::CmdDone) {
+        match (done.then, done.result) {
+            (nft::Then::Elements, Ok(())) => {
+                let now = self.now();
+                if let Err(e) = self.core.reinstall(&mut self.nft, now) {
+                    log::error!("installing mappings after the nft command: {e}");
+                }
+            }
+            (nft::Then::Elements, Err(e)) => {
+                log::error!("installing the firewall rules with the nft command: {e}");
+            }
+            (nft::Then::HooksHandedOver, r) => nft::log_hand_over(r),
+        }
+    }
+
     fn restore_firewall(&mut self, why: &str) {
         let t = std::time::Instant::now();
         let now = self.now();
@@ -286,10 +378,18 @@ for when it starts again, refusing new ones until then",
     /// Re-reads the port claims of `/etc/config/firewall`; mappings on a
     /// port the firewall now opens itself are removed, each logged.
     fn refresh_claims(&mut self) {
-        let claims = files::firewall_claims(&self.opts, &self.cfg, self.wan.link().dev.as_deref());
+        let stamp = files::firewall_stamp(&self.opts);
+        if stamp.is_some() && stamp == self.claims_stamp {
+            return;
+        }
+        let claims = self.read_claims();
         if claims == self.claims {
             return;
         }
+        log::info!(
+            "firewall configuration changed: {} port claims from redirects and rules",
+            claims.len()
+        );
         self.claims = claims;
         self.core
             .set_policy(Policy::from_config(&self.cfg, self.claims.clone()));
@@ -302,12 +402,22 @@ for when it starts again, refusing new ones until then",
         }
     }
 
+    /// Whether absent hosts are swept: the option is on and something is
+    /// mapped.
+    fn sweeping(&self) -> bool {
+        self.cfg.absent_host_timeout > 0
+            && !(self.core.table().is_empty() && self.core.pinholes().is_empty())
+    }
+
     fn next_deadline(&self) -> Millis {
         [
             self.core.next_deadline(),
             self.epoch.next_deadline(),
             self.epoch6.next_deadline(),
             self.web.next_deadline(),
+            self.sweeping().then_some(self.next_sweep),
+            self.firewall_check_at,
+            self.refusals.next_deadline(),
             self.stun.next_deadline(),
         ]
         .into_iter()
@@ -317,7 +427,19 @@ for when it starts again, refusing new ones until then",
 
     fn on_timers(&mut self) {
         let now = self.now();
+        if self.firewall_check_at.is_some_and(|t| t <= now) {
+            self.firewall_check_at = None;
+            self.check_firewall();
+        }
+        self.log_refusal_summary(now, false);
         self.core.expire(now);
+        if self.sweeping() && now >= self.next_sweep {
+            let timeout = self.cfg.absent_host_timeout;
+            self.next_sweep = now + sweep_period(timeout);
+            let facts = Kernel::new(&self.wan, &mut self.nft);
+            self.core
+                .sweep_absent(&facts, now, Millis::from(timeout) * 1000);
+        }
         self.stun_timers(now);
         self.send_search_replies(now);
         self.send_announcements(now);
@@ -328,6 +450,8 @@ for when it starts again, refusing new ones until then",
     }
 
     fn shutdown(&mut self) {
+        let now = self.now();
+        self.log_refusal_summary(now, true);
         log::info!("stopping: sending byebye and removing our firewall rules");
         self.announce(false);
         self.fronts.close_all();
@@ -367,6 +491,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
     let clock = Clock {
         start: Instant::now(),
     };
+    crate::sys::syslog::set_debug(cfg.log_output);
     // Without a configured UUID, the first LAN's MAC gives it, once a
     // LAN is known (`Daemon::relearn_lans`).
     let uuid = cfg.uuid.clone().unwrap_or_default();
@@ -413,6 +538,11 @@ async fn main_loop(opts: Options) -> Result<(), String> {
         nft,
         claims: Vec::new(),
         leases: LeaseLines::default(),
+        next_sweep: 0,
+        firewall_check_at: None,
+        claims_stamp: None,
+        refusals: LogLimit::new("refused requests"),
+        uci: UciWrites::default(),
         deferred: Vec::new(),
         fronts: FrontEnds::new(http_tx, udp_tx, server),
         fronts_stale: true,
@@ -435,11 +565,18 @@ async fn main_loop(opts: Options) -> Result<(), String> {
     d.follow_wan(false);
     d.relearn_lans();
     d.follow_ipv6();
-    d.claims = files::firewall_claims(&d.opts, &d.cfg, d.wan.link().dev.as_deref());
+    d.claims = d.read_claims();
     d.core
         .set_policy(Policy::from_config(&d.cfg, d.claims.clone()));
     let restored = d.restore_leases();
     let now = d.now();
+    // Without libnftables the structure goes in through the nft command
+    // first, awaited: nothing is served yet.
+    d.nft.set_setup(d.nft_setup());
+    d.nft
+        .settle()
+        .await
+        .map_err(|e| format!("cannot install the firewall structure: {e}"))?;
     // Installs exactly the restored table: anything a previous instance
     // left in the kernel that no lease owns is removed here.
     d.install_setup("installing the firewall")
@@ -448,7 +585,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
         log::info!("restored {restored} mappings from the lease file");
     }
     for ev in d.core.take_events() {
-        commit::log_event(&ev, now);
+        d.log_event(&ev, now);
     }
     d.write_leases(None);
     log::info!("firewall ready: {}", nft::describe(d.nft.setup()));
@@ -462,7 +599,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
     let mut sigint = sig(SignalKind::interrupt())?;
     let mut sigusr1 = sig(SignalKind::user_defined1())?;
     let mut sigusr2 = sig(SignalKind::user_defined2())?;
-    let monitor = nft::Monitor::new().ok();
+    let monitor = nft::Monitor::new(&d.cfg.nft.table).ok();
     let addrwatch = AddrWatch::new().ok();
     log::info!("rupnpd {} started", crate::VERSION);
 
@@ -494,6 +631,8 @@ async fn main_loop(opts: Options) -> Result<(), String> {
             r = async { match &addrwatch { Some(w) => w.changed().await, None => std::future::pending().await } } => {
                 if r.is_ok() { wan_event = true; }
             }
+            done = d.nft.cmd_done() => d.on_nft_done(done),
+            written = d.uci.done() => d.on_uci_written(written),
         }
         for _ in 0..TURN_BATCH {
             match http_rx.try_recv() {
@@ -508,7 +647,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
             }
         }
         if firewall_event {
-            d.check_firewall();
+            d.firewall_soon();
         }
         if wan_event {
             d.follow_wan(true);
@@ -526,6 +665,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
         d.on_timers();
         d.commit();
     }
+    d.nft.finish().await;
     d.shutdown();
     Ok(())
 }

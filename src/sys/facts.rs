@@ -14,12 +14,16 @@ use crate::proto::Proto;
 use crate::sys::netif::{self, Listeners};
 use crate::sys::nft::Nft;
 
+/// Resolved neighbour entries: an address and its link-layer address.
+type Neighbours = Vec<(IpAddr, [u8; 6])>;
+
 /// The router as the kernel and nftables see it, during one request.
 pub struct Kernel<'a> {
     wan: &'a Wan,
     nft: RefCell<&'a mut Nft>,
     listeners: OnceCell<Listeners>,
-    neighbours: OnceCell<Vec<(IpAddr, [u8; 6])>>,
+    /// The neighbour tables' resolved entries; `None` if unreadable.
+    neighbours: OnceCell<Option<Neighbours>>,
 }
 
 impl<'a> Kernel<'a> {
@@ -36,9 +40,18 @@ impl<'a> Kernel<'a> {
         self.wan.link().dev.as_deref().unwrap_or("")
     }
 
-    fn mac(&self, a: IpAddr) -> Option<[u8; 6]> {
+    fn neighbours(&self) -> Option<&[(IpAddr, [u8; 6])]> {
         self.neighbours
-            .get_or_init(|| netif::neighbours().unwrap_or_default())
+            .get_or_init(|| {
+                netif::neighbours()
+                    .inspect_err(|e| log::debug!("reading the neighbour tables: {e}"))
+                    .ok()
+            })
+            .as_deref()
+    }
+
+    fn mac(&self, a: IpAddr) -> Option<[u8; 6]> {
+        self.neighbours()?
             .iter()
             .find(|(ip, _)| *ip == a)
             .map(|(_, m)| *m)
@@ -62,6 +75,13 @@ impl Facts for Kernel<'_> {
             (Some(a), Some(b)) => a == b,
             _ => false,
         }
+    }
+
+    /// `netif::neighbours` lists only entries with a link-layer address:
+    /// those that resolved (REACHABLE, STALE, DELAY, PROBE, PERMANENT);
+    /// INCOMPLETE and FAILED ones carry none.
+    fn neighbour_present(&self, a: IpAddr) -> Option<bool> {
+        Some(self.neighbours()?.iter().any(|(ip, _)| *ip == a))
     }
 
     fn wan_counters(&self) -> Option<LinkCounters> {

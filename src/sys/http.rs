@@ -4,11 +4,14 @@
 //! channel.
 //!
 //! Owns: the listening socket (bound to its LAN device), the connection
-//! caps (in all and per client address), the per-request deadline (slowloris), the keep-alive idle
-//! timeout, and the byte limits of `proto::http`.
+//! caps (in all, and per client as `core::policy::ClientKey` counts it:
+//! an IPv6 client is its /64) with the closing of the oldest idle
+//! connection when the server is full, the per-request deadline
+//! (slowloris), the keep-alive idle timeout, and the byte limits of
+//! `proto::http`.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -16,9 +19,10 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::{Instant, timeout, timeout_at};
 
+use crate::core::policy::ClientKey;
 use crate::proto::http::{self, MAX_BODY, MAX_HEAD, Method, Request, Response};
 
 /// Limits of the HTTP server.
@@ -49,38 +53,122 @@ impl Default for Limits {
     }
 }
 
-/// The connections open across every listener: in all and per client.
+/// The connections open across every listener: in all and per client,
+/// and those waiting for a request (idle), oldest first.
 #[derive(Default)]
 pub struct Gate {
     total: Cell<usize>,
-    per_client: RefCell<HashMap<IpAddr, usize>>,
+    per_client: RefCell<HashMap<ClientKey, usize>>,
+    /// Idle connections by the order they became idle.
+    idle: RefCell<BTreeMap<u64, Rc<SlotState>>>,
+    next_idle: Cell<u64>,
+}
+
+/// One admitted connection's place in the [`Gate`].
+struct SlotState {
+    client: ClientKey,
+    /// Its key in [`Gate::idle`] while it waits for a request.
+    idle_at: Cell<Option<u64>>,
+    /// Its place was given back (closed for a newcomer, or ended).
+    released: Cell<bool>,
+    /// Woken when the connection is to close for a newcomer.
+    closing: Notify,
+}
+
+/// An admitted connection's place, given back when it ends, however it
+/// ends.
+pub struct Slot {
+    gate: Rc<Gate>,
+    state: Rc<SlotState>,
 }
 
 impl Gate {
-    /// Admits one more connection from `ip`, or says why not.
-    fn enter(&self, ip: IpAddr, limits: &Limits) -> Result<(), &'static str> {
-        if self.total.get() >= limits.max_connections {
-            return Err("too many connections");
-        }
-        let mut per = self.per_client.borrow_mut();
-        let n = per.entry(ip).or_insert(0);
-        if *n >= limits.max_per_client {
+    /// Admits one more connection from `ip`, or says why not. A client at
+    /// its own cap is refused; when the server as a whole is full, the
+    /// connection that has waited longest for a request is closed to make
+    /// room (HTTP/1.1 lets a server close an idle connection at any
+    /// time), so hosts holding idle keep-alive connections cannot lock
+    /// another out. Connections in the middle of a request are never
+    /// closed for it.
+    fn enter(self: &Rc<Self>, ip: IpAddr, limits: &Limits) -> Result<Slot, &'static str> {
+        let key = ClientKey::of(ip);
+        let held = self.per_client.borrow().get(&key).copied().unwrap_or(0);
+        if held >= limits.max_per_client {
             return Err("too many connections from this address");
         }
-        *n += 1;
+        if self.total.get() >= limits.max_connections && !self.close_oldest_idle() {
+            return Err("too many connections");
+        }
+        *self.per_client.borrow_mut().entry(key).or_insert(0) += 1;
         self.total.set(self.total.get() + 1);
-        Ok(())
+        Ok(Slot {
+            gate: self.clone(),
+            state: Rc::new(SlotState {
+                client: key,
+                idle_at: Cell::new(None),
+                released: Cell::new(false),
+                closing: Notify::new(),
+            }),
+        })
     }
 
-    fn leave(&self, ip: IpAddr) {
+    /// Closes the oldest idle connection and gives its place back at
+    /// once. False if none is idle.
+    fn close_oldest_idle(&self) -> bool {
+        let Some((_, state)) = self.idle.borrow_mut().pop_first() else {
+            return false;
+        };
+        state.idle_at.set(None);
+        self.release(&state);
+        state.closing.notify_one();
+        true
+    }
+
+    fn release(&self, state: &SlotState) {
+        if state.released.replace(true) {
+            return;
+        }
+        if let Some(at) = state.idle_at.take() {
+            self.idle.borrow_mut().remove(&at);
+        }
         self.total.set(self.total.get().saturating_sub(1));
         let mut per = self.per_client.borrow_mut();
-        if let Some(n) = per.get_mut(&ip) {
+        if let Some(n) = per.get_mut(&state.client) {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                per.remove(&ip);
+                per.remove(&state.client);
             }
         }
+    }
+}
+
+impl Slot {
+    /// The connection waits for a request: it may be closed for a
+    /// newcomer from now on.
+    fn idle(&self) {
+        let at = self.gate.next_idle.get();
+        self.gate.next_idle.set(at.wrapping_add(1));
+        self.state.idle_at.set(Some(at));
+        self.gate.idle.borrow_mut().insert(at, self.state.clone());
+    }
+
+    /// A request has begun: the connection is no longer closed for
+    /// others.
+    fn busy(&self) {
+        if let Some(at) = self.state.idle_at.take() {
+            self.gate.idle.borrow_mut().remove(&at);
+        }
+    }
+
+    /// Resolves when the connection is to close for a newcomer.
+    async fn closing(&self) {
+        self.state.closing.notified().await
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.gate.release(&self.state);
     }
 }
 
@@ -121,19 +209,6 @@ pub fn listener(dev: &str, addr: IpAddr, port: u16) -> io::Result<TcpListener> {
     TcpListener::from_std(s.into())
 }
 
-/// One admitted connection's place in the [`Gate`], given back when it
-/// ends, however it ends (an aborted task included).
-struct Admitted {
-    gate: Rc<Gate>,
-    ip: IpAddr,
-}
-
-impl Drop for Admitted {
-    fn drop(&mut self) {
-        self.gate.leave(self.ip);
-    }
-}
-
 /// Accepts connections on `listener` until the task running it is
 /// dropped. Each connection is a task of its own owned by this one, so
 /// they end with it: closing a listener closes its connections.
@@ -159,24 +234,21 @@ pub async fn serve(
         };
         let jobs = jobs.clone();
         let server = server.clone();
-        let ip = peer.ip();
-        if let Err(why) = gate.enter(ip, &limits) {
-            // Tell the client why rather than leave it hanging.
-            conns.spawn_local(async move {
-                let mut s = stream;
-                let r = Response::error(503, why).header("Retry-After", "1");
-                let bytes = r.emit(&server, &now_date(), false);
-                let _ = timeout(Duration::from_secs(2), s.write_all(&bytes)).await;
-            });
-            continue;
-        }
-        let admitted = Admitted {
-            gate: gate.clone(),
-            ip,
+        let slot = match gate.enter(peer.ip(), &limits) {
+            Ok(slot) => slot,
+            Err(why) => {
+                // Tell the client why rather than leave it hanging.
+                conns.spawn_local(async move {
+                    let mut s = stream;
+                    let r = Response::error(503, why).header("Retry-After", "1");
+                    let bytes = r.emit(&server, &now_date(), false);
+                    let _ = timeout(Duration::from_secs(2), s.write_all(&bytes)).await;
+                });
+                continue;
+            }
         };
         conns.spawn_local(async move {
-            let _ = connection(stream, peer, jobs, limits, &server).await;
-            drop(admitted);
+            let _ = connection(stream, peer, jobs, limits, &server, &slot).await;
         });
     }
 }
@@ -195,6 +267,7 @@ async fn connection(
     jobs: mpsc::Sender<Job>,
     limits: Limits,
     server: &str,
+    slot: &Slot,
 ) -> std::io::Result<()> {
     let local = s.local_addr()?;
     let _ = s.set_nodelay(true);
@@ -204,7 +277,15 @@ async fn connection(
         // the whole request must arrive within the request deadline.
         if buf.is_empty() {
             let mut chunk = [0u8; 2048];
-            let n = match timeout(limits.idle, s.read(&mut chunk)).await {
+            slot.idle();
+            let read = tokio::select! {
+                biased;
+                // closed to make room for a newcomer
+                () = slot.closing() => return Ok(()),
+                r = timeout(limits.idle, s.read(&mut chunk)) => r,
+            };
+            slot.busy();
+            let n = match read {
                 Ok(Ok(0)) | Err(_) => return Ok(()),
                 Ok(Ok(n)) => n,
                 Ok(Err(e)) => return Err(e),
@@ -304,4 +385,51 @@ async fn write(
 ) -> bool {
     let bytes = r.emit(server, &now_date(), head_only);
     matches!(timeout_at(deadline, s.write_all(&bytes)).await, Ok(Ok(())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// Full of idle connections, the server closes the oldest for a
+    /// newcomer; full of busy ones, it refuses. A client is its /64.
+    #[test]
+    fn the_oldest_idle_connection_makes_way() {
+        let gate = Rc::new(Gate::default());
+        let l = Limits {
+            max_connections: 4,
+            max_per_client: 2,
+            ..Limits::default()
+        };
+        let a = gate.enter(ip("192.168.1.2"), &l).unwrap();
+        let b = gate.enter(ip("192.168.1.2"), &l).unwrap();
+        assert_eq!(
+            gate.enter(ip("192.168.1.2"), &l).err(),
+            Some("too many connections from this address")
+        );
+        let c = gate.enter(ip("fd00::1"), &l).unwrap();
+        let d = gate.enter(ip("fd00::2:3"), &l).unwrap();
+        // the same /64 is the same client
+        assert!(gate.enter(ip("fd00::9"), &l).is_err());
+        assert_eq!(
+            gate.enter(ip("192.168.1.3"), &l).err(),
+            Some("too many connections")
+        );
+        b.idle();
+        c.idle();
+        let e = gate.enter(ip("192.168.1.3"), &l).unwrap();
+        assert!(b.state.released.get() && !c.state.released.get());
+        assert_eq!(gate.total.get(), 4);
+        // a busy connection is not closed for anyone
+        c.busy();
+        assert!(gate.enter(ip("192.168.1.4"), &l).is_err());
+        drop((a, b, c, d, e));
+        assert_eq!(gate.total.get(), 0);
+        assert!(gate.per_client.borrow().is_empty());
+        assert!(gate.idle.borrow().is_empty());
+    }
 }

@@ -3,15 +3,14 @@
 //! daemon creates where fw4 is absent).
 //!
 //! Owns: the transaction per loop turn, restoring after a firewall
-//! reload, telling a stopped fw4 from a reloaded one, and the netlink
-//! watch that notices either. Elements
-//! (the per-mapping hot path, `elements`) go straight to the kernel
-//! through [`super::nfnl`], one netlink round trip per transaction. The
-//! structure (tables, chains, set declarations, rules: `ruleset`) is
-//! nft text, rare (start, firewall reload, WAN/LAN change), applied
-//! through libnftables loaded for that one transaction and unloaded
-//! after, or through the `nft` binary when the library is missing
-//! (`runner`).
+//! reload, and telling a stopped fw4 from a reloaded one; the netlink
+//! watch that notices either is `monitor`. Elements (the per-mapping hot
+//! path, `elements`) go straight to the kernel through [`super::nfnl`],
+//! one netlink round trip per transaction. The structure (tables, chains,
+//! set declarations, rules: `ruleset`) is nft text, rare (start, firewall
+//! reload, WAN/LAN change), applied through libnftables loaded for that
+//! one transaction and unloaded after, or through the `nft` binary, off
+//! the loop, when the library is missing (`runner`).
 //!
 //! Layout (per-packet cost is one hash lookup whatever the number of
 //! mappings, the kernel expires leases even if the daemon dies, and every
@@ -27,12 +26,12 @@
 //! ```
 
 mod elements;
+mod monitor;
 mod ruleset;
 mod runner;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::io;
 use std::net::Ipv4Addr;
 
 use crate::config::NftNames;
@@ -40,18 +39,19 @@ use crate::core::firewall::{Counters, Firewall};
 use crate::core::pinhole::{PinChange, Pinhole};
 use crate::core::table::{Change, Key, Mapping, Millis};
 use crate::proto::netlink::nftables::{self, Batch, Counter, Data, Elem};
-use crate::sys::netif::McastSocket;
 use crate::sys::nfnl;
 use elements::{
     FwdKey, FwdRefs, counters, dnat_elem, dnat_mapping_key, fwd_elem, fwd_key, fwd_state, pin_elem,
     pin_map_key, snat_elem, timeout_ms,
 };
+pub use monitor::Monitor;
 use ruleset::{
     ALIVE, BASE_DSTNAT, BASE_FORWARD, BASE_SRCNAT, DECLARATIONS, DNAT, DNAT_RH, EXTADDR, FWD,
     MARKER, PIN6, PIN6_H, PIN6_HP, PIN6_P, SNAT, STUN, ident_ok,
 };
 pub use ruleset::{Setup, describe, structure};
-use runner::{LibNft, Runner, first_line, nft_command, trim_heap};
+pub use runner::{CmdDone, Then};
+use runner::{CmdQueue, LibNft, NFT_LIMIT, Runner, first_line, nft_command, trim_heap};
 
 /// When an element operation runs inside one transaction. Deleting an
 /// element that may already be gone (expired in the kernel, flushed by a
@@ -106,6 +106,13 @@ pub struct Nft {
     /// Whether adding an existing element renews it in place (Linux ≥
     /// 6.12); None until probed after the first restore.
     in_place: Option<bool>,
+    /// Without libnftables: the `nft` command's transactions, off the
+    /// loop.
+    cmds: CmdQueue,
+    /// The structure text the `nft` command has just put in place: the
+    /// restore that follows installs the elements without running it
+    /// again.
+    fresh: Option<String>,
 }
 
 impl Nft {
@@ -147,7 +154,48 @@ impl Nft {
             fwd: HashMap::new(),
             flush_next: true,
             in_place: None,
+            cmds: CmdQueue::default(),
+            fresh: None,
         })
+    }
+
+    /// At start without libnftables: runs the structure through the `nft`
+    /// command and waits for it (nothing is served yet), so that the
+    /// first restore finds the sets in place.
+    pub async fn settle(&mut self) -> Result<(), String> {
+        if self.in_process() || self.stopped || self.fw4_table_gone() {
+            return Ok(());
+        }
+        let c = structure(&self.names, &self.setup, self.own_base);
+        self.cmds.submit(c, Then::Elements);
+        let mut result = Ok(());
+        while self.cmds.busy() {
+            let done = self.cmd_done().await;
+            if done.then == Then::Elements {
+                result = done.result;
+            }
+        }
+        result
+    }
+
+    /// The next transaction the `nft` command finished, for the loop
+    /// (never resolves while none runs). After [`Then::Elements`] the
+    /// caller restores the elements; the structure is not run again.
+    pub async fn cmd_done(&mut self) -> CmdDone {
+        let (text, done) = self.cmds.done().await;
+        if done.then == Then::Elements && done.result.is_ok() {
+            self.fresh = Some(text);
+        }
+        done
+    }
+
+    /// At stop: waits for the `nft` command's running transaction (it
+    /// is bounded), and drops those not started.
+    pub async fn finish(&mut self) {
+        self.cmds.drop_waiting();
+        while self.cmds.busy() {
+            let _ = self.cmds.done().await;
+        }
     }
 
     /// True when libnftables is in use for structure transactions (no
@@ -215,9 +263,9 @@ impl Nft {
         for chain in [BASE_FORWARD, BASE_DSTNAT, BASE_SRCNAT] {
             let _ = writeln!(d, "delete chain inet {t} {chain}");
         }
-        match self.run(&d) {
-            Ok(_) => log::info!("nftables: fw4 started; its hooks replace ours"),
-            Err(e) => log::warn!("nftables: removing our hooks now that fw4 has started: {e}"),
+        match self.runner {
+            Runner::Cmd => self.cmds.submit(d, Then::HooksHandedOver),
+            Runner::Lib => log_hand_over(self.run(&d).map(|_| ())),
         }
         self.release_lib();
         self.own_base = false;
@@ -241,9 +289,11 @@ impl Nft {
         self.run_text(cmds).map_err(|e| first_line(&e))
     }
 
+    /// Structure text, now: libnftables, or (when stopping) the `nft`
+    /// command, bounded.
     fn run_text(&mut self, cmds: &str) -> Result<String, String> {
         match self.runner {
-            Runner::Cmd => nft_command(cmds),
+            Runner::Cmd => nft_command(cmds, NFT_LIMIT),
             Runner::Lib => {
                 let lib = match self.lib.as_mut() {
                     Some(l) => l,
@@ -284,7 +334,18 @@ impl Nft {
             return Ok(());
         }
         let c = structure(&self.names, &self.setup, self.own_base);
-        self.run(&c)?;
+        match self.runner {
+            Runner::Lib => {
+                self.run(&c)?;
+            }
+            // Off the loop: the elements go into the sets that are there
+            // now, and once more when the structure is in (`cmd_done`).
+            Runner::Cmd => {
+                if self.fresh.take().as_deref() != Some(c.as_str()) {
+                    self.cmds.submit(c, Then::Elements);
+                }
+            }
+        }
         if self.in_place.is_none() {
             let yes = self.probe_in_place();
             log::info!(
@@ -723,6 +784,14 @@ impl Nft {
     }
 }
 
+/// The log line of handing the hooks over to fw4.
+pub fn log_hand_over(r: Result<(), String>) {
+    match r {
+        Ok(()) => log::info!("nftables: fw4 started; its hooks replace ours"),
+        Err(e) => log::warn!("nftables: removing our hooks now that fw4 has started: {e}"),
+    }
+}
+
 /// What [`Nft::look`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Look {
@@ -733,46 +802,4 @@ pub enum Look {
     Damaged,
     /// fw4's table is gone (fw4 stopped): leave it gone.
     Stopped,
-}
-
-/// Watches nf_tables netlink notifications for transactions committed by
-/// other processes (fw4 reload, `nft -f`), so the daemon can check that
-/// its structure survived.
-pub struct Monitor {
-    sock: McastSocket,
-    pid: u32,
-}
-
-impl Monitor {
-    pub fn new() -> io::Result<Monitor> {
-        Ok(Monitor {
-            sock: McastSocket::open(
-                libc::NETLINK_NETFILTER,
-                1 << (nftables::NFNLGRP_NFTABLES - 1),
-            )?,
-            pid: std::process::id(),
-        })
-    }
-
-    /// Waits until some other process commits an nftables transaction.
-    pub async fn foreign_commit(&self) -> io::Result<()> {
-        let mut buf = vec![0u8; 65536];
-        loop {
-            let mut foreign = false;
-            self.sock
-                .recv_batch(&mut buf, 256, |d| match d {
-                    // Lost notifications: assume the worst.
-                    None => foreign = true,
-                    Some(d) => {
-                        if nftables::newgen_pids(d).iter().any(|p| *p != self.pid) {
-                            foreign = true;
-                        }
-                    }
-                })
-                .await?;
-            if foreign {
-                return Ok(());
-            }
-        }
-    }
 }

@@ -152,6 +152,16 @@ impl Log for Syslog {
     fn flush(&self) {}
 }
 
+/// Debug lines on or off (`log_output`, `--debug`), at start and on every
+/// reload.
+pub fn set_debug(debug: bool) {
+    log::set_max_level(if debug {
+        LevelFilter::Debug
+    } else {
+        LevelFilter::Info
+    });
+}
+
 /// Installs the logger. `socket` is the syslog daemon's datagram socket
 /// (normally [`DEV_LOG`]); `None` logs to stderr only.
 pub fn init(debug: bool, socket: Option<PathBuf>) {
@@ -166,11 +176,7 @@ pub fn init(debug: bool, socket: Option<PathBuf>) {
         tag: format!("rupnpd[{}]", std::process::id()),
     });
     if log::set_logger(logger).is_ok() {
-        log::set_max_level(if debug {
-            LevelFilter::Debug
-        } else {
-            LevelFilter::Info
-        });
+        set_debug(debug);
     }
 }
 

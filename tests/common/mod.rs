@@ -121,6 +121,8 @@ pub struct Bed {
     pub wan_dev: String,
     /// The `fw4 print` the router's firewall4 loads.
     pub fw4_print: fw4::Print,
+    /// Environment variables the daemons started from now on get.
+    pub env: Vec<(String, String)>,
     daemons: Vec<Child>,
 }
 
@@ -135,6 +137,19 @@ impl Bed {
     /// `wan_dev` (a LAN on a plain port, a PPPoE WAN, the bed a capture
     /// was made in).
     pub fn with_devices(name: &str, lan_dev: &str, wan_dev: &str) -> Bed {
+        Bed::build(name, lan_dev, wan_dev, false)
+    }
+
+    /// Builds the bed with the router's LAN a real bridge, as on OpenWrt:
+    /// `br-lan` with the port `lan1` that leads to the LAN host. As on
+    /// OpenWrt (no kmod-br-netfilter), bridged frames skip the IP hooks
+    /// (`bridge-nf-call-iptables` 0 where the host kernel has
+    /// br_netfilter).
+    pub fn with_bridge(name: &str) -> Bed {
+        Bed::build(name, LAN_DEV, WAN_DEV, true)
+    }
+
+    fn build(name: &str, lan_dev: &str, wan_dev: &str, bridge: bool) -> Bed {
         require(&["ip", "nft"]);
         // The test process's id keeps two runs of the suite (two checkouts)
         // apart; scripts/test.sh removes the beds of processes that are gone.
@@ -150,6 +165,7 @@ impl Bed {
             lan_dev: lan_dev.to_string(),
             wan_dev: wan_dev.to_string(),
             fw4_print: fw4::Print::Default,
+            env: Vec::new(),
             daemons: Vec::new(),
         };
         bed.teardown_netns();
@@ -157,10 +173,30 @@ impl Bed {
             must(&["ip", "netns", "add", ns]);
             must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
         }
+        let lan_port = if bridge { "lan1" } else { lan_dev };
         must(&[
             "ip", "link", "add", "c-eth0", "netns", &bed.c, "type", "veth", "peer", "name",
-            lan_dev, "netns", &bed.r,
+            lan_port, "netns", &bed.r,
         ]);
+        if bridge {
+            must(&["ip", "-n", &bed.r, "link", "add", lan_dev, "type", "bridge"]);
+            must(&[
+                "ip", "-n", &bed.r, "link", "set", lan_port, "master", lan_dev,
+            ]);
+            must(&["ip", "-n", &bed.r, "link", "set", lan_port, "up"]);
+            for family in ["iptables", "ip6tables"] {
+                // absent without br_netfilter, which is what is wanted
+                let _ = sh(&[
+                    "ip",
+                    "netns",
+                    "exec",
+                    &bed.r,
+                    "sysctl",
+                    "-qw",
+                    &format!("net.bridge.bridge-nf-call-{family}=0"),
+                ]);
+            }
+        }
         must(&[
             "ip", "link", "add", "w-eth0", "netns", &bed.w, "type", "veth", "peer", "name",
             wan_dev, "netns", &bed.r,
@@ -417,6 +453,7 @@ impl Bed {
         let bin = daemon_bin();
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.r])
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .arg(&bin)
             .args(log_args)
             .args(args)
@@ -996,6 +1033,22 @@ SOAPAction: \"{urn}#{action}\"\r\nContent-Length: {}\r\n\r\n{body}",
         self.r.read_exact(&mut body).ok()?;
         Some((code, String::from_utf8_lossy(&body).into_owned()))
     }
+}
+
+/// A GET of the description from namespace `ns`, its answer given
+/// `max` to arrive: the whole answer, as far as it came ("" for none).
+pub fn description_within(ns: &str, max: Duration) -> String {
+    in_netns(ns, move || {
+        let mut s = TcpStream::connect((LAN_IP, 5000)).unwrap();
+        s.set_read_timeout(Some(max)).unwrap();
+        let req = format!(
+            "GET /rootDesc.xml HTTP/1.1\r\nHost: {LAN_IP}:5000\r\nConnection: close\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    })
 }
 
 /// A UDP socket created in namespace `ns`, bound to `addr:0`.

@@ -346,7 +346,7 @@ const UPNPD_OPTIONS = `enabled enable_upnp enable_natpmp secure_mode log_output 
 	upnp_lease_file6 igdv1 uuid notify_interval presentation_url serial_number model_number
 	system_uptime use_stun stun_host stun_port stun_allow_filtered ipv6_disable ext_allow_private_ipv4
 	enable_pcp log_packets log_connections hairpin max_mappings max_mappings_per_client
-	min_lifetime max_lifetime upnp_max_lease pcp_allow_thirdparty max_subscribers
+	absent_host_timeout min_lifetime max_lifetime upnp_max_lease pcp_allow_thirdparty max_subscribers
 	max_subscribers_per_client ipv6_pinholes friendly_name nft_table nft_forward_chain
 	nft_prerouting_chain nft_postrouting_chain`.split(/\s+/).filter(Boolean);
 const PERM_RULE_OPTIONS = ['comment', 'int_addr', 'int_ports', 'ext_ports', 'action'];

@@ -233,10 +233,10 @@ fn add(core: &mut Core, call: &Call, args: &Args, any: bool) -> Result<Key, Upnp
         nonce: None,
         peer_port: None,
     };
-    let on_lan = call.lans.holds(iaddr);
-    if !on_lan || iaddr.is_unspecified() || iaddr.is_broadcast() || iaddr.is_multicast() {
-        core.refused(&req, &Refusal::NotAllowed, call.now);
-        return Err(refusal_error(&Refusal::NotAllowed, call.version));
+    if let Err(why) = call.lans.internal_host(iaddr.into()) {
+        let r = Refusal::NotInternal(why);
+        core.refused(&req, &r, call.now);
+        return Err(refusal_error(&r, call.version));
     }
     // An existing mapping of the same host is renewed only if it is the
     // same UPnP mapping: another RemoteHost is another mapping, and a

@@ -68,7 +68,7 @@ pub fn refusal_error(r: &Refusal, version: u8) -> UpnpError {
     let v2 = version >= 2;
     match r {
         Refusal::Conflict => UpnpError::ConflictInMappingEntry,
-        Refusal::NotAllowed | Refusal::SecureMode | Refusal::NotOwner => {
+        Refusal::NotAllowed | Refusal::NotInternal(_) | Refusal::SecureMode | Refusal::NotOwner => {
             if v2 {
                 UpnpError::ActionNotAuthorized
             } else {

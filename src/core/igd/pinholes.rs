@@ -58,8 +58,7 @@ fn pinhole_request(args: &Args, call: &Call, lease: u32) -> Result<PinRequest, U
         6 | 17 | 136 => proto as u8,
         _ => return Err(UpnpError::ProtocolNotSupported),
     };
-    let unicast = !iaddr.is_unspecified() && !iaddr.is_loopback() && !iaddr.is_multicast();
-    if !unicast || !call.lans.holds6(iaddr) {
+    if call.lans.internal_host(iaddr.into()).is_err() {
         return Err(UpnpError::ActionNotAuthorized);
     }
     Ok(PinRequest {

@@ -554,6 +554,47 @@ fn out_arguments_follow_the_scpd() {
     }
 }
 
+/// An internal client must be a host of a served LAN even with secure
+/// mode off: never the router itself, nor the subnet's network or
+/// broadcast address (606 in IGD:2; IGD:1 has no 606 and answers 718,
+/// as for every policy refusal).
+#[test]
+fn internal_client_must_be_a_lan_host() {
+    let cfg = Config {
+        secure_mode: false,
+        ..Config::default()
+    };
+    let mut c = Core::new(
+        Policy::from_config(&cfg, vec![]),
+        PinPolicy::from_config(&cfg),
+    );
+    for bad in ["192.168.77.1", "192.168.77.255", "192.168.77.0", "0.0.0.0"] {
+        for (version, code) in [
+            (2, UpnpError::ActionNotAuthorized),
+            (1, UpnpError::ConflictInMappingEntry),
+        ] {
+            let r = call(
+                &mut c,
+                2,
+                version,
+                "AddPortMapping",
+                &add_args("18080", "8080", bad, "0"),
+            );
+            assert_eq!(r, Err(code), "{bad} v{version}");
+        }
+    }
+    assert!(c.table().is_empty());
+    // another LAN host is fine without secure mode
+    let r = call(
+        &mut c,
+        2,
+        2,
+        "AddPortMapping",
+        &add_args("18080", "8080", "192.168.77.3", "0"),
+    );
+    assert_eq!(r, Ok(vec![]));
+}
+
 /// While the Internet cannot reach new mappings, AddPortMapping and
 /// AddAnyPortMapping answer 501 ActionFailed under both IGD versions (as
 /// miniupnpd's refusal of a private address); the client's own mapping

@@ -73,7 +73,8 @@ pub struct Server<'a> {
     /// mapping state is lost or the external address (for IPv6: a prefix)
     /// changes.
     pub epoch: u32,
-    /// The LANs served: a THIRD_PARTY address must be on one.
+    /// The LANs served: who is answered, and who may be an internal
+    /// client (a THIRD_PARTY address included).
     pub lans: &'a Lans,
     pub now: Millis,
     pub facts: &'a dyn Facts,
@@ -180,7 +181,10 @@ pub fn on_datagram(
     src: SocketAddr,
     pkt: &[u8],
 ) -> Option<Reply> {
-    if server.lans.of(src.ip()) != Some(lan) {
+    // a host of that LAN, never a source no host can have (a broadcast,
+    // network or router address, an IPv6 link-local one: no internal
+    // address of a mapping or pinhole)
+    if server.lans.internal_host(src.ip()) != Ok(lan) {
         return None;
     }
     handle(core, server, src.ip(), pkt)

@@ -78,7 +78,9 @@ fn response(
 fn result(r: &Refusal) -> natpmp::ResultCode {
     use natpmp::ResultCode::*;
     match r {
-        Refusal::NotAllowed | Refusal::SecureMode | Refusal::NotOwner => NotAuthorized,
+        Refusal::NotAllowed | Refusal::NotInternal(_) | Refusal::SecureMode | Refusal::NotOwner => {
+            NotAuthorized
+        }
         // RFC 6886 §3.5: 3, Network Failure, the box cannot map for now
         Refusal::FirewallDown => NetworkFailure,
         Refusal::Conflict

@@ -85,7 +85,9 @@ pub(super) fn pcp_error(srv: &Server, pkt: &[u8], code: ResultCode, parsed: bool
 /// suggested port).
 fn pcp_result(r: &Refusal, exact: bool) -> ResultCode {
     match r {
-        Refusal::NotAllowed | Refusal::SecureMode | Refusal::NotOwner => ResultCode::NotAuthorized,
+        Refusal::NotAllowed | Refusal::NotInternal(_) | Refusal::SecureMode | Refusal::NotOwner => {
+            ResultCode::NotAuthorized
+        }
         Refusal::Conflict | Refusal::OtherMechanism(_) | Refusal::NoFreePort if exact => {
             ResultCode::CannotProvideExternal
         }
@@ -162,7 +164,12 @@ impl Exchange<'_, Ipv4Addr> {
             return Ok(self.src);
         };
         // an IPv6 host behind our IPv4 NAT: no such family here
-        pcp::unmapped(&a).ok_or(ResultCode::NotAuthorized)
+        let v4 = pcp::unmapped(&a).ok_or(ResultCode::NotAuthorized)?;
+        // policy, not syntax (§13.1): a host of the LAN, or no one
+        match self.srv.lans.internal_host(v4.into()) {
+            Ok(_) => Ok(v4),
+            Err(_) => Err(ResultCode::NotAuthorized),
+        }
     }
 
     /// Records a refusal for the logs and returns its code.

@@ -60,7 +60,8 @@ impl Exchange<'_, Ipv6Addr> {
         let Some(a) = self.third_party(self.src)? else {
             return Ok(self.src);
         };
-        if pcp::unmapped(&a).is_some() || a.is_multicast() || !self.srv.lans.holds6(a) {
+        // policy, not syntax (§13.1): a host of the LAN, or no one
+        if pcp::unmapped(&a).is_some() || self.srv.lans.internal_host(a.into()).is_err() {
             return Err(ResultCode::NotAuthorized);
         }
         Ok(a)

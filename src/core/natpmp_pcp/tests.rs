@@ -28,12 +28,12 @@ fn host(d: u8) -> Ipv4Addr {
     Ipv4Addr::new(192, 168, 1, d)
 }
 
-/// One LAN: 192.168.1.0/24 and fd77::/64.
+/// One LAN: 192.168.1.0/24 (the router at .1) and fd77::/64.
 pub(super) static LANS: LazyLock<Lans> = LazyLock::new(|| {
     Lans::new(vec![crate::core::lan::Lan {
         dev: "br-lan".into(),
         addr: host(1),
-        nets: vec![(host(0), 24)],
+        nets: vec![(host(1), 24)],
         nets6: vec![("fd77::1".parse().unwrap(), 64)],
         http_port: 5000,
     }])
@@ -1093,6 +1093,60 @@ fn random_and_mutated_packets_never_panic() {
         assert!(c.table().len() <= 64);
     }
     c.take_events();
+}
+
+/// RFC 6887 §13.1 leaves to policy which third parties a client may
+/// name; an internal address must be a host of a served LAN, even with
+/// secure mode off: not off the LAN (8.8.8.8, the WAN address, loopback),
+/// not a router address, not a subnet's network or broadcast address.
+#[test]
+fn pcp_third_party_must_be_a_lan_host() {
+    let mut c = core();
+    let mut policy = c.policy().clone();
+    policy.secure_mode = false;
+    c.set_policy(policy);
+    let allow = Settings {
+        allow_third_party: true,
+        ..CFG
+    };
+    let x = ctx(&allow);
+    for (i, bad) in [
+        Ipv4Addr::new(8, 8, 8, 8),
+        EXT,
+        Ipv4Addr::LOCALHOST,
+        host(1),
+        host(0),
+        host(255),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let opts = vec![PcpOption::ThirdParty(pcp::mapped(bad))];
+        let port = 5000 + i as u16;
+        let r = send(&mut c, &x, 2, &pcp_map(2, 1, port, 0, 600, opts)).unwrap();
+        assert_eq!(pcp_code(&r.ok), P::NotAuthorized, "{bad}");
+        let opts = vec![PcpOption::ThirdParty(pcp::mapped(bad))];
+        let peer = peer_body(1, port, 0, Ipv4Addr::new(198, 51, 100, 7), 80);
+        let r = send(&mut c, &x, 2, &pcp_req(2, 600, peer, opts)).unwrap();
+        assert_eq!(pcp_code(&r.ok), P::NotAuthorized, "PEER for {bad}");
+    }
+    assert!(c.table().is_empty());
+}
+
+/// NAT-PMP and PCP answer, and map for, only a host of the LAN the
+/// datagram came in on: a source that is the subnet's broadcast or
+/// network address, or the router's own, is not answered at all.
+#[test]
+fn sources_that_are_no_lan_host_are_not_answered() {
+    let mut c = core();
+    let x = ctx(&CFG);
+    let pmp = pmp_map(Proto::Tcp, 5000, 5000, 600);
+    for bad in [host(255), host(0), host(1)] {
+        let src = std::net::SocketAddr::from((bad, 40000));
+        assert_eq!(on_datagram(&mut c, &x, 0, src, &pmp), None, "{bad}");
+    }
+    let src = std::net::SocketAddr::from((host(2), 40000));
+    assert!(on_datagram(&mut c, &x, 0, src, &pmp).is_some());
 }
 
 /// While the Internet cannot reach new mappings (`core::wan::Closed`):

@@ -64,10 +64,23 @@ pub struct Reply {
     /// Sent if this loop turn's firewall transaction succeeds.
     pub ok: Response,
     /// Sent instead if it fails: the turn is rolled back, so what `ok`
-    /// says may describe a table that no longer exists.
-    pub on_failure: Response,
+    /// says may describe a table that no longer exists. `Some` exactly
+    /// when the request changed the core: a request that changed nothing
+    /// (a description, a listing, a SUBSCRIBE) is answered either way.
+    pub on_failure: Option<Response>,
     /// Why a request was refused, for the debug log.
     pub note: Option<String>,
+}
+
+impl Reply {
+    /// The response that goes out once the turn's firewall transaction
+    /// is known: `refused` when it failed and the turn was rolled back.
+    pub fn send(self, refused: bool) -> Response {
+        match self.on_failure {
+            Some(failure) if refused => failure,
+            _ => self.ok,
+        }
+    }
 }
 
 /// One GENA event message to send.
@@ -105,6 +118,11 @@ impl Web {
         self.gena.len()
     }
 
+    /// New subscriber caps (a reload).
+    pub fn set_limits(&mut self, max_subscribers: usize, max_per_client: usize) {
+        self.gena.set_limits(max_subscribers, max_per_client);
+    }
+
     /// Drops every subscription (the service was switched off).
     pub fn clear(&mut self) {
         self.gena.clear();
@@ -113,10 +131,13 @@ impl Web {
     /// Answers one request.
     pub fn handle(&mut self, core: &mut Core, site: Site, q: &Inbound) -> Reply {
         let mut note = None;
+        let sp = core.savepoint();
         let ok = self.respond(core, site, q, &mut note);
         Reply {
             ok,
-            on_failure: fault(UpnpError::ActionFailed),
+            on_failure: core
+                .changed_since(sp)
+                .then(|| fault(UpnpError::ActionFailed)),
             note,
         }
     }

@@ -86,35 +86,44 @@ impl Router {
         Router::new(Config::default())
     }
 
-    /// `raw` from `from` to `local`; the response as the client reads it.
-    fn send_to(&mut self, from: &str, local: &str, raw: &str) -> String {
+    /// `raw` from `from` to `local`, answered within a loop turn that
+    /// has not ended: the reply waits for the turn's firewall
+    /// transaction. Also whether it was a HEAD.
+    fn handle_in_turn(&mut self, from: &str, local: &str, raw: &str) -> (Reply, bool) {
         let (req, head) = crate::proto::http::parse_head(raw.as_bytes())
             .unwrap()
             .unwrap();
-        let body = &raw.as_bytes()[head..];
-        let peer = SocketAddr::new(from.parse().unwrap(), 40000);
-        let client = Client {
-            peer,
-            local: local.parse().unwrap(),
-        };
         let site = Site {
             device: &self.device,
             lans: &self.lans,
             wan: &self.wan,
         };
         let q = Inbound {
-            client,
+            client: Client {
+                peer: SocketAddr::new(from.parse().unwrap(), 40000),
+                local: local.parse().unwrap(),
+            },
             head: &req,
-            body,
+            body: &raw.as_bytes()[head..],
             now: self.now,
             facts: &self.facts,
         };
         let r = self.web.handle(&mut self.core, site, &q);
+        (r, req.method() == Method::Head)
+    }
+
+    /// `raw` from `from` to `local`; the response as the client reads it.
+    fn send_to(&mut self, from: &str, local: &str, raw: &str) -> String {
+        let (r, head_only) = self.handle_in_turn(from, local, raw);
         // the turn ends: the firewall takes the changes
         let turn = self.core.commit_turn(&mut Recording::default(), self.now);
         self.events.extend(turn.events);
+        let site = Site {
+            device: &self.device,
+            lans: &self.lans,
+            wan: &self.wan,
+        };
         self.web.track_evented(&self.core, site);
-        let head_only = req.method() == Method::Head;
         String::from_utf8(r.ok.emit("test", DATE, head_only)).unwrap()
     }
 
@@ -1058,6 +1067,37 @@ fn pinholes_add_update_count_delete() {
     assert_eq!(r.events[3].reason, "deleted by fd77::2");
 }
 
+/// A pinhole's internal client is a host of a served prefix even with
+/// secure mode off: not the router's own address, nor a prefix's
+/// subnet-router anycast address (RFC 4291 §2.6.1, all zeros after the
+/// prefix), nor a multicast or link-local address (606).
+#[test]
+fn pinhole_internal_client_must_be_a_lan_host() {
+    let mut r = Router::new(Config {
+        secure_mode: false,
+        ..Config::default()
+    });
+    r.lans = Lans::new(vec![Lan {
+        dev: "br-lan".into(),
+        addr: Ipv4Addr::new(192, 168, 77, 1),
+        nets: vec![(Ipv4Addr::new(192, 168, 77, 1), 24)],
+        nets6: vec![("fd77::1".parse().unwrap(), 64)],
+        http_port: 5000,
+    }]);
+    for bad in ["fd77::1", "fd77::", "ff02::1", "fe80::2"] {
+        assert_eq!(
+            r.call6("AddPinhole", &pinhole_args(bad, "8080", "6", "60")),
+            Err(606),
+            "{bad}"
+        );
+    }
+    assert!(r.core.pinholes().is_empty());
+    assert_eq!(
+        r.call6("AddPinhole", &pinhole_args("fd77::3", "8080", "6", "60")),
+        ok(&[("UniqueID", "1")])
+    );
+}
+
 #[test]
 fn pinhole_refusals_and_their_codes() {
     let mut r = Router::igd2();
@@ -1258,4 +1298,60 @@ fn events_follow_the_table() {
         text.contains("<SystemUpdateID>2</SystemUpdateID>"),
         "{text}"
     );
+}
+
+/// A failed firewall transaction fails only the requests of the turn that
+/// changed the table: a description GET, a SUBSCRIBE and a listing in the
+/// same turn get their answers (the subscription stands), the
+/// AddPortMapping gets 501.
+#[test]
+fn a_failed_turn_fails_only_the_requests_that_changed_state() {
+    let mut r = Router::igd2();
+    let in_turn = |r: &mut Router, raw: &str| r.handle_in_turn(ME, LAN, raw).0;
+    let get = in_turn(
+        &mut r,
+        "GET /rootDesc.xml HTTP/1.1\r\nHost: 192.168.77.1:5000\r\n\r\n",
+    );
+    let sub = in_turn(
+        &mut r,
+        "SUBSCRIBE /evt/IPConn HTTP/1.1\r\nHost: 192.168.77.1:5000\r\n\
+CALLBACK: <http://192.168.77.2:4000/>\r\nNT: upnp:event\r\nTIMEOUT: Second-1800\r\n\r\n",
+    );
+    let ns = "urn:schemas-upnp-org:service:WANIPConnection:2";
+    let soap = |action: &str, args: &str| {
+        let body = format!(
+            "<?xml version=\"1.0\"?><s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Body><u:{action} xmlns:u=\"{ns}\">{args}</u:{action}></s:Body></s:Envelope>"
+        );
+        format!(
+            "POST /ctl/IPConn HTTP/1.1\r\nHost: {LAN}\r\nSOAPAction: \"{ns}#{action}\"\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let count = in_turn(&mut r, &soap("GetPortMappingNumberOfEntries", ""));
+    let add = in_turn(
+        &mut r,
+        &soap(
+            "AddPortMapping",
+            "<NewRemoteHost></NewRemoteHost><NewExternalPort>18080</NewExternalPort>\
+<NewProtocol>TCP</NewProtocol><NewInternalPort>8080</NewInternalPort>\
+<NewInternalClient>192.168.77.2</NewInternalClient><NewEnabled>1</NewEnabled>\
+<NewPortMappingDescription>x</NewPortMappingDescription><NewLeaseDuration>600</NewLeaseDuration>",
+        ),
+    );
+    let mut fw = Recording {
+        fail_next: Some("refused".into()),
+        fail_restore: Some("still refused".into()),
+        ..Recording::default()
+    };
+    let turn = r.core.commit_turn(&mut fw, r.now);
+    assert!(turn.refused());
+    assert_eq!(get.send(true).status, 200);
+    assert_eq!(sub.send(true).status, 200);
+    assert_eq!(r.web.subscribers(), 1);
+    assert_eq!(count.send(true).status, 200);
+    let failed = add.send(true);
+    assert_eq!(failed.status, 500);
+    let text = String::from_utf8(failed.emit("test", DATE, false)).unwrap();
+    assert_eq!(parse_soap_reply(&text), Err(501));
+    assert!(r.core.table().is_empty());
 }

@@ -33,7 +33,7 @@ pub const NFNLGRP_NFTABLES: u32 = 7;
 /// Length of `struct nfgenmsg`: family, version, resource id.
 const NFGENMSG_LEN: usize = 4;
 /// linux/netfilter.h: the `inet` family (IPv4 and IPv6 in one table).
-const NFPROTO_INET: u8 = 1;
+pub const NFPROTO_INET: u8 = 1;
 
 // linux/netfilter/nf_tables.h: enum nf_tables_msg_types
 const NFT_MSG_GETTABLE: u16 = 1;
@@ -666,17 +666,50 @@ pub fn rule_comment(udata: &[u8]) -> Option<&[u8]> {
     None
 }
 
-/// The committing process of every NEWGEN message in one datagram of the
-/// nf_tables multicast group (0 when a message names none): each
-/// transaction ends with one.
-pub fn newgen_pids(d: &[u8]) -> Vec<u32> {
-    messages(d)
-        .filter(|m| m.ty == nft_type(NFT_MSG_NEWGEN))
-        .map(|m| {
-            let body = m.payload.get(NFGENMSG_LEN..).unwrap_or(&[]);
-            attr(body, NFTA_GEN_PROC_PID).and_then(be32).unwrap_or(0)
-        })
-        .collect()
+/// One notification of the nf_tables multicast group, as far as the
+/// daemon needs to tell whether a transaction concerned its objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice<'a> {
+    /// The end of a transaction, and the process that committed it (0
+    /// when the message names none).
+    Gen { pid: u32 },
+    /// Elements of set `set` in `table` of `family` were added or removed.
+    Elements {
+        family: u8,
+        table: &'a [u8],
+        set: &'a [u8],
+    },
+    /// Any other change in `table` of `family`: the table itself, a chain,
+    /// a rule, a set, an object, a flowtable.
+    Object { family: u8, table: &'a [u8] },
+    /// A message that names no table (not expected; taken as concerning
+    /// anyone).
+    Unknown,
+}
+
+/// The notifications in one datagram of the nf_tables multicast group, in
+/// order. Every object message carries its table as attribute 1
+/// (NFTA_TABLE_NAME, NFTA_CHAIN_TABLE, NFTA_RULE_TABLE, NFTA_SET_TABLE,
+/// NFTA_SET_ELEM_LIST_TABLE, NFTA_OBJ_TABLE, NFTA_FLOWTABLE_TABLE); a set
+/// element message names its set as attribute 2.
+pub fn notices(d: &[u8]) -> impl Iterator<Item = Notice<'_>> {
+    messages(d).map(|m| {
+        let family = m.payload.first().copied().unwrap_or(0);
+        let body = m.payload.get(NFGENMSG_LEN..).unwrap_or(&[]);
+        if m.ty == nft_type(NFT_MSG_NEWGEN) {
+            let pid = attr(body, NFTA_GEN_PROC_PID).and_then(be32).unwrap_or(0);
+            return Notice::Gen { pid };
+        }
+        let Some(table) = attr(body, NFTA_TABLE_NAME).map(strz) else {
+            return Notice::Unknown;
+        };
+        if m.ty == nft_type(NFT_MSG_NEWSETELEM) || m.ty == nft_type(NFT_MSG_DELSETELEM) {
+            if let Some(set) = attr(body, NFTA_SET_ELEM_LIST_SET).map(strz) {
+                return Notice::Elements { family, table, set };
+            }
+        }
+        Notice::Object { family, table }
+    })
 }
 
 #[cfg(test)]
@@ -1160,23 +1193,81 @@ mod tests {
              72000000 08000300 00000000 0c000400 00000000 00000002 08000200 \
              00000000",
         );
-        assert!(newgen_pids(&table).is_empty());
+        let pids = |d: &[u8]| -> Vec<u32> {
+            notices(d)
+                .filter_map(|n| match n {
+                    Notice::Gen { pid } => Some(pid),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert_eq!(
+            notices(&table).collect::<Vec<_>>(),
+            vec![Notice::Object {
+                family: NFPROTO_INET,
+                table: b"other"
+            }]
+        );
         let newgen = capture(
             Family::Netfilter,
             "2c000000 0f0a0000 01000000 45440000 00000005 08000100 00000005 \
              08000200 00004445 08000300 6e667400",
         );
-        assert_eq!(newgen_pids(&newgen), vec![17477]);
+        assert_eq!(pids(&newgen), vec![17477]);
         // two in one datagram, the second without a pid
         let mut two = newgen.clone();
         two.extend_from_slice(&newgen[..20]);
         two[44..48].copy_from_slice(&20u32.to_ne_bytes());
-        assert_eq!(newgen_pids(&two), vec![17477, 0]);
+        assert_eq!(pids(&two), vec![17477, 0]);
         // truncated and garbage input never panics
         for cut in 0..newgen.len() {
-            let _ = newgen_pids(&newgen[..cut]);
+            let _ = pids(&newgen[..cut]);
         }
-        assert!(newgen_pids(&[0xff; 40]).is_empty());
+    }
+
+    /// What a listener on NFNLGRP_NFTABLES got from Linux 6.18 for `nft
+    /// add element inet fw4 dnsmasq_v4 { 198.51.100.1 }` (process 15899)
+    /// and `nft add chain inet fw4 upnp_forward` (15900): a NEWSETELEM and
+    /// a NEWCHAIN, each followed by its transaction's NEWGEN.
+    #[test]
+    fn real_notices_name_their_table_and_set() {
+        let elem = capture(
+            Family::Netfilter,
+            "40000000 0c0a0004 00000000 1b3e0000 01000003 08000100 66773400 \
+             0f000200 646e736d 6173715f 76340000 14000300 10000100 0c000100 \
+             08000100 c6336401",
+        );
+        assert_eq!(
+            notices(&elem).collect::<Vec<_>>(),
+            vec![Notice::Elements {
+                family: NFPROTO_INET,
+                table: b"fw4",
+                set: b"dnsmasq_v4"
+            }]
+        );
+        let chain = capture(
+            Family::Netfilter,
+            "44000000 030a0004 01000000 1c3e0000 01000004 08000100 66773400 \
+             11000300 75706e70 5f666f72 77617264 00000000 0c000200 00000000 \
+             00000002 08000600 00000000 \
+             2c000000 0f0a0000 01000000 1c3e0000 00000004 08000100 00000004 \
+             08000200 00003e1c 08000300 6e667400",
+        );
+        assert_eq!(
+            notices(&chain).collect::<Vec<_>>(),
+            vec![
+                Notice::Object {
+                    family: NFPROTO_INET,
+                    table: b"fw4"
+                },
+                Notice::Gen { pid: 15900 }
+            ]
+        );
+        // truncated and garbage input never panics
+        for cut in 0..chain.len() {
+            let _ = notices(&chain[..cut]).count();
+        }
+        assert!(notices(&[0xff; 40]).all(|n| n == Notice::Unknown));
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! How structure transactions (nft text) reach nftables: libnftables,
 //! loaded with dlopen for the transactions of one restore and unloaded
 //! after, or the `nft` command where only nftables' command-line package
-//! is installed.
+//! is installed, run off the loop ([`CmdQueue`]) and killed if it hangs.
 
+use std::collections::VecDeque;
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::io::Write as _;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 /// libnftables, loaded with dlopen for one structure transaction and
 /// unloaded right after (its libraries and its ruleset cache would
@@ -123,11 +125,93 @@ pub(super) fn trim_heap() {
     }
 }
 
+/// What follows a transaction the `nft` command ran off the loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Then {
+    /// The structure is in: every element goes in again.
+    Elements,
+    /// Our own hooks are gone: fw4's lead to our chains now.
+    HooksHandedOver,
+}
+
+/// A transaction the `nft` command finished (or failed, or was killed).
+#[derive(Debug)]
+pub struct CmdDone {
+    pub then: Then,
+    /// nft's first error line.
+    pub result: Result<(), String>,
+}
+
+/// An `nft` command on the blocking pool: its output or its error.
+type Job = tokio::task::JoinHandle<Result<String, String>>;
+
+/// Transactions for the `nft` command, run one at a time on tokio's
+/// blocking pool (`rt` has one, current-thread runtime included), so the
+/// loop never waits on the child; each is bounded by [`NFT_LIMIT`].
+#[derive(Default)]
+pub(super) struct CmdQueue {
+    /// The transaction the blocking pool runs, its text and follow-up.
+    running: Option<(Job, String, Then)>,
+    queue: VecDeque<(String, Then)>,
+}
+
+impl CmdQueue {
+    /// Runs `text` after what is running; a waiting transaction with the
+    /// same follow-up is replaced, since the newer text supersedes it.
+    pub(super) fn submit(&mut self, text: String, then: Then) {
+        match self.queue.iter_mut().find(|(_, t)| *t == then) {
+            Some(waiting) => waiting.0 = text,
+            None => self.queue.push_back((text, then)),
+        }
+        self.start_next();
+    }
+
+    fn start_next(&mut self) {
+        if self.running.is_some() {
+            return;
+        }
+        let Some((text, then)) = self.queue.pop_front() else {
+            return;
+        };
+        let input = text.clone();
+        let job = tokio::task::spawn_blocking(move || nft_command(&input, NFT_LIMIT));
+        self.running = Some((job, text, then));
+    }
+
+    pub(super) fn busy(&self) -> bool {
+        self.running.is_some()
+    }
+
+    /// Forgets what has not started (the daemon stops).
+    pub(super) fn drop_waiting(&mut self) {
+        self.queue.clear();
+    }
+
+    /// The next transaction to finish, with the text it ran; never
+    /// resolves while none runs. Cancel-safe: a finished job is taken
+    /// only when this resolves.
+    pub(super) async fn done(&mut self) -> (String, CmdDone) {
+        let Some((job, ..)) = self.running.as_mut() else {
+            return std::future::pending().await;
+        };
+        let r = job
+            .await
+            .unwrap_or_else(|e| Err(format!("the nft command's task: {e}")));
+        let Some((_, text, then)) = self.running.take() else {
+            return std::future::pending().await;
+        };
+        self.start_next();
+        let result = r.map(|_| ()).map_err(|e| first_line(&e));
+        (text, CmdDone { then, result })
+    }
+}
+
 /// How structure transactions (text) reach nftables.
 pub(super) enum Runner {
     /// libnftables, loaded for the transactions of one restore.
     Lib,
-    /// The `nft` command.
+    /// The `nft` command: off the loop through [`CmdQueue`], except
+    /// when stopping.
     Cmd,
 }
 
@@ -135,23 +219,64 @@ pub(super) enum Runner {
 // another thread to be freed after its last use (`Nft::release_lib`).
 unsafe impl Send for LibNft {}
 
-/// Runs nft text through the `nft` command.
-pub(super) fn nft_command(cmds: &str) -> Result<String, String> {
-    let mut child = Command::new("nft")
-        .args(["-f", "-"])
+/// Longest an `nft` command may take: a structure transaction takes well
+/// under a second even on a slow router; one that hangs (a wedged
+/// netlink, a stuck lock) is killed rather than waited for.
+pub(super) const NFT_LIMIT: Duration = Duration::from_secs(20);
+
+/// Runs nft text through the `nft` command, killing it after `limit`. It
+/// blocks its caller: the daemon runs it on tokio's blocking pool, off
+/// the loop (`super::Nft`), except when stopping.
+pub(super) fn nft_command(cmds: &str, limit: Duration) -> Result<String, String> {
+    let mut nft = Command::new("nft");
+    nft.args(["-f", "-"]);
+    run_bounded(nft, cmds, limit)
+}
+
+/// Runs `cmd` with `input` on its stdin; its stdout, or its stderr if it
+/// fails, or an error once `limit` has passed and it was killed.
+fn run_bounded(mut cmd: Command, input: &str, limit: Duration) -> Result<String, String> {
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot run nft: {e}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(cmds.as_bytes())
-            .map_err(|e| format!("writing to nft: {e}"))?;
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| format!("waiting for nft: {e}"))?;
+    let pid = child.id();
+    let stdin = child.stdin.take();
+    let text = input.to_string();
+    // Fed and waited for on a thread of its own, so that this one can
+    // give up after `limit`.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::Builder::new()
+        .name("nft".into())
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            if let Some(mut stdin) = stdin {
+                // a failed write shows as nft's own error
+                let _ = stdin.write_all(text.as_bytes());
+            }
+            let _ = tx.send(child.wait_with_output());
+        });
+    let outcome = match waiter {
+        Ok(_) => rx.recv_timeout(limit).ok(),
+        Err(e) => {
+            log::warn!("waiting for nft: {e}");
+            None
+        }
+    };
+    let Some(out) = outcome else {
+        if let Ok(pid) = libc::pid_t::try_from(pid) {
+            // SAFETY: kill(2) on the pid of the child spawned above, whose
+            // waiter has not reaped it (it would have answered).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        return Err(format!(
+            "nft did not finish within {} ms and was killed",
+            limit.as_millis()
+        ));
+    };
+    let out = out.map_err(|e| format!("waiting for nft: {e}"))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
@@ -162,4 +287,33 @@ pub(super) fn nft_command(cmds: &str) -> Result<String, String> {
 /// The first line of an nft error, for logs and SOAP failures.
 pub(super) fn first_line(e: &str) -> String {
     e.lines().next().unwrap_or("nft failed").trim().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_is_fed_and_answers() {
+        let r = run_bounded(Command::new("cat"), "add table inet x\n", NFT_LIMIT);
+        assert_eq!(r.as_deref(), Ok("add table inet x\n"));
+        let mut fails = Command::new("sh");
+        fails.args(["-c", "echo 'Error: no such file' >&2; exit 1"]);
+        assert_eq!(
+            run_bounded(fails, "", NFT_LIMIT).map_err(|e| first_line(&e)),
+            Err("Error: no such file".into())
+        );
+    }
+
+    /// A hung command is killed at the limit instead of holding its
+    /// caller.
+    #[test]
+    fn a_hung_command_is_killed_at_the_limit() {
+        let t = std::time::Instant::now();
+        let mut sleep = Command::new("sleep");
+        sleep.arg("30");
+        let r = run_bounded(sleep, "", Duration::from_millis(200));
+        assert!(r.as_ref().is_err_and(|e| e.contains("killed")), "{r:?}");
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    }
 }

@@ -556,6 +556,8 @@ return view.extend({
 		for (const opt of [
 			[ 'max_mappings', _('Mappings in total'), '4096' ],
 			[ 'max_mappings_per_client', _('Mappings per client'), '1024' ],
+			[ 'absent_host_timeout', _('Absent host timeout'), '600',
+				_('Seconds a host may be missing from the neighbour tables before its mappings are removed; 0 keeps them.') ],
 			[ 'min_lifetime', _('Shortest lifetime'), '120',
 				_('Seconds; shorter NAT-PMP and PCP requests are raised to this.') ],
 			[ 'max_lifetime', _('Longest lifetime'), '86400',
