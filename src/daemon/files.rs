@@ -98,7 +98,7 @@ impl Daemon {
             .as_ref()
             .map(|p| leasefile::read(p).unwrap_or_default());
         let now = self.now();
-        let facts = Kernel::new(&self.wan, &mut self.nft);
+        let facts = Kernel::new(&self.wan, &mut self.nft, &mut self.probe);
         let r = persist::restore(
             &mut self.core,
             &self.lans,

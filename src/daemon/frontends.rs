@@ -171,7 +171,7 @@ impl Daemon {
     /// turn's firewall transaction.
     pub(super) fn on_http(&mut self, job: Job) {
         let now = self.now();
-        let facts = Kernel::new(&self.wan, &mut self.nft);
+        let facts = Kernel::new(&self.wan, &mut self.nft, &mut self.probe);
         let site = Site {
             device: &self.device,
             lans: &self.lans,
@@ -209,7 +209,7 @@ impl Daemon {
                 let Some(sock) = self.fronts.natpmp_pcp(dg.lan).cloned() else {
                     return;
                 };
-                let facts = Kernel::new(&self.wan, &mut self.nft);
+                let facts = Kernel::new(&self.wan, &mut self.nft, &mut self.probe);
                 let server = Server {
                     settings: &self.natpmp_pcp,
                     external: self.wan.external_ip(),

@@ -48,7 +48,7 @@ use crate::core::wan::{Netifd, Wan};
 use crate::core::web::Web;
 use crate::sys::facts::Kernel;
 use crate::sys::http::Job;
-use crate::sys::netif::AddrWatch;
+use crate::sys::netif::{AddrWatch, Probe};
 use crate::sys::nft::{self, Nft, Setup};
 use crate::sys::udp::Datagram;
 use crate::sys::{notify, ubus};
@@ -110,6 +110,8 @@ pub struct Daemon {
     natpmp_pcp: natpmp_pcp::Settings,
     epoch: Epoch,
     nft: Nft,
+    /// The kernel facts' netlink sockets, kept from request to request.
+    probe: Probe,
     /// Ports `/etc/config/firewall` opens itself.
     claims: Vec<PortClaim>,
     leases: LeaseLines,
@@ -181,7 +183,7 @@ impl Daemon {
         self.core
             .set_policy(Policy::from_config(&self.cfg, self.claims.clone()));
         self.core.set_pin_policy(PinPolicy::from_config(&self.cfg));
-        let facts = Kernel::new(&self.wan, &mut self.nft);
+        let facts = Kernel::new(&self.wan, &mut self.nft, &mut self.probe);
         self.core.enforce_pinholes(&facts);
         if !self.cfg.enabled {
             if old.enabled {
@@ -246,7 +248,7 @@ impl Daemon {
         self.claims = claims;
         self.core
             .set_policy(Policy::from_config(&self.cfg, self.claims.clone()));
-        let facts = Kernel::new(&self.wan, &mut self.nft);
+        let facts = Kernel::new(&self.wan, &mut self.nft, &mut self.probe);
         let removed = self.core.enforce(&facts);
         if removed > 0 {
             log::info!(
@@ -365,6 +367,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
         natpmp_pcp: natpmp_pcp::Settings::from_config(&cfg),
         epoch: Epoch::default(),
         nft,
+        probe: Probe::default(),
         claims: Vec::new(),
         leases: LeaseLines::default(),
         deferred: Vec::new(),
@@ -403,8 +406,8 @@ async fn main_loop(opts: Options) -> Result<(), String> {
     let mut sigint = sig(SignalKind::interrupt())?;
     let mut sigusr1 = sig(SignalKind::user_defined1())?;
     let mut sigusr2 = sig(SignalKind::user_defined2())?;
-    let monitor = nft::Monitor::new().ok();
-    let addrwatch = AddrWatch::new().ok();
+    let mut monitor = nft::Monitor::new().ok();
+    let mut addrwatch = AddrWatch::new().ok();
     log::info!("rupnpd {} started", crate::VERSION);
 
     loop {
@@ -425,10 +428,10 @@ async fn main_loop(opts: Options) -> Result<(), String> {
             _ = sigint.recv() => break,
             _ = sigusr1.recv() => wan_event = true,
             _ = sigusr2.recv() => firewall_event = true,
-            r = async { match &monitor { Some(m) => m.foreign_commit().await, None => std::future::pending().await } } => {
+            r = async { match &mut monitor { Some(m) => m.foreign_commit().await, None => std::future::pending().await } } => {
                 if r.is_ok() { firewall_event = true; }
             }
-            r = async { match &addrwatch { Some(w) => w.changed().await, None => std::future::pending().await } } => {
+            r = async { match &mut addrwatch { Some(w) => w.changed().await, None => std::future::pending().await } } => {
                 if r.is_ok() { wan_event = true; }
             }
         }

@@ -644,6 +644,8 @@ impl Nft {
 pub struct Monitor {
     sock: McastSocket,
     pid: u32,
+    /// Kept from turn to turn: the loop asks again after every event.
+    buf: Vec<u8>,
 }
 
 impl Monitor {
@@ -654,20 +656,21 @@ impl Monitor {
                 1 << (nftables::NFNLGRP_NFTABLES - 1),
             )?,
             pid: std::process::id(),
+            buf: Vec::with_capacity(65536),
         })
     }
 
     /// Waits until some other process commits an nftables transaction.
-    pub async fn foreign_commit(&self) -> io::Result<()> {
-        let mut buf = vec![0u8; 65536];
+    pub async fn foreign_commit(&mut self) -> io::Result<()> {
+        let pid = self.pid;
         loop {
             let mut foreign = false;
             self.sock
-                .recv_batch(&mut buf, 256, |d| match d {
+                .recv_batch(&mut self.buf, 256, |d| match d {
                     // Lost notifications: assume the worst.
                     None => foreign = true,
                     Some(d) => {
-                        if nftables::newgen_pids(d).iter().any(|p| *p != self.pid) {
+                        if nftables::newgen_pids(d).iter().any(|p| *p != pid) {
                             foreign = true;
                         }
                     }
