@@ -85,6 +85,7 @@ impl Daemon {
             // survive a kill -9 right after.
             self.write_leases(Some((&turn.changes, turn.pins_changed)));
         }
+        self.sync_leases();
         let refused = turn.refused();
         for d in self.deferred.drain(..) {
             d.send(refused);

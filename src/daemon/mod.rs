@@ -39,7 +39,6 @@ use crate::core::Core;
 use crate::core::device::Device;
 use crate::core::lan::Lans;
 use crate::core::natpmp_pcp::{self, Epoch};
-use crate::core::persist::LeaseLines;
 use crate::core::pinhole::PinPolicy;
 use crate::core::policy::Policy;
 use crate::core::ssdp::Ssdp;
@@ -114,7 +113,7 @@ pub struct Daemon {
     probe: Probe,
     /// Ports `/etc/config/firewall` opens itself.
     claims: Vec<PortClaim>,
-    leases: LeaseLines,
+    leases: files::Leases,
     /// Replies waiting for the turn's firewall transaction.
     deferred: Vec<Deferred>,
     fronts: FrontEnds,
@@ -262,6 +261,7 @@ impl Daemon {
             self.core.next_deadline(),
             self.epoch.next_deadline(),
             self.web.next_deadline(),
+            self.leases.sync_due(),
         ]
         .into_iter()
         .flatten()
@@ -369,7 +369,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
         nft,
         probe: Probe::default(),
         claims: Vec::new(),
-        leases: LeaseLines::default(),
+        leases: files::Leases::default(),
         deferred: Vec::new(),
         fronts: FrontEnds::new(http_tx, udp_tx, server),
         notify_tx,
