@@ -110,6 +110,10 @@ pub fn listener(dev: &str, addr: IpAddr, port: u16) -> io::Result<TcpListener> {
     }
     // as tokio's TcpListener::bind: a restart may rebind at once
     s.set_reuse_address(true)?;
+    // Linux gives accepted connections the listener's TCP_NODELAY, so it
+    // is set once here, not per connection: a reply leaves at once, and
+    // the last segment of a long one does not wait for a delayed ACK.
+    s.set_tcp_nodelay(true)?;
     s.bind_device(Some(dev.as_bytes()))
         .map_err(|e| io::Error::new(e.kind(), format!("binding HTTP to {dev}: {e}")))?;
     s.bind(&SocketAddr::from((addr, port)).into())?;
@@ -126,6 +130,15 @@ pub async fn serve(
     gate: Rc<Gate>,
     server: Rc<str>,
 ) {
+    // Bound to one address: it is every connection's local address, so
+    // no connection asks the kernel for it.
+    let local = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            log::warn!("HTTP listener: {e}");
+            return;
+        }
+    };
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -150,7 +163,7 @@ pub async fn serve(
             continue;
         }
         tokio::task::spawn_local(async move {
-            let _ = connection(stream, peer, jobs, limits, &server).await;
+            let _ = connection(stream, peer, local, jobs, limits, &server).await;
             gate.leave(ip);
         });
     }
@@ -164,27 +177,28 @@ fn now_date() -> String {
     http::date(secs)
 }
 
+/// One connection's requests, one after the other. The connection's
+/// future is what a task holds and tokio copies when it starts and ends
+/// it, so it keeps no buffer of its own: bytes are read straight into
+/// `buf`'s spare capacity.
 async fn connection(
     mut s: TcpStream,
     peer: SocketAddr,
+    local: SocketAddr,
     jobs: mpsc::Sender<Job>,
     limits: Limits,
     server: &str,
 ) -> std::io::Result<()> {
-    let local = s.local_addr()?;
-    let _ = s.set_nodelay(true);
     let mut buf: Vec<u8> = Vec::with_capacity(2048);
     loop {
         // Wait for the first byte of the next request (idle timeout), then
         // the whole request must arrive within the request deadline.
         if buf.is_empty() {
-            let mut chunk = [0u8; 2048];
-            let n = match timeout(limits.idle, s.read(&mut chunk)).await {
+            match timeout(limits.idle, read_into(&mut s, &mut buf, MAX_HEAD + 1)).await {
                 Ok(Ok(0)) | Err(_) => return Ok(()),
-                Ok(Ok(n)) => n,
+                Ok(Ok(_)) => {}
                 Ok(Err(e)) => return Err(e),
-            };
-            buf.extend_from_slice(&chunk[..n]);
+            }
         }
         let deadline = Instant::now() + limits.request_deadline;
         let (req, head_len) = loop {
@@ -258,16 +272,18 @@ async fn read_more(
     if buf.len() >= cap {
         return Ok(false);
     }
-    let mut chunk = [0u8; 4096];
-    let room = (cap - buf.len()).min(chunk.len());
-    match timeout_at(deadline, s.read(&mut chunk[..room])).await {
+    match timeout_at(deadline, read_into(s, buf, cap)).await {
         Ok(Ok(0)) | Err(_) => Ok(false),
-        Ok(Ok(n)) => {
-            buf.extend_from_slice(&chunk[..n]);
-            Ok(true)
-        }
+        Ok(Ok(_)) => Ok(true),
         Ok(Err(e)) => Err(e),
     }
+}
+
+/// Reads what has arrived into the spare capacity of `buf` (never
+/// zero-filled, never copied), so that `buf` holds at most `cap` bytes.
+async fn read_into(s: &mut TcpStream, buf: &mut Vec<u8>, cap: usize) -> std::io::Result<usize> {
+    let room = cap.saturating_sub(buf.len()) as u64;
+    s.take(room).read_buf(buf).await
 }
 
 async fn write(
