@@ -38,6 +38,13 @@ fn copy_into(out: &mut String, s: &str, escape: bool) {
     let mut plain = 0;
     let mut i = 0;
     while let Some(&c) = b.get(i) {
+        // Eight bytes at a time while none needs a look (most text).
+        if let Some(w) = b.get(i..i + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()) {
+            if !needs_look(u64::from_ne_bytes(w), escape) {
+                i += 8;
+                continue;
+            }
+        }
         let (with, len) = match c {
             b'&' if escape => ("&amp;", 1),
             b'<' if escape => ("&lt;", 1),
@@ -66,6 +73,23 @@ fn copy_into(out: &mut String, s: &str, escape: bool) {
         plain = i;
     }
     out.push_str(s.get(plain..).unwrap_or_default());
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Whether a byte of the word `w` is below 0x20 (a control), is 0xEF (a
+/// lead byte of U+FFFE/U+FFFF) or, with `escape`, is one of the five
+/// special characters: [`copy_into`]'s test, eight bytes at once. Byte
+/// `x` of `w` is below `n` (n ≤ 128) exactly when some byte of
+/// `(w - n·ONES) & !w & HIGHS` is set; equal to `v` when one of `w ^ v·ONES`
+/// is zero, i.e. below 1.
+fn needs_look(w: u64, escape: bool) -> bool {
+    let below = |w: u64, n: u64| w.wrapping_sub(ONES * n) & !w & HIGHS != 0;
+    let has = |v: u8| below(w ^ (ONES * u64::from(v)), 1);
+    below(w, 0x20)
+        || has(0xef)
+        || (escape && (has(b'&') || has(b'<') || has(b'>') || has(b'"') || has(b'\'')))
 }
 
 /// Appends `<name>text</name>` with `text` escaped.
@@ -128,6 +152,28 @@ mod tests {
             chars("<a>\u{FFFF}&\u{1}\t\u{EFBF}\u{FFFD}"),
             "<a>&\t\u{EFBF}\u{FFFD}"
         );
+    }
+
+    /// The eight-byte test flags a word exactly when one of its bytes
+    /// needs a look, wherever it is and whatever its neighbours.
+    #[test]
+    fn the_word_test_is_exact() {
+        for escape in [false, true] {
+            let look = |v: u8| v < 0x20 || v == 0xef || (escape && b"&<>\"'".contains(&v));
+            for v in 0..=255u8 {
+                for at in 0..8 {
+                    for fill in [0x20, b'a', 0x7f, 0x80, 0xbf, 0xee, 0xf0, 0xff] {
+                        let mut w = [fill; 8];
+                        w[at] = v;
+                        assert_eq!(
+                            needs_look(u64::from_ne_bytes(w), escape),
+                            look(v),
+                            "{v:#x} at {at} among {fill:#x}, escape {escape}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     /// The bytewise copy keeps exactly the characters [`is_char`] keeps,
