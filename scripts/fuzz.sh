@@ -3,9 +3,10 @@
 #
 #   sh scripts/fuzz.sh              60 s per target (release, AddressSanitizer)
 #   sh scripts/fuzz.sh SECONDS      SECONDS per target
-#   sh scripts/fuzz.sh --smoke      a few seconds per target, for CI: an
-#                                   unoptimised build without sanitizer,
-#                                   which compiles in about half the time
+#   sh scripts/fuzz.sh --smoke      a few seconds per target, for CI: built
+#                                   as the OpenWrt packages feed builds the
+#                                   daemon (opt-level z, LTO, overflow
+#                                   checks, panic=unwind), no sanitizer
 #   sh scripts/fuzz.sh SECONDS pcp soap    only the targets named
 #
 # Installs cargo-fuzz (crates.io) if it is missing. Uses the nightly
@@ -88,13 +89,19 @@ else
 	targets=$all
 fi
 
-# One build of every target serves them all. Debug assertions and
-# overflow checks are on in both builds, so an arithmetic overflow is
-# found as a panic, not silently wrapped.
+# One build of every target serves them all. Overflow checks are on in
+# both builds, so an arithmetic overflow is found as a panic, not silently
+# wrapped. The smoke build is the router's: the packages feed's overrides
+# of the release profile (lang/rust/rust-values.mk; our Cargo.toml's
+# profile `feed`), applied here to fuzz/'s release profile.
 if [ $smoke -eq 1 ]; then
-	CARGO_INCREMENTAL=0 cargo +"$tc" fuzz build --dev --sanitizer none ||
+	CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 CARGO_PROFILE_RELEASE_DEBUG=false \
+		CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS=false CARGO_PROFILE_RELEASE_LTO=true \
+		CARGO_PROFILE_RELEASE_OPT_LEVEL=z CARGO_PROFILE_RELEASE_OVERFLOW_CHECKS=true \
+		CARGO_PROFILE_RELEASE_PANIC=unwind CARGO_PROFILE_RELEASE_RPATH=false \
+		cargo +"$tc" fuzz build --release --sanitizer none --target-dir target/feed ||
 		die "build failed"
-	bindir=target/$host/debug
+	bindir=target/feed/$host/release
 else
 	cargo +"$tc" fuzz build --debug-assertions || die "build failed"
 	bindir=target/$host/release

@@ -1,9 +1,11 @@
 #!/bin/sh
 # Runs every test: formatting and lints, unit and core tests, the
 # integration tests in network namespaces (real nftables, upnpc, natpmpc),
-# the packaging checks, the MIPS/ARM suites under qemu and a fuzz smoke.
-# Run as root on Debian 12: `sh scripts/test.sh`. Exits non-zero on any
-# failure.
+# all of them again in the OpenWrt packages feed's profile, the packaging
+# checks, the MIPS/ARM suites under qemu, the integration tests against the
+# router's musl build, a fuzz smoke, and the binary sizes against
+# sizes.txt. Run as root on Debian 12: `sh scripts/test.sh`. Exits non-zero
+# on any failure.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -54,17 +56,51 @@ if cargo clippy --version >/dev/null 2>&1; then
 	cargo clippy --all-targets --locked -- -D warnings
 fi
 
+# Seconds of each step, printed at the end.
+timings=""
+t0=$(date +%s)
+timed() {
+	t1=$(date +%s)
+	timings="$timings
+$(printf '%6d s  %s' $((t1 - t0)) "$1")"
+	t0=$t1
+}
+timed "packages, fmt, clippy"
+# sizes measured by this run only (scripts/sizes.sh)
+rm -rf target/sizes
+
 step "unit, core and integration tests"
 cargo test --locked --all-targets
+timed "tests, test profile"
 
-for extra in scripts/check-pkg.sh scripts/cross-test.sh scripts/fuzz.sh; do
-	if [ -f "$extra" ]; then
-		step "$extra"
-		case "$extra" in
-			*fuzz.sh) bash "$extra" --smoke ;;
-			*) bash "$extra" ;;
-		esac
-	fi
+# The router's build: the packages feed builds with panic=unwind and
+# overflow checks (Cargo.toml's profile feed). A panic in a daemon fails
+# its test (tests/common/mod.rs).
+step "unit, core and integration tests in the packages feed's profile"
+cargo test --profile feed --locked --all-targets
+timed "tests, feed profile"
+
+step "x86_64 glibc builds: sizes"
+cargo build --locked --release --bin rupnpd
+compiler=$(rustc --version | cut -d' ' -f1-2)
+for profile in release feed; do
+	sh scripts/sizes.sh record x86_64-unknown-linux-gnu "$profile" "target/$profile/rupnpd" strip "$compiler"
 done
+timed "x86_64 release build"
+
+for extra in scripts/check-pkg.sh scripts/cross-test.sh scripts/musl-test.sh scripts/fuzz.sh; do
+	step "$extra"
+	case "$extra" in
+		*fuzz.sh) bash "$extra" --smoke ;;
+		*) bash "$extra" ;;
+	esac
+	timed "$extra"
+done
+
+step "sizes against sizes.txt"
+sh scripts/sizes.sh check
+
+step "time per step"
+echo "$timings" | sed 1d
 
 step "all tests passed"

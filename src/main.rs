@@ -96,10 +96,10 @@ fn main() -> ExitCode {
                 let setup = rupnpd::sys::nft::Setup {
                     wan_dev: cfg.external_iface.clone(),
                     lan_devs: cfg.internal_iface.clone(),
-                    ext_addr: None,
                     hairpin: cfg.hairpin,
                     log_packets: cfg.log_packets,
                     log_connections: cfg.log_connections,
+                    ..Default::default()
                 };
                 print!("{}", rupnpd::sys::nft::structure(&cfg.nft, &setup, false));
                 ExitCode::SUCCESS

@@ -4,11 +4,14 @@
 //! next to the daemon's mappings.
 
 mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
 use common::fw4::{self, Print};
 use common::*;
+use support::ubusd::{Broker, rupnpd_status, socket_path};
+use support::wire::Value;
 
 /// What the user's port forward (WAN 8022 → 192.168.1.10:22) added to the
 /// recorded print, besides our include lines: the reflection and WAN
@@ -41,11 +44,25 @@ fn our_includes_go_where_fw4_put_them() {
         [
             "chain-post/dstnat/20-rupnpd.nft",
             "chain-post/forward/20-rupnpd.nft",
+            "chain-pre/input/20-rupnpd.nft",
             "chain-pre/srcnat/20-rupnpd.nft",
             "table-post/20-rupnpd.nft",
         ]
     );
-    let placed = fw4::place_includes(fw4::PRINT_DEFAULT, &includes);
+    // The recording was made with the four files of 0.1.0; the STUN
+    // accept (chain-pre/input) came later and goes where fw4's template
+    // puts every chain-pre file, as the recorded srcnat one shows: before
+    // the chain's first rule.
+    let recorded: Vec<String> = includes
+        .iter()
+        .filter(|i| !i.starts_with("chain-pre/input/"))
+        .cloned()
+        .collect();
+    let with_input = fw4::place_includes(fw4::PRINT_DEFAULT, &includes);
+    assert!(with_input.contains(
+        "\tchain input {\n\t\ttype filter hook input priority filter; policy drop;\n\n\t\tinclude \"/usr/share/nftables.d/chain-pre/input/20-rupnpd.nft\"\n\t\tiif \"lo\" accept"
+    ), "{with_input}");
+    let placed = fw4::place_includes(fw4::PRINT_DEFAULT, &recorded);
     let placed: Vec<&str> = placed.lines().collect();
     // `placed` must be a subsequence of the recorded print…
     let mut next = 0;
@@ -210,33 +227,106 @@ fn reload_restart_and_stop_start_keep_the_mapping() {
     assert!(fwd_packets(&bed, "tcp", 8080) > before);
 }
 
+/// Waits until `status` says the firewall is `state`.
+async fn firewall_becomes(sock: &std::path::Path, state: &str) {
+    let t = Instant::now();
+    loop {
+        let s = rupnpd_status(sock).await;
+        if s.get("firewall").and_then(Value::as_str) == Some(state) {
+            return;
+        }
+        assert!(t.elapsed() < Duration::from_secs(3), "not {state}: {s}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A NAT-PMP TCP mapping request from the LAN host: the result code.
+fn natpmp_map(bed: &Bed, iport: u16, eport: u16) -> u16 {
+    let sock = udp_in(&bed.c, CLIENT_IP);
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut req = vec![0, 2, 0, 0];
+    req.extend_from_slice(&iport.to_be_bytes());
+    req.extend_from_slice(&eport.to_be_bytes());
+    req.extend_from_slice(&600u32.to_be_bytes());
+    sock.send_to(&req, (LAN_IP, 5351)).unwrap();
+    let mut buf = [0u8; 64];
+    let n = sock.recv(&mut buf).expect("a NAT-PMP answer");
+    assert!(n >= 4 && buf[1] == 130, "{:?}", &buf[..n]);
+    u16::from_be_bytes([buf[2], buf[3]])
+}
+
 /// Issue 17.3: while fw4 is stopped the daemon leaves `table inet fw4`
 /// alone (rupnpd 0.1.0 created it again with only its own sets, maps and
 /// unhooked chains: tests/fixtures/fw4/ruleset-2s-after-fw4-stop.nft),
-/// keeps its leases and puts them back when fw4 starts.
-#[test]
-#[ignore = "needs fw4-stop handling in the daemon (issue 17.3)"]
-fn while_fw4_is_stopped_the_table_stays_gone() {
+/// keeps its leases (a renewal too), refuses new mappings with the
+/// protocols' "try again later" (UPnP 501, NAT-PMP 3 Network Failure),
+/// says `"firewall": "down"`, and puts everything back when fw4 starts.
+#[tokio::test(flavor = "current_thread")]
+async fn while_fw4_is_stopped_the_table_stays_gone() {
     let mut bed = Bed::new("f4stop");
     bed.fw4_start();
     let dir = config(&bed);
-    bed.start(&["--config-dir", &dir]);
+    let sock = socket_path("f4stop");
+    let _broker = Broker::start(&sock);
+    let ubus = sock.to_str().unwrap().to_string();
+    bed.start(&["--config-dir", &dir, "--ubus-socket", &ubus]);
+    firewall_becomes(&sock, "fw4").await;
     assert_eq!(add(&bed, "18080", "TCP", "8080").0, 200);
     bed.fw4_stop();
+    firewall_becomes(&sock, "down").await;
     // 0.1.0 had the table back within two seconds; watch that long
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs(2) {
         let left = bed.nft("list ruleset");
         assert!(!left.contains("table inet fw4"), "{left}");
-        std::thread::sleep(Duration::from_millis(50));
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // the lease is kept: listed, and back in the kernel when fw4 returns
+    assert!(bed.log().contains("firewall stopped"), "{}", bed.log());
+    // the lease is kept: listed, renewed; new mappings wait for fw4
     let out = bed.upnpc(&["-l"]);
     assert!(out.contains("18080->192.168.77.2:8080"), "{out}");
+    assert_eq!(add(&bed, "18080", "TCP", "8080").0, 200);
+    let (_, text) = add(&bed, "18081", "TCP", "8081");
+    assert_eq!(fault_code(&text), Some(501), "{text}");
+    assert_eq!(natpmp_map(&bed, 8082, 18082), 3);
+    assert!(!bed.nft("list ruleset").contains("table inet fw4"));
     bed.fw4_start();
     restored(&bed, "fw4 start");
+    firewall_becomes(&sock, "fw4").await;
     assert_eq!(bed.dnat_elements(), ["tcp . 18080"]);
     assert!(bed.tcp_through(18080, 8080));
+    // and new mappings are taken again
+    assert_eq!(add(&bed, "18081", "TCP", "8081").0, 200);
+    assert_eq!(natpmp_map(&bed, 8082, 18082), 0);
+    assert!(bed.tcp_through(18081, 8081));
+}
+
+/// A daemon (re)started while fw4 is stopped finds no table and hooks in
+/// itself, as on a router without fw4. When fw4 starts, its hooks take
+/// over: ours go (no mapping is translated twice), the mappings stay, and
+/// from then on a fw4 stop leaves the table gone.
+#[tokio::test(flavor = "current_thread")]
+async fn fw4_starting_after_the_daemon_takes_over_the_hooks() {
+    let mut bed = Bed::new("f4late");
+    let dir = config(&bed);
+    let sock = socket_path("f4late");
+    let _broker = Broker::start(&sock);
+    let ubus = sock.to_str().unwrap().to_string();
+    bed.start(&["--config-dir", &dir, "--ubus-socket", &ubus]);
+    firewall_becomes(&sock, "own").await;
+    assert_eq!(add(&bed, "18080", "TCP", "8080").0, 200);
+    assert!(bed.tcp_through(18080, 8080));
+    bed.fw4_start();
+    firewall_becomes(&sock, "fw4").await;
+    restored(&bed, "fw4 start");
+    let table = bed.nft("list table inet fw4");
+    assert!(!table.contains("rupnpd_forward"), "{table}");
+    assert_eq!(bed.dnat_elements(), ["tcp . 18080"]);
+    assert!(bed.tcp_through(18080, 8080));
+    assert!(fwd_packets(&bed, "tcp", 8080) > 0);
+    bed.fw4_stop();
+    firewall_becomes(&sock, "down").await;
+    assert!(!bed.nft("list ruleset").contains("table inet fw4"));
 }
 
 /// The UCI section behind the recorded port forward, with the bed's LAN

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
@@ -38,34 +37,6 @@ fn header<'a>(resp: &'a str, name: &str) -> Option<&'a str> {
         .map(|l| l[name.len() + 1..].trim())
 }
 
-/// Accepts one event message, answers 200 and returns it.
-fn receive(l: &TcpListener, within: Duration) -> Option<String> {
-    l.set_nonblocking(true).unwrap();
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if let Ok((mut s, _)) = l.accept() {
-            s.set_nonblocking(false).unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            while let Ok(n) = s.read(&mut chunk) {
-                if n == 0 {
-                    break;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-                let text = String::from_utf8_lossy(&buf);
-                if text.contains("</e:propertyset>") {
-                    break;
-                }
-            }
-            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
-            return Some(String::from_utf8_lossy(&buf).into_owned());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    None
-}
-
 #[test]
 fn subscribe_initial_event_changes_and_unsubscribe() {
     let bed = started("gena");
@@ -77,7 +48,7 @@ fn subscribe_initial_event_changes_and_unsubscribe() {
     assert!(sid.starts_with("uuid:"), "{r}");
     assert_eq!(header(&r, "TIMEOUT"), Some("Second-1800"));
 
-    let first = receive(&l, Duration::from_secs(3)).expect("initial event");
+    let first = receive_event(&l, Duration::from_secs(3)).expect("initial event");
     assert!(first.starts_with("NOTIFY /evt HTTP/1.1\r\n"), "{first}");
     assert!(first.contains(&format!("SID: {sid}\r\n")), "{first}");
     assert!(first.contains("SEQ: 0\r\n"), "{first}");
@@ -102,7 +73,7 @@ fn subscribe_initial_event_changes_and_unsubscribe() {
         &add_args("18080", "TCP", "8080", CLIENT_IP, "600", "x"),
     );
     assert_eq!(code, 200);
-    let second = receive(&l, Duration::from_secs(3)).expect("event after AddPortMapping");
+    let second = receive_event(&l, Duration::from_secs(3)).expect("event after AddPortMapping");
     assert!(second.contains("SEQ: 1\r\n"), "{second}");
     assert!(
         second.contains("<PortMappingNumberOfEntries>1</PortMappingNumberOfEntries>"),
@@ -146,7 +117,7 @@ fn subscribe_initial_event_changes_and_unsubscribe() {
             ("NewProtocol", "TCP"),
         ],
     );
-    assert!(receive(&l, Duration::from_millis(500)).is_none());
+    assert!(receive_event(&l, Duration::from_millis(500)).is_none());
 }
 
 #[test]
@@ -234,7 +205,7 @@ fn a_new_wan_address_is_evented_and_announced() {
     let l = in_netns(&ns, || TcpListener::bind((CLIENT_IP, 47010)).unwrap());
     let r = subscribe(&bed, "http://192.168.77.2:47010/evt", "");
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
-    let first = receive(&l, Duration::from_secs(3)).expect("initial event");
+    let first = receive_event(&l, Duration::from_secs(3)).expect("initial event");
     assert!(
         first.contains("<ExternalIPAddress>192.0.3.1</ExternalIPAddress>"),
         "{first}"
@@ -258,7 +229,7 @@ fn a_new_wan_address_is_evented_and_announced() {
     let t = Instant::now();
     let mut evented = None;
     while t.elapsed() < Duration::from_secs(5) {
-        if let Some(e) = receive(&l, Duration::from_millis(500)) {
+        if let Some(e) = receive_event(&l, Duration::from_millis(500)) {
             if e.contains("<ExternalIPAddress>192.0.3.9</ExternalIPAddress>") {
                 evented = Some(e);
                 break;
@@ -303,7 +274,7 @@ fn a_new_wan_address_is_evented_and_announced() {
     let t = Instant::now();
     let mut down = None;
     while t.elapsed() < Duration::from_secs(5) {
-        if let Some(e) = receive(&l, Duration::from_millis(500)) {
+        if let Some(e) = receive_event(&l, Duration::from_millis(500)) {
             if !e.contains("<ConnectionStatus>Connected</ConnectionStatus>") {
                 down = Some(e);
                 break;
@@ -332,7 +303,7 @@ fn pinhole_permission_changes_are_evented() {
         "",
     );
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
-    let first = receive(&l, Duration::from_secs(3)).expect("initial event");
+    let first = receive_event(&l, Duration::from_secs(3)).expect("initial event");
     assert!(first.contains("SEQ: 0\r\n"), "{first}");
     assert!(
         first.contains("<FirewallEnabled>1</FirewallEnabled>"),
@@ -349,7 +320,7 @@ fn pinhole_permission_changes_are_evented() {
     )
     .unwrap();
     bed.signal("HUP");
-    let second = receive(&l, Duration::from_secs(3)).expect("event after the reload");
+    let second = receive_event(&l, Duration::from_secs(3)).expect("event after the reload");
     assert!(second.contains("SEQ: 1\r\n"), "{second}");
     assert!(
         second.contains("<InboundPinholeAllowed>0</InboundPinholeAllowed>"),

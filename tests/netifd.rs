@@ -1,9 +1,9 @@
 //! netifd for real where we can: the daemon follows the LAN and WAN
 //! through a stand-in that sends exactly netifd's payloads
-//! (tests/fixtures/netifd, with where each field comes from). The tests
-//! marked ignored describe what the daemon must do and does not yet
-//! (issue 17.1): take its devices from netifd at start, wait for netifd
-//! rather than exit, serve a LAN on a plain port.
+//! (tests/fixtures/netifd, with where each field comes from). At start as
+//! after, the devices come from netifd (issue 17.1): the daemon waits for
+//! netifd rather than exit, serves a LAN on a plain port, and keeps
+//! serving the LAN netifd confirms.
 
 mod common;
 mod support;
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use support::netifd::{Netifd, fixture, notification, renumbered, status_of};
-use support::ubusd::{Broker, Peer, socket_path};
+use support::ubusd::{Broker, Peer, rupnpd_status, socket_path};
 use support::wire::Value;
 
 /// The fields of a status in the order `netifd_dump_status` writes them.
@@ -181,22 +181,11 @@ fn argv(args: &[String]) -> Vec<&str> {
     args.iter().map(String::as_str).collect()
 }
 
-async fn status(sock_name: &str) -> Value {
-    let caller = Peer::connect(&socket_path(sock_name)).await;
-    caller.wait_for("rupnpd", Duration::from_secs(5)).await;
-    caller
-        .call("rupnpd", "status", Value::table())
-        .await
-        .unwrap()
-        .pop()
-        .unwrap()
-}
-
 /// Waits until the daemon's `status` satisfies `ok`.
 async fn status_until(sock_name: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
     let t = Instant::now();
     loop {
-        let s = status(sock_name).await;
+        let s = rupnpd_status(&socket_path(sock_name)).await;
         if ok(&s) {
             return s;
         }
@@ -350,11 +339,10 @@ async fn the_wan_comes_up_after_the_daemon() {
 /// OpenWrt's shipped configuration names the LAN `lan`. When netifd
 /// confirms that `lan` is `br-lan` (the device the daemon already
 /// serves), the daemon must go on serving it. Found by the netifd
-/// stand-in: today it opens its front ends again while the old ones
-/// still hold port 5000, logs "Address already in use" and has no HTTP
+/// stand-in: rupnpd 0.1.0 opened its front ends again while the old ones
+/// still held port 5000, logged "Address already in use" and had no HTTP
 /// server left (UPnP gone, NAT-PMP/PCP still there).
 #[tokio::test(flavor = "current_thread")]
-#[ignore = "needs netifd-driven start (issue 17.1): the LAN confirmed by netifd keeps its HTTP server"]
 async fn the_lan_named_lan_keeps_its_http_server() {
     let mut bed = Bed::new("nlan");
     bed.fw4_start();
@@ -394,11 +382,11 @@ async fn the_lan_named_lan_keeps_its_http_server() {
 }
 
 /// A LAN on a plain port (`option device 'eth0'`, no bridge, so not a
-/// name the daemon can guess from `lan`): netifd says which device it is,
-/// and the daemon serves it. Today the daemon exits at start ("LAN
-/// interface lan: no such device", "no usable LAN interface").
+/// name anyone could guess from `lan`): netifd says which device it is,
+/// and the daemon serves it. rupnpd 0.1.0 guessed device names at start
+/// and exited ("LAN interface lan: no such device", "no usable LAN
+/// interface").
 #[tokio::test(flavor = "current_thread")]
-#[ignore = "needs netifd-driven start (issue 17.1)"]
 async fn a_lan_on_a_plain_port_is_served() {
     let mut bed = Bed::with_devices("nport", "eth0", WAN_DEV);
     bed.fw4_start();
@@ -431,10 +419,11 @@ async fn a_lan_on_a_plain_port_is_served() {
 }
 
 /// At boot the daemon can start before netifd has published its
-/// interfaces. It says that it waits for netifd, stays up, and serves
-/// the LAN netifd names once netifd is there.
+/// interfaces. It says that it waits for netifd (once, with the
+/// interface's name), stays up, and serves the LAN netifd names once
+/// netifd is there: it follows `ubus.object.add`, so no retry timer is
+/// involved.
 #[tokio::test(flavor = "current_thread")]
-#[ignore = "needs netifd-driven start (issue 17.1)"]
 async fn the_daemon_waits_for_netifd() {
     let mut bed = Bed::with_devices("nwait", "eth0", WAN_DEV);
     bed.fw4_start();
@@ -447,11 +436,17 @@ async fn the_daemon_waits_for_netifd() {
     );
     let pid = bed.spawn(&argv(&args));
     assert!(
-        bed.wait_log("netifd", Duration::from_secs(5)),
+        bed.wait_log(
+            "LAN interface lan: waiting for netifd to report its device",
+            Duration::from_secs(5)
+        ),
         "the daemon does not say it waits for netifd:\n{}",
         bed.log()
     );
     assert!(alive(pid), "the daemon exited:\n{}", bed.log());
+    // on ubus, so it has asked netifd and got no answer
+    let caller = Peer::connect(&socket_path("nwait")).await;
+    caller.wait_for("rupnpd", Duration::from_secs(5)).await;
     let _netifd = Netifd::start(
         &socket_path("nwait"),
         &[
@@ -467,4 +462,11 @@ async fn the_daemon_waits_for_netifd() {
     .await;
     assert_eq!(str_field(&s, "wan_device"), Some(WAN_DEV), "{s}");
     assert!(alive(pid));
+    let log = bed.log();
+    for line in [
+        "LAN interface lan: waiting for netifd to report its device",
+        "WAN interface wan: waiting for netifd to report its device",
+    ] {
+        assert_eq!(log.matches(line).count(), 1, "{line}\n{log}");
+    }
 }

@@ -267,6 +267,7 @@ fn setup() -> Setup {
         hairpin: false,
         log_packets: false,
         log_connections: false,
+        ..Setup::default()
     }
 }
 

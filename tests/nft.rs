@@ -201,6 +201,14 @@ fn a_fw4_reload_is_repaired_within_a_second() {
         flowed < Duration::from_secs(1),
         "traffic flowed after {flowed:?}"
     );
+
+    // The structure, at start and after each reload, went through
+    // libnftables loaded at run time, as on a router; the `nft` command is
+    // only the fallback. (scripts/musl-test.sh runs this against the musl
+    // build too.)
+    let log = bed.log();
+    assert!(log.contains(" via libnftables"), "{log}");
+    assert!(!log.contains("falling back to the nft command"), "{log}");
 }
 
 #[test]

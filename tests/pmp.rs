@@ -104,23 +104,14 @@ fn natpmp_map_response(b: &[u8], op: u8) -> (u16, u16, u16, u32) {
     (be16(2), be16(8), be16(10), lifetime)
 }
 
-fn natpmpc(bed: &Bed, args: &[&str]) -> String {
-    require(&["natpmpc"]);
-    // natpmpc retransmits for about two minutes when nothing answers
-    let mut full = vec!["timeout", "20", "natpmpc", "-g", LAN_IP];
-    full.extend_from_slice(args);
-    let o = bed.exec(&bed.c, &full);
-    String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
-}
-
 #[test]
 fn natpmpc_maps_tcp_and_udp_and_traffic_crosses() {
     let (bed, _) = started("pmnpc", "");
-    let out = natpmpc(&bed, &[]);
+    let out = bed.natpmpc(&[]);
     assert!(out.contains("Public IP address : 192.0.3.1"), "{out}");
     assert!(out.contains("epoch = "), "{out}");
 
-    let out = natpmpc(&bed, &["-a", "7000", "27000", "tcp", "600"]);
+    let out = bed.natpmpc(&["-a", "7000", "27000", "tcp", "600"]);
     assert!(
         out.contains("Mapped public port 7000 protocol TCP to local port 27000 liftime 600"),
         "{out}"
@@ -131,7 +122,7 @@ fn natpmpc_maps_tcp_and_udp_and_traffic_crosses() {
         "TCP through the NAT-PMP mapping"
     );
 
-    let out = natpmpc(&bed, &["-a", "7001", "27001", "udp", "600"]);
+    let out = bed.natpmpc(&["-a", "7001", "27001", "udp", "600"]);
     assert!(
         out.contains("Mapped public port 7001 protocol UDP to local port 27001 liftime 600"),
         "{out}"
@@ -143,13 +134,13 @@ fn natpmpc_maps_tcp_and_udp_and_traffic_crosses() {
     assert_eq!(bed.dnat_elements(), vec!["tcp . 7000", "udp . 7001"]);
 
     // lifetime 0 deletes (RFC 6886 §3.4): the answer has external port 0
-    let out = natpmpc(&bed, &["-a", "7000", "27000", "tcp", "0"]);
+    let out = bed.natpmpc(&["-a", "7000", "27000", "tcp", "0"]);
     assert!(
         out.contains("Mapped public port 0 protocol TCP to local port 27000 liftime 0"),
         "{out}"
     );
     assert!(!bed.tcp_passes(7000, 27000), "deleted mapping still passes");
-    let out = natpmpc(&bed, &["-a", "7001", "27001", "udp", "0"]);
+    let out = bed.natpmpc(&["-a", "7001", "27001", "udp", "0"]);
     assert!(out.contains("liftime 0"), "{out}");
     assert!(!bed.udp_passes(7001, 27001), "deleted mapping still passes");
     assert!(bed.dnat_elements().is_empty());
@@ -561,7 +552,7 @@ fn pcp_off_answers_as_a_natpmp_only_server() {
     let r = pcp(&bed, CLIENT_IP, &req);
     assert_eq!((r.version, r.result), (0, result::UNSUPP_VERSION), "{r:?}");
     assert!(bed.dnat_elements().is_empty());
-    let out = natpmpc(&bed, &["-a", "8000", "28000", "tcp", "600"]);
+    let out = bed.natpmpc(&["-a", "8000", "28000", "tcp", "600"]);
     assert!(
         out.contains("Mapped public port 8000 protocol TCP to local port 28000 liftime 600"),
         "{out}"

@@ -14,11 +14,10 @@ use support::netifd::{self, Netifd, fixture};
 use support::ubusd::{Broker, Peer, socket_path};
 use support::wire::{Value, json};
 
-/// A bed whose daemon knows its WAN only as the logical interface `wan`,
-/// which the netifd stand-in says is a DHCP WAN on `eth1`. The LAN is
-/// given as its device (`br-lan`): with the logical name `lan` the daemon
-/// loses its HTTP server when netifd confirms the device (tests/netifd.rs,
-/// `the_lan_named_lan_keeps_its_http_server`).
+/// A bed whose daemon knows its interfaces only by their logical names,
+/// as the shipped /etc/config/upnpd names them: `wan`, which the netifd
+/// stand-in says is a DHCP WAN on `eth1`, and `lan`, OpenWrt's default
+/// LAN on the bridge `br-lan`.
 struct Setup {
     bed: Bed,
     broker: Broker,
@@ -41,7 +40,7 @@ async fn setup(name: &str) -> Setup {
     )
     .await;
     let dir = bed.config(&format!(
-        "config upnpd 'config'\n\toption internal_iface 'br-lan'\n\toption external_iface 'wan'\n\
+        "config upnpd 'config'\n\toption internal_iface 'lan'\n\toption external_iface 'wan'\n\
 \toption upnp_lease_file '{}'\n\toption ipv6_pinholes '1'\n\nconfig perm_rule\n\toption action allow\n\toption ext_ports 1024-65535\n\
 \toption int_addr 0.0.0.0/0\n\toption int_ports 1024-65535\n",
         bed.dir.join("leases").display()
@@ -54,7 +53,8 @@ async fn setup(name: &str) -> Setup {
     // settled: netifd's answer has reached the daemon
     eventually("the WAN from netifd", async || {
         let s = call(&caller, "status", "{}").await.unwrap();
-        s.get("wan_device").and_then(Value::as_str) == Some("eth1")
+        s.get("wan_device").and_then(Value::as_str) == Some(WAN_DEV)
+            && s.get("lan_devices") == Some(&Value::Array(vec![LAN_DEV.into()]))
     })
     .await;
     Setup {

@@ -235,6 +235,11 @@ fn with_ids_of(captured: &Msg, live: &Msg) -> Msg {
     m
 }
 
+/// Fields `status` has gained since the capture (issue 14: the WAN
+/// address, and whether new mappings are given out and why).
+const STATUS_SINCE_CAPTURE: [&str; 4] =
+    ["wan_ip", "new_mappings", "new_mappings_reason", "firewall"];
+
 /// `live` means what `captured` meant: the same fields in the same order
 /// with the same values, except `volatile` fields (which must have the
 /// same type).
@@ -376,16 +381,29 @@ async fn the_daemon_answers_the_recorded_requests() {
         .expect("the daemon published no object");
     assert_eq!(hex(&add), hex(&lines[1].bytes), "registration");
 
-    // status: the same table (uptime aside); the STATUS in the same bytes.
+    // status: the same table (uptime aside, and the fields added since
+    // 0.1.0 was recorded); the STATUS in the same bytes.
     let live = replay(&broker, daemon, &caller, objid, requests[0]).await;
     let then = answers(requests[0]);
     assert_eq!(live.len(), then.len());
-    same_meaning(
-        then[0].data().unwrap(),
-        live[0].data().unwrap(),
-        &["uptime"],
-        "status",
+    let mut now = live[0].data().unwrap().clone();
+    if let Value::Table(t) = &mut now {
+        let added: Vec<&str> = t
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .filter(|n| STATUS_SINCE_CAPTURE.contains(n))
+            .collect();
+        assert_eq!(added, STATUS_SINCE_CAPTURE, "status: the added fields");
+        t.retain(|(n, _)| !STATUS_SINCE_CAPTURE.contains(&n.as_str()));
+    }
+    assert_eq!(
+        live[0]
+            .data()
+            .and_then(|d| d.get("new_mappings"))
+            .and_then(Value::as_str),
+        Some("allowed")
     );
+    same_meaning(then[0].data().unwrap(), &now, &["uptime"], "status");
     assert_eq!(
         hex(&with_ids_of(&then[1], &live[1]).encode()),
         hex(&live[1].encode())

@@ -47,11 +47,13 @@ fn shipped_with_leases(bed: &Bed, lease_dir: &Path) -> (String, String) {
 }
 
 fn daemon(dir: &str, extra: &[&str]) -> std::process::Output {
-    Command::new(daemon_bin())
+    let o = Command::new(daemon_bin())
         .args(["--config-dir", dir])
         .args(extra)
         .output()
-        .unwrap()
+        .unwrap();
+    assert_no_panic(&format!("{extra:?}"), &String::from_utf8_lossy(&o.stderr));
+    o
 }
 
 #[test]
@@ -356,4 +358,29 @@ fn kill_9_rounds(bed: &mut Bed, lease_dir: Option<&Path>) {
         n > 20,
         "the churn made too few mappings to mean anything ({n})"
     );
+}
+
+/// Under the packages feed's `panic = "unwind"` a panic in one of the
+/// daemon's tasks ends only that task and the daemon serves on, so the
+/// tests look for the message Rust's panic hook writes to the daemon's
+/// stderr (its log here). The line such a panic writes, appended to a
+/// running daemon's log, fails the test at the stop.
+#[test]
+#[should_panic(expected = "the daemon panicked")]
+fn a_panic_in_the_daemon_fails_the_test() {
+    use std::io::Write;
+    let mut bed = Bed::new("panic");
+    bed.fw4_start();
+    let (dir, _) = shipped(&bed);
+    bed.start(&["--config-dir", &dir]);
+    let mut log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(bed.dir.join("daemon0.log"))
+        .unwrap();
+    writeln!(
+        log,
+        "\nthread 'main' panicked at src/core/table.rs:1:1:\nattempt to add with overflow"
+    )
+    .unwrap();
+    bed.stop();
 }

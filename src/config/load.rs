@@ -80,11 +80,13 @@ pub fn assemble(
             }
         }
     }
-    if cfg.use_stun {
+    // miniupnpd refuses to start with both; the configured address is the
+    // owner's word, so it wins and STUN stays off.
+    if cfg.use_stun && cfg.external_ip.is_some() {
         warnings.push(
-            "upnpd.config.use_stun: STUN is not implemented; the WAN address is reported as it is"
-                .into(),
+            "upnpd.config.use_stun: external_ip is set and is reported; STUN stays off".into(),
         );
+        cfg.use_stun = false;
     }
     if cfg.perm_rules.is_empty() {
         warnings.push(
@@ -175,6 +177,37 @@ mod tests {
             assemble(defaults, &Overrides::default(), || None)
                 .warnings
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn stun_options() {
+        let stun = |opts: &str| {
+            assemble(
+                loaded(&format!(
+                    "config upnpd 'config'\n\toption stun_host stun.example.org\n{opts}{RULES}"
+                )),
+                &Overrides::default(),
+                || None,
+            )
+        };
+        let c = stun("\toption use_stun 1\n");
+        assert!(c.config.use_stun && !c.config.stun_allow_filtered);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        // miniupnpd's word for it, and rupnpd's own switch
+        for opts in [
+            "\toption use_stun allow-filtered\n",
+            "\toption use_stun 1\n\toption stun_allow_filtered 1\n",
+        ] {
+            let c = stun(opts).config;
+            assert!(c.use_stun && c.stun_allow_filtered, "{opts}");
+        }
+        // a configured address wins
+        let c = stun("\toption use_stun 1\n\toption external_ip 198.51.100.7\n");
+        assert!(!c.config.use_stun);
+        assert_eq!(
+            c.warnings,
+            ["upnpd.config.use_stun: external_ip is set and is reported; STUN stays off"]
         );
     }
 }

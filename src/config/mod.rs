@@ -112,9 +112,14 @@ pub struct Config {
     pub model_number: Option<String>,
     /// Report system uptime (true) or daemon uptime (false) in GetStatusInfo.
     pub system_uptime: bool,
+    /// Learn the public address and test the path from the Internet with
+    /// STUN (needs `stun_host`).
     pub use_stun: bool,
     pub stun_host: Option<String>,
     pub stun_port: u16,
+    /// Keep giving out mappings when STUN finds the path filtered or
+    /// cannot tell (miniupnpd's `ext_perform_stun=allow-filtered`).
+    pub stun_allow_filtered: bool,
     pub ipv6_disable: bool,
     pub ext_allow_private_ipv4: bool,
     pub perm_rules: Vec<PermRule>,
@@ -244,6 +249,7 @@ impl Default for Config {
             use_stun: false,
             stun_host: None,
             stun_port: 3478,
+            stun_allow_filtered: false,
             ipv6_disable: false,
             ext_allow_private_ipv4: false,
             perm_rules: default_perm_rules(),
@@ -337,6 +343,7 @@ impl fmt::Display for Config {
         o("use_stun", b(self.use_stun).into())?;
         o("stun_host", opt(&self.stun_host))?;
         o("stun_port", self.stun_port.to_string())?;
+        o("stun_allow_filtered", b(self.stun_allow_filtered).into())?;
         o("ipv6_disable", b(self.ipv6_disable).into())?;
         o(
             "ext_allow_private_ipv4",

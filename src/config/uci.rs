@@ -132,7 +132,14 @@ fn read_main(r: &mut Reader<'_>, s: &Section, c: &mut Config) {
             "serial_number" => set(&mut c.serial_number, r.text(o, v, MAX_TEXT)),
             "model_number" => set(&mut c.model_number, r.text(o, v, MAX_TEXT)),
             "system_uptime" => set(&mut c.system_uptime, r.boolean(o, v)),
+            // miniupnpd's own file says `ext_perform_stun=allow-filtered`;
+            // the same word here is read as both switches.
+            "use_stun" if v.as_option().is_some_and(|s| s.trim() == "allow-filtered") => {
+                c.use_stun = true;
+                c.stun_allow_filtered = true;
+            }
             "use_stun" => set(&mut c.use_stun, r.boolean(o, v)),
+            "stun_allow_filtered" => set(&mut c.stun_allow_filtered, r.boolean(o, v)),
             "stun_host" => set(&mut c.stun_host, r.host(o, v).map(Some)),
             "stun_port" => set(&mut c.stun_port, r.port(o, v)),
             "ipv6_disable" => set(&mut c.ipv6_disable, r.boolean(o, v)),
@@ -593,6 +600,7 @@ mod tests {
             use_stun: true,
             stun_host: Some("stun.example.org".into()),
             stun_port: 3479,
+            stun_allow_filtered: true,
             ipv6_disable: true,
             ext_allow_private_ipv4: true,
             log_packets: true,

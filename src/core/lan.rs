@@ -3,8 +3,8 @@
 //!
 //! Owns: [`Lan`], [`Lans`] and the rule that only a host on a served
 //! subnet is answered (SSDP amplification, RFC 6886 §3.1 for NAT-PMP, the
-//! HTTP server's 403). Pure data: the daemon reads the addresses and keeps
-//! the sockets of each LAN under the same index.
+//! HTTP server's 403). Pure data: the daemon reads the addresses, and its
+//! front ends find their LAN by device and address.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -66,6 +66,15 @@ impl Lans {
         self.0.iter()
     }
 
+    /// The same devices with the same addresses, in the same order,
+    /// whatever HTTP ports were bound on them.
+    pub fn same_interfaces(&self, other: &Lans) -> bool {
+        let same = |a: &Lan, b: &Lan| {
+            a.dev == b.dev && a.addr == b.addr && a.nets == b.nets && a.nets6 == b.nets6
+        };
+        self.0.len() == other.0.len() && self.0.iter().zip(&other.0).all(|(a, b)| same(a, b))
+    }
+
     /// The LAN whose subnets hold `a`.
     pub fn of(&self, a: IpAddr) -> Option<usize> {
         self.0.iter().position(|l| match a {
@@ -125,6 +134,17 @@ mod tests {
         // a datagram is answered only on the LAN it belongs to
         assert!(l.accepts(1, Ipv4Addr::new(10, 1, 2, 3)));
         assert!(!l.accepts(0, Ipv4Addr::new(10, 1, 2, 3)));
+    }
+
+    #[test]
+    fn the_same_interfaces_whatever_their_http_ports() {
+        let a = lans();
+        let mut b = lans();
+        b.get_mut(1).unwrap().http_port = 40000;
+        assert!(a.same_interfaces(&b));
+        b.get_mut(1).unwrap().addr = Ipv4Addr::new(10, 0, 0, 2);
+        assert!(!a.same_interfaces(&b));
+        assert!(!a.same_interfaces(&Lans::new(vec![])));
     }
 
     #[test]

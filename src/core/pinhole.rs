@@ -78,6 +78,8 @@ pub enum PinRefusal {
     SpaceExhausted,
     /// Unknown UniqueID (704 NoSuchEntry).
     NoSuchEntry,
+    /// The firewall is down and the pinhole would be new (501).
+    FirewallDown,
 }
 
 /// The pinhole table.
@@ -187,6 +189,12 @@ impl Pinholes {
             }
         }
         None
+    }
+
+    /// Whether a pinhole identical to `req` exists (AddPinhole extends it).
+    pub fn holds(&self, req: &PinRequest) -> bool {
+        let tuple = (req.remote, req.rport, req.iaddr, req.iport, req.proto);
+        self.by_tuple.contains_key(&tuple)
     }
 
     /// AddPinhole. An identical pinhole is extended and keeps its

@@ -18,7 +18,8 @@ use crate::proto::Proto;
 pub const SEARCH_LIMIT: usize = 4096;
 
 /// Why a request is refused. Each front end turns this into its own code
-/// (UPnP 606/718/728/729, NAT-PMP 2/4, PCP NOT_AUTHORIZED/NO_RESOURCES/…).
+/// (UPnP 501/606/718/728/729, NAT-PMP 2/3/4, PCP
+/// NOT_AUTHORIZED/NETWORK_FAILURE/NO_RESOURCES/…).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
     /// The permission rules deny it (or no rule matches).
@@ -37,6 +38,11 @@ pub enum Refusal {
     NoFreePort,
     /// The requester may not act on this mapping (wrong owner, wrong PCP nonce).
     NotOwner,
+    /// The firewall is down (fw4 stopped) and the mapping would be new.
+    FirewallDown,
+    /// New mappings are refused because the Internet cannot reach them
+    /// (`core::wan::Closed`, in its short words).
+    Unreachable(String),
 }
 
 impl Refusal {
@@ -51,6 +57,8 @@ impl Refusal {
             Refusal::TableFull => "mapping table full".into(),
             Refusal::NoFreePort => "no free external port".into(),
             Refusal::NotOwner => "not the owner of the mapping".into(),
+            Refusal::FirewallDown => "the firewall is down (fw4 stopped)".into(),
+            Refusal::Unreachable(why) => format!("new mappings are refused: {why}"),
         }
     }
 }

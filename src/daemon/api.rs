@@ -108,7 +108,13 @@ impl Daemon {
                 self.netifd_query();
             }
             Incoming::Disconnected => log::warn!("ubus: connection lost; reconnecting"),
-            Incoming::Event { .. } => {}
+            Incoming::Event { name, data } => {
+                // `ubus.object.add`, the one event the daemon listens to
+                if let Some(path) = data.get("path").and_then(Value::as_str) {
+                    log::debug!("ubus: {name} {path}");
+                    self.on_ubus_object(path);
+                }
+            }
         }
     }
 
@@ -160,12 +166,20 @@ impl Daemon {
                         .with("pinholes", pins as u32),
                 });
             }
+            // Answered at the end of the turn, once the firewall and the
+            // front ends have followed the change.
             "set" => match self.set_toggles(args) {
-                Ok(()) => reply.reply(Ok(Value::table())),
+                Ok(()) => self.deferred.push(Deferred::Ubus {
+                    reply,
+                    ok: Value::table(),
+                }),
                 Err((s, why)) => reply.fail(s, &why),
             },
             "reload" => match self.reload().await {
-                Ok(()) => reply.reply(Ok(Value::table())),
+                Ok(()) => self.deferred.push(Deferred::Ubus {
+                    reply,
+                    ok: Value::table(),
+                }),
                 Err(errors) => reply.fail(
                     Status::InvalidArgument,
                     &format!(
@@ -267,7 +281,8 @@ impl Daemon {
             .iter()
             .map(|l| Value::from(l.dev.as_str()))
             .collect();
-        TOGGLES
+        let closed = self.wan.closed();
+        let v = TOGGLES
             .iter()
             .fold(Value::table(), |v, t| v.with(t.name, t.get(&self.cfg)))
             .with(
@@ -275,16 +290,53 @@ impl Daemon {
                 ext.map(|a| a.to_string()).unwrap_or_default(),
             )
             .with("external_ip_private", self.wan.external_is_private())
+            .with(
+                "wan_ip",
+                self.wan
+                    .link_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default(),
+            )
+            .with(
+                "new_mappings",
+                if closed.is_some() {
+                    "refused"
+                } else {
+                    "allowed"
+                },
+            )
+            .with(
+                "new_mappings_reason",
+                closed.map(|c| c.explain()).unwrap_or_default(),
+            )
             .with("wan_up", self.wan.connected())
             .with(
                 "wan_device",
                 self.wan.link().dev.clone().unwrap_or_default(),
             )
             .with("lan_devices", Value::Array(lans))
+            .with("firewall", self.firewall_state())
             .with("uptime", (self.now() / 1000) as u32)
             .with("mappings", mappings)
             .with("subscribers", self.web.subscribers() as u32)
-            .with("version", crate::VERSION)
+            .with("version", crate::VERSION);
+        if self.cfg.use_stun {
+            v.with("stun", self.stun.status_value(self.now()))
+        } else {
+            v
+        }
+    }
+
+    /// `fw4` (its hooks lead to our chains), `own` (no fw4: our own
+    /// hooks) or `down` (fw4 stopped: mappings kept, new ones refused).
+    fn firewall_state(&self) -> &'static str {
+        if self.nft.stopped() {
+            "down"
+        } else if self.nft.owns_hooks() {
+            "own"
+        } else {
+            "fw4"
+        }
     }
 
     fn list_value(&mut self) -> Value {
@@ -329,7 +381,8 @@ impl Daemon {
         }
     }
 
-    /// `rupnpd.status` after a toggle or a WAN change.
+    /// `rupnpd.status` after a toggle, a WAN change or the firewall
+    /// stopping or starting.
     pub(super) fn send_status_event(&self, why: &str) {
         if let Some(u) = &self.ubus {
             u.send_event("rupnpd.status", self.status_value().with("reason", why));

@@ -1,11 +1,26 @@
 //! The front ends of each LAN: the HTTP listeners (IPv4 and IPv6), the
-//! SSDP socket and the NAT-PMP/PCP socket, the tasks that read them, and
+//! SSDP socket and the NAT-PMP/PCP socket, the tasks that serve them, and
 //! carrying what arrives to the core and what the core says back out.
 //!
-//! Owns: [`FrontEnds`], the sockets by LAN index (the index of
-//! `core::lan::Lans`), and the tasks. What a request means and what to
-//! answer is decided in `core::web`, `core::ssdp` and `core::natpmp_pcp`.
+//! Owns: [`FrontEnds`], their life cycle and their tasks. A front end is
+//! one socket ([`Spec`]: what it serves, on which device and address)
+//! and the tasks serving it, held in its [`Tasks`]: they end when the
+//! front end closes, and closing waits until they have ended, so its
+//! socket is closed before a new one binds the same port. [`FrontEnds::sync`]
+//! opens and closes them to match the configuration and the LANs, touching
+//! only those whose `Spec` changed.
+//!
+//! A new kind of socket (IPv6 SSDP or PCP, say) joins by: a
+//! [`Service`] variant or a `Spec` address family; its `Spec`s among those
+//! [`FrontEnds::sync`] wants; its opening in [`FrontEnds::open`], where its
+//! reader task is spawned with [`Tasks::spawn`] (never
+//! `tokio::task::spawn_local` directly) and tags what it reads with the
+//! front end's id; and a lookup like [`FrontEnds::udp`] for what the loop
+//! sends from it. What a
+//! request means and what to answer is decided in `core::web`,
+//! `core::ssdp` and `core::natpmp_pcp`.
 
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 
@@ -14,7 +29,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::core::lan::Lans;
+use crate::core::lan::{Lan, Lans};
 use crate::core::natpmp_pcp::{self, Server};
 use crate::core::ssdp;
 use crate::core::table::Millis;
@@ -28,18 +43,102 @@ use crate::sys::udp::{self, Datagram, Kind};
 use super::commit::Deferred;
 use super::{Daemon, unix_now};
 
-/// The UDP sockets of one LAN.
+/// What a front end serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Service {
+    Http,
+    Udp(Kind),
+}
+
+/// What a front end's socket is opened for. A front end is reopened
+/// exactly when its `Spec` changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Spec {
+    service: Service,
+    dev: String,
+    addr: IpAddr,
+    /// HTTP: the port asked for (0: the kernel picks one). UDP: 0, their
+    /// ports are fixed.
+    port: u16,
+}
+
+/// The tasks of one front end. They end when it closes ([`Tasks::close`])
+/// or is dropped: nothing a front end starts outlives it.
 #[derive(Default)]
-struct LanSockets {
-    ssdp: Option<Rc<UdpSocket>>,
-    natpmp_pcp: Option<Rc<UdpSocket>>,
+struct Tasks(Vec<JoinHandle<()>>);
+
+impl Tasks {
+    fn spawn(&mut self, task: impl Future<Output = ()> + 'static) {
+        self.0.push(tokio::task::spawn_local(task));
+    }
+
+    /// Aborts every task and waits until each is dropped, with the
+    /// sockets it held.
+    async fn close(mut self) {
+        let tasks = std::mem::take(&mut self.0);
+        for t in &tasks {
+            t.abort();
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+/// One open front end.
+struct FrontEnd {
+    /// Tags what its reader hands to the loop; never reused.
+    id: u32,
+    spec: Spec,
+    /// The port bound (HTTP on port 0: the one the kernel picked).
+    port: u16,
+    /// A UDP front end's socket, for what the loop sends from it.
+    udp: Option<Rc<UdpSocket>>,
+    tasks: Tasks,
+}
+
+impl FrontEnd {
+    /// Closes the socket: the tasks have ended when this returns.
+    async fn close(self) {
+        let FrontEnd {
+            spec, udp, tasks, ..
+        } = self;
+        drop(udp);
+        tasks.close().await;
+        log::debug!("closed {:?} on {} ({})", spec.service, spec.addr, spec.dev);
+    }
+
+    fn serves(&self, service: Service, lan: &Lan) -> bool {
+        self.spec.service == service
+            && self.spec.dev == lan.dev
+            && self.spec.addr == IpAddr::V4(lan.addr)
+    }
+}
+
+impl Spec {
+    /// `service` on LAN `lan`'s device at `addr`.
+    fn on(service: Service, lan: &Lan, addr: IpAddr, port: u16) -> Spec {
+        Spec {
+            service,
+            dev: lan.dev.clone(),
+            addr,
+            port,
+        }
+    }
 }
 
 /// Every front end's sockets and tasks, and the channels into the loop.
 pub(super) struct FrontEnds {
-    /// By LAN index.
-    sockets: Vec<LanSockets>,
-    tasks: Vec<JoinHandle<()>>,
+    open: Vec<FrontEnd>,
+    next_id: u32,
     http_tx: mpsc::Sender<Job>,
     udp_tx: mpsc::Sender<Datagram>,
     /// The HTTP connection caps, across every listener.
@@ -54,8 +153,8 @@ impl FrontEnds {
         server: Rc<str>,
     ) -> FrontEnds {
         FrontEnds {
-            sockets: Vec::new(),
-            tasks: Vec::new(),
+            open: Vec::new(),
+            next_id: 0,
             http_tx,
             udp_tx,
             http_gate: Rc::new(shttp::Gate::default()),
@@ -63,108 +162,174 @@ impl FrontEnds {
         }
     }
 
-    /// Stops the HTTP servers and forgets the sockets.
-    pub fn close(&mut self) {
-        for t in self.tasks.drain(..) {
-            t.abort();
-        }
-        self.sockets.clear();
+    /// Drops every front end, which aborts their tasks (at exit).
+    pub fn close_all(&mut self) {
+        self.open.clear();
     }
 
-    fn serve_http(&mut self, l: tokio::net::TcpListener) {
-        self.tasks.push(tokio::task::spawn_local(shttp::serve(
-            l,
-            self.http_tx.clone(),
-            shttp::Limits::default(),
-            self.http_gate.clone(),
-            self.server.clone(),
-        )));
-    }
-
-    /// Opens the HTTP listeners and UDP sockets of every LAN, and records
-    /// the HTTP port each got.
-    pub fn open(&mut self, cfg: &Config, lans: &mut Lans) {
-        self.close();
-        if !cfg.enabled {
-            return;
+    /// Opens and closes front ends until they are those `cfg` and `lans`
+    /// call for: those no longer wanted are closed first (and have
+    /// released their ports when this returns), then the missing ones are
+    /// opened; the others stay as they are, with their connections.
+    /// Records each LAN's HTTP port.
+    pub async fn sync(&mut self, cfg: &Config, lans: &mut Lans) {
+        let mut first = Vec::new();
+        if cfg.enabled {
+            for lan in lans.iter() {
+                let v4 = IpAddr::V4(lan.addr);
+                if cfg.enable_upnp {
+                    first.push(Spec::on(Service::Http, lan, v4, cfg.port));
+                    first.push(Spec::on(Service::Udp(Kind::Ssdp), lan, v4, 0));
+                }
+                if cfg.enable_natpmp || cfg.enable_pcp {
+                    first.push(Spec::on(Service::Udp(Kind::NatPmpPcp), lan, v4, 0));
+                }
+            }
         }
+        let is_http6 = |s: &Spec| s.service == Service::Http && s.addr.is_ipv6();
+        self.reconcile(&first, |s| !is_http6(s)).await;
+        // Then the IPv6 listeners, on the port the IPv4 one got.
+        let mut then = Vec::new();
+        if cfg.enabled && cfg.enable_upnp {
+            for lan in lans.iter() {
+                let port = self.http_port(lan).unwrap_or(cfg.port);
+                then.extend(
+                    lan.nets6
+                        .iter()
+                        .map(|(a6, _)| Spec::on(Service::Http, lan, IpAddr::V6(*a6), port)),
+                );
+            }
+        }
+        self.reconcile(&then, is_http6).await;
         for i in 0.. {
-            let Some(lan) = lans.get_mut(i) else {
+            let Some(lan) = lans.get(i) else {
                 break;
             };
-            let mut socks = LanSockets::default();
-            if cfg.enable_upnp {
-                for (a6, _) in lan.nets6.clone() {
-                    // The IPv4 listener's port once known (port 0 picks
-                    // one), else the configured one.
-                    let port = if cfg.port == 0 {
-                        lan.http_port
-                    } else {
-                        cfg.port
-                    };
-                    match shttp::listener(&lan.dev, IpAddr::V6(a6), port) {
-                        Ok(l) => {
-                            log::info!("HTTP listening on [{a6}]:{} ({})", cfg.port, lan.dev);
-                            self.serve_http(l);
-                        }
-                        Err(e) => log::warn!("HTTP on [{a6}]:{}: {e}", cfg.port),
-                    }
-                }
-                // Bound to the LAN device too: a WAN host routing to the
-                // LAN address gets no answer at all.
-                match shttp::listener(&lan.dev, IpAddr::V4(lan.addr), cfg.port) {
-                    Ok(l) => {
-                        lan.http_port = l.local_addr().map(|a| a.port()).unwrap_or(cfg.port);
-                        log::info!(
-                            "HTTP listening on {}:{} ({})",
-                            lan.addr,
-                            lan.http_port,
-                            lan.dev
-                        );
-                        self.serve_http(l);
-                    }
-                    Err(e) => log::error!("HTTP on {}:{}: {e}", lan.addr, cfg.port),
-                }
-                match udp::ssdp_socket(&lan.dev, lan.addr) {
-                    Ok(s) => {
-                        let s = Rc::new(s);
-                        udp::spawn_reader(s.clone(), Kind::Ssdp, i, self.udp_tx.clone());
-                        socks.ssdp = Some(s);
-                    }
-                    Err(e) => log::error!("SSDP on {}: {e}", lan.dev),
-                }
+            let port = self.http_port(lan).unwrap_or(cfg.port);
+            if let Some(lan) = lans.get_mut(i) {
+                lan.http_port = port;
             }
-            if cfg.enable_natpmp || cfg.enable_pcp {
-                match udp::natpmp_pcp_socket(&lan.dev, lan.addr) {
-                    Ok(s) => {
-                        let s = Rc::new(s);
-                        udp::spawn_reader(s.clone(), Kind::NatPmpPcp, i, self.udp_tx.clone());
-                        log::info!(
-                            "NAT-PMP/PCP listening on {}:{}",
-                            lan.addr,
-                            udp::NATPMP_PCP_PORT
-                        );
-                        socks.natpmp_pcp = Some(s);
-                    }
-                    Err(e) => log::error!("NAT-PMP/PCP on {}: {e}", lan.addr),
-                }
-            }
-            self.sockets.push(socks);
         }
     }
 
-    fn ssdp(&self, lan: usize) -> Option<&Rc<UdpSocket>> {
-        self.sockets.get(lan).and_then(|s| s.ssdp.as_ref())
+    /// Among the front ends `scope` covers, closes those not in `wanted`,
+    /// then opens those of `wanted` not open.
+    async fn reconcile(&mut self, wanted: &[Spec], scope: impl Fn(&Spec) -> bool) {
+        let (stale, kept) = std::mem::take(&mut self.open)
+            .into_iter()
+            .partition(|f| scope(&f.spec) && !wanted.contains(&f.spec));
+        self.open = kept;
+        for f in stale {
+            f.close().await;
+        }
+        for spec in wanted {
+            if !self.open.iter().any(|f| f.spec == *spec) {
+                if let Some(f) = self.open(spec.clone()) {
+                    self.open.push(f);
+                }
+            }
+        }
     }
 
-    fn natpmp_pcp(&self, lan: usize) -> Option<&Rc<UdpSocket>> {
-        self.sockets.get(lan).and_then(|s| s.natpmp_pcp.as_ref())
+    /// Opens one front end and starts its tasks; a failure is logged.
+    fn open(&mut self, spec: Spec) -> Option<FrontEnd> {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        let mut tasks = Tasks::default();
+        let (dev, addr) = (spec.dev.as_str(), spec.addr);
+        let (port, udp) = match (spec.service, addr) {
+            (Service::Http, _) => {
+                // Bound to the LAN device too: a WAN host routing to the
+                // LAN address gets no answer at all.
+                let l = match shttp::listener(dev, addr, spec.port) {
+                    Ok(l) => l,
+                    Err(e) if addr.is_ipv6() => {
+                        log::warn!("HTTP on {}: {e}", SocketAddr::new(addr, spec.port));
+                        return None;
+                    }
+                    Err(e) => {
+                        log::error!("HTTP on {}: {e}", SocketAddr::new(addr, spec.port));
+                        return None;
+                    }
+                };
+                let port = l.local_addr().map(|a| a.port()).unwrap_or(spec.port);
+                log::info!("HTTP listening on {} ({dev})", SocketAddr::new(addr, port));
+                tasks.spawn(shttp::serve(
+                    l,
+                    self.http_tx.clone(),
+                    shttp::Limits::default(),
+                    self.http_gate.clone(),
+                    self.server.clone(),
+                ));
+                (port, None)
+            }
+            (Service::Udp(kind), IpAddr::V4(a)) => {
+                let opened = match kind {
+                    Kind::Ssdp => udp::ssdp_socket(dev, a),
+                    Kind::NatPmpPcp => udp::natpmp_pcp_socket(dev, a),
+                };
+                let s = match opened {
+                    Ok(s) => Rc::new(s),
+                    Err(e) => {
+                        match kind {
+                            Kind::Ssdp => log::error!("SSDP on {dev}: {e}"),
+                            Kind::NatPmpPcp => log::error!("NAT-PMP/PCP on {a}: {e}"),
+                        }
+                        return None;
+                    }
+                };
+                if kind == Kind::NatPmpPcp {
+                    log::info!("NAT-PMP/PCP listening on {a}:{}", udp::NATPMP_PCP_PORT);
+                }
+                tasks.spawn(udp::reader(s.clone(), kind, id, self.udp_tx.clone()));
+                (0, Some(s))
+            }
+            (Service::Udp(_), IpAddr::V6(_)) => return None,
+        };
+        Some(FrontEnd {
+            id,
+            spec,
+            port,
+            udp,
+            tasks,
+        })
+    }
+
+    /// The port LAN `lan`'s IPv4 HTTP listener is bound to.
+    fn http_port(&self, lan: &Lan) -> Option<u16> {
+        self.open
+            .iter()
+            .find(|f| f.serves(Service::Http, lan))
+            .map(|f| f.port)
+    }
+
+    /// LAN `lan`'s UDP socket of `kind`.
+    fn udp(&self, kind: Kind, lan: &Lan) -> Option<&Rc<UdpSocket>> {
+        self.open
+            .iter()
+            .find(|f| f.serves(Service::Udp(kind), lan))
+            .and_then(|f| f.udp.as_ref())
+    }
+
+    /// Where a datagram read by front end `id` came in: the LAN's index
+    /// and the socket to answer from. None once that front end is closed
+    /// or serves no LAN any more.
+    fn origin(&self, id: u32, lans: &Lans) -> Option<(usize, Rc<UdpSocket>)> {
+        let f = self.open.iter().find(|f| f.id == id)?;
+        let Service::Udp(kind) = f.spec.service else {
+            return None;
+        };
+        let lan = lans.iter().position(|l| f.serves(Service::Udp(kind), l))?;
+        Some((lan, f.udp.clone()?))
     }
 }
 
 impl Daemon {
-    pub(super) fn open_frontends(&mut self) {
-        self.fronts.open(&self.cfg, &mut self.lans);
+    /// Brings the front ends in line with the configuration and the LANs
+    /// (at start, and in the turn that changed either).
+    pub(super) async fn sync_frontends(&mut self) {
+        self.fronts_stale = false;
+        self.fronts.sync(&self.cfg, &mut self.lans).await;
     }
 
     /// One HTTP request: answered by the core, the answer held until the
@@ -200,15 +365,15 @@ impl Daemon {
     /// One datagram from a LAN socket.
     pub(super) fn on_datagram(&mut self, dg: Datagram) {
         let now = self.now();
+        let Some((lan, sock)) = self.fronts.origin(dg.front, &self.lans) else {
+            return;
+        };
         match dg.kind {
             Kind::Ssdp => {
                 self.ssdp
-                    .on_datagram(&self.device, &self.lans, dg.lan, dg.src, &dg.data, now);
+                    .on_datagram(&self.device, &self.lans, lan, dg.src, &dg.data, now);
             }
             Kind::NatPmpPcp => {
-                let Some(sock) = self.fronts.natpmp_pcp(dg.lan).cloned() else {
-                    return;
-                };
                 let facts = Kernel::new(&self.wan, &mut self.nft, &mut self.probe);
                 let server = Server {
                     settings: &self.natpmp_pcp,
@@ -221,7 +386,7 @@ impl Daemon {
                     &mut self.core,
                     &server,
                     &self.lans,
-                    dg.lan,
+                    lan,
                     dg.src,
                     &dg.data,
                 );
@@ -242,8 +407,8 @@ impl Daemon {
             return;
         }
         let group = SocketAddr::from((udp::SSDP_GROUP, udp::SSDP_PORT));
-        for i in 0..self.fronts.sockets.len() {
-            let Some(sock) = self.fronts.ssdp(i) else {
+        for (i, lan) in self.lans.iter().enumerate() {
+            let Some(sock) = self.fronts.udp(Kind::Ssdp, lan) else {
                 continue;
             };
             for m in ssdp::announcements(&self.device, &self.lans, i, alive) {
@@ -255,7 +420,11 @@ impl Daemon {
     pub(super) fn send_search_replies(&mut self, now: Millis) {
         let date = http::date(unix_now());
         for (lan, to, msg) in self.ssdp.due_replies(&self.device, &self.lans, now, &date) {
-            if let Some(sock) = self.fronts.ssdp(lan) {
+            let sock = self
+                .lans
+                .get(lan)
+                .and_then(|l| self.fronts.udp(Kind::Ssdp, l));
+            if let Some(sock) = sock {
                 let _ = sock.try_send_to(msg.as_bytes(), SocketAddr::V4(to));
             }
         }
@@ -271,8 +440,8 @@ impl Daemon {
             self.epoch.secs(now),
             self.wan.external_ip(),
         );
-        for i in 0..self.fronts.sockets.len() {
-            if let Some(sock) = self.fronts.natpmp_pcp(i) {
+        for lan in self.lans.iter() {
+            if let Some(sock) = self.fronts.udp(Kind::NatPmpPcp, lan) {
                 for m in &msgs {
                     let _ = sock.try_send_to(m, SocketAddr::V4(udp::ALL_HOSTS));
                 }

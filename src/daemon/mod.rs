@@ -20,6 +20,7 @@ mod api;
 mod commit;
 mod files;
 mod frontends;
+mod stun;
 mod wan;
 
 use std::path::PathBuf;
@@ -43,18 +44,19 @@ use crate::core::pinhole::PinPolicy;
 use crate::core::policy::Policy;
 use crate::core::ssdp::Ssdp;
 use crate::core::table::Millis;
-use crate::core::wan::{Netifd, Wan};
+use crate::core::wan::{Closed, Netifd, Wan};
 use crate::core::web::Web;
 use crate::sys::facts::Kernel;
 use crate::sys::http::Job;
 use crate::sys::netif::{AddrWatch, Probe};
-use crate::sys::nft::{self, Nft, Setup};
+use crate::sys::nft::{self, Look, Nft, Setup};
 use crate::sys::udp::Datagram;
 use crate::sys::{notify, ubus};
 
 use commit::Deferred;
 use frontends::FrontEnds;
-use wan::NetifdStatus;
+use stun::Stun;
+use wan::{NetifdStatus, Unserved};
 
 /// Most events handled in one loop turn before committing.
 const TURN_BATCH: usize = 128;
@@ -117,9 +119,17 @@ pub struct Daemon {
     /// Replies waiting for the turn's firewall transaction.
     deferred: Vec<Deferred>,
     fronts: FrontEnds,
+    /// The configuration or the LANs changed: the front ends follow at the
+    /// end of the turn ([`Daemon::sync_frontends`]).
+    fronts_stale: bool,
     notify_tx: mpsc::Sender<notify::Done>,
     ubus: Option<ubus::Handle>,
     netifd_tx: mpsc::Sender<NetifdStatus>,
+    /// The configured interfaces not served, and why (each logged once).
+    unserved: Vec<Unserved>,
+    stun: Stun,
+    /// Why new mappings were refused when that was last logged.
+    logged_closed: Option<Closed>,
 }
 
 impl Daemon {
@@ -132,7 +142,9 @@ impl Daemon {
         Setup {
             wan_dev: self.wan.link().dev.clone(),
             lan_devs: self.lans.iter().map(|l| l.dev.clone()).collect(),
-            ext_addr: self.wan.external_ip(),
+            ext_addr: self.wan.nat_addr(),
+            public_addr: self.wan.public_addr(),
+            stun: self.stun.listening(),
             hairpin: self.cfg.hairpin,
             log_packets: self.cfg.log_packets,
             log_connections: self.cfg.log_connections,
@@ -177,6 +189,8 @@ impl Daemon {
         self.device.reconfigure(cfg);
         self.ssdp.set_enabled(cfg.enabled && cfg.enable_upnp);
         self.natpmp_pcp = natpmp_pcp::Settings::from_config(cfg);
+        let change = self.configure_stun();
+        self.apply_wan_change(change, false, "reload");
         self.follow_wan(false);
         self.claims = files::firewall_claims(&self.opts, &self.cfg, self.wan.link().dev.as_deref());
         self.core
@@ -206,7 +220,15 @@ impl Daemon {
             if old.enabled && self.cfg.enabled && old.enable_upnp {
                 self.announce(false);
             }
-            self.relearn_lans();
+            self.fronts_stale = true;
+            let now = self.now();
+            self.ssdp.announce_soon(now);
+        }
+        self.relearn_lans();
+        if old.internal_iface != self.cfg.internal_iface
+            || old.external_iface != self.cfg.external_iface
+        {
+            self.netifd_query();
         }
         let _ = self.install_setup("reload: reinstalling the firewall rules failed");
         log::info!("configuration reloaded");
@@ -217,10 +239,31 @@ impl Daemon {
     /// itself are read again, then the elements are restored if the
     /// reload removed them.
     fn check_firewall(&mut self) {
-        self.refresh_claims();
-        if !self.nft.intact() {
-            self.restore_firewall("firewall was reloaded");
+        let was_down = self.core.firewall_down();
+        match self.nft.look() {
+            Look::Stopped => {
+                if !was_down {
+                    log::warn!(
+                        "firewall stopped (table inet {} is gone): keeping {} mappings and {} pinholes \
+for when it starts again, refusing new ones until then",
+                        self.cfg.nft.table,
+                        self.core.table().len(),
+                        self.core.pinholes().len()
+                    );
+                    self.core.set_firewall_down(true);
+                    self.send_status_event("firewall");
+                }
+                return;
+            }
+            Look::Intact => {}
+            Look::Damaged if was_down => self.restore_firewall("firewall started again"),
+            Look::Damaged => self.restore_firewall("firewall was reloaded"),
         }
+        if was_down {
+            self.core.set_firewall_down(false);
+            self.send_status_event("firewall");
+        }
+        self.refresh_claims();
     }
 
     fn restore_firewall(&mut self, why: &str) {
@@ -261,6 +304,7 @@ impl Daemon {
             self.core.next_deadline(),
             self.epoch.next_deadline(),
             self.web.next_deadline(),
+            self.stun.next_deadline(),
             self.leases.sync_due(),
         ]
         .into_iter()
@@ -271,6 +315,7 @@ impl Daemon {
     fn on_timers(&mut self) {
         let now = self.now();
         self.core.expire(now);
+        self.stun_timers(now);
         self.send_search_replies(now);
         self.send_announcements(now);
         self.send_notifications(now);
@@ -282,7 +327,7 @@ impl Daemon {
     fn shutdown(&mut self) {
         log::info!("stopping: sending byebye and removing our firewall rules");
         self.announce(false);
-        self.fronts.close();
+        self.fronts.close_all();
         self.nft.teardown();
     }
 }
@@ -360,15 +405,9 @@ async fn main_loop(opts: Options) -> Result<(), String> {
     let clock = Clock {
         start: Instant::now(),
     };
-    let lans = wan::read_lans(&cfg, &Netifd::default());
-    let Some(first) = lans.get(0) else {
-        return Err("no usable LAN interface (check internal_iface / --lan)".into());
-    };
-    let uuid = cfg
-        .uuid
-        .clone()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| files::default_uuid(&first.dev));
+    // Without a configured UUID, the first LAN's MAC gives it, once a
+    // LAN is known (`Daemon::relearn_lans`).
+    let uuid = cfg.uuid.clone().unwrap_or_default();
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let server: Rc<str> =
         format!("Linux/{} UPnP/1.1 rupnpd/{}", kernel.trim(), crate::VERSION).into();
@@ -376,6 +415,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
     let (udp_tx, mut udp_rx) = mpsc::channel::<Datagram>(256);
     let (notify_tx, mut notify_rx) = mpsc::channel::<notify::Done>(64);
     let (netifd_tx, mut netifd_rx) = mpsc::channel(16);
+    let (stun_tx, mut stun_rx) = mpsc::channel(16);
     let (ubus, mut ubus_rx) = ubus::spawn(opts.ubus_socket.clone(), api::object_spec());
     let nft = Nft::open(cfg.nft.clone(), Setup::default())?;
     log::info!(
@@ -397,7 +437,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
     let mut d = Daemon {
         core: Core::new(Policy::default(), PinPolicy::from_config(&cfg)),
         device: Device::new(&cfg, uuid, boot_id, server.clone()),
-        lans,
+        lans: Lans::default(),
         wan: Wan::new(cfg.external_ip),
         netifd: Netifd::default(),
         web: Web::new(
@@ -413,14 +453,25 @@ async fn main_loop(opts: Options) -> Result<(), String> {
         leases: files::Leases::default(),
         deferred: Vec::new(),
         fronts: FrontEnds::new(http_tx, udp_tx, server),
+        fronts_stale: true,
         notify_tx,
         ubus: Some(ubus),
         netifd_tx,
+        unserved: Vec::new(),
+        stun: Stun::new(stun_tx),
+        logged_closed: None,
         opts,
         clock,
         cfg,
     };
+    // At start as after: netifd's devices when it answers (its answers
+    // and notifications come through the loop), devices of the configured
+    // names until then.
+    d.follow_netifd();
+    let change = d.configure_stun();
+    d.apply_wan_change(change, false, "start");
     d.follow_wan(false);
+    d.relearn_lans();
     d.claims = files::firewall_claims(&d.opts, &d.cfg, d.wan.link().dev.as_deref());
     d.core
         .set_policy(Policy::from_config(&d.cfg, d.claims.clone()));
@@ -438,7 +489,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
     }
     d.write_leases(None);
     log::info!("firewall ready: {}", nft::describe(d.nft.setup()));
-    d.open_frontends();
+    d.sync_frontends().await;
     d.epoch.restart(now);
 
     let mut signals = signals()?;
@@ -456,13 +507,17 @@ async fn main_loop(opts: Options) -> Result<(), String> {
             Some(done) = notify_rx.recv() => d.web.delivered(&done.sid, done.ok),
             Some(m) = ubus_rx.recv() => d.on_ubus(m).await,
             Some(st) = netifd_rx.recv() => d.on_netifd_status(st),
+            Some(input) = stun_rx.recv() => d.on_stun(input),
             _ = tokio::time::sleep_until(deadline) => {}
             Some(sig) = signals.recv() => match sig {
                 Sig::Hup => {
                     let _ = d.reload().await;
                 }
                 Sig::Stop => break,
-                Sig::Usr1 => wan_event = true,
+                Sig::Usr1 => {
+                    wan_event = true;
+                    d.stun_check_now();
+                }
                 Sig::Usr2 => firewall_event = true,
             },
             r = async { match &mut monitor { Some(m) => m.foreign_commit().await, None => std::future::pending().await } } => {
@@ -489,6 +544,15 @@ async fn main_loop(opts: Options) -> Result<(), String> {
         }
         if wan_event {
             d.follow_wan(true);
+            // A LAN device may have appeared or got its address.
+            if d.relearn_lans() {
+                let _ = d.install_setup("updating the firewall for new LAN devices");
+            }
+        }
+        // Before the timers (announcements go out on the new sockets) and
+        // the commit (a `set` is answered once its front ends follow).
+        if d.fronts_stale {
+            d.sync_frontends().await;
         }
         d.on_timers();
         d.commit();

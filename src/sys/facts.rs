@@ -100,7 +100,7 @@ impl Facts for Kernel<'_> {
 }
 
 /// 16 bytes from the kernel's CSPRNG.
-fn random_bytes() -> [u8; 16] {
+pub fn random_bytes() -> [u8; 16] {
     let mut b = [0u8; 16];
     // SAFETY: getrandom writes at most `b.len()` bytes into `b`.
     let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };

@@ -122,7 +122,22 @@ pub fn listener(dev: &str, addr: IpAddr, port: u16) -> io::Result<TcpListener> {
     TcpListener::from_std(s.into())
 }
 
-/// Accepts connections on `listener` until the task is dropped.
+/// One admitted connection's place in the [`Gate`], given back when it
+/// ends, however it ends (an aborted task included).
+struct Admitted {
+    gate: Rc<Gate>,
+    ip: IpAddr,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.gate.leave(self.ip);
+    }
+}
+
+/// Accepts connections on `listener` until the task running it is
+/// dropped. Each connection is a task of its own owned by this one, so
+/// they end with it: closing a listener closes its connections.
 pub async fn serve(
     listener: TcpListener,
     jobs: mpsc::Sender<Job>,
@@ -139,8 +154,12 @@ pub async fn serve(
             return;
         }
     };
+    let mut conns = tokio::task::JoinSet::new();
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let accepted = listener.accept().await;
+        // Forget the connections that have ended.
+        while conns.try_join_next().is_some() {}
+        let (stream, peer) = match accepted {
             Ok(c) => c,
             Err(e) => {
                 log::warn!("HTTP accept: {e}");
@@ -149,12 +168,11 @@ pub async fn serve(
             }
         };
         let jobs = jobs.clone();
-        let gate = gate.clone();
         let server = server.clone();
         let ip = peer.ip();
         if let Err(why) = gate.enter(ip, &limits) {
             // Tell the client why rather than leave it hanging.
-            tokio::task::spawn_local(async move {
+            conns.spawn_local(async move {
                 let mut s = stream;
                 let r = Response::error(503, why).header("Retry-After", "1");
                 let bytes = r.emit(&server, &now_date(), false);
@@ -162,9 +180,13 @@ pub async fn serve(
             });
             continue;
         }
-        tokio::task::spawn_local(async move {
+        let admitted = Admitted {
+            gate: gate.clone(),
+            ip,
+        };
+        conns.spawn_local(async move {
             let _ = connection(stream, peer, local, jobs, limits, &server).await;
-            gate.leave(ip);
+            drop(admitted);
         });
     }
 }

@@ -10,6 +10,7 @@ pub mod netifd;
 pub mod nfnl;
 pub mod nft;
 pub mod notify;
+pub mod stun;
 pub mod syslog;
 pub mod ubus;
 pub mod uci;

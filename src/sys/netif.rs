@@ -115,19 +115,6 @@ pub fn exists(dev: &str) -> bool {
     ifindex(dev).is_some()
 }
 
-/// The device of a logical interface name when netifd cannot be asked:
-/// OpenWrt's conventions (`pppoe-wan`, `br-lan`) first, then the name
-/// itself as a device.
-pub fn guess_device(name: &str) -> Option<String> {
-    [
-        format!("pppoe-{name}"),
-        name.to_string(),
-        format!("br-{name}"),
-    ]
-    .into_iter()
-    .find(|d| d.len() < 16 && exists(d))
-}
-
 /// The device holding the IPv4 default route (from /proc/net/route), as
 /// OpenWrt's `network_find_wan` finds the WAN when none is configured.
 pub fn default_route_dev() -> Option<String> {

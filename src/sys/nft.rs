@@ -3,7 +3,8 @@
 //! daemon creates where fw4 is absent).
 //!
 //! Owns: the transaction per loop turn, restoring after a firewall
-//! reload, and the netlink watch that notices such a reload. Elements
+//! reload, telling a stopped fw4 from a reloaded one, and the netlink
+//! watch that notices either. Elements
 //! (the per-mapping hot path, `elements`) go straight to the kernel
 //! through [`super::nfnl`], one netlink round trip per transaction. The
 //! structure (tables, chains, set declarations, rules: `ruleset`) is
@@ -47,7 +48,7 @@ use elements::{
 };
 use ruleset::{
     ALIVE, BASE_DSTNAT, BASE_FORWARD, BASE_SRCNAT, DECLARATIONS, DNAT, DNAT_RH, EXTADDR, FWD,
-    MARKER, PIN6, PIN6_H, PIN6_HP, PIN6_P, SNAT, ident_ok,
+    MARKER, PIN6, PIN6_H, PIN6_HP, PIN6_P, SNAT, STUN, ident_ok,
 };
 pub use ruleset::{Setup, describe, structure};
 use runner::{LibNft, Runner, first_line, nft_command, trim_heap};
@@ -78,6 +79,9 @@ fn as_installed(e: &Elem) -> Elem {
     }
 }
 
+/// fw4's hooked forward chain: where it is, fw4's hooks lead to ours.
+const FW4_FORWARD: &str = "forward";
+
 /// The nftables backend.
 pub struct Nft {
     runner: Runner,
@@ -89,6 +93,9 @@ pub struct Nft {
     setup: Setup,
     /// No fw4 chains in the table: we add hooked base chains ourselves.
     own_base: bool,
+    /// fw4's table is gone (fw4 stopped): nothing goes to the kernel, and
+    /// the table is never created again by us, until fw4 brings it back.
+    stopped: bool,
     /// Mappings referencing each forward element.
     fwd: HashMap<FwdKey, FwdRefs>,
     /// The kernel may hold elements no mapping owns (at start: a previous
@@ -128,7 +135,7 @@ impl Nft {
         let created_table = !sock.table_exists(t).unwrap_or(false);
         // fw4 (or a fw4-shaped ruleset) has a hooked `forward` chain that
         // jumps to ours; without it we hook in ourselves.
-        let fw4 = !created_table && sock.chain_exists(t, "forward").unwrap_or(false);
+        let fw4 = !created_table && sock.chain_exists(t, FW4_FORWARD).unwrap_or(false);
         Ok(Nft {
             runner,
             lib,
@@ -136,6 +143,7 @@ impl Nft {
             names,
             setup,
             own_base: !fw4,
+            stopped: false,
             fwd: HashMap::new(),
             flush_next: true,
             in_place: None,
@@ -150,6 +158,70 @@ impl Nft {
 
     pub fn owns_hooks(&self) -> bool {
         self.own_base
+    }
+
+    /// Whether fw4 is stopped (its table gone): see [`Nft::look`].
+    pub fn stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// Whether fw4's table is gone. With our own hooks the table is ours
+    /// to create again; a failed query counts as present.
+    fn fw4_table_gone(&mut self) -> bool {
+        let t = self.names.table.clone();
+        !self.own_base && !self.sock.table_exists(&t).unwrap_or(true)
+    }
+
+    /// Looks at the table after another process changed nftables. fw4
+    /// deletes its table when it stops, and re-creates it (with our
+    /// include files' declarations, empty) when it starts; a reload
+    /// re-declares and flushes it, which empties our chains. So: table
+    /// gone is fw4 stopped, table there without our rules or elements is
+    /// a reload or a start. With our own hooks, fw4 starting (its
+    /// `forward` chain appears) makes us hand the hooks over to it.
+    pub fn look(&mut self) -> Look {
+        if self.fw4_table_gone() {
+            if !self.stopped {
+                self.stopped = true;
+                self.fwd.clear();
+            }
+            return Look::Stopped;
+        }
+        let was_stopped = std::mem::replace(&mut self.stopped, false);
+        let t = self.names.table.clone();
+        let fw4_started = self.own_base
+            && self.names.forward_chain != FW4_FORWARD
+            && self.sock.chain_exists(&t, FW4_FORWARD).unwrap_or(false);
+        if fw4_started {
+            self.hand_hooks_to_fw4();
+        }
+        if was_stopped {
+            // a new table: whatever is in its sets is not ours
+            self.flush_next = true;
+            return Look::Damaged;
+        }
+        if self.intact() {
+            Look::Intact
+        } else {
+            Look::Damaged
+        }
+    }
+
+    /// fw4 started in a table we hooked ourselves: our base chains go,
+    /// fw4's chains jump to ours (through its include files) from now on.
+    fn hand_hooks_to_fw4(&mut self) {
+        let t = &self.names.table;
+        let mut d = String::new();
+        for chain in [BASE_FORWARD, BASE_DSTNAT, BASE_SRCNAT] {
+            let _ = writeln!(d, "delete chain inet {t} {chain}");
+        }
+        match self.run(&d) {
+            Ok(_) => log::info!("nftables: fw4 started; its hooks replace ours"),
+            Err(e) => log::warn!("nftables: removing our hooks now that fw4 has started: {e}"),
+        }
+        self.release_lib();
+        self.own_base = false;
+        self.flush_next = true;
     }
 
     /// How renewals reach the kernel: in place (Linux ≥ 6.12) or by
@@ -206,6 +278,11 @@ impl Nft {
         pins: &[&Pinhole],
         now: Millis,
     ) -> Result<(), String> {
+        // Never create fw4's table ourselves: a stop is a stop.
+        if self.stopped || self.fw4_table_gone() {
+            self.stopped = true;
+            return Ok(());
+        }
         let c = structure(&self.names, &self.setup, self.own_base);
         self.run(&c)?;
         if self.in_place.is_none() {
@@ -275,6 +352,9 @@ impl Nft {
 
     /// Removes everything we installed (clean stop).
     pub fn teardown(&mut self) {
+        if self.stopped {
+            return;
+        }
         let t = self.names.table.clone();
         let n = self.names.clone();
         let mut b = Batch::new(&t);
@@ -348,7 +428,7 @@ impl Nft {
         if flush {
             for (_, name, _) in DECLARATIONS
                 .iter()
-                .filter(|(_, n, _)| ![EXTADDR, ALIVE].contains(n))
+                .filter(|(_, n, _)| ![EXTADDR, ALIVE, STUN].contains(n))
             {
                 b.flush(name);
             }
@@ -491,6 +571,11 @@ impl Nft {
 
 impl Firewall for Nft {
     fn apply(&mut self, changes: &[Change], pins: &[PinChange], now: Millis) -> Result<(), String> {
+        // fw4 stopped: the table holds the changes, and the restore when
+        // fw4 returns installs them.
+        if self.stopped {
+            return Ok(());
+        }
         let ext = self.setup.ext_addr;
         let mut ops: Ops = Vec::new();
         for ch in pins {
@@ -636,6 +721,18 @@ impl Nft {
         let (set, e) = pin_elem(p);
         pin_map_key(set, e.key.as_bytes())
     }
+}
+
+/// What [`Nft::look`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Look {
+    /// Our rules and elements are in place.
+    Intact,
+    /// The table is there without them (fw4 reloaded, restarted or
+    /// started): restore.
+    Damaged,
+    /// fw4's table is gone (fw4 stopped): leave it gone.
+    Stopped,
 }
 
 /// Watches nf_tables netlink notifications for transactions committed by

@@ -1,6 +1,6 @@
 //! UDP sockets on the LAN side: SSDP (239.255.255.250:1900) and
-//! NAT-PMP/PCP (port 5351), one of each per LAN device, and the tasks
-//! that hand their datagrams to the loop.
+//! NAT-PMP/PCP (port 5351), one of each per LAN device, and the reader
+//! that hands their datagrams to the loop.
 //!
 //! Owns: socket options (device binding, multicast membership, TTL). The
 //! sockets never listen on the WAN side: SSDP is bound to each LAN device
@@ -31,11 +31,12 @@ pub enum Kind {
     NatPmpPcp,
 }
 
-/// A datagram received on LAN interface number `lan`.
+/// A datagram received by the front end `front` (an id the daemon gave
+/// the socket's reader).
 #[derive(Debug)]
 pub struct Datagram {
     pub kind: Kind,
-    pub lan: usize,
+    pub front: u32,
     pub src: SocketAddrV4,
     pub data: Vec<u8>,
 }
@@ -71,30 +72,29 @@ pub fn natpmp_pcp_socket(dev: &str, addr: Ipv4Addr) -> io::Result<UdpSocket> {
     UdpSocket::from_std(s.into())
 }
 
-/// Reads datagrams and forwards them; when the loop is busy (channel
-/// full), datagrams are dropped rather than queued without bound.
-pub fn spawn_reader(sock: Rc<UdpSocket>, kind: Kind, lan: usize, tx: mpsc::Sender<Datagram>) {
-    tokio::task::spawn_local(async move {
-        let mut buf = vec![0u8; MAX_DATAGRAM];
-        loop {
-            match sock.recv_from(&mut buf).await {
-                Ok((n, SocketAddr::V4(src))) => {
-                    let dg = Datagram {
-                        kind,
-                        lan,
-                        src,
-                        data: buf[..n].to_vec(),
-                    };
-                    if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(dg) {
-                        return;
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    log::debug!("{kind:?} socket: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+/// Reads datagrams and forwards them, tagged `front`, until the task
+/// running it is dropped; when the loop is busy (channel full), datagrams
+/// are dropped rather than queued without bound.
+pub async fn reader(sock: Rc<UdpSocket>, kind: Kind, front: u32, tx: mpsc::Sender<Datagram>) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        match sock.recv_from(&mut buf).await {
+            Ok((n, SocketAddr::V4(src))) => {
+                let dg = Datagram {
+                    kind,
+                    front,
+                    src,
+                    data: buf[..n].to_vec(),
+                };
+                if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(dg) {
+                    return;
                 }
             }
+            Ok(_) => {}
+            Err(e) => {
+                log::debug!("{kind:?} socket: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
         }
-    });
+    }
 }

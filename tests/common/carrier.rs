@@ -74,6 +74,8 @@ pub struct CarrierBed {
     /// The public segment's namespace.
     pub p: String,
     server: Option<Child>,
+    /// The router's WAN address (the carrier's NAT translates it).
+    router_wan: String,
 }
 
 impl CarrierBed {
@@ -90,6 +92,7 @@ impl CarrierBed {
             bed,
             p,
             server: None,
+            router_wan: CGN_WAN_IP.to_string(),
         };
         cb.wire(carrier);
         cb.start_server(server);
@@ -161,13 +164,14 @@ impl CarrierBed {
 
     /// Loads (again) the carrier's NAT rules, translating to `public`.
     pub fn carrier_nat(&self, carrier: Carrier, public: &str) {
+        let router = &self.router_wan;
         // The forward of the carrier's inbound ports to the router, `only`
         // matching before the ports; the source NAT to `public`.
         let forward = |only: &str| {
             format!(
                 "chain prerouting {{
     type nat hook prerouting priority dstnat; policy accept;
-    iifname \"w-pub\" ip daddr {public} {only} meta l4proto {{ tcp, udp }} th dport 1024-65535 dnat to {CGN_WAN_IP}
+    iifname \"w-pub\" ip daddr {public} {only} meta l4proto {{ tcp, udp }} th dport 1024-65535 dnat to {router}
   }}"
             )
         };
@@ -175,7 +179,7 @@ impl CarrierBed {
             format!(
                 "chain postrouting {{
     type nat hook postrouting priority srcnat; policy accept;
-    oifname \"w-pub\" ip saddr {CGN_WAN_IP} snat to {public}{how}
+    oifname \"w-pub\" ip saddr {router} snat to {public}{how}
   }}"
             )
         };
@@ -308,18 +312,98 @@ impl CarrierBed {
         SocketAddrV4::new(STUN_IP.parse().unwrap(), STUN_PORT)
     }
 
+    /// The carrier gives the router a new WAN address (a new session, as
+    /// after a PPP reconnect), its NAT still translating to `public`. The
+    /// carrier's NAT knows the new address first, as a carrier's does
+    /// before it hands it out.
+    pub fn renumber_router(&mut self, carrier: Carrier, public: &str, new: &str) {
+        let old = std::mem::replace(&mut self.router_wan, new.to_string());
+        self.carrier_nat(carrier, public);
+        self.bed.renumber_wan(&old, new);
+        let o = self.bed.exec(
+            &self.bed.r,
+            &[
+                "ip",
+                "route",
+                "replace",
+                "default",
+                "via",
+                CARRIER_INSIDE_IP,
+            ],
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+
+    /// A TCP connection from the WAN host on the public segment to the
+    /// carrier's public address reaches a listener on the LAN host at
+    /// `lan_port` through `ext_port` (both NATs, the carrier's forward and
+    /// the router's mapping).
+    pub fn tcp_from_public(&self, ext_port: u16, lan_port: u16) -> bool {
+        self.tcp_from_public_to(CARRIER_PUBLIC_IP, ext_port, lan_port)
+    }
+
+    /// The same to `public`, one of the carrier's public addresses.
+    pub fn tcp_from_public_to(&self, public: &str, ext_port: u16, lan_port: u16) -> bool {
+        self.bed
+            .tcp_from_source(&self.p, PUBLIC_HOST_IP, public, ext_port, lan_port)
+    }
+
+    /// Counts the datagrams the router sends to the STUN server's ports
+    /// (both addresses), on the carrier's way out; see
+    /// [`CarrierBed::stun_datagrams`].
+    pub fn count_stun(&self) {
+        let rules = format!(
+            "table ip stuncount {{
+  chain forward {{
+    type filter hook forward priority filter - 5; policy accept;
+    iifname \"w-eth0\" udp dport {{ {STUN_PORT}, {STUN_ALT_PORT} }} counter
+  }}
+}}"
+        );
+        self.nft_in(&self.bed.w.clone(), &rules);
+    }
+
+    /// Datagrams counted since [`CarrierBed::count_stun`].
+    pub fn stun_datagrams(&self) -> u64 {
+        let o = self
+            .bed
+            .exec(&self.bed.w, &["nft", "list", "table", "ip", "stuncount"]);
+        counter_packets(&String::from_utf8_lossy(&o.stdout))
+    }
+
+    /// Shortens how long the carrier's NAT remembers a UDP flow, so that
+    /// a flow started after a change of its rules gets them (a carrier
+    /// moving its pool drops its sessions).
+    pub fn short_udp_sessions(&self) {
+        for key in [
+            "net.netfilter.nf_conntrack_udp_timeout=1",
+            "net.netfilter.nf_conntrack_udp_timeout_stream=1",
+        ] {
+            let o = self.bed.exec(&self.bed.w, &["sysctl", "-qw", key]);
+            assert!(
+                o.status.success(),
+                "{key}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+    }
+
     /// Datagrams the silent server's segment dropped.
     pub fn silent_drops(&self) -> u64 {
         let o = self
             .bed
             .exec(&self.p, &["nft", "list", "table", "ip", "silent"]);
-        let text = String::from_utf8_lossy(&o.stdout);
-        text.split("packets ")
-            .nth(1)
-            .and_then(|s| s.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("no counter in:\n{text}"))
+        counter_packets(&String::from_utf8_lossy(&o.stdout))
     }
+}
+
+/// The packets of the first counter in an `nft list` output.
+fn counter_packets(text: &str) -> u64 {
+    text.split("packets ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no counter in:\n{text}"))
 }
 
 impl Drop for CarrierBed {

@@ -43,11 +43,22 @@ pub enum Print {
 /// The ruleset fw4 loads on the bed's router: the recorded print, our
 /// include files in it, devices and addresses those of the bed.
 pub fn ruleset(print: Print, lan_dev: &str, wan_dev: &str) -> String {
-    let text = match print {
-        Print::Default => place_includes(PRINT_DEFAULT, &package_includes()),
-        Print::WithRedirect => PRINT_WITH_REDIRECT.to_string(),
+    let recorded = match print {
+        Print::Default => PRINT_DEFAULT,
+        Print::WithRedirect => PRINT_WITH_REDIRECT,
     };
-    to_bed(&expand_includes(&text), lan_dev, wan_dev)
+    to_bed(&expand_includes(&with_includes(recorded)), lan_dev, wan_dev)
+}
+
+/// A recorded print with every include file of the package in it: those
+/// the recording names stay where fw4 put them, those added since it was
+/// made are placed as fw4 places them.
+pub fn with_includes(print: &str) -> String {
+    let missing: Vec<String> = package_includes()
+        .into_iter()
+        .filter(|i| !print.contains(&format!("\"{PKG_INCLUDES}{i}\"")))
+        .collect();
+    place_includes(print, &missing)
 }
 
 /// The include files rupnpd's package installs under

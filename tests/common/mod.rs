@@ -40,8 +40,29 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The daemon under test: `RUPNPD_BIN` when set (CI runs the suite
+/// against the musl build of the packages feed, `scripts/musl-test.sh`),
+/// else the binary cargo built with the tests.
 pub fn daemon_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_rupnpd"))
+    std::env::var_os("RUPNPD_BIN")
+        .filter(|b| !b.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_rupnpd")))
+}
+
+/// What Rust's panic hook prints, in every profile: with `panic = "abort"`
+/// the daemon then dies, but with the packages feed's `panic = "unwind"` a
+/// panic in a spawned task only ends that task and the daemon runs on, so
+/// the tests look for the message itself.
+const PANIC_MARK: &str = "panicked at";
+
+/// Fails the test if the daemon's output (`what` names the run) shows a
+/// panic anywhere, in any thread or task.
+pub fn assert_no_panic(what: &str, output: &str) {
+    assert!(
+        !output.contains(PANIC_MARK),
+        "the daemon panicked ({what}):\n{output}"
+    );
 }
 
 fn sh(args: &[&str]) -> Output {
@@ -388,7 +409,10 @@ impl Bed {
 
     fn spawn_logging(&mut self, log_args: &[&str], args: &[&str]) -> u32 {
         let log = self.dir.join(format!("daemon{}.log", self.daemons.len()));
-        let out = File::create(&log).unwrap();
+        // appended to, so that nothing written beside the daemon (a test
+        // marking the log) is overwritten by its next line
+        File::create(&log).unwrap();
+        let out = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
         let err = out.try_clone().unwrap();
         let bin = daemon_bin();
         let mut cmd = Command::new("ip");
@@ -420,8 +444,13 @@ impl Bed {
 
     /// The daemon's log so far (all instances).
     pub fn log(&self) -> String {
+        self.logs(self.daemons.len())
+    }
+
+    /// The logs of the first `n` daemon slots (at least one).
+    fn logs(&self, n: usize) -> String {
         let mut s = String::new();
-        for i in 0..self.daemons.len().max(1) {
+        for i in 0..n.max(1) {
             if let Ok(t) = std::fs::read_to_string(self.dir.join(format!("daemon{i}.log"))) {
                 s.push_str(&t);
             }
@@ -437,17 +466,22 @@ impl Bed {
         }
     }
 
-    /// Stops the newest daemon with SIGTERM and waits for it.
+    /// Stops the newest daemon with SIGTERM and waits for it. Fails the
+    /// test if any daemon of this bed has panicked so far.
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
         let mut c = self.daemons.pop()?;
         let _ = Command::new("kill")
             .args(["-TERM", &c.id().to_string()])
             .status();
-        wait_child(&mut c, Duration::from_secs(10))
+        let status = wait_child(&mut c, Duration::from_secs(10));
+        // its log is overwritten by the next daemon's: check it now
+        assert_no_panic(&self.r, &self.logs(self.daemons.len() + 1));
+        status
     }
 
     /// Kills the newest daemon with SIGKILL.
     pub fn kill9(&mut self) {
+        assert_no_panic(&self.r, &self.log());
         if let Some(mut c) = self.daemons.pop() {
             let _ = c.kill();
             let _ = c.wait();
@@ -465,6 +499,17 @@ impl Bed {
         let url = format!("http://{LAN_IP}:5000/rootDesc.xml");
         let secs = secs.to_string();
         let mut full = vec!["timeout", &secs, "upnpc", "-u", &url];
+        full.extend_from_slice(args);
+        let o = self.exec(&self.c, &full);
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+    }
+
+    /// Runs `natpmpc -g <router> args…` in the LAN namespace (killed after
+    /// 20 s: natpmpc retransmits for about two minutes when nothing
+    /// answers).
+    pub fn natpmpc(&self, args: &[&str]) -> String {
+        require(&["natpmpc"]);
+        let mut full = vec!["timeout", "20", "natpmpc", "-g", LAN_IP];
         full.extend_from_slice(args);
         let o = self.exec(&self.c, &full);
         String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
@@ -725,7 +770,10 @@ SOAPAction: \"{urn}#{action}\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\
 }
 
 impl Drop for Bed {
+    /// Stops the daemons and removes the namespaces; then fails a test
+    /// that passed so far if a daemon panicked during it.
     fn drop(&mut self) {
+        let started = self.daemons.len();
         for mut c in self.daemons.drain(..) {
             let _ = Command::new("kill")
                 .args(["-TERM", &c.id().to_string()])
@@ -736,6 +784,15 @@ impl Drop for Bed {
             }
         }
         self.teardown_netns();
+        let log = self.logs(started);
+        if std::thread::panicking() {
+            // a second panic would abort the test process; say it instead
+            if log.contains(PANIC_MARK) {
+                eprintln!("the daemon panicked too ({}):\n{log}", self.r);
+            }
+        } else {
+            assert_no_panic(&self.r, &log);
+        }
     }
 }
 
@@ -1010,4 +1067,123 @@ impl Bed {
             std::thread::sleep(Duration::from_millis(25));
         }
     }
+}
+
+/// One socket a process holds, as its network namespace's
+/// `/proc/<pid>/net/{tcp,tcp6,udp,udp6}` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcSocket {
+    pub tcp: bool,
+    pub local: SocketAddr,
+    /// The kernel's state number: 0x0A is a TCP listener, 0x07 an
+    /// unconnected UDP socket.
+    pub state: u8,
+    /// Tells a socket from another one opened on the same address.
+    pub inode: u64,
+}
+
+impl ProcSocket {
+    pub fn tcp_listener(&self) -> bool {
+        self.tcp && self.state == 0x0A
+    }
+}
+
+/// The sockets process `pid` holds open (its descriptors that are
+/// sockets), with their local addresses. Netlink and unix sockets are not
+/// in those tables and are left out.
+pub fn sockets_of(pid: u32) -> Vec<ProcSocket> {
+    let mut inodes = std::collections::HashSet::new();
+    if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        for e in dir.flatten() {
+            let Ok(link) = std::fs::read_link(e.path()) else {
+                continue;
+            };
+            let inode = link
+                .to_str()
+                .and_then(|l| l.strip_prefix("socket:["))
+                .and_then(|l| l.strip_suffix(']'))
+                .and_then(|l| l.parse::<u64>().ok());
+            inodes.extend(inode);
+        }
+    }
+    // The kernel prints each address word as a host-order u32.
+    let addr = |hex: &str| -> Option<std::net::IpAddr> {
+        let words: Option<Vec<[u8; 4]>> = (0..hex.len() / 8)
+            .map(|i| {
+                u32::from_str_radix(hex.get(i * 8..i * 8 + 8)?, 16)
+                    .ok()
+                    .map(u32::to_ne_bytes)
+            })
+            .collect();
+        let bytes: Vec<u8> = words?.concat();
+        match bytes.len() {
+            4 => Some(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]).into()),
+            16 => Some(std::net::Ipv6Addr::from(<[u8; 16]>::try_from(bytes).ok()?).into()),
+            _ => None,
+        }
+    };
+    let mut out = Vec::new();
+    for (tcp, table) in [
+        (true, "tcp"),
+        (true, "tcp6"),
+        (false, "udp"),
+        (false, "udp6"),
+    ] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state), Some(inode)) = (f.get(1), f.get(3), f.get(9)) else {
+                continue;
+            };
+            let Some(inode) = inode.parse::<u64>().ok().filter(|i| inodes.contains(i)) else {
+                continue;
+            };
+            let Some((a, p)) = local.split_once(':') else {
+                continue;
+            };
+            let (Some(ip), Ok(port), Ok(state)) = (
+                addr(a),
+                u16::from_str_radix(p, 16),
+                u8::from_str_radix(state, 16),
+            ) else {
+                continue;
+            };
+            out.push(ProcSocket {
+                tcp,
+                local: SocketAddr::new(ip, port),
+                state,
+                inode,
+            });
+        }
+    }
+    out
+}
+
+/// Accepts one GENA event message on `l` (a subscriber's callback),
+/// answers 200 and returns it; `None` if none came within `within`.
+pub fn receive_event(l: &TcpListener, within: Duration) -> Option<String> {
+    l.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Ok((mut s, _)) = l.accept() {
+            s.set_nonblocking(false).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = s.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf);
+                if text.contains("</e:propertyset>") {
+                    break;
+                }
+            }
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+            return Some(String::from_utf8_lossy(&buf).into_owned());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
 }

@@ -314,7 +314,7 @@ const replies = {
 	'rupnpd/status': {
 		enabled: true, enable_upnp: true, enable_natpmp: true, enable_pcp: false, secure_mode: true,
 		log_packets: false, log_connections: false, external_ip: '203.0.113.7',
-		external_ip_private: false, wan_device: 'wan', lan_devices: ['br-lan'], uptime: 3725,
+		external_ip_private: false, wan_device: 'wan', lan_devices: ['br-lan'], firewall: 'fw4', uptime: 3725,
 		mappings: { total: 2, tcp: 1, udp: 1, upnp: 1, natpmp: 0, pcp: 1, pinholes: 1 },
 		version: '0.1.0'
 	},
@@ -342,7 +342,7 @@ const uciData = { config: { '.type': 'upnpd', enabled: '1', internal_iface: 'lan
 const UPNPD_OPTIONS = `enabled enable_upnp enable_natpmp secure_mode log_output download upload
 	external_iface external_iface6 external_zone external_ip internal_iface port upnp_lease_file
 	upnp_lease_file6 igdv1 uuid notify_interval presentation_url serial_number model_number
-	system_uptime use_stun stun_host stun_port ipv6_disable ext_allow_private_ipv4
+	system_uptime use_stun stun_host stun_port stun_allow_filtered ipv6_disable ext_allow_private_ipv4
 	enable_pcp log_packets log_connections hairpin max_mappings max_mappings_per_client
 	min_lifetime max_lifetime upnp_max_lease pcp_allow_thirdparty max_subscribers
 	max_subscribers_per_client ipv6_pinholes friendly_name nft_table nft_forward_chain
@@ -541,6 +541,47 @@ async function main() {
 			statusText.includes('203.0.113.7') && statusText.includes('2 (TCP 1, UDP 1; UPnP 1, NAT-PMP 0, PCP 1), 1 IPv6 pinholes'));
 		const switchButtons = findAll(node, n => n.tag == 'button' && /^Switch (on|off)$/.test(text(n)));
 		check('status box: one live switch per set parameter', switchButtons.length == 7, String(switchButtons.length));
+		check('status box: the firewall in use, no warning while it is up',
+			statusText.includes('firewall4') && !statusText.includes('The firewall is down'), statusText);
+	}
+
+	// fw4 stopped: both pages say that the firewall is down.
+	{
+		const down = JSON.parse(JSON.stringify(replies));
+		down['rupnpd/status'].firewall = 'down';
+		for (const file of ['rupnpd/rupnpd.js', 'status/include/80_rupnpd.js']) {
+			const env = makeEnv(down, uciData);
+			const view = instantiate(path.join(viewDir, file), env);
+			const said = text(await view.render(await view.load()));
+			check(file + ': fw4 stopped, the page says the firewall is down',
+				said.includes('The firewall is down (firewall4 is stopped)'), said);
+		}
+	}
+
+	// Behind a carrier's NAT: what STUN found and why new mappings are refused, in the daemon's
+	// words, on the settings page and in the overview box.
+	{
+		const why = 'New port mappings are refused: STUN found that the Internet cannot reach them.';
+		const cgn = JSON.parse(JSON.stringify(replies));
+		Object.assign(cgn['rupnpd/status'], {
+			external_ip: '203.0.113.1', wan_ip: '100.64.0.2', new_mappings: 'refused', new_mappings_reason: why,
+			stun: { server: 'stun.example.org:3478', server_address: '203.0.113.2:3478', public_ip: '203.0.113.1',
+				reachability: 'address-dependent', reason: 'The carrier\'s NAT only lets in traffic from addresses this router has sent to.',
+				failures: 0, sent: 11, last_check: 125, next_check: 475 }
+		});
+		const env = makeEnv(cgn, uciData);
+		const view = instantiate(path.join(viewDir, 'rupnpd/rupnpd.js'), env);
+		const t = text(await view.render(await view.load()));
+		check('STUN: the public and the WAN address', t.includes('203.0.113.1') && t.includes('100.64.0.2'), t);
+		check('STUN: reachability in words', t.includes('only lets in traffic from addresses this router contacted'), t);
+		check('STUN: its findings and its schedule', t.includes('The carrier\'s NAT only lets in') && t.includes('last 2m 5s ago, next in 7m 55s'), t);
+		check('refused mappings: the daemon\'s reason, as a warning', t.includes('refused (see below)') && t.includes(why), t);
+		const flag = findAll(await view.render(await view.load()), n => n.tag == 'cbi-map')[0].map.sections[0].options
+			.find(o => o.name == 'stun_allow_filtered');
+		check('stun_allow_filtered: a flag shown with STUN on', flag && flag.cls == env.form.Flag && JSON.stringify(flag.deps) == JSON.stringify([['use_stun', '1']]),
+			flag && JSON.stringify(flag.deps));
+		const box = instantiate(path.join(viewDir, 'status/include/80_rupnpd.js'), makeEnv(cgn, uciData));
+		check('status box: refused mappings are explained', text(box.render(await box.load())).includes(why));
 	}
 
 	// The settings page with the daemon not running: uhttpd finds no object `rupnpd`.
@@ -618,7 +659,9 @@ async function main() {
 	{
 		const evil = '<img src=x onerror=alert(1)>';
 		const hostile = JSON.parse(JSON.stringify(replies));
-		Object.assign(hostile['rupnpd/status'], { wan_device: evil, lan_devices: [evil], external_ip: evil, version: evil });
+		Object.assign(hostile['rupnpd/status'], { wan_device: evil, lan_devices: [evil], external_ip: evil, version: evil,
+			wan_ip: evil, new_mappings: 'refused', new_mappings_reason: evil,
+			stun: { server: evil, reachability: evil, reason: evil, last_check: 1, next_check: 2 } });
 		for (const m of hostile['rupnpd/list'].mappings) Object.assign(m, { description: evil, origin: evil, remote_host: evil, proto: evil });
 		hostile['rupnpd/list'].pinholes[0].proto = evil;
 		hostile['luci-rpc/getHostHints'] = {

@@ -72,7 +72,7 @@ check_jumps() {
 
 objects="chain:upnp_forward chain:upnp_prerouting chain:upnp_postrouting map:upnp_dnat map:upnp_dnat_rh
 	map:upnp_snat set:upnp_fwd set:upnp_extaddr set:upnp_pin6 set:upnp_pin6_h set:upnp_pin6_p
-	set:upnp_pin6_hp set:upnp_alive"
+	set:upnp_pin6_hp set:upnp_alive set:upnp_stun"
 
 if [ "$(ruleset | grep -c "include \"$includes/")" != 4 ]; then
 	bad "the recorded print does not name our four include files"
@@ -128,6 +128,20 @@ if load_fw4; then
 	fi
 else
 	bad "ruleset does not load"
+fi
+
+# Include files added since the print above was recorded (chain-pre/input, the STUN accept): in
+# the default print with every include placed as fw4 places them (tests/fixtures/fw4/derived/,
+# kept current by tests/fw4.rs), the rule is the first of fw4's input chain.
+derived="$here/../fixtures/fw4/derived/fw4-print-default-with-includes.nft"
+if sed -e "s#include \"/usr/share/nftables.d/#include \"$includes/#" \
+	-e '\#include "/etc/nftables.d/\*.nft"#d' "$derived" | nft -f -; then
+	ok "the default print with every include file loads"
+	r=$(rules input | head -n 1)
+	expect "input starts with the STUN accept (first: '$r')" \
+		test "${r%% comment *}" = "ip daddr . udp dport @upnp_stun counter packets 0 bytes 0 accept"
+else
+	bad "the default print with every include file does not load"
 fi
 
 echo "nftables include tests: $passed passed, $failed failed"

@@ -112,36 +112,43 @@ pub struct Netifd {
 
 impl Netifd {
     /// Connects to the broker at `sock` and publishes `network.interface`
-    /// and the objects of `interfaces` (name, status).
+    /// and the objects of `interfaces` (name, status). It answers from a
+    /// thread of its own, as netifd is a process of its own: a test that
+    /// blocks (waiting for the daemon to serve) does not silence it.
     pub async fn start(sock: &Path, interfaces: &[(&str, Value)]) -> Netifd {
-        let peer = Peer::connect(sock).await;
+        let peer = Peer::connect_detached(sock).await;
         let statuses: Statuses = Arc::default();
         let asked: Counts = Arc::default();
-        let root = peer.publish("network.interface", signature(false)).await;
         let all = statuses.clone();
         let counts = asked.clone();
-        peer.serve(root, move |method, args| {
-            let all = all.lock().unwrap();
-            if method == "dump" {
-                let list = all
-                    .iter()
-                    .map(|(name, st)| notification(name, st))
-                    .collect();
-                return Ok(Value::table().with("interface", Value::Array(list)));
-            }
-            let name = args
-                .get("interface")
-                .and_then(Value::as_str)
-                .ok_or(INVALID_ARGUMENT)?;
-            let st = all.get(name).ok_or(NOT_FOUND)?;
-            match method {
-                "status" => {
-                    *counts.lock().unwrap().entry(name.to_string()).or_default() += 1;
-                    Ok(st.clone())
-                }
-                _ => Err(METHOD_NOT_FOUND),
-            }
-        });
+        let root = peer
+            .publish_serving(
+                "network.interface",
+                signature(false),
+                move |method, args| {
+                    let all = all.lock().unwrap();
+                    if method == "dump" {
+                        let list = all
+                            .iter()
+                            .map(|(name, st)| notification(name, st))
+                            .collect();
+                        return Ok(Value::table().with("interface", Value::Array(list)));
+                    }
+                    let name = args
+                        .get("interface")
+                        .and_then(Value::as_str)
+                        .ok_or(INVALID_ARGUMENT)?;
+                    let st = all.get(name).ok_or(NOT_FOUND)?;
+                    match method {
+                        "status" => {
+                            *counts.lock().unwrap().entry(name.to_string()).or_default() += 1;
+                            Ok(st.clone())
+                        }
+                        _ => Err(METHOD_NOT_FOUND),
+                    }
+                },
+            )
+            .await;
         let mut n = Netifd {
             peer,
             root,
@@ -162,17 +169,19 @@ impl Netifd {
             .unwrap()
             .insert(name.to_string(), status);
         let path = format!("network.interface.{name}");
-        let id = self.peer.publish(&path, signature(true)).await;
         let statuses = self.statuses.clone();
         let counts = self.asked.clone();
         let me = name.to_string();
-        self.peer.serve(id, move |method, _| match method {
-            "status" => {
-                *counts.lock().unwrap().entry(me.clone()).or_default() += 1;
-                Ok(statuses.lock().unwrap()[&me].clone())
-            }
-            _ => Err(METHOD_NOT_FOUND),
-        });
+        let id = self
+            .peer
+            .publish_serving(&path, signature(true), move |method, _| match method {
+                "status" => {
+                    *counts.lock().unwrap().entry(me.clone()).or_default() += 1;
+                    Ok(statuses.lock().unwrap()[&me].clone())
+                }
+                _ => Err(METHOD_NOT_FOUND),
+            })
+            .await;
         self.objects.insert(name.to_string(), id);
     }
 
@@ -183,16 +192,16 @@ impl Netifd {
 
     /// The interface's status changes to `status` by any event but going
     /// down (up, new addresses or routes, link up), and netifd says so
-    /// with `interface.update`. Returns the subscribers of
-    /// `network.interface.<name>` it reached.
+    /// with `interface.update`. Returns the subscribers it reached.
     pub async fn update(&self, name: &str, status: Value) -> Vec<u32> {
         self.send("interface.update", notification(name, &status))
             .await
     }
 
     /// Sends `payload` (a notification fixture) as notification `kind`
-    /// of the interface it names, whose status becomes the one in it.
-    /// Returns the subscribers of `network.interface.<name>` it reached.
+    /// of the interface it names, whose status becomes the one in it, to
+    /// the subscribers of `network.interface` and of
+    /// `network.interface.<name>`. Returns the subscribers it reached.
     pub async fn send(&self, kind: &str, payload: Value) -> Vec<u32> {
         let name = payload
             .get("interface")
@@ -203,7 +212,10 @@ impl Netifd {
             .lock()
             .unwrap()
             .insert(name.clone(), status_of(&payload));
-        self.peer.notify(self.root, kind, payload.clone()).await;
-        self.peer.notify(self.objects[&name], kind, payload).await
+        let mut reached = self.peer.notify(self.root, kind, payload.clone()).await;
+        reached.extend(self.peer.notify(self.objects[&name], kind, payload).await);
+        reached.sort_unstable();
+        reached.dedup();
+        reached
     }
 }

@@ -24,6 +24,19 @@ use tokio::time::timeout;
 
 use super::wire::{Attr, EVENT_OBJECT, FIRST_CLIENT_OBJECT, Msg, PREFIX, Value, kind, status};
 
+/// `ubus call rupnpd status` through the broker at `sock`, once the
+/// daemon's object is there.
+pub async fn rupnpd_status(sock: &Path) -> Value {
+    let caller = Peer::connect(sock).await;
+    caller.wait_for("rupnpd", Duration::from_secs(5)).await;
+    caller
+        .call("rupnpd", "status", Value::table())
+        .await
+        .unwrap()
+        .pop()
+        .unwrap()
+}
+
 /// A unique socket path for one test.
 pub fn socket_path(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("rupnpd-ubus-{}", std::process::id()));
@@ -714,7 +727,17 @@ type Answer = oneshot::Sender<(Vec<Msg>, Msg)>;
 type Handler = Box<dyn FnMut(&str, &Value) -> Result<Value, u32> + Send>;
 
 enum PeerCmd {
-    Request { msg: Msg, reply: Answer },
+    Request {
+        msg: Msg,
+        reply: Answer,
+    },
+    /// ADD_OBJECT whose object is served by the handler from the moment
+    /// ubusd names its id, before any INVOKE of it can be read.
+    Publish {
+        msg: Msg,
+        reply: Answer,
+        handler: Handler,
+    },
     Send(Msg),
     Raw(Vec<u8>),
     Serve(u32, Handler),
@@ -735,20 +758,47 @@ pub struct Peer {
 
 impl Peer {
     pub async fn connect(path: &Path) -> Peer {
+        let (peer, task) = Peer::open(path).await;
+        tokio::spawn(task);
+        peer
+    }
+
+    /// Like [`Peer::connect`], with the connection served on a thread of
+    /// its own until the `Peer` is dropped: it answers calls while the
+    /// test's thread blocks, as another process (netifd) would.
+    pub async fn connect_detached(path: &Path) -> Peer {
+        let path = path.to_path_buf();
+        let (tx, rx) = oneshot::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let (peer, task) = Peer::open(&path).await;
+                let _ = tx.send(peer);
+                task.await;
+            });
+        });
+        rx.await.expect("the peer's thread connected")
+    }
+
+    /// Connects and reads HELLO; the returned task serves the connection.
+    async fn open(path: &Path) -> (Peer, impl Future<Output = ()> + use<>) {
         let mut stream = UnixStream::connect(path).await.unwrap();
         let hello = read_msg(&mut stream).await.unwrap();
         assert_eq!(hello.kind, kind::HELLO);
         let (cmd, cmd_rx) = mpsc::unbounded_channel();
         let (in_tx, inbound) = mpsc::unbounded_channel();
         let (ev_tx, events) = mpsc::unbounded_channel();
-        tokio::spawn(peer_task(stream, cmd_rx, in_tx, ev_tx));
-        Peer {
+        let peer = Peer {
             id: hello.peer,
             cmd,
             inbound,
             events,
             listener: None,
-        }
+        };
+        (peer, peer_task(stream, cmd_rx, in_tx, ev_tx))
     }
 
     /// Sends a request; returns its DATA messages and final status.
@@ -816,6 +866,35 @@ impl Peer {
             .with(Attr::Signature(signature));
         let (data, st) = self.request(msg).await;
         assert_eq!(st, 0, "publishing {path}");
+        data[0].objid().unwrap()
+    }
+
+    /// Publishes `path` and answers its INVOKEs with `handler` from the
+    /// start (a caller that sees `ubus.object.add` and calls at once is
+    /// answered); returns the object id.
+    pub async fn publish_serving(
+        &self,
+        path: &str,
+        signature: Value,
+        handler: impl FnMut(&str, &Value) -> Result<Value, u32> + Send + 'static,
+    ) -> u32 {
+        let msg = Msg::new(kind::ADD_OBJECT, 0, 0)
+            .with(Attr::ObjPath(path.into()))
+            .with(Attr::Signature(signature));
+        let (reply, rx) = oneshot::channel();
+        let handler = Box::new(handler);
+        self.cmd
+            .send(PeerCmd::Publish {
+                msg,
+                reply,
+                handler,
+            })
+            .unwrap();
+        let (data, st) = timeout(Duration::from_secs(5), rx)
+            .await
+            .expect("no STATUS within 5 s")
+            .unwrap();
+        assert_eq!(st.status(), Some(0), "publishing {path}");
         data[0].objid().unwrap()
     }
 
@@ -944,6 +1023,8 @@ async fn peer_task(
     let mut seq: u16 = 0;
     let mut pending: HashMap<u16, (Vec<Msg>, Answer)> = HashMap::new();
     let mut handlers: HashMap<u32, Handler> = HashMap::new();
+    // Handlers of objects being published, by the request's seq.
+    let mut publishing: HashMap<u16, Handler> = HashMap::new();
     let mut event_objs: Vec<u32> = Vec::new();
     loop {
         tokio::select! {
@@ -954,6 +1035,13 @@ async fn peer_task(
                         seq = seq.wrapping_add(1);
                         msg.seq = seq;
                         pending.insert(seq, (Vec::new(), reply));
+                        msg.encode()
+                    }
+                    PeerCmd::Publish { mut msg, reply, handler } => {
+                        seq = seq.wrapping_add(1);
+                        msg.seq = seq;
+                        pending.insert(seq, (Vec::new(), reply));
+                        publishing.insert(seq, handler);
                         msg.encode()
                     }
                     PeerCmd::Send(mut msg) => {
@@ -979,11 +1067,15 @@ async fn peer_task(
                 let Some(m) = m else { break };
                 match m.kind {
                     kind::DATA if pending.contains_key(&m.seq) => {
+                        if let (Some(id), Some(h)) = (m.objid(), publishing.remove(&m.seq)) {
+                            handlers.insert(id, h);
+                        }
                         if let Some(p) = pending.get_mut(&m.seq) {
                             p.0.push(m);
                         }
                     }
                     kind::STATUS if pending.contains_key(&m.seq) => {
+                        publishing.remove(&m.seq);
                         if let Some((data, reply)) = pending.remove(&m.seq) {
                             let _ = reply.send((data, m));
                         }

@@ -89,6 +89,14 @@ pub fn refusal_error(r: &Refusal, version: u8) -> UpnpError {
                 UpnpError::ActionFailed
             }
         }
+        // Not the client's fault and not for good: 501, as a failed
+        // firewall transaction answers.
+        Refusal::FirewallDown => UpnpError::ActionFailed,
+        // UDA 1.1 §3.2.2: 501 "may be returned if current state of
+        // service prevents invoking that action"; the IGD specs have no
+        // code of their own for a path the Internet cannot use (miniupnpd
+        // answers 501 too).
+        Refusal::Unreachable(_) => UpnpError::ActionFailed,
     }
 }
 

@@ -21,6 +21,7 @@ fn pin_error(r: PinRefusal) -> UpnpError {
         PinRefusal::NotAuthorized => UpnpError::ActionNotAuthorized,
         PinRefusal::SpaceExhausted => UpnpError::PinholeSpaceExhausted,
         PinRefusal::NoSuchEntry => UpnpError::NoSuchEntry,
+        PinRefusal::FirewallDown => UpnpError::ActionFailed,
     }
 }
 

@@ -553,3 +553,34 @@ fn out_arguments_follow_the_scpd() {
         assert_eq!(names, want, "{action}");
     }
 }
+
+/// While the Internet cannot reach new mappings, AddPortMapping and
+/// AddAnyPortMapping answer 501 ActionFailed under both IGD versions (as
+/// miniupnpd's refusal of a private address); the client's own mapping
+/// is still renewed.
+#[test]
+fn closed_mappings_are_action_failed() {
+    let mut c = core();
+    let own = add_args("18080", "8080", "192.168.77.2", "3600");
+    assert_eq!(call(&mut c, 2, 2, "AddPortMapping", &own), Ok(vec![]));
+    c.set_closed(Some("the external address 100.64.0.2 is private".into()));
+    for v in [1, 2] {
+        assert_eq!(
+            call(
+                &mut c,
+                2,
+                v,
+                "AddPortMapping",
+                &add_args("18081", "8081", "192.168.77.2", "3600")
+            ),
+            Err(UpnpError::ActionFailed)
+        );
+    }
+    let any = add_args("18082", "8082", "192.168.77.2", "3600");
+    assert_eq!(
+        call(&mut c, 2, 2, "AddAnyPortMapping", &any),
+        Err(UpnpError::ActionFailed)
+    );
+    assert_eq!(call(&mut c, 2, 2, "AddPortMapping", &own), Ok(vec![]));
+    assert_eq!(c.table().len(), 1);
+}

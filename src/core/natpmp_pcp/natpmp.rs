@@ -79,11 +79,17 @@ fn result(r: &Refusal) -> natpmp::ResultCode {
     use natpmp::ResultCode::*;
     match r {
         Refusal::NotAllowed | Refusal::SecureMode | Refusal::NotOwner => NotAuthorized,
+        // RFC 6886 §3.5: 3, Network Failure, the box cannot map for now
+        Refusal::FirewallDown => NetworkFailure,
         Refusal::Conflict
         | Refusal::OtherMechanism(_)
         | Refusal::ClientQuota
         | Refusal::TableFull
         | Refusal::NoFreePort => OutOfResources,
+        // RFC 6886 §3.5: 3 "Network Failure (e.g., NAT box itself has not
+        // obtained a DHCP lease)": the router has no external address the
+        // Internet can use (miniupnpd answers 3 too).
+        Refusal::Unreachable(_) => NetworkFailure,
     }
 }
 

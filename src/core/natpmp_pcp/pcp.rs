@@ -75,6 +75,14 @@ fn pcp_result(r: &Refusal, exact: bool) -> ResultCode {
         }
         Refusal::ClientQuota => ResultCode::UserExQuota,
         Refusal::TableFull => ResultCode::NoResources,
+        // RFC 6887 §7.4: NETWORK_FAILURE, a short lifetime error
+        Refusal::FirewallDown => ResultCode::NetworkFailure,
+        // RFC 6887 §7.4: NETWORK_FAILURE "the PCP server or the device it
+        // controls is experiencing a network failure of some sort (e.g.,
+        // has not yet obtained an external IP address)", a short lifetime
+        // error: the path is tested again, and NAT-PMP's 3 says the same.
+        // Not NOT_AUTHORIZED, which blames the client for 30 minutes.
+        Refusal::Unreachable(_) => ResultCode::NetworkFailure,
     }
 }
 

@@ -1081,3 +1081,56 @@ fn random_and_mutated_packets_never_panic() {
     }
     c.take_events();
 }
+
+/// While the Internet cannot reach new mappings (`core::wan::Closed`):
+/// NAT-PMP 3 and PCP NETWORK_FAILURE (short lifetime) for new ones, each
+/// a `refuse` event with the reason; renewals and deletions pass.
+#[test]
+fn closed_mappings_are_a_network_failure() {
+    let mut c = core();
+    assert_eq!(
+        outcome(&ask(&mut c, 2, &pcp_map(2, 7, 7200, 0, 600, vec![]))),
+        (P::Success, 600, 7200)
+    );
+    assert_eq!(
+        ask(&mut c, 2, &pmp_map(Proto::Udp, 9000, 9000, 600)),
+        pmp_resp(Proto::Udp, N::Success, 9000, 9000, 600)
+    );
+    c.take_events();
+    c.set_closed(Some(
+        "STUN found the NAT in front filtering by address".into(),
+    ));
+    // new ones
+    assert_eq!(
+        ask(&mut c, 2, &pmp_map(Proto::Tcp, 8000, 8000, 600)),
+        pmp_resp(Proto::Tcp, N::NetworkFailure, 8000, 0, 0)
+    );
+    let r = ask(&mut c, 2, &pcp_map(2, 8, 8100, 0, 600, vec![]));
+    assert_eq!(pcp_code(&r), P::NetworkFailure);
+    assert_eq!(&r[4..8], &30u32.to_be_bytes());
+    let ev = c.take_events();
+    assert_eq!(ev.len(), 2);
+    assert!(ev.iter().all(|e| e.kind == EventKind::Refuse
+        && e.reason
+            == "new mappings are refused: STUN found the NAT in front filtering by address"));
+    assert_eq!(c.table().len(), 2);
+    // renewals of what exists, and deletions
+    assert_eq!(
+        outcome(&ask(&mut c, 2, &pcp_map(2, 7, 7200, 0, 900, vec![]))),
+        (P::Success, 900, 7200)
+    );
+    assert_eq!(
+        ask(&mut c, 2, &pmp_map(Proto::Udp, 9000, 0, 900)),
+        pmp_resp(Proto::Udp, N::Success, 9000, 9000, 900)
+    );
+    assert_eq!(
+        ask(&mut c, 2, &pmp_map(Proto::Udp, 9000, 0, 0)),
+        pmp_resp(Proto::Udp, N::Success, 9000, 0, 0)
+    );
+    // open again
+    c.set_closed(None);
+    assert_eq!(
+        ask(&mut c, 2, &pmp_map(Proto::Tcp, 8000, 8000, 600)),
+        pmp_resp(Proto::Tcp, N::Success, 8000, 8000, 600)
+    );
+}

@@ -19,6 +19,10 @@ pub(super) const FWD: &str = "upnp_fwd";
 pub(super) const SNAT: &str = "upnp_snat";
 pub(super) const EXTADDR: &str = "upnp_extaddr";
 pub(super) const ALIVE: &str = "upnp_alive";
+/// The WAN address and ports of the STUN client's sockets: fw4's input
+/// chain accepts datagrams to them (the include file
+/// `chain-pre/input/20-rupnpd.nft` holds the rule).
+pub(super) const STUN: &str = "upnp_stun";
 /// IPv6 pinholes, one set per wildcard shape: any remote, remote host
 /// (`_h`), remote port (`_p`), both (`_hp`).
 pub(super) const PIN6: &str = "upnp_pin6";
@@ -37,7 +41,7 @@ pub(super) const BASE_SRCNAT: &str = "rupnpd_srcnat";
 /// Declarations, identical to those of the fw4 include file
 /// (`openwrt-pkg/rupnpd/files/nftables.d/table-post/20-rupnpd.nft`):
 /// `add` of an existing map only succeeds if it is declared the same way.
-pub(super) const DECLARATIONS: [(&str, &str, &str); 10] = [
+pub(super) const DECLARATIONS: [(&str, &str, &str); 11] = [
     (
         "map",
         DNAT,
@@ -60,6 +64,7 @@ pub(super) const DECLARATIONS: [(&str, &str, &str); 10] = [
     ),
     ("set", EXTADDR, "type ipv4_addr;"),
     ("set", ALIVE, "type inet_service;"),
+    ("set", STUN, "type ipv4_addr . inet_service;"),
     (
         "set",
         PIN6,
@@ -87,7 +92,15 @@ pub(super) const DECLARATIONS: [(&str, &str, &str); 10] = [
 pub struct Setup {
     pub wan_dev: Option<String>,
     pub lan_devs: Vec<String>,
+    /// The address the router's NAT translates to (PCP PEER's SNAT), and
+    /// the first the hairpin rule matches.
     pub ext_addr: Option<Ipv4Addr>,
+    /// Another address LAN hosts may reach mappings through: the public
+    /// address STUN found in front of the router.
+    pub public_addr: Option<Ipv4Addr>,
+    /// Where the STUN client's answers arrive (its sockets' address and
+    /// ports).
+    pub stun: Vec<(Ipv4Addr, u16)>,
     pub hairpin: bool,
     pub log_packets: bool,
     pub log_connections: bool,
@@ -224,8 +237,12 @@ pub fn structure(n: &NftNames, s: &Setup, own_base: bool) -> String {
         );
     }
     let _ = writeln!(c, "flush set inet {t} {EXTADDR}");
-    if let Some(a) = s.ext_addr {
+    for a in [s.ext_addr, s.public_addr].into_iter().flatten() {
         let _ = writeln!(c, "add element inet {t} {EXTADDR} {{ {a} }}");
+    }
+    let _ = writeln!(c, "flush set inet {t} {STUN}");
+    for (a, port) in &s.stun {
+        let _ = writeln!(c, "add element inet {t} {STUN} {{ {a} . {port} }}");
     }
     let _ = writeln!(c, "add element inet {t} {ALIVE} {{ 1 }}");
     c
@@ -254,6 +271,8 @@ mod tests {
             wan_dev: Some("r-wan".into()),
             lan_devs: vec!["r-lan".into(), "bad\"dev".into()],
             ext_addr: Some(Ipv4Addr::new(192, 0, 3, 1)),
+            public_addr: Some(Ipv4Addr::new(203, 0, 113, 1)),
+            stun: vec![(Ipv4Addr::new(192, 0, 3, 1), 40000)],
             hairpin: true,
             log_packets: true,
             log_connections: false,
@@ -266,6 +285,10 @@ mod tests {
         assert!(!text.contains("rupnpd conn"));
         assert!(!text.contains(BASE_FORWARD));
         assert!(text.contains("add element inet fw4 upnp_extaddr { 192.0.3.1 }"));
+        assert!(text.contains("add element inet fw4 upnp_extaddr { 203.0.113.1 }"));
+        assert!(text.contains(
+            "flush set inet fw4 upnp_stun\nadd element inet fw4 upnp_stun { 192.0.3.1 . 40000 }"
+        ));
         let own = structure(&NftNames::default(), &s, true);
         assert!(own.contains("add chain inet fw4 rupnpd_forward { type filter hook forward priority filter; policy accept; }"));
     }

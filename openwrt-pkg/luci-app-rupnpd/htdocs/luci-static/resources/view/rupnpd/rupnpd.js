@@ -119,11 +119,27 @@ function notify(text, cls) {
 	ui.addNotification(null, E('p', [ text ]), cls || 'error');
 }
 
+// The daemon's STUN verdicts (status.stun.reachability) in words.
+const REACHABILITY = {
+	'endpoint-independent': _('yes: nothing in front filters unsolicited traffic'),
+	'address-dependent': _('no: the NAT in front only lets in traffic from addresses this router contacted'),
+	'address-and-port-dependent': _('no: the NAT in front only lets in replies to this router\'s own connections'),
+	'port-translated': _('no: the NAT in front changes port numbers'),
+	'unknown': _('unknown')
+};
+
 const ORIGINS = {
 	'upnp-igdv1': _('UPnP IGDv1'),
 	'upnp-igdv2': _('UPnP IGDv2'),
 	'nat-pmp': _('NAT-PMP'),
 	'pcp': _('PCP')
+};
+
+// The daemon's `firewall` status: whose hooks lead to its rules.
+const FIREWALL = {
+	'fw4': _('firewall4'),
+	'own': _('own rules (no firewall4)'),
+	'down': _('down (firewall4 stopped)')
 };
 
 // getHostHints is keyed by MAC address; the tables need the name behind an IP address.
@@ -246,16 +262,29 @@ return view.extend({
 			]);
 
 		const counts = status.mappings || {};
+		const stun = status.stun;
 		const rows = [
 			[ _('Version'), status.version ],
 			[ _('Uptime'), '%t'.format(+status.uptime || 0) ],
-			[ _('External address'), status.external_ip || _('unknown') ],
+			[ _('External address'), status.external_ip || _('none reported') ],
 			[ _('WAN device'), status.wan_device || _('none') ],
+			[ _('WAN address'), status.wan_ip || _('none') ],
 			[ _('LAN devices'), L.toArray(status.lan_devices).join(', ') || _('none') ],
+			[ _('Firewall'), FIREWALL[status.firewall] || status.firewall || _('unknown') ],
 			[ _('Port mappings'), _('%d (TCP %d, UDP %d; UPnP %d, NAT-PMP %d, PCP %d), %d IPv6 pinholes').format(
 				+counts.total || 0, +counts.tcp || 0, +counts.udp || 0,
-				+counts.upnp || 0, +counts.natpmp || 0, +counts.pcp || 0, +counts.pinholes || 0) ]
+				+counts.upnp || 0, +counts.natpmp || 0, +counts.pcp || 0, +counts.pinholes || 0) ],
+			[ _('New port mappings'), (status.new_mappings == 'refused') ? _('refused (see below)') : _('allowed') ]
 		];
+
+		// What STUN found, in the daemon's words (they are written for the router's owner).
+		if (stun) {
+			rows.push([ _('Reachable from the Internet'), REACHABILITY[stun.reachability] || stun.reachability ]);
+			rows.push([ _('STUN findings'), stun.reason ]);
+			rows.push([ _('STUN checks'), (stun.last_check != null)
+				? _('last %s ago, next in %s (server %s)').format('%t'.format(+stun.last_check), '%t'.format(+stun.next_check || 0), stun.server)
+				: _('none yet (server %s)').format(stun.server) ]);
+		}
 
 		const switches = SWITCHES.map(sw => {
 			const on = !!status[sw[0]];
@@ -283,7 +312,14 @@ return view.extend({
 			])
 		];
 
-		if (status.external_ip_private)
+		if (status.firewall == 'down')
+			nodes.push(E('p', { 'class': 'alert-message warning' }, [
+				_('The firewall is down (firewall4 is stopped): the port mappings are kept and go back in place when it starts again; new ones are refused until then.')
+			]));
+
+		if (status.new_mappings == 'refused')
+			nodes.push(E('p', { 'class': 'alert-message warning' }, [ String(status.new_mappings_reason || '') ]));
+		else if (status.external_ip_private)
 			nodes.push(E('p', { 'class': 'alert-message warning' }, [
 				_('The external address is private or shared (CGNAT): mapped ports are not reachable from the Internet unless the upstream network forwards them.')
 			]));
@@ -478,18 +514,23 @@ return view.extend({
 		o.datatype = 'ip4addr("nomask")';
 
 		s.taboption('advanced', form.Flag, 'ext_allow_private_ipv4', _('Allow a private external address'),
-			_('Map ports even when the WAN address is private or shared (behind CGNAT or another router).'));
+			_('A private or shared WAN address (10.x, 172.16–31.x, 192.168.x, or 100.64–127.x from a carrier-grade NAT) means another NAT sits in front of this router, and a port opened here is not open on the Internet. Off, as miniupnpd: no external address is reported and new port mappings are refused, so programs try other ways at once. On: the WAN address is reported and mappings are given out; choose this only if the NAT in front forwards ports to this router. With STUN, its findings decide instead once it has them.'));
 
 		s.taboption('advanced', form.Flag, 'use_stun', _('Use STUN'),
-			_('Find the public address with STUN (for a router behind a full-cone NAT).'));
+			_('Ask a STUN server for the public address in front of this router (reported to programs instead of a private WAN address) and test whether the Internet can reach this router through the NAT in front. New port mappings are refused when it cannot. Checked at start, when the WAN changes and every 10 minutes: 8 to 13 small packets an hour.'));
 
-		o = s.taboption('advanced', form.Value, 'stun_host', _('STUN server'));
+		o = s.taboption('advanced', form.Value, 'stun_host', _('STUN server'),
+			_('A server with RFC 5780 support (two addresses) can also test filtering; others only give the public address.'));
 		o.datatype = 'host';
 		o.depends('use_stun', '1');
 
 		o = s.taboption('advanced', form.Value, 'stun_port', _('STUN port'));
 		o.datatype = 'port';
 		o.placeholder = '3478';
+		o.depends('use_stun', '1');
+
+		o = s.taboption('advanced', form.Flag, 'stun_allow_filtered', _('Keep mappings when filtered'),
+			_('Give out port mappings even when STUN finds that the NAT in front filters unsolicited traffic, or cannot tell; useful only if it forwards some ports to this router anyway.'));
 		o.depends('use_stun', '1');
 
 		o = s.taboption('advanced', form.Flag, 'hairpin', _('NAT reflection'),

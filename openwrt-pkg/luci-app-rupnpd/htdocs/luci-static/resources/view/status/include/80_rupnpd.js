@@ -50,9 +50,12 @@ return baseclass.extend({
 		// Text nodes and escaped cells: host names come from DHCP and descriptions from LAN
 		// clients, and a table cell is inserted as HTML.
 		const esc = v => '%h'.format(v != null ? v : '');
-		const summary = E('p', {}, [ status.enabled
-			? _('External address %s, %d mappings.').format(status.external_ip || _('unknown'), +(status.mappings || {}).total || 0)
-			: _('The service is switched off.') ]);
+		const said = [ status.enabled
+			? _('External address %s, %d mappings.').format(status.external_ip || _('none reported'), +(status.mappings || {}).total || 0)
+			: _('The service is switched off.') ];
+		if (status.firewall == 'down')
+			said.push(' ', _('The firewall is down (firewall4 is stopped): the mappings come back when it starts.'));
+		const summary = E('p', {}, said);
 
 		const table = E('table', { 'class': 'table' }, [
 			E('tr', { 'class': 'tr table-titles' }, [
@@ -74,6 +77,11 @@ return baseclass.extend({
 			esc((+m.expires > 0) ? '%t'.format(+m.expires) : _('Permanent'))
 		]), E('em', [ _('There are no active port mappings.') ]));
 
-		return E('div', {}, [ summary, table ]);
+		const nodes = [ summary ];
+		if (status.enabled && status.new_mappings == 'refused')
+			nodes.push(E('p', { 'class': 'alert-message warning' }, [ String(status.new_mappings_reason || '') ]));
+		nodes.push(table);
+
+		return E('div', {}, nodes);
 	}
 });
