@@ -418,6 +418,10 @@ impl Daemon {
     }
 
     pub(super) fn send_search_replies(&mut self, now: Millis) {
+        // Most turns have none due: no Date to format then.
+        if self.ssdp.next_deadline() > now {
+            return;
+        }
         let date = http::date(unix_now());
         for (lan, to, msg) in self.ssdp.due_replies(&self.device, &self.lans, now, &date) {
             let sock = self
