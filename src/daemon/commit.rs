@@ -9,7 +9,6 @@ use std::net::{SocketAddr, SocketAddrV4};
 use std::rc::Rc;
 
 use tokio::net::UdpSocket;
-use tokio::sync::oneshot;
 
 use crate::core::natpmp_pcp;
 use crate::core::pinhole::Pinhole;
@@ -17,7 +16,6 @@ use crate::core::table::{Mapping, Millis};
 use crate::core::web::{self, Site};
 use crate::core::{Event, EventKind, Outcome, Subject};
 use crate::proto::blob::Value;
-use crate::proto::http::Response;
 use crate::sys::ubus::CallReply;
 
 use super::Daemon;
@@ -25,7 +23,7 @@ use super::Daemon;
 /// A reply waiting for the turn's firewall transaction.
 pub(super) enum Deferred {
     Http {
-        tx: oneshot::Sender<Response>,
+        tx: crate::sys::http::Reply,
         reply: web::Reply,
     },
     Udp {
@@ -44,7 +42,7 @@ impl Deferred {
     fn send(self, refused: bool) {
         match self {
             Deferred::Http { tx, reply } => {
-                let _ = tx.send(if refused { reply.on_failure } else { reply.ok });
+                tx.send(if refused { reply.on_failure } else { reply.ok });
             }
             Deferred::Udp { sock, to, reply } => {
                 let bytes = match (refused, reply.on_failure) {

@@ -9,13 +9,15 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::io;
+use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::rc::Rc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, timeout, timeout_at};
 
@@ -90,7 +92,67 @@ pub struct Job {
     pub body: Vec<u8>,
     pub peer: SocketAddr,
     pub local: SocketAddr,
-    pub reply: oneshot::Sender<Response>,
+    pub reply: Reply,
+}
+
+/// Where the answer to a [`Job`] goes.
+pub enum Reply {
+    /// To the task of its connection, which writes it (a keep-alive
+    /// connection, or a request that arrived in pieces).
+    Task(oneshot::Sender<Response>),
+    /// Straight to the socket: a whole request that asked to close the
+    /// connection, there already when it was accepted (what every
+    /// libminiupnpc client sends). No task, no registration with the
+    /// reactor: the answer is written at once and the socket closed.
+    Socket(Direct),
+}
+
+impl Reply {
+    /// Sends the answer on its way. Must be called inside the runtime.
+    pub fn send(self, r: Response) {
+        match self {
+            Reply::Task(tx) => {
+                let _ = tx.send(r);
+            }
+            Reply::Socket(d) => d.send(r),
+        }
+    }
+}
+
+/// A connection answered without a task of its own.
+pub struct Direct {
+    stream: std::net::TcpStream,
+    head_only: bool,
+    server: Rc<str>,
+    deadline: Duration,
+    _admitted: Admitted,
+}
+
+impl Direct {
+    /// Writes the answer without waiting (the socket's buffer is empty, so
+    /// it nearly always goes at once); what does not fit is left to a task
+    /// that writes it within the request deadline. Then the connection
+    /// closes.
+    fn send(self, mut r: Response) {
+        r.close = true;
+        let bytes = r.emit(&self.server, &now_date(), self.head_only);
+        let sent = match (&self.stream).write(&bytes) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(_) => return,
+        };
+        if sent >= bytes.len() {
+            return;
+        }
+        let Ok(mut s) = TcpStream::from_std(self.stream) else {
+            return;
+        };
+        let (deadline, admitted) = (self.deadline, self._admitted);
+        tokio::task::spawn_local(async move {
+            let _ = timeout(deadline, s.write_all(bytes.get(sent..).unwrap_or_default())).await;
+            drop(admitted);
+        });
+    }
 }
 
 /// The HTTP listener of one LAN device: `addr:port`, bound to device `dev`
@@ -98,7 +160,7 @@ pub struct Job {
 /// address finds no socket (its SYN is reset by the kernel) instead of an
 /// HTTP server that reads its request and answers 403. Must be called
 /// inside the runtime.
-pub fn listener(dev: &str, addr: IpAddr, port: u16) -> io::Result<TcpListener> {
+pub fn listener(dev: &str, addr: IpAddr, port: u16) -> io::Result<Listener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let s = Socket::new(
         Domain::for_address(SocketAddr::from((addr, port))),
@@ -119,7 +181,96 @@ pub fn listener(dev: &str, addr: IpAddr, port: u16) -> io::Result<TcpListener> {
     s.bind(&SocketAddr::from((addr, port)).into())?;
     s.listen(1024)?;
     s.set_nonblocking(true)?;
-    TcpListener::from_std(s.into())
+    let l: std::net::TcpListener = s.into();
+    // SAFETY: the listener is moved in and stays open, unchanged, until
+    // the AsyncFd is dropped.
+    let fd = unsafe { AsyncFd::register_with_interest(l, Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)?;
+    Ok(Listener(fd))
+}
+
+/// A listening socket registered with the reactor. Connections are taken
+/// with accept4(2) directly, so that one answered at once (see
+/// [`Reply::Socket`]) is never registered with the reactor at all.
+pub struct Listener(AsyncFd<std::net::TcpListener>);
+
+impl Listener {
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.get_ref().local_addr()
+    }
+
+    /// The next connection: a non-blocking socket of its own, and the
+    /// peer's address.
+    async fn accept(&self) -> io::Result<(std::net::TcpStream, SocketAddr)> {
+        loop {
+            let mut ready = self.0.readable().await?;
+            match ready.try_io(|l| accept4(l.get_ref())) {
+                Ok(r) => return r,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+/// accept(2) with the new socket non-blocking and close-on-exec at once
+/// (std's accept would need an fcntl more).
+fn accept4(l: &std::net::TcpListener) -> io::Result<(std::net::TcpStream, SocketAddr)> {
+    // SAFETY: accept4 writes at most `len` bytes of address into the
+    // storage socket2 hands it, and sets `len` to what it wrote; the new
+    // descriptor is owned at once.
+    let (fd, addr) = unsafe {
+        socket2::SockAddr::try_init(|storage, len| {
+            let fd = libc::accept4(
+                l.as_raw_fd(),
+                storage.cast(),
+                len,
+                libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            );
+            if fd < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(fd)
+            }
+        })?
+    };
+    // SAFETY: a descriptor accept4 just returned, owned by nothing else.
+    let stream = unsafe { std::net::TcpStream::from_raw_fd(fd) };
+    let peer = addr
+        .as_socket()
+        .ok_or_else(|| io::Error::other("accept: not an IP peer"))?;
+    Ok((stream, peer))
+}
+
+/// Reads what is already there into the spare capacity of `buf`, without
+/// waiting and without zero-filling (one recv).
+fn read_now(s: &std::net::TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
+    let room = buf.capacity() - buf.len();
+    // SAFETY: recv writes at most `room` bytes into the spare capacity,
+    // which has room for them.
+    let n = unsafe {
+        libc::recv(
+            s.as_raw_fd(),
+            buf.as_mut_ptr().add(buf.len()).cast(),
+            room,
+            libc::MSG_DONTWAIT,
+        )
+    };
+    let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+    // SAFETY: the kernel initialised the n ≤ room bytes it received.
+    unsafe { buf.set_len(buf.len() + n.min(room)) };
+    Ok(n)
+}
+
+/// The whole request in `buf`, if it is one that asks to close: head and
+/// body, and the body's bytes.
+fn whole_closing_request(buf: &[u8]) -> Option<(Request, Vec<u8>)> {
+    let (req, head_len) = http::parse_head(buf).ok()??;
+    let total = head_len.checked_add(req.content_length)?;
+    if req.keep_alive || total != buf.len() {
+        return None;
+    }
+    let body = buf.get(head_len..)?.to_vec();
+    Some((req, body))
 }
 
 /// One admitted connection's place in the [`Gate`], given back when it
@@ -139,7 +290,7 @@ impl Drop for Admitted {
 /// dropped. Each connection is a task of its own owned by this one, so
 /// they end with it: closing a listener closes its connections.
 pub async fn serve(
-    listener: TcpListener,
+    listener: Listener,
     jobs: mpsc::Sender<Job>,
     limits: Limits,
     gate: Rc<Gate>,
@@ -167,13 +318,14 @@ pub async fn serve(
                 continue;
             }
         };
-        let jobs = jobs.clone();
-        let server = server.clone();
         let ip = peer.ip();
         if let Err(why) = gate.enter(ip, &limits) {
             // Tell the client why rather than leave it hanging.
+            let server = server.clone();
             conns.spawn_local(async move {
-                let mut s = stream;
+                let Ok(mut s) = TcpStream::from_std(stream) else {
+                    return;
+                };
                 let r = Response::error(503, why).header("Retry-After", "1");
                 let bytes = r.emit(&server, &now_date(), false);
                 let _ = timeout(Duration::from_secs(2), s.write_all(&bytes)).await;
@@ -184,8 +336,46 @@ pub async fn serve(
             gate: gate.clone(),
             ip,
         };
+        // The request is usually there already: a client sends it right
+        // after its connect returns, before we are woken for the accept.
+        let mut buf = Vec::with_capacity(2048);
+        let _ = read_now(&stream, &mut buf);
+        if let Some((req, body)) = whole_closing_request(&buf) {
+            let head_only = req.method() == Method::Head;
+            let job = Job {
+                req,
+                body,
+                peer,
+                local,
+                reply: Reply::Socket(Direct {
+                    stream,
+                    head_only,
+                    server: server.clone(),
+                    deadline: limits.request_deadline,
+                    _admitted: admitted,
+                }),
+            };
+            match jobs.try_send(job) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(job)) => {
+                    // The loop is busy: wait for room without holding up
+                    // the accepts.
+                    let jobs = jobs.clone();
+                    conns.spawn_local(async move {
+                        let _ = jobs.send(job).await;
+                    });
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            }
+            continue;
+        }
+        let Ok(stream) = TcpStream::from_std(stream) else {
+            continue;
+        };
+        let jobs = jobs.clone();
+        let server = server.clone();
         conns.spawn_local(async move {
-            let _ = connection(stream, peer, local, jobs, limits, &server).await;
+            let _ = connection(stream, buf, peer, local, jobs, limits, &server).await;
             drop(admitted);
         });
     }
@@ -210,19 +400,19 @@ fn now_date() -> Rc<str> {
     })
 }
 
-/// One connection's requests, one after the other. The connection's
-/// future is what a task holds and tokio copies when it starts and ends
-/// it, so it keeps no buffer of its own: bytes are read straight into
-/// `buf`'s spare capacity.
+/// One connection's requests, one after the other, starting with what
+/// `buf` holds already. The connection's future is what a task holds and
+/// tokio copies when it starts and ends it, so it keeps no buffer of its
+/// own: bytes are read straight into `buf`'s spare capacity.
 async fn connection(
     mut s: TcpStream,
+    mut buf: Vec<u8>,
     peer: SocketAddr,
     local: SocketAddr,
     jobs: mpsc::Sender<Job>,
     limits: Limits,
     server: &str,
 ) -> std::io::Result<()> {
-    let mut buf: Vec<u8> = Vec::with_capacity(2048);
     loop {
         // Wait for the first byte of the next request (idle timeout), then
         // the whole request must arrive within the request deadline.
@@ -272,7 +462,7 @@ async fn connection(
             body,
             peer,
             local,
-            reply: tx,
+            reply: Reply::Task(tx),
         };
         let resp = if jobs.send(job).await.is_err() {
             Response::error(503, "shutting down")
