@@ -1,11 +1,15 @@
 //! The HTTP server's sockets: accepting connections on the LAN addresses,
 //! reading bounded requests under deadlines, and writing responses. What
 //! a request means is decided by the daemon's loop, reached through a
-//! channel.
+//! channel. A request that is whole when its connection is accepted and
+//! asks to close (libminiupnpc's) costs no task: its connection goes to
+//! the loop with it, and the answer is written from there
+//! ([`Reply::Socket`]).
 //!
 //! Owns: the listening socket (bound to its LAN device), the connection
-//! caps (in all and per client address), the per-request deadline (slowloris), the keep-alive idle
-//! timeout, and the byte limits of `proto::http`.
+//! caps (in all and per client address), the per-request deadline
+//! (slowloris), the keep-alive idle timeout, and the byte limits of
+//! `proto::http`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
