@@ -18,6 +18,7 @@ use rupnpd::config::Config;
 use rupnpd::core::Core;
 use rupnpd::core::facts::FixedFacts;
 use rupnpd::core::firewall::Recording;
+use rupnpd::core::lan::Lans;
 use rupnpd::core::natpmp_pcp::{self, Server, Settings};
 use rupnpd::core::pinhole::PinPolicy;
 use rupnpd::core::policy::Policy;
@@ -124,11 +125,15 @@ const PMP_CFG: Settings = Settings {
     allow_third_party: false,
 };
 
+/// THIRD_PARTY is off: no LAN is consulted.
+static NO_LANS: Lans = Lans::new(Vec::new());
+
 fn natpmp_pcp_server(now: u64) -> Server<'static> {
     Server {
         settings: &PMP_CFG,
         external: Some(Ipv4Addr::new(192, 0, 3, 1)),
         epoch: 1000,
+        lans: &NO_LANS,
         now,
         facts: &NO_FACTS,
     }
@@ -163,7 +168,7 @@ fn pcp_map(client: Ipv4Addr, port: u16, lifetime: u32) -> Vec<u8> {
 /// One datagram through the handler, then what the daemon does at the end
 /// of the loop turn: the journal is committed and the events drained.
 fn handle(core: &mut Core, src: SocketAddrV4, pkt: &[u8]) -> Option<natpmp_pcp::Reply> {
-    let r = natpmp_pcp::handle(core, &natpmp_pcp_server(10_000), src, pkt);
+    let r = natpmp_pcp::handle(core, &natpmp_pcp_server(10_000), (*src.ip()).into(), pkt);
     black_box(core.commit_turn(&mut Recording::default(), 10_000));
     r
 }
@@ -243,6 +248,7 @@ fn main() {
     };
     let common = ssdp::Common {
         location: "http://192.168.77.1:5000/rootDesc.xml",
+        host: ssdp::Group::V4.host(),
         server: "Linux/6.1 UPnP/1.1 rupnpd/0.1.0",
         boot_id: 1,
         config_id: 1,

@@ -5,7 +5,8 @@
 #[path = "support/pcp_client.rs"]
 mod pcp_client;
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::sync::LazyLock;
 use std::thread;
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use pcp_client::{Map, Opt, Request, Retransmit, TCP, UDP, result};
 use rupnpd::config::Config;
 use rupnpd::core::Core;
 use rupnpd::core::facts::FixedFacts;
+use rupnpd::core::lan::{Lan, Lans};
 use rupnpd::core::natpmp_pcp::{self, Server, Settings};
 use rupnpd::core::pinhole::PinPolicy;
 use rupnpd::core::policy::Policy;
@@ -33,18 +35,30 @@ fn cfg() -> Settings {
     Settings::from_config(&Config::default())
 }
 
-fn serve(core: &mut Core, cfg: &Settings, from: Ipv4Addr, pkt: &[u8]) -> Option<Vec<u8>> {
+/// One LAN: 192.168.1.0/24 and fd77::/64.
+static LANS: LazyLock<Lans> = LazyLock::new(|| {
+    Lans::new(vec![Lan {
+        dev: "br-lan".into(),
+        addr: Ipv4Addr::new(192, 168, 1, 1),
+        nets: vec![(Ipv4Addr::new(192, 168, 1, 0), 24)],
+        nets6: vec![("fd77::1".parse().unwrap(), 64)],
+        http_port: 5000,
+    }])
+});
+
+fn serve(core: &mut Core, cfg: &Settings, from: impl Into<IpAddr>, pkt: &[u8]) -> Option<Vec<u8>> {
     let ctx = Server {
         settings: cfg,
         external: Some(EXT),
         epoch: 42,
+        lans: &LANS,
         now: 1_000,
         facts: &NO_FACTS,
     };
-    natpmp_pcp::handle(core, &ctx, SocketAddrV4::new(from, 40000), pkt).map(|r| r.ok)
+    natpmp_pcp::handle(core, &ctx, from.into(), pkt).map(|r| r.ok)
 }
 
-fn ask(core: &mut Core, from: Ipv4Addr, req: &Request) -> pcp_client::Response {
+fn ask(core: &mut Core, from: impl Into<IpAddr>, req: &Request) -> pcp_client::Response {
     let raw = serve(core, &cfg(), from, &req.to_bytes()).expect("a reply");
     let resp = pcp_client::parse_response(&raw).expect("a valid response");
     assert!(pcp_client::answers(req, &resp), "{req:?} → {resp:?}");
@@ -173,4 +187,69 @@ fn retransmits_over_loopback() {
         (result::SUCCESS, 40000, 600)
     );
     assert_eq!(worker.join().unwrap(), 1);
+}
+
+/// An IPv6 host: the two codecs agree on MAP, FILTER and PEER carried
+/// as IPv6 addresses, and the assigned external address and port are the
+/// internal ones (a pinhole).
+#[test]
+fn ipv6_map_filter_peer_in_memory() {
+    let mut c = core();
+    let me: Ipv6Addr = "fd77::2".parse().unwrap();
+    let peer: Ipv6Addr = "2001:db8:3::2".parse().unwrap();
+    let r = ask(&mut c, me, &Request::announce(me));
+    assert_eq!((r.result, r.len), (result::SUCCESS, 24));
+
+    let mut req = Request::map(me, [6; 12], TCP, 8080, 3600);
+    req.options = vec![Opt::filter_v6(peer, 128, 443)];
+    let r = ask(&mut c, me, &req);
+    assert_eq!(r.result, result::SUCCESS);
+    assert_eq!(
+        (r.external_port, r.external_addr, r.lifetime),
+        (8080, Some(me), 3600)
+    );
+    assert_eq!(r.options.len(), 1);
+    let p = c.pinholes().iter().next().unwrap();
+    assert_eq!((p.remote, p.rport, p.iaddr), (Some(peer), 443, me));
+
+    let mut wide = req.clone();
+    wide.options = vec![Opt::filter_v6(peer, 64, 0)];
+    assert_eq!(
+        ask(&mut c, me, &wide).result,
+        result::EXCESSIVE_REMOTE_PEERS
+    );
+
+    let flow = Request::peer(
+        me,
+        Map {
+            nonce: [7; 12],
+            protocol: UDP,
+            internal_port: 5000,
+            suggested_port: 0,
+            suggested_addr: None,
+        },
+        peer,
+        3478,
+        600,
+    );
+    let r = ask(&mut c, me, &flow);
+    assert_eq!(
+        (
+            r.result,
+            r.external_port,
+            r.external_addr,
+            r.peer_port,
+            r.peer_addr
+        ),
+        (result::SUCCESS, 5000, Some(me), 3478, Some(peer))
+    );
+    assert_eq!(c.pinholes().len(), 2);
+
+    let mut del = req.clone();
+    del.lifetime = 0;
+    del.options.clear();
+    assert_eq!(ask(&mut c, me, &del).result, result::SUCCESS);
+    assert_eq!(c.pinholes().len(), 1);
+    // NAT-PMP over IPv6: silence
+    assert_eq!(serve(&mut c, &cfg(), me, &[0, 0]), None);
 }

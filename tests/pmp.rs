@@ -358,7 +358,7 @@ fn pcp_prefer_failure_and_filter() {
     req.options = vec![Opt::Filter {
         prefix_len: 0,
         port: 0,
-        peer: Ipv4Addr::UNSPECIFIED,
+        peer: Ipv4Addr::UNSPECIFIED.into(),
     }];
     let r = pcp(&bed, CLIENT_IP, &req);
     assert_eq!(
@@ -376,7 +376,7 @@ fn pcp_prefer_failure_and_filter() {
 fn pcp_third_party_refused_by_default_allowed_by_configuration() {
     let (mut bed, _) = started("pmtp", "");
     let mut req = map(CLIENT_IP, 11, TCP, 27500, 7500, 600);
-    req.options = vec![Opt::ThirdParty(ip(CLIENT2_IP))];
+    req.options = vec![Opt::ThirdParty(ip(CLIENT2_IP).into())];
     // RFC 6887 §13.1: a server not configured for it does not support it
     let r = pcp(&bed, CLIENT_IP, &req);
     assert_eq!(r.result, result::UNSUPP_OPTION, "{r:?}");
@@ -413,7 +413,7 @@ fn pcp_third_party_refused_by_default_allowed_by_configuration() {
     assert!(bed.tcp_passes(7500, 27500));
     // THIRD_PARTY naming the sender itself is malformed (§13.1)
     let mut own = map(CLIENT_IP, 12, TCP, 27501, 7501, 600);
-    own.options = vec![Opt::ThirdParty(ip(CLIENT_IP))];
+    own.options = vec![Opt::ThirdParty(ip(CLIENT_IP).into())];
     let r = pcp(&bed, CLIENT_IP, &own);
     assert_eq!(r.result, result::MALFORMED_REQUEST, "{r:?}");
 }

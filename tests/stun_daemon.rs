@@ -7,8 +7,6 @@
 //! through both NATs.
 
 mod common;
-#[path = "support/pcp_client.rs"]
-mod pcp_client;
 mod support;
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
@@ -19,7 +17,7 @@ use common::carrier::{
     CARRIER_PUBLIC_IP, CARRIER_PUBLIC2_IP, CGN_WAN_IP, Carrier, CarrierBed, Server,
 };
 use common::*;
-use pcp_client::{Request, Retransmit, TCP, result};
+use support::pcp_client::{self, Request, Retransmit, TCP, result};
 use support::ubusd::{Broker, Peer, socket_path};
 use support::wire::{Value, json};
 
@@ -182,7 +180,8 @@ fn pcp_map(bed: &Bed, nonce: u8, iport: u16) -> (u8, u32) {
 
 fn pcp_map_response(bed: &Bed, nonce: u8, iport: u16) -> pcp_client::Response {
     let sock = udp_in(&bed.c, CLIENT_IP);
-    let req = Request::map(CLIENT_IP.parse().unwrap(), [nonce; 12], TCP, iport, 600);
+    let client: std::net::Ipv4Addr = CLIENT_IP.parse().unwrap();
+    let req = Request::map(client, [nonce; 12], TCP, iport, 600);
     pcp_client::exchange(&sock, natpmp_server(), &req, retransmit())
         .unwrap_or_else(|e| panic!("PCP: {e}\nlog:\n{}", bed.log()))
 }

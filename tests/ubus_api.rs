@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use support::netifd::{self, Netifd, fixture};
+use support::pcp_client;
 use support::ubusd::{Broker, Peer, socket_path};
 use support::wire::{Value, json};
 
@@ -265,19 +266,7 @@ async fn status_list_delete_flush_with_events() {
     assert_eq!(ev.get("external_port").and_then(Value::as_u32), Some(18082));
 
     // an IPv6 pinhole is listed with its counters
-    let (code, text) = bed.soap6(
-        CLIENT6,
-        "WANIPv6FirewallControl",
-        "AddPinhole",
-        &[
-            ("RemoteHost", ""),
-            ("RemotePort", "0"),
-            ("InternalClient", CLIENT6),
-            ("InternalPort", "8086"),
-            ("Protocol", "6"),
-            ("LeaseTime", "3600"),
-        ],
-    );
+    let (code, text) = bed.add_pinhole6(CLIENT6, "8086", "3600");
     assert_eq!(code, 200, "{text}");
     // … and announced like a mapping
     let ev = event(&mut listener, "rupnpd.pinhole", "action", "add".into()).await;
@@ -307,6 +296,39 @@ async fn status_list_delete_flush_with_events() {
             .is_some_and(|n| n > 0),
         "{p}"
     );
+    assert_eq!(p.get("origin").and_then(Value::as_str), Some("upnp-igdv2"));
+
+    // a PCP MAP over IPv6 is a pinhole of the same table, listed and
+    // announced with its origin
+    let me: std::net::Ipv6Addr = CLIENT6.parse().unwrap();
+    let req = pcp_client::Request::map(me, [4; 12], pcp_client::TCP, 8087, 600);
+    let r = bed.in_ns(&bed.c.clone(), move || {
+        let s = std::net::UdpSocket::bind((me, 0)).unwrap();
+        let server =
+            std::net::SocketAddr::from((LAN6.parse::<std::net::Ipv6Addr>().unwrap(), 5351));
+        pcp_client::exchange(&s, server, &req, pcp_client::Retransmit::fast()).unwrap()
+    });
+    assert_eq!(r.result, pcp_client::result::SUCCESS, "{r:?}");
+    let ev = event(&mut listener, "rupnpd.pinhole", "origin", "pcp".into()).await;
+    assert_eq!(
+        ev.get("action").and_then(Value::as_str),
+        Some("add"),
+        "{ev}"
+    );
+    assert_eq!(ev.get("internal_port").and_then(Value::as_u32), Some(8087));
+    let l = call(&caller, "list", "{}").await.unwrap();
+    let pins = l.get("pinholes").and_then(Value::as_array).unwrap();
+    let origins: Vec<(u32, &str)> = pins
+        .iter()
+        .map(|p| {
+            (
+                p.get("internal_port").and_then(Value::as_u32).unwrap_or(0),
+                p.get("origin").and_then(Value::as_str).unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(origins, [(8086, "upnp-igdv2"), (8087, "pcp")], "{l}");
+    assert!(bed.tcp6_through(PEER6, CLIENT6, 8087));
 
     for p in ["20000", "20001"] {
         bed.soap(
@@ -318,7 +340,7 @@ async fn status_list_delete_flush_with_events() {
     }
     let f = call(&caller, "flush", "{}").await.unwrap();
     assert_eq!(f.get("deleted").and_then(Value::as_u32), Some(2), "{f}");
-    assert_eq!(f.get("pinholes").and_then(Value::as_u32), Some(1), "{f}");
+    assert_eq!(f.get("pinholes").and_then(Value::as_u32), Some(2), "{f}");
     let ev = event(&mut listener, "rupnpd.pinhole", "action", "delete".into()).await;
     assert_eq!(
         ev.get("reason").and_then(Value::as_str),

@@ -4,7 +4,8 @@
 //! Checks besides "no panic": at most `MAX_URLS` callbacks, each to a
 //! non-zero port with a path that starts with `/`, is at most 256 bytes
 //! and holds no space or control character, so the NOTIFY request line
-//! cannot be split or extended by a subscriber.
+//! cannot be split or extended by a subscriber; an IPv6 callback carries
+//! no zone and its HOST line is the bracketed literal.
 
 #![no_main]
 
@@ -32,6 +33,11 @@ fuzz_target!(|data: &[u8]| {
             .unwrap_or(req.len());
         assert_eq!(&req[..7], b"NOTIFY ");
         assert_eq!(&req[line_end - 9..line_end], b" HTTP/1.1");
+        if let std::net::SocketAddr::V6(a) = cb.addr {
+            assert_eq!(a.scope_id(), 0);
+            let host = format!("\r\nHOST: [{}]:{}\r\n", a.ip(), a.port());
+            assert!(req.windows(host.len()).any(|w| w == host.as_bytes()));
+        }
     }
     if let Some(cb) = parse_url(s) {
         assert_ne!(cb.addr.port(), 0);

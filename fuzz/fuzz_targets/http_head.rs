@@ -4,7 +4,8 @@
 //! Checks besides "no panic": a complete head lies inside the buffer and
 //! within `MAX_HEAD`, its body length within `MAX_BODY`; "read more" is only
 //! ever asked while the buffer is within `MAX_HEAD`; a Host header that
-//! matches our address names it literally (IPv4 with or without our port).
+//! matches our address names it literally (IPv4 with or without our port,
+//! IPv6 in brackets without a zone, link-local or unique-local).
 
 #![no_main]
 
@@ -15,6 +16,7 @@ use rupnpd::proto::http::{MAX_BODY, MAX_HEAD, host_matches, parse_head};
 
 const LAN4: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 168, 77, 1));
 const LAN6: IpAddr = IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1));
+const ULA: IpAddr = IpAddr::V6(Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 1));
 const PORT: u16 = 5000;
 
 fuzz_target!(|data: &[u8]| {
@@ -34,8 +36,10 @@ fuzz_target!(|data: &[u8]| {
                         "{host:?}"
                     );
                 }
-                if host_matches(host, LAN6, PORT) {
-                    assert!(host.starts_with('['), "{host:?}");
+                for a in [LAN6, ULA] {
+                    if host_matches(host, a, PORT) {
+                        assert!(host.starts_with('[') && !host.contains('%'), "{host:?}");
+                    }
                 }
             }
         }
@@ -50,5 +54,11 @@ fuzz_target!(|data: &[u8]| {
     {
         let _ = host_matches(s, LAN4, PORT);
         let _ = host_matches(s, LAN6, PORT);
+        if host_matches(s, ULA, PORT) {
+            assert!(s.starts_with("[f") || s.starts_with("[F"), "{s:?}");
+        }
+        if host_matches(s, LAN4, PORT) {
+            assert!(!s.starts_with('['), "{s:?}");
+        }
     }
 });

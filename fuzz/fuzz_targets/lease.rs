@@ -9,7 +9,9 @@
 //! no overflow, a restored lifetime no longer than 2^32-1 s (a pinhole's
 //! no longer than a day), NAT-PMP/PCP origin and a nonce only from a line
 //! marked as the daemon's own label, and the mapping written back reads
-//! back the same.
+//! back the same; a pinhole is PCP's exactly when it has a nonce, a PEER
+//! one names its peer, and written back it reads back with the same
+//! origin, nonce and PEER flag.
 
 #![no_main]
 
@@ -76,7 +78,18 @@ fuzz_target!(|data: &[u8]| {
         for (now, wall) in CLOCKS {
             if let Some(p) = from_lease6(l, now, wall) {
                 assert!(p.expires.saturating_sub(now) <= u64::from(MAX_LEASE) * 1000);
-                Lease6::parse(&to_lease6(&p, now, wall).emit()).unwrap();
+                let back = Lease6::parse(&to_lease6(&p, now, wall).emit()).unwrap();
+                // a PCP pinhole comes back with its origin, nonce and PEER
+                // flag; a PEER one always has its peer
+                if let Some(again) = from_lease6(&back, now, wall) {
+                    assert_eq!(
+                        (again.origin, again.nonce, again.peer),
+                        (p.origin, p.nonce, p.peer),
+                        "{l:?}"
+                    );
+                }
+                assert!(!p.peer || (p.remote.is_some() && p.rport != 0), "{l:?}");
+                assert_eq!(p.origin == Origin::Pcp, p.nonce.is_some(), "{l:?}");
             }
         }
     }

@@ -6,7 +6,7 @@
 //! User-Agent of clients that fail on IGD:2), and CONFIGID. Pure: built
 //! from [`Config`] and the values the daemon read once at start.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::rc::Rc;
 
 use crate::config::Config;
@@ -14,6 +14,7 @@ use crate::core::facts::Facts;
 use crate::core::lan::Lans;
 use crate::core::table::Millis;
 use crate::proto::desc::{self, DescParams};
+use crate::proto::http;
 use crate::proto::schema::{Service, ServiceKind};
 use crate::proto::ssdp;
 
@@ -162,7 +163,7 @@ impl Device {
         desc::udn(&self.uuid, 2)
     }
 
-    fn desc_params(&self, lan_addr: Option<Ipv4Addr>) -> DescParams {
+    fn desc_params(&self, lan_addr: Option<IpAddr>) -> DescParams {
         DescParams {
             uuid: self.uuid.clone(),
             friendly_name: self.friendly_name.clone(),
@@ -171,7 +172,8 @@ impl Device {
             presentation_url: match &self.presentation_url {
                 Some(u) if u.is_empty() => None,
                 Some(u) => Some(u.clone()),
-                None => lan_addr.map(|a| format!("http://{a}/")),
+                // UDA Annex A: an IPv6 literal in brackets (RFC 2732)
+                None => lan_addr.map(|a| format!("http://{}/", http::url_host(a))),
             },
             config_id: 0,
             pinholes: self.pinholes,
@@ -181,7 +183,7 @@ impl Device {
     /// CONFIGID.UPNP.ORG (UDA 1.1): changes whenever the description
     /// would (FNV-1a of what it is made of, 24 bits).
     pub fn config_id(&self, lans: &Lans) -> u32 {
-        let p = self.desc_params(lans.get(0).map(|l| l.addr));
+        let p = self.desc_params(lans.get(0).map(|l| IpAddr::V4(l.addr)));
         let mut h: u32 = 2166136261;
         for b in format!("{p:?}{}", self.igdv1).bytes() {
             h = (h ^ u32::from(b)).wrapping_mul(16777619);
@@ -189,9 +191,13 @@ impl Device {
         h & 0x00ff_ffff
     }
 
-    /// The root description as shown on LAN `lan` at IGD version `v`.
-    pub fn description(&self, lans: &Lans, lan: usize, v: u8) -> String {
-        let mut p = self.desc_params(lans.get(lan).map(|l| l.addr));
+    /// The root description as shown on LAN `lan` at IGD version `v`, to
+    /// a client that reached us at `local` (its family decides the
+    /// address in the presentation URL, UDA Annex A); `None`: the LAN's
+    /// IPv4 address.
+    pub fn description(&self, lans: &Lans, lan: usize, local: Option<IpAddr>, v: u8) -> String {
+        let local = local.or_else(|| lans.get(lan).map(|l| IpAddr::V4(l.addr)));
+        let mut p = self.desc_params(local);
         p.config_id = self.config_id(lans);
         desc::root(&p, v)
     }

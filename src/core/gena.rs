@@ -2,14 +2,16 @@
 //! expire, and which of them are owed an event message.
 //!
 //! Owns: [`Gena`], the CallStranger defence (a callback must be the
-//! subscriber's own address, CVE-2020-12695), the caps on subscribers, and
-//! the evented variables of each service. Pure: the caller passes `now`
-//! and fresh SIDs, sends the messages and reports back.
+//! subscriber's own address, IPv4 or IPv6, CVE-2020-12695), the caps on
+//! subscribers (per [`ClientKey`]: an IPv6 subscriber's /64), and the
+//! evented variables of each service. Pure: the caller passes `now` and
+//! fresh SIDs, sends the messages and reports back.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use crate::core::Core;
 use crate::core::igd::default_connection_service;
+use crate::core::policy::ClientKey;
 use crate::core::table::Millis;
 use crate::core::wan::Wan;
 use crate::proto::gena::{Callback, parse_callback, parse_timeout};
@@ -49,7 +51,7 @@ pub struct Subscriber {
     pub sid: String,
     pub service: ServiceKind,
     pub callback: Callback,
-    pub client: Ipv4Addr,
+    pub client: IpAddr,
     pub expires: Millis,
     /// SEQ of the next message.
     pub seq: u32,
@@ -120,7 +122,7 @@ impl Gena {
     pub fn subscribe(
         &mut self,
         service: ServiceKind,
-        client: Ipv4Addr,
+        client: IpAddr,
         h: Headers,
         now: Millis,
         new_sid: impl FnOnce() -> String,
@@ -142,14 +144,21 @@ impl Gena {
             return Err(GenaError::PreconditionFailed);
         }
         // CallStranger: only a callback at the subscriber's own address is
-        // accepted; the first such URL is used (UDA: try them in order).
+        // accepted (the very address the request came from, not another
+        // of its /64); the first such URL is used (UDA: try them in order).
         let callback = parse_callback(h.callback.unwrap_or(""))
             .into_iter()
-            .find(|c| *c.addr.ip() == client)
+            .find(|c| c.addr.ip() == client)
             .ok_or(GenaError::PreconditionFailed)?;
         self.expire(now);
+        let key = ClientKey::of(client);
         if self.subs.len() >= self.max_total
-            || self.subs.iter().filter(|s| s.client == client).count() >= self.max_per_client
+            || self
+                .subs
+                .iter()
+                .filter(|s| ClientKey::of(s.client) == key)
+                .count()
+                >= self.max_per_client
         {
             return Err(GenaError::Unavailable);
         }
@@ -312,7 +321,7 @@ pub fn evented(
 mod tests {
     use super::*;
 
-    const ME: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 2);
+    const ME: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 168, 1, 2));
     const SVC: ServiceKind = ServiceKind::WanIpConnection;
 
     fn sub<'a>(cb: &'a str, timeout: Option<&'a str>) -> Headers<'a> {
@@ -446,12 +455,12 @@ mod tests {
             g.subscribe(SVC, ME, sub(cb, None), 0, || "3".into()),
             Err(GenaError::Unavailable)
         );
-        let other = Ipv4Addr::new(192, 168, 1, 3);
+        let other: IpAddr = "192.168.1.3".parse().unwrap();
         g.subscribe(SVC, other, sub("<http://192.168.1.3/>", None), 0, || {
             "4".into()
         })
         .unwrap();
-        let third = Ipv4Addr::new(192, 168, 1, 4);
+        let third: IpAddr = "192.168.1.4".parse().unwrap();
         assert_eq!(
             g.subscribe(SVC, third, sub("<http://192.168.1.4/>", None), 0, || "5"
                 .into()),
@@ -463,6 +472,58 @@ mod tests {
         assert_eq!(g.subs[0].sid, "2");
         assert_eq!(g.expire(86_400_000), 1);
         assert!(g.is_empty());
+    }
+
+    /// An IPv6 control point: its callback must be its own address (not
+    /// the router's, not another host's of its /64), and its /64 is one
+    /// client for the cap.
+    #[test]
+    fn ipv6_subscribers() {
+        let mut g = Gena::new(10, 2);
+        let me: IpAddr = "fd77::2".parse().unwrap();
+        let e = |r: Result<(String, u32), GenaError>| r.unwrap_err();
+        for cb in [
+            "<http://[fd77::1]/x>",
+            "<http://[fd77::3]:4000/x>",
+            "<http://[2001:db8::2]/x>",
+            "<http://192.168.1.2/x>",
+            "<http://[fe80::2%25eth0]/x>",
+        ] {
+            assert_eq!(
+                e(g.subscribe(SVC, me, sub(cb, None), 0, || "u".into())),
+                GenaError::PreconditionFailed,
+                "{cb}"
+            );
+        }
+        g.subscribe(SVC, me, sub("<http://[fd77::2]:4000/cb>", None), 0, || {
+            "a".into()
+        })
+        .unwrap();
+        assert_eq!(g.subs[0].callback.addr, "[fd77::2]:4000".parse().unwrap());
+        let same64: IpAddr = "fd77::77".parse().unwrap();
+        g.subscribe(SVC, same64, sub("<http://[fd77::77]/cb>", None), 0, || {
+            "b".into()
+        })
+        .unwrap();
+        let again: IpAddr = "fd77::78".parse().unwrap();
+        assert_eq!(
+            e(
+                g.subscribe(SVC, again, sub("<http://[fd77::78]/cb>", None), 0, || "c"
+                    .into())
+            ),
+            GenaError::Unavailable
+        );
+        let other64: IpAddr = "fd77:0:0:1::2".parse().unwrap();
+        assert!(
+            g.subscribe(
+                SVC,
+                other64,
+                sub("<http://[fd77:0:0:1::2]/>", None),
+                0,
+                || "d".into()
+            )
+            .is_ok()
+        );
     }
 
     #[test]

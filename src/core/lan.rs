@@ -39,14 +39,55 @@ pub fn prefix6_contains(net: Ipv6Addr, prefix: u8, addr: Ipv6Addr) -> bool {
     u128::from(net).checked_shr(shift) == u128::from(addr).checked_shr(shift)
 }
 
+/// fe80::/10.
+pub fn is_link_local(a: &Ipv6Addr) -> bool {
+    (a.segments()[0] & 0xffc0) == 0xfe80
+}
+
+/// fc00::/7 (RFC 4193).
+pub fn is_unique_local(a: &Ipv6Addr) -> bool {
+    (a.segments()[0] & 0xfe00) == 0xfc00
+}
+
 /// Whether a LAN's IPv6 address is served: global and unique-local ones
 /// are; link-local ones need a scope, and loopback is no LAN.
 pub fn serves_ipv6(a: &Ipv6Addr) -> bool {
-    (a.segments()[0] & 0xffc0) != 0xfe80 && !a.is_loopback()
+    !is_link_local(a) && !a.is_loopback() && !a.is_multicast() && !a.is_unspecified()
+}
+
+impl Lan {
+    /// The IPv6 address that names this LAN to a host at `peer` (SSDP
+    /// LOCATION, the description's URLs): ours in the peer's own prefix,
+    /// else the first unique-local one (stable when the ISP renumbers the
+    /// global prefix), else the first global one. Never a link-local
+    /// one: its URL would need a zone naming the *client's* interface
+    /// (RFC 6874), which only the client knows. `None` without any.
+    pub fn addr6_for(&self, peer: Option<Ipv6Addr>) -> Option<Ipv6Addr> {
+        let own = peer.and_then(|p| {
+            self.nets6
+                .iter()
+                .find(|(a, n)| prefix6_contains(*a, *n, p))
+                .map(|(a, _)| *a)
+        });
+        own.or_else(|| self.nets6.iter().map(|(a, _)| *a).find(is_unique_local))
+            .or_else(|| self.nets6.first().map(|(a, _)| *a))
+    }
+
+    /// Whether a datagram from IPv6 `src` that arrived on this LAN's
+    /// device is answered: a link-local source is on this link (the
+    /// socket is bound to the device, and routers never forward
+    /// link-local sources), any other must be on a served prefix.
+    pub fn accepts6(&self, src: &Ipv6Addr) -> bool {
+        is_link_local(src)
+            || self
+                .nets6
+                .iter()
+                .any(|(n, p)| prefix6_contains(*n, *p, *src))
+    }
 }
 
 impl Lans {
-    pub fn new(lans: Vec<Lan>) -> Lans {
+    pub const fn new(lans: Vec<Lan>) -> Lans {
         Lans(lans)
     }
 
@@ -84,9 +125,13 @@ impl Lans {
     }
 
     /// Whether a datagram from `src` that arrived on LAN `lan` is
-    /// answered: only from a host of that LAN's subnets.
-    pub fn accepts(&self, lan: usize, src: Ipv4Addr) -> bool {
-        self.of(IpAddr::V4(src)) == Some(lan)
+    /// answered: only from a host of that LAN's subnets (for IPv6, see
+    /// [`Lan::accepts6`]).
+    pub fn accepts(&self, lan: usize, src: IpAddr) -> bool {
+        match src {
+            IpAddr::V4(_) => self.of(src) == Some(lan),
+            IpAddr::V6(a) => self.get(lan).is_some_and(|l| l.accepts6(&a)),
+        }
     }
 
     /// True if `a` is on a served IPv4 subnet.
@@ -132,8 +177,34 @@ mod tests {
         assert_eq!(l.of("fd01::9".parse().unwrap()), None);
         assert_eq!(l.of("192.0.3.2".parse().unwrap()), None);
         // a datagram is answered only on the LAN it belongs to
-        assert!(l.accepts(1, Ipv4Addr::new(10, 1, 2, 3)));
-        assert!(!l.accepts(0, Ipv4Addr::new(10, 1, 2, 3)));
+        assert!(l.accepts(1, "10.1.2.3".parse().unwrap()));
+        assert!(!l.accepts(0, "10.1.2.3".parse().unwrap()));
+        // over IPv6: the LAN's prefixes, and link-local sources (they can
+        // only come from the link the socket is bound to)
+        assert!(l.accepts(0, "fd00::9".parse().unwrap()));
+        assert!(l.accepts(0, "fe80::9".parse().unwrap()));
+        assert!(!l.accepts(0, "2001:db8::9".parse().unwrap()));
+        assert!(!l.accepts(1, "fd00::9".parse().unwrap()));
+    }
+
+    /// LOCATION names our address in the searcher's prefix, else the ULA
+    /// (stable across renumbering), else a global one; never link-local.
+    #[test]
+    fn the_ipv6_address_that_names_a_lan() {
+        let mut lan = lans().get(0).unwrap().clone();
+        let a = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+        lan.nets6 = vec![(a("2001:db8:1::1"), 64), (a("fd77::1"), 64)];
+        assert_eq!(
+            lan.addr6_for(Some(a("2001:db8:1::9"))),
+            Some(a("2001:db8:1::1"))
+        );
+        assert_eq!(lan.addr6_for(Some(a("fd77::9"))), Some(a("fd77::1")));
+        assert_eq!(lan.addr6_for(Some(a("fe80::9"))), Some(a("fd77::1")));
+        assert_eq!(lan.addr6_for(None), Some(a("fd77::1")));
+        lan.nets6.remove(1);
+        assert_eq!(lan.addr6_for(Some(a("fe80::9"))), Some(a("2001:db8:1::1")));
+        lan.nets6.clear();
+        assert_eq!(lan.addr6_for(None), None);
     }
 
     #[test]

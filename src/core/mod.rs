@@ -509,18 +509,28 @@ impl Core {
 
     // ------------------------------------------------------------ pinholes
 
-    /// AddPinhole: a new pinhole, or the identical one extended. Returns
-    /// its UniqueID.
+    /// AddPinhole, PCP MAP or PEER: a new pinhole, or the identical one
+    /// extended. Returns its UniqueID. A refusal is recorded as an event.
     pub fn add_pinhole(
         &mut self,
         req: &PinRequest,
         now: Millis,
         facts: &dyn Facts,
     ) -> Result<u16, PinRefusal> {
-        if self.firewall_down && !self.pinholes.holds(req) {
-            return Err(PinRefusal::FirewallDown);
-        }
-        let (id, renewed) = self.pinholes.add(&self.pin_policy, facts, req, now)?;
+        // a new pinhole would exist only in the table; one held is kept
+        // and renewed either way
+        let refused = if self.firewall_down && !self.pinholes.holds(req) {
+            Err(PinRefusal::FirewallDown)
+        } else {
+            self.pinholes.add(&self.pin_policy, facts, req, now)
+        };
+        let (id, renewed) = match refused {
+            Ok(x) => x,
+            Err(r) => {
+                self.refuse_pinhole(req, r, now);
+                return Err(r);
+            }
+        };
         let p = self.pinholes.get(id).cloned();
         if let Some(p) = p {
             let (kind, why) = if renewed {
@@ -531,6 +541,24 @@ impl Core {
             self.push(kind, Subject::Pinhole(p), why);
         }
         Ok(id)
+    }
+
+    /// Records a refused pinhole request (for logs and the ubus event).
+    pub fn refuse_pinhole(&mut self, req: &PinRequest, r: PinRefusal, now: Millis) {
+        let p = Pinhole {
+            id: 0,
+            remote: req.remote,
+            rport: req.rport,
+            iaddr: req.iaddr,
+            iport: req.iport,
+            proto: req.proto,
+            expires: now,
+            client: req.client,
+            origin: req.origin,
+            nonce: req.nonce,
+            peer: req.peer,
+        };
+        self.push(EventKind::Refuse, Subject::Pinhole(p), r.reason());
     }
 
     /// UpdatePinhole: a new lease for an existing pinhole.
@@ -598,18 +626,30 @@ impl Core {
         ids.len()
     }
 
-    /// Restores a pinhole read back from the lease file. False if its
-    /// UniqueID or its traffic is taken.
-    pub fn restore_pinhole(&mut self, p: Pinhole) -> bool {
-        if !self.pinholes.restore(p.clone()) {
-            return false;
+    /// Restores a pinhole read back from the lease file, under the
+    /// current pinhole policy like a new request; a refusal is recorded
+    /// as an event and returned.
+    pub fn restore_pinhole(&mut self, p: Pinhole, facts: &dyn Facts) -> Result<(), PinRefusal> {
+        match self.pinholes.restore(&self.pin_policy, facts, p.clone()) {
+            Ok(()) => {
+                self.push(
+                    EventKind::Add,
+                    Subject::Pinhole(p),
+                    "restored from the lease file",
+                );
+                Ok(())
+            }
+            Err(r) => {
+                self.push(EventKind::Refuse, Subject::Pinhole(p), r.reason());
+                Err(r)
+            }
         }
-        self.push(
-            EventKind::Add,
-            Subject::Pinhole(p),
-            "restored from the lease file",
-        );
-        true
+    }
+
+    /// Whether `requester` may renew or delete pinhole `p` (secure mode:
+    /// its creator or the host it admits traffic to).
+    pub fn may_manage_pinhole(&self, requester: IpAddr, p: &Pinhole, facts: &dyn Facts) -> bool {
+        Pinholes::may_manage(&self.pin_policy, facts, requester, p)
     }
 
     /// Takes what was restored at start as installed: the daemon installs
@@ -711,14 +751,12 @@ mod tests {
     }
 
     fn pin(port: u16) -> PinRequest {
+        let me: std::net::Ipv6Addr = "fd77::2".parse().unwrap();
         PinRequest {
-            client: "fd77::2".parse().unwrap(),
-            remote: None,
-            rport: 0,
-            iaddr: "fd77::2".parse().unwrap(),
             iport: port,
             proto: 6,
             lease: 60,
+            ..PinRequest::upnp(me.into(), None, 0, me)
         }
     }
 

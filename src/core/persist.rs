@@ -10,8 +10,10 @@
 //! description could forge them. We write the same text, so LuCI labels
 //! the lines as before, but read it back only from a line marked as our
 //! own label ([`Lease4::own_label`]), which no client text can carry;
-//! every other line is a UPnP mapping. Pure: both clocks are passed in,
-//! and the daemon reads and writes the files.
+//! every other line is a UPnP mapping. A pinhole's line has no client
+//! text at all, so its label (`PCP MAP|PEER <nonce>`, else a
+//! WANIPv6FirewallControl pinhole) needs no mark. Pure: both clocks are
+//! passed in, and the daemon reads and writes the files.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -37,8 +39,22 @@ fn max_restored_secs(origin: Origin) -> u64 {
     }
 }
 
-/// The IPv6 lease line of a pinhole (miniupnpd's `leases6` format).
+/// The description of a WANIPv6FirewallControl pinhole's line.
+const UPNP_PINHOLE: &str = "IGD2 pinhole";
+
+/// The IPv6 lease line of a pinhole (miniupnpd's `leases6` format). The
+/// description is ours alone (AddPinhole takes no text from the client):
+/// `IGD2 pinhole`, or for PCP miniupnpd's `PCP MAP <nonce>` / `PCP PEER
+/// <nonce>` (the peer is in the remote fields), so a restart restores a
+/// PCP pinhole with its origin and the nonce that owns it.
 pub fn to_lease6(p: &Pinhole, now: Millis, wall: u64) -> Lease6 {
+    let desc = match (p.origin, p.nonce) {
+        (Origin::Pcp, Some(n)) => {
+            let op = if p.peer { "PEER" } else { "MAP" };
+            format!("PCP {op} {}", nonce_hex(&n))
+        }
+        _ => UPNP_PINHOLE.into(),
+    };
     Lease6 {
         proto: u16::from(p.proto),
         iaddr: p.iaddr,
@@ -47,13 +63,16 @@ pub fn to_lease6(p: &Pinhole, now: Millis, wall: u64) -> Lease6 {
         rport: p.rport,
         uid: p.id,
         expiry: wall.saturating_add(u64::from(p.remaining_secs(now).max(1))),
-        desc: "IGD2 pinhole".into(),
+        desc,
     }
 }
 
 /// The pinhole an IPv6 lease line describes, or `None` if it has ended
 /// or is not one we could have made. Its lifetime is cut to the longest
-/// a pinhole gets.
+/// a pinhole gets. A `PCP MAP|PEER <nonce>` line is a PCP pinhole (a
+/// PEER one needs its remote host and port); anything else is
+/// WANIPv6FirewallControl's. The requester is not in the file and is
+/// taken to be the internal client, as for mappings.
 pub fn from_lease6(l: &Lease6, now: Millis, wall: u64) -> Option<Pinhole> {
     if l.expiry <= wall || l.uid == 0 || l.iport == 0 {
         return None;
@@ -62,6 +81,22 @@ pub fn from_lease6(l: &Lease6, now: Millis, wall: u64) -> Option<Pinhole> {
         .ok()
         .filter(|p| [6, 17, 136].contains(p))?;
     let secs = (l.expiry - wall).min(u64::from(PIN_MAX_LEASE));
+    let (origin, nonce, peer) = match l.desc.strip_prefix("PCP ") {
+        None => (Origin::UpnpV2, None, false),
+        Some(label) => {
+            let mut words = label.split(' ');
+            let (Some(op @ ("MAP" | "PEER")), Some(hex), None) =
+                (words.next(), words.next(), words.next())
+            else {
+                return None;
+            };
+            let peer = op == "PEER";
+            if peer && (l.remote.is_none() || l.rport == 0) {
+                return None;
+            }
+            (Origin::Pcp, Some(nonce_from_hex(hex)?), peer)
+        }
+    };
     Some(Pinhole {
         id: l.uid,
         remote: l.remote,
@@ -71,6 +106,9 @@ pub fn from_lease6(l: &Lease6, now: Millis, wall: u64) -> Option<Pinhole> {
         proto,
         expires: now.saturating_add(secs * 1000),
         client: std::net::IpAddr::V6(l.iaddr),
+        origin,
+        nonce,
+        peer,
     })
 }
 
@@ -439,7 +477,7 @@ pub fn restore(
         let (leases, _) = lease::parse_file6(text);
         for l in &leases {
             if let Some(p) = from_lease6(l, now, wall).filter(|p| lans.holds6(p.iaddr)) {
-                if core.restore_pinhole(p) {
+                if core.restore_pinhole(p, facts).is_ok() {
                     out.pinholes += 1;
                 }
             }
@@ -815,5 +853,90 @@ UDP:10:192.168.1.5:10:0:PCP PEER 0123456789abcdef01234567 5000\n",
         let kinds: Vec<_> = c.take_events().iter().map(|e| e.kind).collect();
         use crate::core::EventKind::*;
         assert_eq!(kinds, [Add, Refuse, Add]);
+    }
+
+    /// A PCP pinhole keeps its origin, nonce and PEER flag across a
+    /// restart; its line has the label miniupnpd writes.
+    #[test]
+    fn pcp_pinholes_round_trip_with_origin_and_nonce() {
+        let pin = |origin, nonce, peer, remote: Option<&str>, rport| Pinhole {
+            id: 9,
+            remote: remote.map(|r| r.parse().unwrap()),
+            rport,
+            iaddr: "fd00::5".parse().unwrap(),
+            iport: 8080,
+            proto: 17,
+            expires: 60_000,
+            client: "fd00::5".parse().unwrap(),
+            origin,
+            nonce,
+            peer,
+        };
+        let n = Some([0xab; 12]);
+        for p in [
+            pin(Origin::Pcp, n, false, None, 0),
+            pin(Origin::Pcp, n, false, Some("2001:db8::9"), 443),
+            pin(Origin::Pcp, n, true, Some("2001:db8::9"), 6000),
+            pin(Origin::UpnpV2, None, false, None, 0),
+        ] {
+            let line = to_lease6(&p, 0, 1000).emit();
+            let back = from_lease6(&Lease6::parse(&line).unwrap(), 0, 1000).unwrap();
+            assert_eq!(back, p, "{line}");
+        }
+        let line = to_lease6(
+            &pin(Origin::Pcp, n, true, Some("2001:db8::9"), 6000),
+            0,
+            1000,
+        );
+        assert_eq!(
+            line.emit(),
+            "UDP;fd00::5;8080;2001:db8::9;6000;9;1060;PCP PEER abababababababababababab"
+        );
+        // not ours: a bad nonce, a bad label, or a PEER without its peer
+        for desc in [
+            "PCP MAP abab",
+            "PCP MAP abababababababababababab extra",
+            "PCP GET abababababababababababab",
+            "PCP PEER abababababababababababab",
+        ] {
+            let mut l = line.clone();
+            l.desc = desc.into();
+            l.remote = None;
+            assert_eq!(from_lease6(&l, 0, 1000), None, "{desc}");
+        }
+    }
+
+    /// A restart restores PCP pinholes under the current policy.
+    #[test]
+    fn pcp_pinholes_are_restored_under_the_current_policy() {
+        let mut c = core();
+        let facts = crate::core::facts::FixedFacts::default();
+        let wall = 1_700_000_000;
+        let v6 = "TCP;fd00::5;8080;;0;3;1700000600;PCP MAP 010101010101010101010101\n\
+                  TCP;fd00::5;22;;0;4;1700000600;PCP MAP 010101010101010101010101\n\
+                  UDP;fd00::5;5000;2001:db8::9;6000;5;1700000600;PCP PEER 020202020202020202020202\n";
+        let r = restore(&mut c, &lans(), None, Some(v6), 0, wall, &facts);
+        assert_eq!(r.pinholes, 2);
+        let p = c.pinholes().get(3).unwrap();
+        assert_eq!(
+            (p.origin, p.nonce, p.peer),
+            (Origin::Pcp, Some([1; 12]), false)
+        );
+        assert!(
+            c.pinholes().get(4).is_none(),
+            "port 22 is denied by the rules"
+        );
+        assert!(c.pinholes().get(5).unwrap().peer);
+        // with pinholes switched off nothing comes back
+        let cfg = crate::config::Config {
+            ipv6_pinholes: false,
+            ..crate::config::Config::default()
+        };
+        let mut off = Core::new(
+            crate::core::policy::Policy::from_config(&cfg, vec![]),
+            crate::core::pinhole::PinPolicy::from_config(&cfg),
+        );
+        let r = restore(&mut off, &lans(), None, Some(v6), 0, wall, &facts);
+        assert_eq!(r.pinholes, 0);
     }
 }

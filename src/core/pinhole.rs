@@ -1,11 +1,15 @@
-//! IPv6 firewall pinholes (WANIPv6FirewallControl:1): the table, its
-//! policy (pinholes allowed, secure mode, permission rules, quotas, lease
-//! limits) and its journal of changes for the firewall.
+//! IPv6 firewall pinholes, from WANIPv6FirewallControl:1 and from PCP
+//! (RFC 6887 MAP and PEER for an IPv6 internal address): one table, its
+//! policy (pinholes allowed, secure mode, permission rules, quotas per
+//! client as [`ClientKey`] counts them, lease limits) and its journal of
+//! changes for the firewall.
 //!
-//! Owns: [`Pinhole`], [`Pinholes`]. Pure: `now` is passed in, and whether
-//! an IPv6 address belongs to the requesting host is asked of the
-//! caller's [`Facts`]. Changes reach it through [`crate::core::Core`],
-//! which records an event for each.
+//! Owns: [`Pinhole`], [`Pinholes`], and what a collision between the two
+//! protocols is: the same traffic tuple held by a pinhole of the other
+//! origin (or, between PCP pinholes, of another nonce) is refused. Pure:
+//! `now` is passed in, and whether an IPv6 address belongs to the
+//! requesting host is asked of the caller's [`Facts`]. Changes reach it
+//! through [`crate::core::Core`], which records an event for each.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv6Addr};
@@ -13,17 +17,23 @@ use std::net::{IpAddr, Ipv6Addr};
 use crate::config::{Config, PermRule};
 use crate::core::facts::Facts;
 use crate::core::journal::{Change, Deadlines, Journal};
-use crate::core::table::Millis;
+use crate::core::policy::ClientKey;
+use crate::core::table::{Millis, Origin};
 
 /// WANIPv6FirewallControl:1 A_ARG_TYPE_LeaseTime range.
 pub const MIN_LEASE: u32 = 1;
 pub const MAX_LEASE: u32 = 86400;
 
+/// The traffic a pinhole admits: remote host and port (wildcards `None`,
+/// 0), internal address and port, IANA protocol.
+pub type Tuple = (Option<Ipv6Addr>, u16, Ipv6Addr, u16, u8);
+
 /// One pinhole: inbound traffic from `remote:rport` (wildcards: `None`,
 /// 0) to `iaddr:iport` over `proto` is accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pinhole {
-    /// The UniqueID the control point uses.
+    /// The UniqueID the control point uses (PCP clients never see it; it
+    /// names the pinhole in ubus and the lease file).
     pub id: u16,
     pub remote: Option<Ipv6Addr>,
     pub rport: u16,
@@ -34,12 +44,18 @@ pub struct Pinhole {
     pub expires: Millis,
     /// Who asked (owner for secure mode and quotas).
     pub client: IpAddr,
+    /// `UpnpV2` (WANIPv6FirewallControl, an IGD:2 service) or `Pcp`.
+    pub origin: Origin,
+    /// PCP mapping nonce (RFC 6887 §11.1), required to renew or delete.
+    pub nonce: Option<[u8; 12]>,
+    /// A PCP PEER pinhole (RFC 6887 §12): `remote:rport` is the peer.
+    pub peer: bool,
 }
 
 impl Pinhole {
     /// The traffic tuple: two pinholes with the same one are the same
     /// pinhole (an AddPinhole repeating it extends the existing one).
-    pub fn tuple(&self) -> (Option<Ipv6Addr>, u16, Ipv6Addr, u16, u8) {
+    pub fn tuple(&self) -> Tuple {
         (self.remote, self.rport, self.iaddr, self.iport, self.proto)
     }
 
@@ -48,8 +64,8 @@ impl Pinhole {
     }
 }
 
-/// An AddPinhole request: the traffic to let in, for how long, and who
-/// asks.
+/// A request for a pinhole (AddPinhole, PCP MAP or PEER): the traffic to
+/// let in, for how long, and who asks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PinRequest {
     pub client: IpAddr,
@@ -61,32 +77,84 @@ pub struct PinRequest {
     pub proto: u8,
     /// Seconds, clamped to MIN_LEASE..=MAX_LEASE.
     pub lease: u32,
+    pub origin: Origin,
+    pub nonce: Option<[u8; 12]>,
+    pub peer: bool,
+    /// The pinhole this request renews under a new remote filter (a PCP
+    /// MAP with new FILTER options): it keeps its UniqueID.
+    pub replaces: Option<u16>,
+}
+
+impl PinRequest {
+    /// An AddPinhole of WANIPv6FirewallControl.
+    pub fn upnp(client: IpAddr, remote: Option<Ipv6Addr>, rport: u16, iaddr: Ipv6Addr) -> Self {
+        PinRequest {
+            client,
+            remote,
+            rport,
+            iaddr,
+            iport: 0,
+            proto: 0,
+            lease: 0,
+            origin: Origin::UpnpV2,
+            nonce: None,
+            peer: false,
+            replaces: None,
+        }
+    }
+
+    fn tuple(&self) -> Tuple {
+        (self.remote, self.rport, self.iaddr, self.iport, self.proto)
+    }
 }
 
 /// What happened to one pinhole (by UniqueID) during a turn.
 pub type PinChange = Change<u16, Pinhole>;
 
 /// Why a pinhole request is refused (mapped to 6FC error codes by the
-/// IGD layer).
+/// IGD layer, to PCP result codes by the PCP layer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PinRefusal {
     /// Pinholes are switched off (703 InboundPinholeNotAllowed).
     NotAllowed,
     /// Secure mode or permission rules (606).
     NotAuthorized,
-    /// No room (701 PinholeSpaceExhausted).
+    /// No room in the table (701 PinholeSpaceExhausted).
     SpaceExhausted,
+    /// The client (its /64 for IPv6) holds its quota.
+    ClientQuota,
+    /// The same traffic is held by a pinhole of the other protocol.
+    Collision,
+    /// The same traffic is held by a PCP pinhole of another nonce or
+    /// opcode.
+    NotOwner,
     /// Unknown UniqueID (704 NoSuchEntry).
     NoSuchEntry,
     /// The firewall is down and the pinhole would be new (501).
     FirewallDown,
 }
 
+impl PinRefusal {
+    /// Short reason for logs and events.
+    pub fn reason(self) -> &'static str {
+        match self {
+            PinRefusal::NotAllowed => "IPv6 pinholes are switched off",
+            PinRefusal::NotAuthorized => "denied by secure mode or permission rules",
+            PinRefusal::SpaceExhausted => "pinhole table full",
+            PinRefusal::ClientQuota => "client pinhole quota reached",
+            PinRefusal::Collision => "the same pinhole is held by the other protocol",
+            PinRefusal::NotOwner => "the same pinhole is held by another PCP mapping",
+            PinRefusal::NoSuchEntry => "no such pinhole",
+            PinRefusal::FirewallDown => "the firewall is down (fw4 stopped)",
+        }
+    }
+}
+
 /// The pinhole table.
 #[derive(Debug, Default)]
 pub struct Pinholes {
     by_id: BTreeMap<u16, Pinhole>,
-    by_tuple: HashMap<(Option<Ipv6Addr>, u16, Ipv6Addr, u16, u8), u16>,
+    by_tuple: HashMap<Tuple, u16>,
     deadlines: Deadlines<u16>,
     next_id: u16,
     journal: Journal<u16, Pinhole>,
@@ -155,8 +223,48 @@ impl Pinholes {
         self.deadlines.next()
     }
 
-    fn count_for(&self, client: IpAddr) -> u32 {
-        self.by_id.values().filter(|p| p.client == client).count() as u32
+    /// Pinholes held by one client, as [`ClientKey`] counts them.
+    fn count_for(&self, client: ClientKey) -> u32 {
+        self.by_id
+            .values()
+            .filter(|p| ClientKey::of(p.client) == client)
+            .count() as u32
+    }
+
+    /// The pinhole holding exactly this traffic.
+    pub fn by_tuple(&self, t: &Tuple) -> Option<&Pinhole> {
+        self.by_tuple.get(t).and_then(|id| self.by_id.get(id))
+    }
+
+    /// Room for one more pinhole of `client`.
+    fn check_room(&self, policy: &PinPolicy, client: IpAddr) -> Result<(), PinRefusal> {
+        if self.count_for(ClientKey::of(client)) >= policy.max_per_client {
+            return Err(PinRefusal::ClientQuota);
+        }
+        if self.len() as u32 >= policy.max_total {
+            return Err(PinRefusal::SpaceExhausted);
+        }
+        Ok(())
+    }
+
+    /// The policy checks of a pinhole for `client` to `iaddr:iport`.
+    fn check_policy(
+        policy: &PinPolicy,
+        facts: &dyn Facts,
+        client: IpAddr,
+        iaddr: Ipv6Addr,
+        iport: u16,
+    ) -> Result<(), PinRefusal> {
+        if !policy.allowed {
+            return Err(PinRefusal::NotAllowed);
+        }
+        if policy.secure_mode && !facts.same_host(client, iaddr) {
+            return Err(PinRefusal::NotAuthorized);
+        }
+        if !policy.permitted(iport) {
+            return Err(PinRefusal::NotAuthorized);
+        }
+        Ok(())
     }
 
     fn put(&mut self, p: Pinhole) {
@@ -191,14 +299,16 @@ impl Pinholes {
         None
     }
 
-    /// Whether a pinhole identical to `req` exists (AddPinhole extends it).
+    /// Whether a pinhole of `req`'s traffic exists (a request for it
+    /// extends it, or is refused as another's).
     pub fn holds(&self, req: &PinRequest) -> bool {
-        let tuple = (req.remote, req.rport, req.iaddr, req.iport, req.proto);
-        self.by_tuple.contains_key(&tuple)
+        self.by_tuple.contains_key(&req.tuple())
     }
 
-    /// AddPinhole. An identical pinhole is extended and keeps its
-    /// UniqueID. Returns the UniqueID and whether it was extended.
+    /// AddPinhole, PCP MAP or PEER. An identical pinhole of the same
+    /// origin (and, for PCP, the same nonce and opcode) is extended and
+    /// keeps its UniqueID, as is the one `req.replaces` names (with its new
+    /// remote filter). Returns the UniqueID and whether it was extended.
     pub fn add(
         &mut self,
         policy: &PinPolicy,
@@ -206,29 +316,32 @@ impl Pinholes {
         req: &PinRequest,
         now: Millis,
     ) -> Result<(u16, bool), PinRefusal> {
-        if !policy.allowed {
-            return Err(PinRefusal::NotAllowed);
-        }
-        if policy.secure_mode && !facts.same_host(req.client, req.iaddr) {
-            return Err(PinRefusal::NotAuthorized);
-        }
-        if !policy.permitted(req.iport) {
-            return Err(PinRefusal::NotAuthorized);
-        }
+        Self::check_policy(policy, facts, req.client, req.iaddr, req.iport)?;
         let expires = now + u64::from(req.lease.clamp(MIN_LEASE, MAX_LEASE)) * 1000;
-        let tuple = (req.remote, req.rport, req.iaddr, req.iport, req.proto);
-        if let Some(&id) = self.by_tuple.get(&tuple) {
-            if let Some(mut p) = self.by_id.get(&id).cloned() {
-                p.expires = expires;
-                self.put(p);
-                return Ok((id, true));
+        let held = self.by_tuple.get(&req.tuple()).copied();
+        if let Some(id) = held.filter(|id| Some(*id) != req.replaces) {
+            let Some(mut p) = self.by_id.get(&id).cloned() else {
+                return Err(PinRefusal::NoSuchEntry);
+            };
+            if p.origin != req.origin {
+                return Err(PinRefusal::Collision);
             }
+            if p.nonce != req.nonce || p.peer != req.peer {
+                return Err(PinRefusal::NotOwner);
+            }
+            p.expires = expires;
+            self.put(p);
+            return Ok((id, true));
         }
-        if self.len() as u32 >= policy.max_total
-            || self.count_for(req.client) >= policy.max_per_client
-        {
-            return Err(PinRefusal::SpaceExhausted);
+        if let Some(mut p) = req.replaces.and_then(|id| self.by_id.get(&id)).cloned() {
+            p.remote = req.remote;
+            p.rport = req.rport;
+            p.expires = expires;
+            let id = p.id;
+            self.put(p);
+            return Ok((id, true));
         }
+        self.check_room(policy, req.client)?;
         let id = self.free_id().ok_or(PinRefusal::SpaceExhausted)?;
         self.put(Pinhole {
             id,
@@ -239,8 +352,17 @@ impl Pinholes {
             proto: req.proto,
             expires,
             client: req.client,
+            origin: req.origin,
+            nonce: req.nonce,
+            peer: req.peer,
         });
         Ok((id, false))
+    }
+
+    /// Whether `client` may renew or delete pinhole `p`: in secure mode
+    /// only its creator or the host it admits traffic to.
+    pub fn may_manage(policy: &PinPolicy, facts: &dyn Facts, client: IpAddr, p: &Pinhole) -> bool {
+        !policy.secure_mode || p.client == client || facts.same_host(client, p.iaddr)
     }
 
     fn owned(
@@ -251,7 +373,7 @@ impl Pinholes {
         id: u16,
     ) -> Result<&Pinhole, PinRefusal> {
         let p = self.by_id.get(&id).ok_or(PinRefusal::NoSuchEntry)?;
-        if policy.secure_mode && p.client != client && !facts.same_host(client, p.iaddr) {
+        if !Self::may_manage(policy, facts, client, p) {
             return Err(PinRefusal::NotAuthorized);
         }
         Ok(p)
@@ -311,15 +433,23 @@ impl Pinholes {
     }
 
     /// Restores a pinhole read back from the lease file (its lease end
-    /// already converted to the monotonic clock). False if its UniqueID
-    /// or its traffic is taken.
-    pub fn restore(&mut self, p: Pinhole) -> bool {
+    /// already converted to the monotonic clock), under the current
+    /// policy like a new request. Refused if its UniqueID or its traffic
+    /// is taken, or the policy or a quota forbids it.
+    pub fn restore(
+        &mut self,
+        policy: &PinPolicy,
+        facts: &dyn Facts,
+        p: Pinhole,
+    ) -> Result<(), PinRefusal> {
+        Self::check_policy(policy, facts, p.client, p.iaddr, p.iport)?;
         if self.by_id.contains_key(&p.id) || self.by_tuple.contains_key(&p.tuple()) {
-            return false;
+            return Err(PinRefusal::Collision);
         }
+        self.check_room(policy, p.client)?;
         self.next_id = self.next_id.max(p.id.wrapping_add(1)).max(1);
         self.attach(p);
-        true
+        Ok(())
     }
 
     pub fn savepoint(&self) -> usize {
@@ -370,13 +500,18 @@ mod tests {
 
     fn req(remote: Option<Ipv6Addr>, iaddr: &str, iport: u16, proto: u8, lease: u32) -> PinRequest {
         PinRequest {
-            client: me(),
-            remote,
-            rport: 0,
-            iaddr: v6(iaddr),
             iport,
             proto,
             lease,
+            ..PinRequest::upnp(me(), remote, 0, v6(iaddr))
+        }
+    }
+
+    fn pcp(iaddr: &str, iport: u16, nonce: u8, lease: u32) -> PinRequest {
+        PinRequest {
+            origin: Origin::Pcp,
+            nonce: Some([nonce; 12]),
+            ..req(None, iaddr, iport, 6, lease)
         }
     }
 
@@ -438,7 +573,7 @@ mod tests {
         }
         assert_eq!(
             t.add(&p, &facts, &req(None, "fd77::2", 5004, 17, 60), 0),
-            Err(PinRefusal::SpaceExhausted)
+            Err(PinRefusal::ClientQuota)
         );
         p.allowed = false;
         assert_eq!(
@@ -447,6 +582,109 @@ mod tests {
         );
         // switching pinholes off removes them all
         assert_eq!(t.forbidden(&p, &facts).len(), 3);
+    }
+
+    /// The quota counts a client's /64, whichever of its addresses asks.
+    #[test]
+    fn quotas_count_per_64_and_the_table_has_a_total() {
+        let mut t = Pinholes::new();
+        let facts = FixedFacts::default();
+        let mut p = policy();
+        p.secure_mode = false;
+        let from = |a: &str, port: u16| PinRequest {
+            client: IpAddr::V6(v6(a)),
+            ..req(None, a, port, 6, 60)
+        };
+        t.add(&p, &facts, &from("fd77::2", 5001), 0).unwrap();
+        t.add(&p, &facts, &from("fd77::aaaa", 5002), 0).unwrap();
+        t.add(&p, &facts, &from("fd77::bbbb:1", 5003), 0).unwrap();
+        assert_eq!(
+            t.add(&p, &facts, &from("fd77::cccc:2", 5004), 0),
+            Err(PinRefusal::ClientQuota)
+        );
+        // another /64 is another client, until the table is full
+        t.add(&p, &facts, &from("fd77:0:0:1::2", 5005), 0).unwrap();
+        assert_eq!(
+            t.add(&p, &facts, &from("fd77:0:0:2::2", 5006), 0),
+            Err(PinRefusal::SpaceExhausted)
+        );
+    }
+
+    /// One table for both protocols: the same traffic held by the other
+    /// protocol, or by another PCP nonce, is refused; the same nonce
+    /// renews, and a new filter keeps the UniqueID.
+    #[test]
+    fn collisions_between_upnp_and_pcp() {
+        let mut t = Pinholes::new();
+        let facts = FixedFacts::default();
+        let p = policy();
+        let (id, _) = t.add(&p, &facts, &pcp("fd77::2", 8080, 1, 60), 0).unwrap();
+        assert_eq!(
+            t.add(&p, &facts, &req(None, "fd77::2", 8080, 6, 60), 0),
+            Err(PinRefusal::Collision)
+        );
+        assert_eq!(
+            t.add(&p, &facts, &pcp("fd77::2", 8080, 2, 60), 0),
+            Err(PinRefusal::NotOwner)
+        );
+        assert_eq!(
+            t.add(&p, &facts, &pcp("fd77::2", 8080, 1, 120), 0),
+            Ok((id, true))
+        );
+        let refiltered = PinRequest {
+            remote: Some(v6("2001:db8::9")),
+            rport: 443,
+            replaces: Some(id),
+            ..pcp("fd77::2", 8080, 1, 120)
+        };
+        assert_eq!(t.add(&p, &facts, &refiltered, 0), Ok((id, true)));
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.get(id).unwrap().rport, 443);
+        // the old traffic is free again, for either protocol
+        assert!(
+            t.add(&p, &facts, &req(None, "fd77::2", 8080, 6, 60), 0)
+                .is_ok()
+        );
+        // UPnP's pinhole is just as safe from PCP
+        assert_eq!(
+            t.add(&p, &facts, &pcp("fd77::2", 8080, 1, 60), 0),
+            Err(PinRefusal::Collision)
+        );
+    }
+
+    #[test]
+    fn restore_follows_the_current_policy() {
+        let mut t = Pinholes::new();
+        let facts = FixedFacts::default();
+        let mut p = policy();
+        let pin = |id: u16, iport: u16| Pinhole {
+            id,
+            remote: None,
+            rport: 0,
+            iaddr: v6("fd77::2"),
+            iport,
+            proto: 6,
+            expires: 60_000,
+            client: me(),
+            origin: Origin::Pcp,
+            nonce: Some([7; 12]),
+            peer: false,
+        };
+        assert_eq!(t.restore(&p, &facts, pin(5, 8080)), Ok(()));
+        assert_eq!(
+            t.restore(&p, &facts, pin(5, 8081)),
+            Err(PinRefusal::Collision)
+        );
+        assert_eq!(
+            t.restore(&p, &facts, pin(6, 22)),
+            Err(PinRefusal::NotAuthorized)
+        );
+        p.allowed = false;
+        assert_eq!(
+            t.restore(&p, &facts, pin(7, 8082)),
+            Err(PinRefusal::NotAllowed)
+        );
+        assert_eq!(t.get(5).unwrap().nonce, Some([7; 12]));
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! Who may map what: permission rules, secure mode, quotas, collisions with
 //! other mechanisms, and the bounded search for a free external port.
 //!
-//! Owns: [`Policy`] and [`Refusal`]. Whether a local service holds a port
-//! is asked of the caller's [`Facts`]; the [`PortClaim`]s it checks are
-//! read by `config::firewall`. Pure: reads the table, never changes it.
+//! Owns: [`Policy`], [`Refusal`] and [`ClientKey`], whom a per-client
+//! quota or rate limit counts. Whether a local service holds a port is
+//! asked of the caller's [`Facts`]; the [`PortClaim`]s it checks are read
+//! by `config::firewall`. Pure: reads the table, never changes it.
 
-use std::net::Ipv4Addr;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 pub use crate::config::firewall::PortClaim;
 use crate::config::{Config, PermRule};
@@ -16,6 +18,52 @@ use crate::proto::Proto;
 /// The most candidate ports one search examines. Each probe is a hash
 /// lookup, so a search costs microseconds; miniupnpd walks all 65535.
 pub const SEARCH_LIMIT: usize = 4096;
+
+/// Whom a per-client quota, cap or rate limit counts. An IPv4 client is
+/// its address. An IPv6 client is its /64: a host may use any number of
+/// addresses inside its prefix (temporary addresses, RFC 8981), so
+/// counting addresses would multiply its share; one /64 is one client.
+/// A link-local address counts alone, since every link shares fe80::/64.
+/// An IPv4-mapped IPv6 address is the IPv4 client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ClientKey {
+    V4(Ipv4Addr),
+    /// The first 64 bits of a global or unique-local address.
+    V6Net([u8; 8]),
+    V6LinkLocal(Ipv6Addr),
+}
+
+impl ClientKey {
+    pub fn of(a: IpAddr) -> ClientKey {
+        match a {
+            IpAddr::V4(a) => ClientKey::V4(a),
+            IpAddr::V6(a) => match a.to_ipv4_mapped() {
+                Some(v4) => ClientKey::V4(v4),
+                None if crate::core::lan::is_link_local(&a) => ClientKey::V6LinkLocal(a),
+                None => {
+                    let o = a.octets();
+                    let mut net = [0u8; 8];
+                    net.copy_from_slice(&o[..8]);
+                    ClientKey::V6Net(net)
+                }
+            },
+        }
+    }
+}
+
+impl fmt::Display for ClientKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientKey::V4(a) => write!(f, "{a}"),
+            ClientKey::V6Net(n) => {
+                let mut o = [0u8; 16];
+                o[..8].copy_from_slice(n);
+                write!(f, "{}/64", Ipv6Addr::from(o))
+            }
+            ClientKey::V6LinkLocal(a) => write!(f, "{a}"),
+        }
+    }
+}
 
 /// Why a request is refused. Each front end turns this into its own code
 /// (UPnP 501/606/718/728/729, NAT-PMP 2/3/4, PCP
@@ -362,6 +410,20 @@ mod tests {
             search,
             companion: false,
         }
+    }
+
+    #[test]
+    fn clients_are_counted_by_address_or_by_64() {
+        let k = |s: &str| ClientKey::of(s.parse().unwrap());
+        assert_eq!(k("192.168.1.2"), ClientKey::V4(ip(2)));
+        assert_eq!(k("::ffff:192.168.1.2"), ClientKey::V4(ip(2)));
+        // every address of one /64 is one client; another /64 is another
+        assert_eq!(k("fd77::2"), k("fd77::1234:5678:9abc:def0"));
+        assert_ne!(k("fd77::2"), k("fd77:0:0:1::2"));
+        assert_eq!(k("2001:db8:1:2::9").to_string(), "2001:db8:1:2::/64");
+        // link-local hosts share fe80::/64: each counts alone
+        assert_ne!(k("fe80::1"), k("fe80::2"));
+        assert_eq!(k("fe80::1").to_string(), "fe80::1");
     }
 
     #[test]

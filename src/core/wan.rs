@@ -26,7 +26,7 @@
 //! ones are refused.
 
 use std::collections::{HashMap, HashSet};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::core::stun::{FilterKind, Filtering};
 
@@ -177,6 +177,16 @@ pub struct Wan {
     fixed: Option<Ipv4Addr>,
     rules: Rules,
     stun: Stunned,
+    /// The IPv6 prefixes the pinholes live under: the WAN's global
+    /// prefixes and the LANs' (delegated) ones, sorted.
+    prefixes6: Vec<(Ipv6Addr, u8)>,
+}
+
+/// `a/len` with the host bits cleared.
+pub fn prefix6(a: Ipv6Addr, len: u8) -> Ipv6Addr {
+    let len = u32::from(len.min(128));
+    let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
+    Ipv6Addr::from(u128::from(a) & mask)
 }
 
 impl Wan {
@@ -258,6 +268,25 @@ impl Wan {
     /// side are bound to), whatever address is reported.
     pub fn link_addr(&self) -> Option<Ipv4Addr> {
         self.link.addr
+    }
+
+    /// Applies the IPv6 prefixes seen on the WAN and the LANs (addresses
+    /// with their prefix lengths). True if they changed: PCP over IPv6
+    /// starts a new epoch (RFC 6887 §8.5: its clients must learn that
+    /// their pinholes' addresses may be gone) and announces it.
+    pub fn update_prefixes6(&mut self, addrs: &[(Ipv6Addr, u8)]) -> bool {
+        let mut p: Vec<(Ipv6Addr, u8)> = addrs.iter().map(|(a, n)| (prefix6(*a, *n), *n)).collect();
+        p.sort_unstable();
+        p.dedup();
+        if p == self.prefixes6 {
+            return false;
+        }
+        self.prefixes6 = p;
+        true
+    }
+
+    pub fn prefixes6(&self) -> &[(Ipv6Addr, u8)] {
+        &self.prefixes6
     }
 
     pub fn rules(&self) -> Rules {
@@ -571,6 +600,20 @@ mod tests {
             Closed::Filtered(FilterKind::AddressDependent).short(),
             "STUN found the NAT in front filtering by address (stun_allow_filtered is off)"
         );
+    }
+
+    #[test]
+    fn ipv6_prefixes_change_only_when_a_prefix_does() {
+        let a = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+        let mut w = Wan::new(None);
+        assert!(w.update_prefixes6(&[(a("2001:db8:3::1"), 64), (a("fd77::1"), 64)]));
+        // another address of the same prefixes, in another order: no news
+        assert!(!w.update_prefixes6(&[(a("fd77::9"), 64), (a("2001:db8:3::7"), 64)]));
+        assert_eq!(w.prefixes6()[0], (a("2001:db8:3::"), 64));
+        // the ISP renumbers
+        assert!(w.update_prefixes6(&[(a("2001:db8:4::1"), 64), (a("fd77::1"), 64)]));
+        assert_eq!(prefix6(a("2001:db8::ffff"), 0), a("::"));
+        assert_eq!(prefix6(a("2001:db8::ffff"), 128), a("2001:db8::ffff"));
     }
 
     #[test]

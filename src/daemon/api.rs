@@ -84,6 +84,8 @@ pub fn pinhole_value(p: &Pinhole, now: Millis, c: Counters) -> Value {
         .with("remote_port", u32::from(p.rport))
         .with("internal_ip", p.iaddr.to_string())
         .with("internal_port", u32::from(p.iport))
+        .with("origin", p.origin.as_str())
+        .with("peer", p.peer)
         .with("client", p.client.to_string())
         .with("expires", p.remaining_secs(now))
         .with("packets", c.packets)

@@ -5,7 +5,7 @@
 //!
 //! Owns: [`Deferred`] replies and the log line of each event.
 
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::SocketAddr;
 use std::rc::Rc;
 
 use tokio::net::UdpSocket;
@@ -28,7 +28,7 @@ pub(super) enum Deferred {
     },
     Udp {
         sock: Rc<UdpSocket>,
-        to: SocketAddrV4,
+        to: SocketAddr,
         reply: natpmp_pcp::Reply,
     },
     Ubus {
@@ -49,7 +49,7 @@ impl Deferred {
                     (true, Some(f)) => f,
                     _ => reply.ok,
                 };
-                let _ = sock.try_send_to(&bytes, SocketAddr::V4(to));
+                let _ = sock.try_send_to(&bytes, to);
             }
             Deferred::Ubus { reply, ok } => reply.reply(if refused {
                 Err(crate::proto::ubus::Status::SystemError)
@@ -148,7 +148,7 @@ fn pinhole_line(ev: &Event, p: &Pinhole, now: Millis) -> String {
         ),
     };
     format!(
-        "{} pinhole {} proto {} from {remote} to [{}]:{} lease {}s client {}: {}",
+        "{} pinhole {} proto {} from {remote} to [{}]:{} lease {}s client {} origin {}{}: {}",
         ev.kind.as_str(),
         p.id,
         p.proto,
@@ -156,6 +156,8 @@ fn pinhole_line(ev: &Event, p: &Pinhole, now: Millis) -> String {
         p.iport,
         p.remaining_secs(now),
         p.client,
+        p.origin.as_str(),
+        if p.peer { " (PEER)" } else { "" },
         ev.reason
     )
 }

@@ -1,6 +1,9 @@
-//! The front ends of each LAN: the HTTP listeners (IPv4 and IPv6), the
-//! SSDP socket and the NAT-PMP/PCP socket, the tasks that serve them, and
-//! carrying what arrives to the core and what the core says back out.
+//! The front ends of each LAN: the HTTP listeners, the SSDP sockets and
+//! the NAT-PMP/PCP sockets, over IPv4 and (unless `ipv6_disable`) over
+//! IPv6 on the LAN's global and unique-local addresses (SSDP on the
+//! device, PCP per address; NAT-PMP is IPv4 only), the tasks that serve
+//! them, and carrying what arrives to the core and what the core says
+//! back out.
 //!
 //! Owns: [`FrontEnds`], their life cycle and their tasks. A front end is
 //! one socket ([`Spec`]: what it serves, on which device and address)
@@ -21,7 +24,7 @@
 //! `core::ssdp` and `core::natpmp_pcp`.
 
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::rc::Rc;
 
 use tokio::net::UdpSocket;
@@ -35,10 +38,12 @@ use crate::core::ssdp;
 use crate::core::table::Millis;
 use crate::core::web::{Client, Inbound, Site};
 use crate::proto::http;
+use crate::proto::pcp;
+use crate::proto::ssdp::Group;
 use crate::sys::facts::Kernel;
 use crate::sys::http::{self as shttp, Job};
-use crate::sys::notify;
 use crate::sys::udp::{self, Datagram, Kind};
+use crate::sys::{netif, notify};
 
 use super::commit::Deferred;
 use super::{Daemon, unix_now};
@@ -56,6 +61,8 @@ enum Service {
 struct Spec {
     service: Service,
     dev: String,
+    /// IPv6 SSDP listens on the device's `::` (its groups are joined by
+    /// interface index); every other socket on one address.
     addr: IpAddr,
     /// HTTP: the port asked for (0: the kernel picks one). UDP: 0, their
     /// ports are fixed.
@@ -102,6 +109,8 @@ struct FrontEnd {
     port: u16,
     /// A UDP front end's socket, for what the loop sends from it.
     udp: Option<Rc<UdpSocket>>,
+    /// An IPv6 UDP front end's interface index: where its multicast goes.
+    ifindex: u32,
     tasks: Tasks,
 }
 
@@ -116,10 +125,18 @@ impl FrontEnd {
         log::debug!("closed {:?} on {} ({})", spec.service, spec.addr, spec.dev);
     }
 
-    fn serves(&self, service: Service, lan: &Lan) -> bool {
+    /// Whether it serves `service` on LAN `lan` over IPv4 (or, `v6`,
+    /// over IPv6: on the LAN's device, at one of its addresses or at
+    /// `::`).
+    fn serves(&self, service: Service, lan: &Lan, v6: bool) -> bool {
         self.spec.service == service
             && self.spec.dev == lan.dev
-            && self.spec.addr == IpAddr::V4(lan.addr)
+            && match self.spec.addr {
+                IpAddr::V4(a) => !v6 && a == lan.addr,
+                IpAddr::V6(a) => {
+                    v6 && (a.is_unspecified() || lan.nets6.iter().any(|(n, _)| *n == a))
+                }
+            }
     }
 }
 
@@ -177,12 +194,23 @@ impl FrontEnds {
         if cfg.enabled {
             for lan in lans.iter() {
                 let v4 = IpAddr::V4(lan.addr);
+                // nets6 is empty with ipv6_disable
+                let v6 = !cfg.ipv6_disable && !lan.nets6.is_empty();
+                let addrs6 = lan.nets6.iter().map(|(a, _)| IpAddr::V6(*a));
                 if cfg.enable_upnp {
                     first.push(Spec::on(Service::Http, lan, v4, cfg.port));
                     first.push(Spec::on(Service::Udp(Kind::Ssdp), lan, v4, 0));
+                    if v6 {
+                        let any = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+                        first.push(Spec::on(Service::Udp(Kind::Ssdp), lan, any, 0));
+                    }
                 }
                 if cfg.enable_natpmp || cfg.enable_pcp {
                     first.push(Spec::on(Service::Udp(Kind::NatPmpPcp), lan, v4, 0));
+                }
+                if v6 && cfg.enable_pcp {
+                    let pcp6 = addrs6.map(|a| Spec::on(Service::Udp(Kind::NatPmpPcp), lan, a, 0));
+                    first.extend(pcp6);
                 }
             }
         }
@@ -196,6 +224,7 @@ impl FrontEnds {
                 then.extend(
                     lan.nets6
                         .iter()
+                        .filter(|_| !cfg.ipv6_disable)
                         .map(|(a6, _)| Spec::on(Service::Http, lan, IpAddr::V6(*a6), port)),
                 );
             }
@@ -237,6 +266,7 @@ impl FrontEnds {
         self.next_id = self.next_id.wrapping_add(1);
         let mut tasks = Tasks::default();
         let (dev, addr) = (spec.dev.as_str(), spec.addr);
+        let mut ifindex = 0;
         let (port, udp) = match (spec.service, addr) {
             (Service::Http, _) => {
                 // Bound to the LAN device too: a WAN host routing to the
@@ -284,13 +314,43 @@ impl FrontEnds {
                 tasks.spawn(udp::reader(s.clone(), kind, id, self.udp_tx.clone()));
                 (0, Some(s))
             }
-            (Service::Udp(_), IpAddr::V6(_)) => return None,
+            (Service::Udp(kind), IpAddr::V6(a)) => {
+                let Some(ix) = netif::ifindex(dev) else {
+                    log::warn!("LAN device {dev}: no interface index for IPv6");
+                    return None;
+                };
+                ifindex = ix;
+                let opened = match kind {
+                    Kind::Ssdp => udp::ssdp_socket6(dev, ix),
+                    // NAT-PMP is IPv4 only (RFC 6886): PCP alone
+                    Kind::NatPmpPcp => udp::pcp_socket6(dev, a, ix),
+                };
+                let s = match opened {
+                    Ok(s) => Rc::new(s),
+                    Err(e) => {
+                        match kind {
+                            Kind::Ssdp => log::error!("SSDP over IPv6 on {dev}: {e}"),
+                            Kind::NatPmpPcp => log::error!("PCP on [{a}]: {e}"),
+                        }
+                        return None;
+                    }
+                };
+                match kind {
+                    Kind::Ssdp => log::info!("SSDP listening on [ff02::c] and [ff05::c] ({dev})"),
+                    Kind::NatPmpPcp => {
+                        log::info!("PCP listening on [{a}]:{}", udp::NATPMP_PCP_PORT)
+                    }
+                }
+                tasks.spawn(udp::reader(s.clone(), kind, id, self.udp_tx.clone()));
+                (0, Some(s))
+            }
         };
         Some(FrontEnd {
             id,
             spec,
             port,
             udp,
+            ifindex,
             tasks,
         })
     }
@@ -299,16 +359,17 @@ impl FrontEnds {
     fn http_port(&self, lan: &Lan) -> Option<u16> {
         self.open
             .iter()
-            .find(|f| f.serves(Service::Http, lan))
+            .find(|f| f.serves(Service::Http, lan, false))
             .map(|f| f.port)
     }
 
-    /// LAN `lan`'s UDP socket of `kind`.
-    fn udp(&self, kind: Kind, lan: &Lan) -> Option<&Rc<UdpSocket>> {
+    /// LAN `lan`'s UDP sockets of `kind` over IPv4 (or, `v6`, over IPv6:
+    /// SSDP's one, PCP's one per address), each with its interface index.
+    fn udp(&self, kind: Kind, lan: &Lan, v6: bool) -> impl Iterator<Item = (&Rc<UdpSocket>, u32)> {
         self.open
             .iter()
-            .find(|f| f.serves(Service::Udp(kind), lan))
-            .and_then(|f| f.udp.as_ref())
+            .filter(move |f| f.serves(Service::Udp(kind), lan, v6))
+            .filter_map(|f| Some((f.udp.as_ref()?, f.ifindex)))
     }
 
     /// Where a datagram read by front end `id` came in: the LAN's index
@@ -319,7 +380,10 @@ impl FrontEnds {
         let Service::Udp(kind) = f.spec.service else {
             return None;
         };
-        let lan = lans.iter().position(|l| f.serves(Service::Udp(kind), l))?;
+        let v6 = f.spec.addr.is_ipv6();
+        let lan = lans
+            .iter()
+            .position(|l| f.serves(Service::Udp(kind), l, v6))?;
         Some((lan, f.udp.clone()?))
     }
 }
@@ -375,21 +439,22 @@ impl Daemon {
             }
             Kind::NatPmpPcp => {
                 let facts = Kernel::new(&self.wan, &mut self.nft, &mut self.probe);
+                // one epoch per address family: an IPv6 prefix and the
+                // external IPv4 address change apart
+                let epoch = if dg.src.is_ipv6() {
+                    &self.epoch6
+                } else {
+                    &self.epoch
+                };
                 let server = Server {
                     settings: &self.natpmp_pcp,
                     external: self.wan.external_ip(),
-                    epoch: self.epoch.secs(now),
+                    epoch: epoch.secs(now),
+                    lans: &self.lans,
                     now,
                     facts: &facts,
                 };
-                let reply = natpmp_pcp::on_datagram(
-                    &mut self.core,
-                    &server,
-                    &self.lans,
-                    lan,
-                    dg.src,
-                    &dg.data,
-                );
+                let reply = natpmp_pcp::on_datagram(&mut self.core, &server, lan, dg.src, &dg.data);
                 if let Some(reply) = reply {
                     self.deferred.push(Deferred::Udp {
                         sock,
@@ -401,18 +466,26 @@ impl Daemon {
         }
     }
 
-    /// Multicasts the whole announcement set on every LAN.
+    /// Multicasts the whole announcement set on every LAN, to each group
+    /// it has a socket for.
     pub(super) fn announce(&mut self, alive: bool) {
         if !self.ssdp.enabled() {
             return;
         }
-        let group = SocketAddr::from((udp::SSDP_GROUP, udp::SSDP_PORT));
         for (i, lan) in self.lans.iter().enumerate() {
-            let Some(sock) = self.fronts.udp(Kind::Ssdp, lan) else {
-                continue;
-            };
-            for m in ssdp::announcements(&self.device, &self.lans, i, alive) {
-                let _ = sock.try_send_to(m.as_bytes(), group);
+            let v4 = self
+                .fronts
+                .udp(Kind::Ssdp, lan, false)
+                .map(|s| (s, Group::V4));
+            let v6 = self
+                .fronts
+                .udp(Kind::Ssdp, lan, true)
+                .flat_map(|s| Group::V6.map(|g| (s, g)));
+            for ((sock, ifindex), group) in v4.chain(v6) {
+                let to = udp::to_group(group, ifindex);
+                for m in ssdp::announcements(&self.device, &self.lans, i, group, alive) {
+                    let _ = sock.try_send_to(m.as_bytes(), to);
+                }
             }
         }
     }
@@ -427,27 +500,40 @@ impl Daemon {
             let sock = self
                 .lans
                 .get(lan)
-                .and_then(|l| self.fronts.udp(Kind::Ssdp, l));
-            if let Some(sock) = sock {
-                let _ = sock.try_send_to(msg.as_bytes(), SocketAddr::V4(to));
+                .and_then(|l| self.fronts.udp(Kind::Ssdp, l, to.is_ipv6()).next());
+            if let Some((sock, _)) = sock {
+                let _ = sock.try_send_to(msg.as_bytes(), to);
             }
         }
     }
 
-    /// The NAT-PMP/PCP announcements due (RFC 6886 §3.2.1).
+    /// The NAT-PMP/PCP announcements due (RFC 6886 §3.2.1), over IPv4 to
+    /// 224.0.0.1:5350 and over IPv6, each on its own epoch's schedule,
+    /// to [ff02::1]:5350 (RFC 6887 §14.1) from every IPv6 PCP socket.
     pub(super) fn send_announcements(&mut self, now: Millis) {
-        if !self.epoch.announcement_due(now) {
-            return;
-        }
-        let msgs = natpmp_pcp::announcements(
-            &self.natpmp_pcp,
-            self.epoch.secs(now),
-            self.wan.external_ip(),
-        );
-        for lan in self.lans.iter() {
-            if let Some(sock) = self.fronts.udp(Kind::NatPmpPcp, lan) {
-                for m in &msgs {
-                    let _ = sock.try_send_to(m, SocketAddr::V4(udp::ALL_HOSTS));
+        let external = self.wan.external_ip();
+        for v6 in [false, true] {
+            let epoch = if v6 {
+                &mut self.epoch6
+            } else {
+                &mut self.epoch
+            };
+            if !epoch.announcement_due(now) {
+                continue;
+            }
+            let secs = epoch.secs(now);
+            let msgs = natpmp_pcp::announcements(&self.natpmp_pcp, secs, external, v6);
+            for lan in self.lans.iter() {
+                for (sock, ifindex) in self.fronts.udp(Kind::NatPmpPcp, lan, v6) {
+                    let to = if v6 {
+                        let all = SocketAddrV6::new(udp::ALL_NODES, pcp::CLIENT_PORT, 0, ifindex);
+                        SocketAddr::V6(all)
+                    } else {
+                        SocketAddr::V4(udp::ALL_HOSTS)
+                    };
+                    for m in &msgs {
+                        let _ = sock.try_send_to(m, to);
+                    }
                 }
             }
         }

@@ -109,7 +109,10 @@ pub struct Daemon {
     web: Web,
     ssdp: Ssdp,
     natpmp_pcp: natpmp_pcp::Settings,
+    /// The NAT-PMP/PCP epoch over IPv4 (restarts with the external
+    /// address) and PCP's over IPv6 (restarts with an IPv6 prefix).
     epoch: Epoch,
+    epoch6: Epoch,
     nft: Nft,
     /// The kernel facts' netlink sockets, kept from request to request.
     probe: Probe,
@@ -215,7 +218,8 @@ impl Daemon {
             || old.enable_natpmp != self.cfg.enable_natpmp
             || old.enable_pcp != self.cfg.enable_pcp
             || old.port != self.cfg.port
-            || old.internal_iface != self.cfg.internal_iface;
+            || old.internal_iface != self.cfg.internal_iface
+            || old.ipv6_disable != self.cfg.ipv6_disable;
         if frontends_changed {
             if old.enabled && self.cfg.enabled && old.enable_upnp {
                 self.announce(false);
@@ -303,6 +307,7 @@ for when it starts again, refusing new ones until then",
         [
             self.core.next_deadline(),
             self.epoch.next_deadline(),
+            self.epoch6.next_deadline(),
             self.web.next_deadline(),
             self.stun.next_deadline(),
             self.leases.sync_due(),
@@ -447,6 +452,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
         ssdp: Ssdp::new(cfg.enabled && cfg.enable_upnp, 0, seed),
         natpmp_pcp: natpmp_pcp::Settings::from_config(&cfg),
         epoch: Epoch::default(),
+        epoch6: Epoch::default(),
         nft,
         probe: Probe::default(),
         claims: Vec::new(),
@@ -472,6 +478,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
     d.apply_wan_change(change, false, "start");
     d.follow_wan(false);
     d.relearn_lans();
+    d.follow_ipv6();
     d.claims = files::firewall_claims(&d.opts, &d.cfg, d.wan.link().dev.as_deref());
     d.core
         .set_policy(Policy::from_config(&d.cfg, d.claims.clone()));
@@ -491,6 +498,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
     log::info!("firewall ready: {}", nft::describe(d.nft.setup()));
     d.sync_frontends().await;
     d.epoch.restart(now);
+    d.epoch6.restart(now);
 
     let mut signals = signals()?;
     let mut monitor = nft::Monitor::new().ok();
@@ -548,6 +556,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
             if d.relearn_lans() {
                 let _ = d.install_setup("updating the firewall for new LAN devices");
             }
+            d.follow_ipv6();
         }
         // Before the timers (announcements go out on the new sockets) and
         // the commit (a `set` is answered once its front ends follow).

@@ -14,6 +14,8 @@
 //! ([`Daemon::relearn_lans`]). What a view means is decided in
 //! `core::wan` and `core::lan`.
 
+use std::net::Ipv6Addr;
+
 use crate::config::Config;
 use crate::core::lan::{Lan, Lans, serves_ipv6};
 use crate::core::wan::{Closed, Link, Netifd, NetifdNews, WanChange};
@@ -86,6 +88,14 @@ fn read_link(cfg: &Config, netifd: &Netifd) -> Link {
     Link { dev, addr, up }
 }
 
+/// The global and unique-local IPv6 addresses of a device.
+fn served_ipv6(dev: &str) -> Vec<(Ipv6Addr, u8)> {
+    netif::ipv6_addrs(dev)
+        .into_iter()
+        .filter(|(a, _)| serves_ipv6(a))
+        .collect()
+}
+
 /// The LAN interfaces to serve, with their addresses, and those left out
 /// with the reason.
 pub(super) fn read_lans(cfg: &Config, netifd: &Netifd) -> (Lans, Vec<Unserved>) {
@@ -113,10 +123,7 @@ pub(super) fn read_lans(cfg: &Config, netifd: &Netifd) -> (Lans, Vec<Unserved>) 
         let nets6 = if cfg.ipv6_disable {
             Vec::new()
         } else {
-            netif::ipv6_addrs(&dev)
-                .into_iter()
-                .filter(|(a, _)| serves_ipv6(a))
-                .collect()
+            served_ipv6(&dev)
         };
         out.push(Lan {
             dev,
@@ -170,6 +177,33 @@ impl Daemon {
             let _ = self.install_setup("updating firewall for the new WAN");
             self.send_status_event("wan");
         }
+    }
+
+    /// Follows the IPv6 prefixes of the WAN and the LANs (after an
+    /// address change, once the LANs are read again): any change starts a
+    /// new PCP epoch over IPv6, announced to [ff02::1]:5350 (the LANs'
+    /// front ends follow their addresses through `relearn_lans`). With
+    /// `ipv6_disable` nothing is followed.
+    pub(super) fn follow_ipv6(&mut self) {
+        if self.cfg.ipv6_disable {
+            return;
+        }
+        let mut seen: Vec<_> = self.lans.iter().flat_map(|l| l.nets6.clone()).collect();
+        if let Some(dev) = self.wan.link().dev.as_deref() {
+            seen.extend(served_ipv6(dev));
+        }
+        if !self.wan.update_prefixes6(&seen) {
+            return;
+        }
+        let shown: Vec<String> = self
+            .wan
+            .prefixes6()
+            .iter()
+            .map(|(a, n)| format!("{a}/{n}"))
+            .collect();
+        log::info!("IPv6 prefixes now [{}]", shown.join(", "));
+        let now = self.now();
+        self.epoch6.restart(now);
     }
 
     /// What a new view of the WAN (link, STUN, rules) means for the

@@ -3,7 +3,7 @@
 //!
 //! Owns: parsing of CALLBACK and TIMEOUT, and the NOTIFY text. Pure.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::proto::xml::escape_into;
 
@@ -12,32 +12,47 @@ pub const MAX_CALLBACK: usize = 512;
 /// Most URLs considered in one CALLBACK header.
 pub const MAX_URLS: usize = 4;
 
-/// A delivery URL: `http://<ipv4>[:port]/path`.
+/// A delivery URL: `http://<ipv4>[:port]/path` or
+/// `http://[<ipv6>][:port]/path`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Callback {
-    pub addr: SocketAddrV4,
+    pub addr: SocketAddr,
     /// Path and query, starting with `/`.
     pub path: String,
 }
 
-/// Parses one `http://host[:port][/path]` URL. Only IPv4 literals are
-/// accepted (no names: nothing is ever resolved).
+/// Parses one `http://host[:port][/path]` URL. Only address literals are
+/// accepted, an IPv4 one bare and an IPv6 one in brackets (RFC 3986
+/// §3.2.2), without a zone: no names, so nothing is ever resolved.
 pub fn parse_url(url: &str) -> Option<Callback> {
     let rest = url.strip_prefix("http://")?;
     let (hostport, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let (host, port) = match hostport.rsplit_once(':') {
-        Some((h, p)) => (h, crate::proto::parse_u16(p).filter(|p| *p != 0)?),
-        None => (hostport, 80),
+    let (ip, port) = match hostport.strip_prefix('[') {
+        Some(v6) => {
+            let (h, port) = v6.split_once(']')?;
+            let a: Ipv6Addr = h.parse().ok()?;
+            (IpAddr::V6(a), port)
+        }
+        None => match hostport.split_once(':') {
+            Some((h, _)) => (
+                IpAddr::V4(h.parse::<Ipv4Addr>().ok()?),
+                hostport.get(h.len()..)?,
+            ),
+            None => (IpAddr::V4(hostport.parse::<Ipv4Addr>().ok()?), ""),
+        },
     };
-    let ip: Ipv4Addr = host.parse().ok()?;
+    let port = match port {
+        "" => 80,
+        p => crate::proto::parse_u16(p.strip_prefix(':')?).filter(|p| *p != 0)?,
+    };
     if path.len() > 256 || path.bytes().any(|b| b <= b' ' || b == 0x7f) {
         return None;
     }
     Some(Callback {
-        addr: SocketAddrV4::new(ip, port),
+        addr: SocketAddr::new(ip, port),
         path: path.to_string(),
     })
 }
@@ -122,6 +137,16 @@ mod tests {
         assert!(parse_callback(&format!("<http://10.0.0.1/{}>", "a".repeat(600))).is_empty());
         assert!(parse_url("http://10.0.0.1/a b").is_none());
         assert!(parse_url("http://10.0.0.1:99999/").is_none());
+        assert!(parse_url("http://10.0.0.1:/").is_none());
+        // IPv6 literals in brackets only, with or without a port, no zone
+        let c = parse_url("http://[fd77::2]:5555/cb").unwrap();
+        assert_eq!(c.addr, "[fd77::2]:5555".parse().unwrap());
+        assert_eq!(parse_url("http://[fd77::2]/").unwrap().addr.port(), 80);
+        assert!(parse_url("http://fd77::2/").is_none());
+        assert!(parse_url("http://[fe80::2%25eth0]:5555/").is_none());
+        assert!(parse_url("http://[fd77::2]x/").is_none());
+        assert!(parse_url("http://[10.0.0.1]/").is_none());
+        assert!(parse_url("http://[fd77::2/").is_none());
     }
 
     #[test]
@@ -147,5 +172,11 @@ mod tests {
         assert!(req.starts_with("NOTIFY /cb HTTP/1.1\r\nHOST: 192.168.77.2:5555\r\n"));
         assert!(req.contains("\r\nSEQ: 0\r\n") && req.contains("\r\nNTS: upnp:propchange\r\n"));
         assert!(req.ends_with(&body));
+        let cb = parse_url("http://[fd77::2]:5555/cb").unwrap();
+        let req = String::from_utf8(notify_request(&cb, "uuid:1", 0, &body)).unwrap();
+        assert!(
+            req.starts_with("NOTIFY /cb HTTP/1.1\r\nHOST: [fd77::2]:5555\r\n"),
+            "{req}"
+        );
     }
 }

@@ -177,9 +177,20 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, HeadError> {
     Ok(Some((req, n)))
 }
 
+/// An address as the host of a URL: an IPv6 address in brackets (RFC
+/// 3986 §3.2.2).
+pub fn url_host(a: IpAddr) -> String {
+    match a {
+        IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) => format!("[{a}]"),
+    }
+}
+
 /// True if a `Host` header names exactly `addr` (and `port`, if it gives
-/// one) as a literal address. Names are refused: this is the defence
-/// against DNS rebinding (miniupnpd does the same since 2014).
+/// one) as a literal address: an IPv4 address bare, an IPv6 address in
+/// brackets without a zone (RFC 3986 §3.2.2; a bare IPv6 address or a
+/// bracketed IPv4 one is no URI host). Names are refused: this is the
+/// defence against DNS rebinding (miniupnpd does the same since 2014).
 pub fn host_matches(host: &str, addr: IpAddr, port: u16) -> bool {
     let (h, p) = if let Some(rest) = host.strip_prefix('[') {
         match rest.split_once(']') {
@@ -201,7 +212,12 @@ pub fn host_matches(host: &str, addr: IpAddr, port: u16) -> bool {
             return false;
         }
     }
-    h.parse::<IpAddr>().is_ok_and(|a| a == addr)
+    let bracketed = host.starts_with('[');
+    match (addr, bracketed) {
+        (IpAddr::V6(a), true) => h.parse::<std::net::Ipv6Addr>().is_ok_and(|x| x == a),
+        (IpAddr::V4(a), false) => h.parse::<std::net::Ipv4Addr>().is_ok_and(|x| x == a),
+        _ => false,
+    }
 }
 
 /// An HTTP date (RFC 9110 §5.6.7, IMF-fixdate) for `secs` since the UNIX
@@ -427,6 +443,21 @@ Connection: close\r\nUser-Agent: Linux UPnP/1.1 MiniUPnPc/2.2.4\r\n\r\nbody.....
         let v6: IpAddr = "fe80::1".parse().unwrap();
         assert!(host_matches("[fe80::1]:5000", v6, 5000));
         assert!(!host_matches("[fe80::1]x", v6, 5000));
+        // the bracketed literal of the local IPv6 address, and nothing else
+        let ula: IpAddr = "fd77::1".parse().unwrap();
+        assert!(host_matches("[fd77::1]:5000", ula, 5000));
+        assert!(host_matches("[fd77::1]", ula, 5000));
+        assert!(host_matches("[fd77:0::1]:5000", ula, 5000));
+        assert!(!host_matches("fd77::1", ula, 5000));
+        assert!(!host_matches("fd77::1:5000", ula, 5000));
+        assert!(!host_matches("[fd77::1]:80", ula, 5000));
+        assert!(!host_matches("[fd77::2]:5000", ula, 5000));
+        assert!(!host_matches("[fd77::1%25br-lan]:5000", ula, 5000));
+        assert!(!host_matches("[fd77::1]:", ula, 5000));
+        assert!(!host_matches("[::ffff:192.168.77.1]:5000", ula, 5000));
+        assert!(!host_matches("[::ffff:192.168.77.1]:5000", a, 5000));
+        assert!(!host_matches("[192.168.77.1]:5000", a, 5000));
+        assert!(!host_matches("router.lan:5000", ula, 5000));
     }
 
     #[test]

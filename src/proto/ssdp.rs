@@ -4,11 +4,47 @@
 //! Owns: [`Search`], [`parse`], the announcement rows, and the message
 //! texts. Pure: the caller supplies dates, addresses and timing.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
 use crate::proto::desc::udn;
 use crate::proto::schema::{DEVICES, Service, ServiceKind};
 
 /// Datagrams larger than this are not SSDP requests worth reading.
 pub const MAX_DATAGRAM: usize = 2048;
+/// The SSDP port (UDA §1.1.2).
+pub const PORT: u16 = 1900;
+
+/// An SSDP multicast group: 239.255.255.250 (UDA §1.1.2), and over IPv6
+/// the link-local FF02::C and site-local FF05::C (UDA Annex A).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Group {
+    V4,
+    LinkLocal,
+    SiteLocal,
+}
+
+impl Group {
+    /// The IPv6 groups a device joins and announces to.
+    pub const V6: [Group; 2] = [Group::LinkLocal, Group::SiteLocal];
+
+    pub fn addr(self) -> IpAddr {
+        match self {
+            Group::V4 => IpAddr::V4(Ipv4Addr::new(239, 255, 255, 250)),
+            Group::LinkLocal => IpAddr::V6(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0xc)),
+            Group::SiteLocal => IpAddr::V6(Ipv6Addr::new(0xff05, 0, 0, 0, 0, 0, 0, 0xc)),
+        }
+    }
+
+    /// The HOST header of a NOTIFY sent to the group (UDA Annex A: the
+    /// IPv6 literal in brackets).
+    pub fn host(self) -> &'static str {
+        match self {
+            Group::V4 => "239.255.255.250:1900",
+            Group::LinkLocal => "[FF02::C]:1900",
+            Group::SiteLocal => "[FF05::C]:1900",
+        }
+    }
+}
 /// UDA 1.1: MX above 5 is treated as 5.
 pub const MAX_MX: u8 = 5;
 
@@ -151,8 +187,11 @@ pub fn answer(id: &Identity, st: &str) -> Vec<Row> {
 /// Per-message fields that do not depend on the row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Common<'a> {
-    /// `http://<lan address>:<port>/rootDesc.xml`
+    /// `http://<lan address>:<port>/rootDesc.xml`, an IPv6 address in
+    /// brackets
     pub location: &'a str,
+    /// The NOTIFY's HOST: [`Group::host`] of the group it goes to.
+    pub host: &'a str,
     pub server: &'a str,
     pub boot_id: u32,
     pub config_id: u32,
@@ -172,19 +211,19 @@ SERVER: {}\r\nST: {}\r\nUSN: {}\r\nBOOTID.UPNP.ORG: {}\r\nCONFIGID.UPNP.ORG: {}\
 /// A multicast `ssdp:alive`.
 pub fn notify_alive(c: &Common, row: &Row) -> String {
     format!(
-        "NOTIFY * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nCACHE-CONTROL: max-age={}\r\n\
+        "NOTIFY * HTTP/1.1\r\nHOST: {}\r\nCACHE-CONTROL: max-age={}\r\n\
 LOCATION: {}\r\nNT: {}\r\nNTS: ssdp:alive\r\nSERVER: {}\r\nUSN: {}\r\n\
 BOOTID.UPNP.ORG: {}\r\nCONFIGID.UPNP.ORG: {}\r\n\r\n",
-        c.max_age, c.location, row.0, c.server, row.1, c.boot_id, c.config_id
+        c.host, c.max_age, c.location, row.0, c.server, row.1, c.boot_id, c.config_id
     )
 }
 
 /// A multicast `ssdp:byebye`.
 pub fn notify_byebye(c: &Common, row: &Row) -> String {
     format!(
-        "NOTIFY * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nNT: {}\r\nNTS: ssdp:byebye\r\nUSN: {}\r\n\
+        "NOTIFY * HTTP/1.1\r\nHOST: {}\r\nNT: {}\r\nNTS: ssdp:byebye\r\nUSN: {}\r\n\
 BOOTID.UPNP.ORG: {}\r\nCONFIGID.UPNP.ORG: {}\r\n\r\n",
-        row.0, row.1, c.boot_id, c.config_id
+        c.host, row.0, row.1, c.boot_id, c.config_id
     )
 }
 
@@ -285,6 +324,7 @@ ST: urn:schemas-upnp-org:device:InternetGatewayDevice:1\r\nMAN: \"ssdp:discover\
     fn message_texts() {
         let c = Common {
             location: "http://192.168.77.1:5000/rootDesc.xml",
+            host: Group::V4.host(),
             server: "Linux/6.6 UPnP/1.1 rupnpd/0.1.0",
             boot_id: 7,
             config_id: 9,
@@ -302,5 +342,20 @@ ST: urn:schemas-upnp-org:device:InternetGatewayDevice:1\r\nMAN: \"ssdp:discover\
         assert!(a.contains("NTS: ssdp:alive\r\n") && a.contains("NT: upnp:rootdevice\r\n"));
         let b = notify_byebye(&c, &row);
         assert!(b.contains("NTS: ssdp:byebye\r\n") && !b.contains("LOCATION"));
+        assert!(a.starts_with("NOTIFY * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\n"));
+        // over IPv6 the HOST names the group in brackets (UDA Annex A)
+        let c6 = Common {
+            location: "http://[fd77::1]:5000/rootDesc.xml",
+            host: Group::SiteLocal.host(),
+            ..c
+        };
+        let a = notify_alive(&c6, &row);
+        assert!(
+            a.starts_with("NOTIFY * HTTP/1.1\r\nHOST: [FF05::C]:1900\r\n"),
+            "{a}"
+        );
+        assert!(a.contains("\r\nLOCATION: http://[fd77::1]:5000/rootDesc.xml\r\n"));
+        assert!(notify_byebye(&c6, &row).contains("HOST: [FF05::C]:1900\r\n"));
+        assert_eq!(Group::LinkLocal.addr().to_string(), "ff02::c");
     }
 }

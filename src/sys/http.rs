@@ -173,6 +173,9 @@ pub fn listener(dev: &str, addr: IpAddr, port: u16) -> io::Result<Listener> {
     )?;
     if addr.is_ipv6() {
         s.set_only_v6(true)?;
+        // a new prefix's address is tentative until duplicate address
+        // detection ends; binding it must not fail meanwhile
+        s.set_freebind_v6(true)?;
     }
     // as tokio's TcpListener::bind: a restart may rebind at once
     s.set_reuse_address(true)?;

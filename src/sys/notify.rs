@@ -20,7 +20,7 @@ pub struct Done {
 }
 
 /// Delivers `request` to `to` and reports the outcome on `done`.
-pub fn spawn(to: std::net::SocketAddrV4, sid: String, request: Vec<u8>, done: mpsc::Sender<Done>) {
+pub fn spawn(to: std::net::SocketAddr, sid: String, request: Vec<u8>, done: mpsc::Sender<Done>) {
     tokio::task::spawn_local(async move {
         let ok = matches!(timeout(DEADLINE, deliver(to, &request)).await, Ok(Ok(true)));
         if !ok {
@@ -30,7 +30,7 @@ pub fn spawn(to: std::net::SocketAddrV4, sid: String, request: Vec<u8>, done: mp
     });
 }
 
-async fn deliver(to: std::net::SocketAddrV4, request: &[u8]) -> std::io::Result<bool> {
+async fn deliver(to: std::net::SocketAddr, request: &[u8]) -> std::io::Result<bool> {
     let mut s = TcpStream::connect(to).await?;
     s.write_all(request).await?;
     // Only the status line matters: any 2xx is an acknowledgement.

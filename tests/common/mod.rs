@@ -636,6 +636,37 @@ SOAPAction: \"{urn}#{action}\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\
         false
     }
 
+    /// AddPinhole over IPv6 from `from` for its own TCP port `port`, any
+    /// remote host, `lease` seconds: the status code and the answer.
+    pub fn add_pinhole6(&self, from: &str, port: &str, lease: &str) -> (u16, String) {
+        self.soap6(
+            from,
+            "WANIPv6FirewallControl",
+            "AddPinhole",
+            &[
+                ("RemoteHost", ""),
+                ("RemotePort", "0"),
+                ("InternalClient", from),
+                ("InternalPort", port),
+                ("Protocol", "6"),
+                ("LeaseTime", lease),
+            ],
+        )
+    }
+
+    /// An `/etc/config/upnpd` with both lease files in the bed's directory,
+    /// `extra` options in the `config` section, and the shipped rules
+    /// (high ports allowed, everything else denied).
+    pub fn upnpd_with_leases(&self, extra: &str) -> String {
+        format!(
+            "config upnpd 'config'\n\toption upnp_lease_file '{}'\n\toption upnp_lease_file6 '{}'\n{extra}\n\
+config perm_rule\n\toption action allow\n\toption ext_ports 1024-65535\n\toption int_addr 0.0.0.0/0\n\toption int_ports 1024-65535\n\n\
+config perm_rule\n\toption action deny\n\toption ext_ports 0-65535\n\toption int_addr 0.0.0.0/0\n\toption int_ports 0-65535\n",
+            self.dir.join("leases").display(),
+            self.dir.join("leases6").display()
+        )
+    }
+
     /// A SOAP call over IPv6 from the LAN host (source address `from`) to
     /// the router's LAN IPv6 address.
     pub fn soap6(

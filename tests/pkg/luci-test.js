@@ -329,7 +329,9 @@ const replies = {
 		],
 		pinholes: [
 			{ id: 1, proto: 'TCP', remote_host: '2001:db8::1', remote_port: 0, internal_ip: '2001:db8:1::10',
-			  internal_port: 22, expires: 60, packets: 1, bytes: 60 }
+			  internal_port: 22, origin: 'upnp-igdv2', peer: false, expires: 60, packets: 1, bytes: 60 },
+			{ id: 2, proto: 17, remote_host: '2001:db8::9', remote_port: 3478, internal_ip: '2001:db8:1::10',
+			  internal_port: 5000, origin: 'pcp', peer: true, expires: 600, packets: 0, bytes: 0 }
 		]
 	},
 	'luci-rpc/getHostHints': {
@@ -524,9 +526,13 @@ async function main() {
 		check('mappings table: origin labels', r0[6] == 'UPnP IGDv2' && r1[6] == 'PCP', r0[6] + ' / ' + r1[6]);
 		check('mappings table: time left, permanent', r0[7] == '1h 0s' && r1[7] == 'Permanent', r0[7] + ' / ' + r1[7]);
 		check('mappings table: traffic', r0[8] == '12 packets, 2.00 KiB', r0[8]);
-		check('pinholes table: one row, IPv6 address in brackets',
-			pinTable && pinTable.rows.length == 1 && pinTable.rows[0][3] == '[2001:db8:1::10]:22' && pinTable.rows[0][1] == 'nas',
+		check('pinholes table: one row per pinhole, IPv6 address in brackets',
+			pinTable && pinTable.rows.length == 2 && pinTable.rows[0][3] == '[2001:db8:1::10]:22' && pinTable.rows[0][1] == 'nas',
 			pinTable && JSON.stringify(pinTable.rows[0]));
+		check('pinholes table: WANIPv6FirewallControl and PCP pinholes with their origin',
+			pinTable && pinTable.rows[0][5] == 'UPnP IGDv2' && pinTable.rows[1][5] == 'PCP PEER'
+				&& pinTable.rows[1][4] == '[2001:db8::9]:3478',
+			pinTable && JSON.stringify(pinTable.rows.map(r => r[5])));
 
 		env.log.calls.length = 0;
 		const del = r0[9];
@@ -664,6 +670,7 @@ async function main() {
 			stun: { server: evil, reachability: evil, reason: evil, last_check: 1, next_check: 2 } });
 		for (const m of hostile['rupnpd/list'].mappings) Object.assign(m, { description: evil, origin: evil, remote_host: evil, proto: evil });
 		hostile['rupnpd/list'].pinholes[0].proto = evil;
+		hostile['rupnpd/list'].pinholes[0].origin = evil;
 		hostile['luci-rpc/getHostHints'] = {
 			'00:11:22:33:44:55': { name: evil, ipaddrs: ['192.168.1.10', '192.168.1.11'], ip6addrs: ['2001:db8:1::10'] }
 		};

@@ -3,5 +3,6 @@
 #![allow(dead_code)]
 
 pub mod netifd;
+pub mod pcp_client;
 pub mod ubusd;
 pub mod wire;

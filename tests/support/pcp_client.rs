@@ -1,6 +1,8 @@
 //! A small PCP client (RFC 6887) for end-to-end tests: builds ANNOUNCE,
-//! MAP and PEER requests with options, sends them with the retransmission
-//! of RFC 6887 §8.1.1 (bounded), and parses responses.
+//! MAP and PEER requests with options, for IPv4 hosts (IPv4-mapped
+//! addresses, RFC 6887 §5) and IPv6 hosts alike, sends them over either
+//! family with the retransmission of RFC 6887 §8.1.1 (bounded), and
+//! parses responses.
 //!
 //! Written from the RFC independently of `rupnpd::proto::pcp`, so a test
 //! that uses both checks one codec against the other. Plain functions and
@@ -10,7 +12,7 @@
 #![allow(dead_code)]
 
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 pub const SERVER_PORT: u16 = 5351;
@@ -48,17 +50,25 @@ pub fn v4_mapped(a: Ipv4Addr) -> [u8; 16] {
     b
 }
 
+/// An address as PCP carries it: IPv4 mapped, IPv6 as it is.
+pub fn wire(a: IpAddr) -> [u8; 16] {
+    match a {
+        IpAddr::V4(a) => v4_mapped(a),
+        IpAddr::V6(a) => a.octets(),
+    }
+}
+
 /// A request option (RFC 6887 §13).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Opt {
-    ThirdParty(Ipv4Addr),
+    ThirdParty(IpAddr),
     PreferFailure,
-    /// `prefix_len` is the wire value: 96 + n for an IPv4 /n; 0 removes
-    /// all filters.
+    /// `prefix_len` is the wire value: 96 + n for an IPv4 /n, n for an
+    /// IPv6 /n; 0 removes all filters.
     Filter {
         prefix_len: u8,
         port: u16,
-        peer: Ipv4Addr,
+        peer: IpAddr,
     },
     /// Anything else, for negative tests: code, data (padded on the wire).
     Raw {
@@ -73,13 +83,22 @@ impl Opt {
         Opt::Filter {
             prefix_len: 96 + n.min(32),
             port,
-            peer,
+            peer: peer.into(),
+        }
+    }
+
+    /// A FILTER for the IPv6 network `peer/n`.
+    pub fn filter_v6(peer: Ipv6Addr, n: u8, port: u16) -> Opt {
+        Opt::Filter {
+            prefix_len: n.min(128),
+            port,
+            peer: peer.into(),
         }
     }
 
     fn write(&self, out: &mut Vec<u8>) {
         let (code, data) = match self {
-            Opt::ThirdParty(a) => (1, v4_mapped(*a).to_vec()),
+            Opt::ThirdParty(a) => (1, wire(*a).to_vec()),
             Opt::PreferFailure => (2, Vec::new()),
             Opt::Filter {
                 prefix_len,
@@ -88,7 +107,7 @@ impl Opt {
             } => {
                 let mut d = vec![0, *prefix_len];
                 d.extend_from_slice(&port.to_be_bytes());
-                d.extend_from_slice(&v4_mapped(*peer));
+                d.extend_from_slice(&wire(*peer));
                 (3, d)
             }
             Opt::Raw { code, data } => (*code, data.clone()),
@@ -110,8 +129,9 @@ pub struct Map {
     pub protocol: u8,
     pub internal_port: u16,
     pub suggested_port: u16,
-    /// `None`: no preference (`::ffff:0.0.0.0`).
-    pub suggested_addr: Option<Ipv4Addr>,
+    /// `None`: no preference (`::ffff:0.0.0.0` for an IPv4 client, `::`
+    /// for an IPv6 one).
+    pub suggested_addr: Option<IpAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,7 +141,7 @@ pub enum Op {
     /// RFC 6887 §12.1: the MAP fields plus the remote peer.
     Peer {
         map: Map,
-        peer: Ipv4Addr,
+        peer: IpAddr,
         peer_port: u16,
     },
 }
@@ -129,16 +149,16 @@ pub enum Op {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     /// Goes into the PCP Client's IP Address field.
-    pub client: Ipv4Addr,
+    pub client: IpAddr,
     pub lifetime: u32,
     pub op: Op,
     pub options: Vec<Opt>,
 }
 
 impl Request {
-    pub fn announce(client: Ipv4Addr) -> Request {
+    pub fn announce(client: impl Into<IpAddr>) -> Request {
         Request {
-            client,
+            client: client.into(),
             lifetime: 0,
             op: Op::Announce,
             options: Vec::new(),
@@ -146,14 +166,14 @@ impl Request {
     }
 
     pub fn map(
-        client: Ipv4Addr,
+        client: impl Into<IpAddr>,
         nonce: [u8; 12],
         protocol: u8,
         internal_port: u16,
         lifetime: u32,
     ) -> Request {
         Request {
-            client,
+            client: client.into(),
             lifetime,
             op: Op::Map(Map {
                 nonce,
@@ -167,18 +187,18 @@ impl Request {
     }
 
     pub fn peer(
-        client: Ipv4Addr,
+        client: impl Into<IpAddr>,
         map: Map,
-        peer: Ipv4Addr,
+        peer: impl Into<IpAddr>,
         peer_port: u16,
         lifetime: u32,
     ) -> Request {
         Request {
-            client,
+            client: client.into(),
             lifetime,
             op: Op::Peer {
                 map,
-                peer,
+                peer: peer.into(),
                 peer_port,
             },
             options: Vec::new(),
@@ -203,15 +223,19 @@ impl Request {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut b = vec![VERSION, self.opcode(), 0, 0];
         b.extend_from_slice(&self.lifetime.to_be_bytes());
-        b.extend_from_slice(&v4_mapped(self.client));
+        b.extend_from_slice(&wire(self.client));
         if let Some(m) = self.map_fields() {
             b.extend_from_slice(&m.nonce);
             b.extend_from_slice(&[m.protocol, 0, 0, 0]);
             b.extend_from_slice(&m.internal_port.to_be_bytes());
             b.extend_from_slice(&m.suggested_port.to_be_bytes());
-            b.extend_from_slice(&v4_mapped(
-                m.suggested_addr.unwrap_or(Ipv4Addr::UNSPECIFIED),
-            ));
+            // RFC 6887 §11.1: no preference is the all-zeros address of
+            // the family wanted, here the client's own
+            let none = match self.client {
+                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            };
+            b.extend_from_slice(&wire(m.suggested_addr.unwrap_or(none)));
         }
         if let Op::Peer {
             peer, peer_port, ..
@@ -219,7 +243,7 @@ impl Request {
         {
             b.extend_from_slice(&peer_port.to_be_bytes());
             b.extend_from_slice(&[0, 0]);
-            b.extend_from_slice(&v4_mapped(*peer));
+            b.extend_from_slice(&wire(*peer));
         }
         for o in &self.options {
             o.write(&mut b);

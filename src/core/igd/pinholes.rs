@@ -1,4 +1,5 @@
-//! WANIPv6FirewallControl:1: IPv6 pinholes through the core.
+//! WANIPv6FirewallControl:1: IPv6 pinholes through the core (the same
+//! table PCP's IPv6 MAP and PEER fill).
 //!
 //! Owns: the argument rules of the pinhole actions (wildcards, protocols,
 //! lease range, LAN prefixes) and the 7xx codes of this service.
@@ -18,8 +19,12 @@ const DEFAULT_UDP_TIMEOUT: u32 = 180;
 fn pin_error(r: PinRefusal) -> UpnpError {
     match r {
         PinRefusal::NotAllowed => UpnpError::InboundPinholeNotAllowed,
-        PinRefusal::NotAuthorized => UpnpError::ActionNotAuthorized,
-        PinRefusal::SpaceExhausted => UpnpError::PinholeSpaceExhausted,
+        // a pinhole of the same traffic made through PCP is not the
+        // control point's to extend: as a policy refusal
+        PinRefusal::NotAuthorized | PinRefusal::Collision | PinRefusal::NotOwner => {
+            UpnpError::ActionNotAuthorized
+        }
+        PinRefusal::SpaceExhausted | PinRefusal::ClientQuota => UpnpError::PinholeSpaceExhausted,
         PinRefusal::NoSuchEntry => UpnpError::NoSuchEntry,
         PinRefusal::FirewallDown => UpnpError::ActionFailed,
     }
@@ -58,13 +63,10 @@ fn pinhole_request(args: &Args, call: &Call, lease: u32) -> Result<PinRequest, U
         return Err(UpnpError::ActionNotAuthorized);
     }
     Ok(PinRequest {
-        client: call.requester,
-        remote,
-        rport,
-        iaddr,
         iport,
         proto,
         lease,
+        ..PinRequest::upnp(call.requester, remote, rport, iaddr)
     })
 }
 

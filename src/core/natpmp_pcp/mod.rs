@@ -2,19 +2,24 @@
 //! received on UDP 5351 from a LAN host in, at most one reply out; and
 //! the epoch with its unsolicited announcements.
 //!
-//! Owns: version dispatch (0 → NAT-PMP in [`natpmp`], 2 → PCP in
-//! [`pcp`], anything else → UNSUPP_VERSION), what both protocols share
-//! ([`Settings`], [`Server`], [`Reply`]), and the [`Epoch`]. Every mapping
-//! goes through [`Core::map`], so NAT-PMP, PCP and UPnP share one table,
-//! one policy and one port search. Must not import `sys`, `daemon` or
-//! tokio, and never reads a clock: the caller passes `now`.
+//! Owns: version dispatch (0 → NAT-PMP in [`natpmp`], IPv4 only; 2 → PCP
+//! in [`pcp`], and for IPv6 hosts `pcp6`; anything else →
+//! UNSUPP_VERSION), what both protocols share ([`Settings`], [`Server`],
+//! [`Reply`]), and the [`Epoch`] (the daemon keeps one per address
+//! family). Every mapping goes through [`Core::map`] and every pinhole
+//! through [`Core::add_pinhole`], so NAT-PMP, PCP and UPnP share one
+//! table of each, one policy and one port search. Must not import `sys`,
+//! `daemon` or tokio, and never reads a clock: the caller passes `now`.
 
 mod natpmp;
 mod pcp;
+mod pcp6;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests6;
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use crate::config::Config;
 use crate::core::facts::Facts;
@@ -61,11 +66,15 @@ pub struct Server<'a> {
     pub settings: &'a Settings,
     /// The external IPv4 address; `None` while there is none (no lease,
     /// link down): new mappings then get NAT-PMP 3 / PCP NETWORK_FAILURE.
+    /// IPv6 pinholes do not need it.
     pub external: Option<Ipv4Addr>,
-    /// Seconds since the start of the epoch (RFC 6886 §3.6, RFC 6887
-    /// §8.5); it restarts at 0 when mapping state is lost or the external
-    /// address changes.
+    /// Seconds since the start of the epoch of the request's address
+    /// family (RFC 6886 §3.6, RFC 6887 §8.5); it restarts at 0 when
+    /// mapping state is lost or the external address (for IPv6: a prefix)
+    /// changes.
     pub epoch: u32,
+    /// The LANs served: a THIRD_PARTY address must be on one.
+    pub lans: &'a Lans,
     pub now: Millis,
     pub facts: &'a dyn Facts,
 }
@@ -140,14 +149,19 @@ impl Epoch {
     }
 }
 
-/// The unsolicited messages of one announcement, for 224.0.0.1:5350: the
-/// gratuitous NAT-PMP public address response (RFC 6886 §3.2.1, only
-/// with an external address) and the PCP ANNOUNCE response (RFC 6887
-/// §14.1.3). The daemon serves NAT-PMP and PCP over IPv4 only; RFC 6887
-/// also names [ff02::1]:5350 for servers reachable over IPv6.
-pub fn announcements(settings: &Settings, epoch: u32, external: Option<Ipv4Addr>) -> Vec<Vec<u8>> {
+/// The unsolicited messages of one announcement. Over IPv4, for
+/// 224.0.0.1:5350: the gratuitous NAT-PMP public address response (RFC
+/// 6886 §3.2.1, only with an external address) and the PCP ANNOUNCE
+/// response (RFC 6887 §14.1.3). Over IPv6 (`v6`), for [ff02::1]:5350:
+/// the PCP ANNOUNCE alone, NAT-PMP being IPv4 only.
+pub fn announcements(
+    settings: &Settings,
+    epoch: u32,
+    external: Option<Ipv4Addr>,
+    v6: bool,
+) -> Vec<Vec<u8>> {
     let mut msgs = Vec::new();
-    if let Some(ext) = external.filter(|_| settings.natpmp) {
+    if let Some(ext) = external.filter(|_| settings.natpmp && !v6) {
         msgs.push(natpmp::announcement(epoch, ext));
     }
     if settings.pcp {
@@ -157,32 +171,34 @@ pub fn announcements(settings: &Settings, epoch: u32, external: Option<Ipv4Addr>
 }
 
 /// One datagram received on LAN `lan`'s port 5351. Only a host of that
-/// LAN is answered (RFC 6886 §3.1).
+/// LAN is answered (RFC 6886 §3.1): over IPv6 a source on one of its
+/// served prefixes.
 pub fn on_datagram(
     core: &mut Core,
     server: &Server,
-    lans: &Lans,
     lan: usize,
-    src: SocketAddrV4,
+    src: SocketAddr,
     pkt: &[u8],
 ) -> Option<Reply> {
-    if !lans.accepts(lan, *src.ip()) {
+    if server.lans.of(src.ip()) != Some(lan) {
         return None;
     }
-    handle(core, server, src, pkt)
+    handle(core, server, src.ip(), pkt)
 }
 
 /// Handles one datagram from `src` (a LAN host) received on port 5351.
 /// `None` means: send nothing.
-pub fn handle(core: &mut Core, server: &Server, src: SocketAddrV4, pkt: &[u8]) -> Option<Reply> {
+pub fn handle(core: &mut Core, server: &Server, src: IpAddr, pkt: &[u8]) -> Option<Reply> {
     if !server.settings.natpmp && !server.settings.pcp {
         // RFC 6886 §3.8: with both off the port should be closed; if a
         // packet still arrives, stay silent
         return None;
     }
-    let src = *src.ip();
-    match *pkt.first()? {
-        crate::proto::natpmp::VERSION => natpmp::handle(core, server, src, pkt),
+    match (*pkt.first()?, src) {
+        (crate::proto::natpmp::VERSION, IpAddr::V4(src)) => natpmp::handle(core, server, src, pkt),
+        // RFC 6886 is IPv4 only: a version-0 datagram over IPv6 is no
+        // request we know
+        (crate::proto::natpmp::VERSION, IpAddr::V6(_)) => None,
         _ => pcp::handle(core, server, src, pkt),
     }
 }

@@ -1,10 +1,11 @@
 //! PCP (RFC 6887): ANNOUNCE, MAP (create, renew, delete, with
-//! PREFER_FAILURE, FILTER and THIRD_PARTY) and PEER, for IPv4 mappings.
+//! PREFER_FAILURE, FILTER and THIRD_PARTY) and PEER, for IPv4 mappings;
+//! requests from IPv6 hosts go on to `pcp6.rs`, which makes pinholes.
 //!
 //! Owns: the PCP semantics, nonce ownership, and the result codes of
 //! policy refusals.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::{Reply, Server};
 use crate::core::policy::{Refusal, Want};
@@ -13,8 +14,13 @@ use crate::core::{Core, EventKind, Lease, MapRequest, Savepoint};
 use crate::proto::pcp::{self, Body, ResultCode};
 use crate::proto::{Proto, natpmp};
 
-pub(super) fn handle(core: &mut Core, srv: &Server, src: Ipv4Addr, pkt: &[u8]) -> Option<Reply> {
+pub(super) fn handle(core: &mut Core, srv: &Server, src: IpAddr, pkt: &[u8]) -> Option<Reply> {
     if !srv.settings.pcp {
+        // NAT-PMP exists only over IPv4 (RFC 6886 §1): nothing to fall
+        // back to
+        if src.is_ipv6() {
+            return None;
+        }
         // RFC 6887 §9: a NAT-PMP-only server answers NAT-PMP's
         // "unsupported version", and the PCP client falls back.
         let op = *pkt.get(1)?;
@@ -33,25 +39,38 @@ pub(super) fn handle(core: &mut Core, srv: &Server, src: Ipv4Addr, pkt: &[u8]) -
     };
     // RFC 6887 §8.3: a client address that is not the source means a NAT
     // we do not control sits in between (checked for every opcode)
-    if req.client_addr != pcp::mapped(src) {
+    let sent_from = match src {
+        IpAddr::V4(a) => pcp::mapped(a),
+        IpAddr::V6(a) => a,
+    };
+    if req.client_addr != sent_from {
         return Some(pcp_error(srv, pkt, ResultCode::AddressMismatch, true));
     }
-    let p = Exchange {
-        srv,
-        src,
-        pkt,
-        req: &req,
-    };
-    let r = match req.body {
+    let r = match (req.body, src) {
         // RFC 6887 §14.1: SUCCESS with the epoch, lifetime 0
-        Body::Announce => Ok(Reply::plain(p.success(Body::Announce, 0))),
-        Body::Map(m) => p.map(core, &m),
-        Body::Peer(x) => p.peer(core, &x),
+        (Body::Announce, _) => Ok(Reply::plain(success(srv, &req, Body::Announce, 0))),
+        (Body::Map(m), IpAddr::V4(src)) => Exchange::new(srv, src, pkt, &req).map(core, &m),
+        (Body::Peer(x), IpAddr::V4(src)) => Exchange::new(srv, src, pkt, &req).peer(core, &x),
+        // an IPv6 host: a pinhole (pcp6.rs)
+        (Body::Map(m), IpAddr::V6(src)) => Exchange::new(srv, src, pkt, &req).map6(core, &m),
+        (Body::Peer(x), IpAddr::V6(src)) => Exchange::new(srv, src, pkt, &req).peer6(core, &x),
     };
     Some(r.unwrap_or_else(|code| pcp_error(srv, pkt, code, true)))
 }
 
-fn pcp_error(srv: &Server, pkt: &[u8], code: ResultCode, parsed: bool) -> Reply {
+/// A success response echoing the request's (understood) options.
+fn success(srv: &Server, req: &pcp::Request, body: Body, lifetime: u32) -> Vec<u8> {
+    pcp::Response {
+        result: ResultCode::Success,
+        lifetime,
+        epoch: srv.epoch,
+        body,
+        options: req.options.clone(),
+    }
+    .emit()
+}
+
+pub(super) fn pcp_error(srv: &Server, pkt: &[u8], code: ResultCode, parsed: bool) -> Reply {
     Reply::plain(pcp::error_response(
         pkt,
         code,
@@ -86,56 +105,64 @@ fn pcp_result(r: &Refusal, exact: bool) -> ResultCode {
     }
 }
 
-/// One parsed PCP request being served.
-struct Exchange<'a> {
-    srv: &'a Server<'a>,
-    src: Ipv4Addr,
-    pkt: &'a [u8],
-    req: &'a pcp::Request,
+/// One parsed PCP request from a host of address family `A` being served.
+pub(super) struct Exchange<'a, A> {
+    pub(super) srv: &'a Server<'a>,
+    pub(super) src: A,
+    pub(super) pkt: &'a [u8],
+    pub(super) req: &'a pcp::Request,
 }
 
-impl Exchange<'_> {
+impl<'a, A> Exchange<'a, A> {
+    fn new(srv: &'a Server<'a>, src: A, pkt: &'a [u8], req: &'a pcp::Request) -> Self {
+        Exchange { srv, src, pkt, req }
+    }
+
     /// A success response echoing the request's (understood) options.
-    fn success(&self, body: Body, lifetime: u32) -> Vec<u8> {
-        pcp::Response {
-            result: ResultCode::Success,
-            lifetime,
-            epoch: self.srv.epoch,
-            body,
-            options: self.req.options.clone(),
-        }
-        .emit()
+    pub(super) fn success(&self, body: Body, lifetime: u32) -> Vec<u8> {
+        success(self.srv, self.req, body, lifetime)
     }
 
     /// A reply for a request that may have changed the core since `sp`.
-    fn reply(&self, core: &Core, sp: Savepoint, ok: Vec<u8>) -> Reply {
+    pub(super) fn reply(&self, core: &Core, sp: Savepoint, ok: Vec<u8>) -> Reply {
         Reply::after(core, sp, ok, || {
             let c = ResultCode::NoResources;
             pcp::error_response(self.pkt, c, c.error_lifetime(), self.srv.epoch, true)
         })
     }
 
+    /// The THIRD_PARTY address (RFC 6887 §13.1), if the request has one
+    /// and it may be used: only when configured, and never the sender's
+    /// own address (`own`) or the unspecified one.
+    pub(super) fn third_party(&self, own: Ipv6Addr) -> Result<Option<Ipv6Addr>, ResultCode> {
+        let Some(a) = self.req.third_party() else {
+            return Ok(None);
+        };
+        if !self.srv.settings.allow_third_party {
+            return Err(ResultCode::UnsuppOption);
+        }
+        if a == own {
+            return Err(ResultCode::MalformedRequest);
+        }
+        if pcp::is_no_preference(&a) {
+            return Err(ResultCode::MalformedOption);
+        }
+        Ok(Some(a))
+    }
+}
+
+impl Exchange<'_, Ipv4Addr> {
     fn external(&self) -> Result<Ipv4Addr, ResultCode> {
         self.srv.external.ok_or(ResultCode::NetworkFailure)
     }
 
     /// The internal address: the source, or THIRD_PARTY's (RFC 6887 §13.1).
     fn internal_addr(&self) -> Result<Ipv4Addr, ResultCode> {
-        let Some(a) = self.req.third_party() else {
+        let Some(a) = self.third_party(pcp::mapped(self.src))? else {
             return Ok(self.src);
         };
-        if !self.srv.settings.allow_third_party {
-            return Err(ResultCode::UnsuppOption);
-        }
-        if a == pcp::mapped(self.src) {
-            return Err(ResultCode::MalformedRequest);
-        }
-        match pcp::unmapped(&a) {
-            Some(v4) if v4.is_unspecified() => Err(ResultCode::MalformedOption),
-            Some(v4) => Ok(v4),
-            // an IPv6 host behind our IPv4 NAT: no such family here
-            None => Err(ResultCode::NotAuthorized),
-        }
+        // an IPv6 host behind our IPv4 NAT: no such family here
+        pcp::unmapped(&a).ok_or(ResultCode::NotAuthorized)
     }
 
     /// Records a refusal for the logs and returns its code.

@@ -1,4 +1,5 @@
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::LazyLock;
 
 use super::*;
 use crate::config::Config;
@@ -15,7 +16,7 @@ static NO_FACTS: FixedFacts = FixedFacts::new();
 
 const EXT: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 const EPOCH: u32 = 1000;
-const CFG: Settings = Settings {
+pub(super) const CFG: Settings = Settings {
     natpmp: true,
     pcp: true,
     min_lifetime: 120,
@@ -26,6 +27,17 @@ const CFG: Settings = Settings {
 fn host(d: u8) -> Ipv4Addr {
     Ipv4Addr::new(192, 168, 1, d)
 }
+
+/// One LAN: 192.168.1.0/24 and fd77::/64.
+pub(super) static LANS: LazyLock<Lans> = LazyLock::new(|| {
+    Lans::new(vec![crate::core::lan::Lan {
+        dev: "br-lan".into(),
+        addr: host(1),
+        nets: vec![(host(0), 24)],
+        nets6: vec![("fd77::1".parse().unwrap(), 64)],
+        http_port: 5000,
+    }])
+});
 
 fn core() -> Core {
     let cfg = Config {
@@ -44,13 +56,14 @@ fn ctx(settings: &Settings) -> Server<'_> {
         settings,
         external: Some(EXT),
         epoch: EPOCH,
+        lans: &LANS,
         now: 10_000,
         facts: &NO_FACTS,
     }
 }
 
 fn send(core: &mut Core, ctx: &Server, from: u8, pkt: &[u8]) -> Option<Reply> {
-    handle(core, ctx, SocketAddrV4::new(host(from), 40000), pkt)
+    handle(core, ctx, IpAddr::V4(host(from)), pkt)
 }
 
 /// The reply that goes out when the firewall succeeds.
@@ -780,7 +793,7 @@ fn pcp_announce_versions_and_silence() {
     let mut want = vec![2, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0xe8];
     want.extend([0; 12]);
     assert_eq!(ask(&mut c, 2, &ann), want);
-    assert_eq!(announcements(&CFG, EPOCH, None), vec![want]);
+    assert_eq!(announcements(&CFG, EPOCH, None, false), vec![want]);
     // unknown versions: UNSUPP_VERSION naming version 2, Reserved
     // holding the low 96 bits of the client address field
     for v in [1u8, 3, 0xff] {
@@ -824,11 +837,11 @@ fn pcp_announce_versions_and_silence() {
 #[test]
 fn announcements_and_epoch() {
     assert_eq!(
-        announcements(&Settings { pcp: false, ..CFG }, 5, Some(EXT)),
+        announcements(&Settings { pcp: false, ..CFG }, 5, Some(EXT), false),
         vec![vec![0, 128, 0, 0, 0, 0, 0, 5, 203, 0, 113, 1]]
     );
     // no external address: PCP's ANNOUNCE alone
-    assert_eq!(announcements(&CFG, 5, None).len(), 1);
+    assert_eq!(announcements(&CFG, 5, None, false).len(), 1);
     let mut e = Epoch::default();
     e.restart(1000);
     assert!(e.announcement_due(1000));

@@ -9,7 +9,7 @@
 //! `now` and the kernel [`Facts`]; it sends the bytes, and makes the
 //! table's changes final at the end of the loop turn.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use crate::core::Core;
 use crate::core::device::{Device, random_uuid};
@@ -73,7 +73,7 @@ pub struct Reply {
 /// One GENA event message to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notify {
-    pub to: SocketAddrV4,
+    pub to: SocketAddr,
     pub sid: String,
     /// The whole NOTIFY request.
     pub request: Vec<u8>,
@@ -144,7 +144,8 @@ impl Web {
         match req.method() {
             Method::Get | Method::Head => {
                 if path == "/rootDesc.xml" {
-                    return Response::xml(200, device.description(site.lans, lan, v));
+                    let desc = device.description(site.lans, lan, Some(client.local.ip()), v);
+                    return Response::xml(200, desc);
                 }
                 match Service::by_scpd_path(path) {
                     Some(s) if device.serves(s, v) => {
@@ -172,15 +173,12 @@ impl Web {
                 }
                 _ => Response::error(404, "no such control URL"),
             },
-            Method::Subscribe | Method::Unsubscribe => {
-                match (Service::by_event_path(path), requester) {
-                    // GENA callbacks must be IPv4 (the subscriber's own address).
-                    (Some(s), IpAddr::V4(subscriber)) if device.serves(s, 2) => {
-                        self.subscription(s.kind, q, subscriber, note)
-                    }
-                    _ => Response::error(404, "no such event URL"),
-                }
-            }
+            Method::Subscribe | Method::Unsubscribe => match Service::by_event_path(path) {
+                // the callback must be the subscriber's own address, of
+                // either family
+                Some(s) if device.serves(s, 2) => self.subscription(s.kind, q, requester, note),
+                _ => Response::error(404, "no such event URL"),
+            },
             Method::Other => Response::error(405, "method not allowed"),
         }
     }
@@ -190,7 +188,7 @@ impl Web {
         &mut self,
         service: ServiceKind,
         q: &Inbound,
-        subscriber: Ipv4Addr,
+        subscriber: IpAddr,
         note: &mut Option<String>,
     ) -> Response {
         let (req, now) = (q.head, q.now);

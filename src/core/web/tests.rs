@@ -225,7 +225,7 @@ const IP1: &str = "WANIPConnection:1";
 fn the_description_names_the_lan_address_and_the_configuration() {
     let mut r = Router::igd2();
     let reply = r.send("GET /rootDesc.xml HTTP/1.1\r\nHost: 192.168.77.1:5000\r\n\r\n");
-    let desc = r.device.description(&r.lans, 0, 2);
+    let desc = r.device.description(&r.lans, 0, None, 2);
     assert_eq!(
         reply,
         format!(
@@ -272,13 +272,33 @@ fn the_host_header_must_be_our_literal_address() {
         ));
         assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{host}");
     }
-    // over IPv6 the Host is the bracketed literal
-    let reply = r.send_to(
-        ME6,
-        LAN6,
-        "GET /rootDesc.xml HTTP/1.1\r\nHost: [fd77::1]:5000\r\n\r\n",
-    );
-    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+    // over IPv6 the Host is the bracketed literal of the address the
+    // client reached, and nothing else
+    for host in ["[fd77::1]:5000", "[fd77::1]"] {
+        let reply = r.send_to(
+            ME6,
+            LAN6,
+            &format!("GET /rootDesc.xml HTTP/1.1\r\nHost: {host}\r\n\r\n"),
+        );
+        assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{host}: {reply}");
+    }
+    for host in [
+        "fd77::1",
+        "fd77::1:5000",
+        "[fd77::1]:5001",
+        "[fd77::9]:5000",
+        "[fe80::1]:5000",
+        "[fd77::1%25br-lan]:5000",
+        "192.168.77.1:5000",
+        "router.lan:5000",
+    ] {
+        let reply = r.send_to(
+            ME6,
+            LAN6,
+            &format!("GET /rootDesc.xml HTTP/1.1\r\nHost: {host}\r\n\r\n"),
+        );
+        assert_eq!(reply, refused, "{host}");
+    }
 }
 
 #[test]
@@ -326,13 +346,54 @@ fn unknown_urls_and_methods() {
         r.send(&format!("PUT /rootDesc.xml HTTP/1.1\r\n{h}\r\n"))
             .starts_with("HTTP/1.1 405 Method Not Allowed\r\n")
     );
-    // GENA callbacks are IPv4 addresses: no subscriptions over IPv6
-    let reply = r.send_to(
+}
+
+/// GENA from an IPv6 control point: its own address in brackets is the
+/// only callback taken (CallStranger), events go there with a bracketed
+/// HOST, and the description's URLs are IPv6 literals too.
+#[test]
+fn ipv6_control_points_subscribe_and_are_told() {
+    let mut r = Router::igd2();
+    let sub6 = |r: &mut Router, cb: &str| {
+        r.send_to(
+            ME6,
+            LAN6,
+            &format!(
+                "SUBSCRIBE /evt/IPConn HTTP/1.1\r\nHost: [fd77::1]:5000\r\nCALLBACK: <{cb}>\r\nNT: upnp:event\r\n\r\n"
+            ),
+        )
+    };
+    for cb in [
+        "http://[fd77::1]:4000/cb",
+        "http://[fd77::3]:4000/cb",
+        "http://[2001:db8:3::2]:4000/cb",
+        "http://192.168.77.2:4000/cb",
+        "http://[fd77::2%25br-lan]:4000/cb",
+    ] {
+        assert!(sub6(&mut r, cb).starts_with("HTTP/1.1 412 "), "{cb}");
+    }
+    let reply = sub6(&mut r, "http://[fd77::2]:4000/cb");
+    assert!(
+        reply.starts_with("HTTP/1.1 200 OK\r\nSID: uuid:"),
+        "{reply}"
+    );
+    let n = r.notifications(r.now + gena::INITIAL_DELAY);
+    assert_eq!(n.len(), 1);
+    assert_eq!(n[0].to, "[fd77::2]:4000".parse().unwrap());
+    let text = String::from_utf8(n[0].request.clone()).unwrap();
+    assert!(
+        text.starts_with("NOTIFY /cb HTTP/1.1\r\nHOST: [fd77::2]:4000\r\n"),
+        "{text}"
+    );
+    let desc = r.send_to(
         ME6,
         LAN6,
-        "SUBSCRIBE /evt/IPConn HTTP/1.1\r\nHost: [fd77::1]:5000\r\nCALLBACK: <http://[fd77::2]/>\r\nNT: upnp:event\r\n\r\n",
+        "GET /rootDesc.xml HTTP/1.1\r\nHost: [fd77::1]:5000\r\n\r\n",
     );
-    assert!(reply.starts_with("HTTP/1.1 404 "), "{reply}");
+    assert!(
+        desc.contains("<presentationURL>http://[fd77::1]/</presentationURL>"),
+        "{desc}"
+    );
 }
 
 // ------------------------------------------------------------ IGD version

@@ -252,6 +252,9 @@ mod tests {
             proto: 17,
             expires: 60_000,
             client: "fd77::2".parse().unwrap(),
+            origin: crate::core::table::Origin::Pcp,
+            nonce: None,
+            peer: false,
         };
         let tail = "fd770000 00000000 00000000 00000002 11000000 1f900000";
         let (set, e) = pin_elem(&p);

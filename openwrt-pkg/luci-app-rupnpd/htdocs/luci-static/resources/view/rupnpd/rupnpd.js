@@ -349,6 +349,8 @@ return view.extend({
 		]);
 	},
 
+	// Pinholes come from WANIPv6FirewallControl (upnp-igdv2) and from PCP over IPv6 (MAP, or PEER
+	// for one remote peer): one table, each row with its origin.
 	pinholeRows(list, names) {
 		return L.toArray(list.pinholes).map(p => [
 			esc(p.id),
@@ -356,6 +358,7 @@ return view.extend({
 			esc(p.proto),
 			esc(formatAddrPort(p.internal_ip, p.internal_port)),
 			esc(formatAddrPort(p.remote_host, p.remote_port)),
+			esc((p.origin == 'pcp' && p.peer) ? _('PCP PEER') : (ORIGINS[p.origin] || p.origin)),
 			esc(formatExpires(p.expires)),
 			esc(formatTraffic(p.packets, p.bytes))
 		]);
@@ -384,7 +387,7 @@ return view.extend({
 		this.pinholesTable = E('table', { 'class': 'table cbi-section-table' }, [
 			tableHead([
 				_('ID'), _('Host'), _('Protocol'), _('Internal address'),
-				_('Remote host'), _('Expires'), _('Traffic')
+				_('Remote host'), _('Added via'), _('Expires'), _('Traffic')
 			])
 		]);
 
