@@ -268,6 +268,15 @@ fn descriptions_and_scpds() {
     assert!(r.starts_with("HTTP/1.1 400"), "{r}");
     let r = bed.http_get("/nope.xml").unwrap();
     assert!(r.starts_with("HTTP/1.1 404"), "{r}");
+    // HEAD, whole and asking to close (answered without a task): the
+    // head of the GET's answer, no body
+    let req =
+        format!("HEAD /rootDesc.xml HTTP/1.1\r\nHost: {LAN_IP}:5000\r\nConnection: close\r\n\r\n");
+    let h = bed.http_raw(req.into_bytes()).unwrap();
+    let len = d.split("\r\n\r\n").nth(1).map_or(0, str::len);
+    assert!(h.starts_with("HTTP/1.1 200"), "{h}");
+    assert!(h.contains(&format!("Content-Length: {len}\r\n")), "{h}");
+    assert!(h.ends_with("\r\n\r\n"), "{h}");
 }
 
 #[test]

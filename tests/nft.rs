@@ -312,9 +312,22 @@ config rule\n\toption name 'disabled'\n\toption enabled '0'\n\toption src 'wan'\
     )
     .unwrap();
     bed.start(&["--config-dir", &dir, "--wan", WAN_DEV]);
-    // a service listening on the router's WAN side
+    // services listening on the router's WAN side, IPv4 and IPv6 (a
+    // dual-stack [::] socket takes IPv4 too), TCP and UDP
     let r = bed.r.clone();
     let _svc = in_netns(&r, || std::net::TcpListener::bind("0.0.0.0:6000").unwrap());
+    let _svc6 = in_netns(&r, || std::net::TcpListener::bind("[::]:6001").unwrap());
+    let _dns = in_netns(&r, || std::net::UdpSocket::bind("0.0.0.0:6002").unwrap());
+    let _dns6 = in_netns(&r, || std::net::UdpSocket::bind("[::]:6003").unwrap());
+    for (proto, port) in [("TCP", "6001"), ("UDP", "6002"), ("UDP", "6003")] {
+        let (_, text) = bed.soap(
+            CLIENT_IP,
+            "WANIPConnection:2",
+            "AddPortMapping",
+            &add_args(port, proto, port, CLIENT_IP, "600", "c"),
+        );
+        assert_eq!(fault_code(&text), Some(729), "{proto} {port}: {text}");
+    }
     for (port, code) in [("2222", 729), ("8443", 729), ("6000", 729), ("9443", 0)] {
         let (status, text) = bed.soap(
             CLIENT_IP,

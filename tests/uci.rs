@@ -21,7 +21,12 @@ const SHIPPED: &str = include_str!("fixtures/miniupnpd-upnpd.config");
 /// The shipped file, switched on, with its devices as in the bed. The
 /// lease file moves into the test's directory.
 fn shipped(bed: &Bed) -> (String, String) {
-    let leases = bed.dir.join("upnp.leases");
+    shipped_with_leases(bed, &bed.dir)
+}
+
+/// [`shipped`] with the lease files in `lease_dir`.
+fn shipped_with_leases(bed: &Bed, lease_dir: &Path) -> (String, String) {
+    let leases = lease_dir.join("upnp.leases");
     let text = SHIPPED
         .replace("option enabled\t\t0", "option enabled\t\t1")
         .replace(
@@ -34,7 +39,7 @@ fn shipped(bed: &Bed) -> (String, String) {
         )
         .replace(
             "/var/run/miniupnpd.leases6",
-            &bed.dir.join("upnp.leases6").display().to_string(),
+            &lease_dir.join("upnp.leases6").display().to_string(),
         )
         .replace("/var/run/miniupnpd.leases", &leases.display().to_string());
     let dir = bed.config(&text);
@@ -307,11 +312,37 @@ config perm_rule\n\toption action 'allow'\n\toption ext_ports '70000'\n",
     );
 }
 
+/// With the lease file on disk (as on flash: written in place, synced
+/// later) ...
 #[test]
 fn kill_9_at_any_moment_loses_no_acknowledged_mapping() {
     let mut bed = Bed::new("k9lp");
+    kill_9_rounds(&mut bed, None);
+}
+
+/// ... and on tmpfs, where OpenWrt keeps it (never synced).
+#[test]
+fn kill_9_at_any_moment_loses_no_acknowledged_mapping_on_tmpfs() {
+    let mut bed = Bed::new("k9tm");
+    let shm = Path::new("/dev/shm").join(format!("rupnpd-test-k9-{}", std::process::id()));
+    std::fs::create_dir_all(&shm).unwrap();
+    struct Gone(std::path::PathBuf);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _gone = Gone(shm.clone());
+    kill_9_rounds(&mut bed, Some(&shm));
+}
+
+/// Clients add and delete mappings while the daemon is killed at random
+/// moments: every mapping a client was told about is in the lease file,
+/// every line of it reads, and the next start brings them all back.
+fn kill_9_rounds(bed: &mut Bed, lease_dir: Option<&Path>) {
     bed.fw4_start();
-    let (dir, leases) = shipped(&bed);
+    let lease_dir = lease_dir.map_or_else(|| bed.dir.clone(), Path::to_path_buf);
+    let (dir, leases) = shipped_with_leases(bed, &lease_dir);
     // IGDv2 so leases are finite; no secure-mode surprises
     let file = Path::new(&dir).join("upnpd");
     rupnpd::sys::uci::set_option_atomic(&file, &SectionRef::Named("config".into()), "igdv1", "0")
@@ -322,7 +353,7 @@ fn kill_9_at_any_moment_loses_no_acknowledged_mapping() {
         bed.start(&["--config-dir", &dir]);
         // everything acknowledged before the previous kill is back
         let live: BTreeSet<u16> = acked.lock().unwrap().clone();
-        let mut c = KeepAlive::open(&bed);
+        let mut c = KeepAlive::open(bed);
         for p in &live {
             let port = p.to_string();
             let (code, body) = c.call(
@@ -342,7 +373,7 @@ fn kill_9_at_any_moment_loses_no_acknowledged_mapping() {
         // churn: adds and deletes from a client, until the kill
         let stop = Arc::new(AtomicBool::new(false));
         let (stop2, acked2) = (stop.clone(), acked.clone());
-        let mut c = KeepAlive::open(&bed);
+        let mut c = KeepAlive::open(bed);
         let base = 20000 + round * 100;
         let churn = std::thread::spawn(move || {
             let mut i = 0u16;

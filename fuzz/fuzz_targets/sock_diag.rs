@@ -38,11 +38,19 @@ fuzz_target!(|data: &[u8]| {
     let states = data
         .get(2..6)
         .map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
-    let req = get_sockets(7, family.unwrap_or(0), protocol.unwrap_or(0), states);
+    let sport = data
+        .get(6..8)
+        .map(|b| u16::from_ne_bytes([b[0], b[1]]));
+    let req = get_sockets(7, family.unwrap_or(0), protocol.unwrap_or(0), states, sport);
     let back: Vec<_> = messages(&req).collect();
     assert_eq!(back.len(), 1);
     let p = back[0].payload;
-    assert_eq!(p.len(), 56);
+    // the request, then the 20-byte filter attribute when a port is given
+    assert_eq!(p.len(), if sport.is_some() { 76 } else { 56 });
+    if let Some(port) = sport {
+        assert_eq!(&p[66..68], &port.to_ne_bytes());
+        assert_eq!(&p[74..76], &port.to_ne_bytes());
+    }
     assert_eq!((p[0], p[1]), (family.unwrap_or(0), protocol.unwrap_or(0)));
     assert_eq!(u32::from_ne_bytes([p[4], p[5], p[6], p[7]]), states);
 });

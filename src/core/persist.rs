@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
+use std::ops::Range;
 
 use crate::config::IGD2_MAX_LEASE;
 use crate::core::Core;
@@ -237,55 +238,115 @@ pub fn from_lease(l: &Lease4, now: Millis, wall: u64) -> Option<Mapping> {
     })
 }
 
-/// Formatted lease-file lines, one per mapping, valid for one wall-clock
-/// base (UNIX seconds at monotonic time 0). Kept densely so a rewrite is
-/// one concatenation: a change costs one line's formatting and a memcpy of
-/// the file, not a walk of the table (the file's order is free; readers
-/// key on the fields).
+/// The IPv4 lease file as it is on disk: its bytes, and where each
+/// mapping's line is in them, valid for one wall-clock base (UNIX seconds
+/// at monotonic time 0). A change costs the formatting of its own line
+/// and a write of that line, whatever the number of mappings:
+///
+/// - a new mapping's line is appended;
+/// - a line that keeps its length (a renewal: only the expiry moves) is
+///   overwritten where it is;
+/// - a removed line is blanked where it is: spaces, then its newline, a
+///   blank line that every reader skips (miniupnpd logs and skips it);
+/// - once blanks take up more than the lines (and more than
+///   [`COMPACT_MIN`]), the text is made again without them and the file
+///   replaced whole, which amortises to a constant per removal.
+///
+/// The file's order is free: readers key on the fields.
 #[derive(Debug, Default)]
-pub struct LeaseLines {
+pub struct LeaseFile {
     base: Option<u64>,
-    lines: Vec<String>,
-    keys: Vec<Key>,
-    index: HashMap<Key, usize>,
+    text: String,
+    at: HashMap<Key, Span>,
+    /// Bytes of blanked lines in `text`.
+    blank: usize,
+}
+
+/// Where a line is in the text, its newline included.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: usize,
+    len: usize,
+}
+
+impl Span {
+    fn range(self) -> Range<usize> {
+        self.start..self.start + self.len
+    }
+}
+
+/// What a turn's changes ask of the file on disk.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LeaseWrite {
+    /// Nothing changed.
+    Unchanged,
+    /// Replace the whole file with [`LeaseFile::text`].
+    Whole,
+    /// The file holds the text up to `from`, but for `patches`: write the
+    /// text from `from` to its end, and each patch (a range of the text
+    /// whose length did not change) where it is.
+    Patch {
+        from: usize,
+        patches: Vec<Range<usize>>,
+    },
 }
 
 /// Most seconds the wall clock may drift against the monotonic one before
-/// the cached lines (absolute times) are made again.
+/// the lines (absolute times) are made again.
 const MAX_DRIFT: u64 = 2;
 
-impl LeaseLines {
+/// Blank bytes always tolerated before the text is compacted: a small
+/// file is not replaced for every removal.
+pub const COMPACT_MIN: usize = 4096;
+
+/// Most lines changed in place in one turn; beyond, one whole write is
+/// cheaper than as many small ones (a burst of renewals or deletions).
+const MAX_PATCHES: usize = 8;
+
+impl LeaseFile {
     fn line(m: &Mapping, base: u64) -> String {
         to_lease(m, 0, base).emit() + "\n"
     }
 
-    fn set(&mut self, key: Key, line: String) {
-        match self.index.get(&key) {
-            Some(&i) => self.lines[i] = line,
-            None => {
-                self.index.insert(key, self.lines.len());
-                self.lines.push(line);
-                self.keys.push(key);
-            }
-        }
+    fn append(&mut self, key: Key, line: &str) {
+        let start = self.text.len();
+        self.text.push_str(line);
+        self.at.insert(
+            key,
+            Span {
+                start,
+                len: line.len(),
+            },
+        );
     }
 
-    fn remove(&mut self, key: &Key) {
-        let Some(i) = self.index.remove(key) else {
-            return;
-        };
-        self.lines.swap_remove(i);
-        self.keys.swap_remove(i);
-        if let Some(moved) = self.keys.get(i) {
-            self.index.insert(*moved, i);
-        }
+    /// Turns a line into a blank line of the same length.
+    fn blank(&mut self, span: Span) {
+        let body = span.start..span.start + span.len.saturating_sub(1);
+        let spaces = " ".repeat(body.len());
+        self.text.replace_range(body, &spaces);
+        self.blank += span.len;
     }
 
-    /// Brings the lines up to date with the turn's `changes`, or makes
-    /// them all again when `changes` is `None` or the wall clock stepped
-    /// (NTP after boot: every absolute time in the cache is then wrong).
-    /// Returns true when it started again, so the pinhole file, written
-    /// from absolute times too, must be rewritten as well. Lines are kept
+    /// The text again, without blank lines.
+    fn compact(&mut self) {
+        let mut spans: Vec<(Key, Span)> = self.at.iter().map(|(k, s)| (*k, *s)).collect();
+        spans.sort_unstable_by_key(|(_, s)| s.start);
+        let mut text = String::with_capacity(self.text.len() - self.blank);
+        for (key, span) in spans {
+            let start = text.len();
+            text.push_str(&self.text[span.range()]);
+            self.at.insert(key, Span { start, ..span });
+        }
+        self.text = text;
+        self.blank = 0;
+    }
+
+    /// Brings the text up to date with the turn's `changes`, or makes it
+    /// again when `changes` is `None` or the wall clock stepped (NTP after
+    /// boot: every absolute time in it is then wrong). Returns whether it
+    /// started again, so the pinhole file, written from absolute times
+    /// too, must be rewritten as well; and what to write. The text is kept
     /// only if `keep` (an IPv4 lease file is written).
     pub fn update(
         &mut self,
@@ -294,37 +355,70 @@ impl LeaseLines {
         now: Millis,
         wall: u64,
         keep: bool,
-    ) -> bool {
+    ) -> (bool, LeaseWrite) {
         let base = wall.saturating_sub(now / 1000);
         let stepped = self.base.is_none_or(|b| b.abs_diff(base) > MAX_DRIFT);
         let restart = stepped || changes.is_none();
         if restart {
             self.base = Some(base);
-            self.lines.clear();
-            self.keys.clear();
-            self.index.clear();
+            self.text.clear();
+            self.at.clear();
+            self.blank = 0;
         }
-        let changes = changes.filter(|_| !restart).unwrap_or_default();
         let base = self.base.unwrap_or(base);
-        if keep {
-            if self.lines.is_empty() {
-                for m in table.iter() {
-                    self.set(m.key, Self::line(m, base));
-                }
+        if !keep {
+            return (restart, LeaseWrite::Unchanged);
+        }
+        if restart {
+            for m in table.iter() {
+                self.append(m.key, &Self::line(m, base));
             }
-            for c in changes {
-                match &c.new {
-                    Some(m) => self.set(c.key, Self::line(m, base)),
-                    None => self.remove(&c.key),
+            return (restart, LeaseWrite::Whole);
+        }
+        let from = self.text.len();
+        let mut patches = Vec::new();
+        for c in changes.unwrap_or_default() {
+            let old = self.at.get(&c.key).copied();
+            let line = c.new.as_ref().map(|m| Self::line(m, base));
+            match (old, line) {
+                (Some(span), Some(line)) if span.len == line.len() => {
+                    if self.text[span.range()] != line {
+                        self.text.replace_range(span.range(), &line);
+                        if span.start < from {
+                            patches.push(span.range());
+                        }
+                    }
+                }
+                (old, line) => {
+                    if let Some(span) = old {
+                        self.at.remove(&c.key);
+                        self.blank(span);
+                        if span.start < from {
+                            patches.push(span.range());
+                        }
+                    }
+                    if let Some(line) = line {
+                        self.append(c.key, &line);
+                    }
                 }
             }
         }
-        restart
+        let write = if self.blank > COMPACT_MIN && self.blank > self.text.len() - self.blank {
+            self.compact();
+            LeaseWrite::Whole
+        } else if patches.len() > MAX_PATCHES {
+            LeaseWrite::Whole
+        } else if patches.is_empty() && self.text.len() == from {
+            LeaseWrite::Unchanged
+        } else {
+            LeaseWrite::Patch { from, patches }
+        };
+        (false, write)
     }
 
     /// The whole IPv4 lease file.
-    pub fn text(&self) -> String {
-        self.lines.concat()
+    pub fn text(&self) -> &str {
+        &self.text
     }
 }
 
@@ -575,29 +669,165 @@ UDP:10:192.168.1.5:10:0:PCP PEER 0123456789abcdef01234567 5000\n",
         }])
     }
 
+    /// What the daemon does with a [`LeaseWrite`], on a file in memory.
+    fn apply(disk: &mut Vec<u8>, file: &LeaseFile, w: &LeaseWrite) {
+        let text = file.text().as_bytes();
+        match w {
+            LeaseWrite::Unchanged => {}
+            LeaseWrite::Whole => *disk = text.to_vec(),
+            LeaseWrite::Patch { from, patches } => {
+                assert_eq!(disk.len(), *from, "the file is as last written");
+                disk.extend_from_slice(&text[*from..]);
+                for r in patches {
+                    disk[r.clone()].copy_from_slice(&text[r.clone()]);
+                }
+            }
+        }
+        assert_eq!(disk, text);
+    }
+
+    fn commit(table: &mut Table) -> Vec<Change> {
+        let changes = table.pending_changes();
+        table.commit();
+        changes
+    }
+
     #[test]
+    #[allow(clippy::single_range_in_vec_init)] // one patch, a range of bytes
     fn lines_follow_changes_and_start_again_after_a_clock_step() {
         let mut table = Table::new();
-        let mut lines = LeaseLines::default();
+        let mut file = LeaseFile::default();
         let wall = 1_700_000_000;
         // the first write makes every line
-        assert!(lines.update(&table, None, 0, wall, true));
-        assert_eq!(lines.text(), "");
+        assert_eq!(
+            file.update(&table, None, 0, wall, true),
+            (true, LeaseWrite::Whole)
+        );
+        assert_eq!(file.text(), "");
+        // an add appends
         let mut a = m(Origin::UpnpV2, "a", Some(60_000));
         table.put(a.clone());
-        let changes = table.pending_changes();
-        table.commit();
-        assert!(!lines.update(&table, Some(&changes), 1_000, wall + 1, true));
-        assert_eq!(lines.text(), "UDP:7000:192.168.1.5:27000:1700000060:a\n");
+        let c = commit(&mut table);
+        assert_eq!(
+            file.update(&table, Some(&c), 1_000, wall + 1, true),
+            (
+                false,
+                LeaseWrite::Patch {
+                    from: 0,
+                    patches: vec![]
+                }
+            )
+        );
+        let line = "UDP:7000:192.168.1.5:27000:1700000060:a\n";
+        assert_eq!(file.text(), line);
+        // a line of the same length is changed where it is
         a.desc = "b".into();
+        table.put(a.clone());
+        let c = commit(&mut table);
+        assert_eq!(
+            file.update(&table, Some(&c), 2_000, wall + 2, true),
+            (
+                false,
+                LeaseWrite::Patch {
+                    from: line.len(),
+                    patches: vec![0..line.len()]
+                }
+            )
+        );
+        assert_eq!(file.text(), "UDP:7000:192.168.1.5:27000:1700000060:b\n");
+        // a longer one is blanked and appended
+        a.desc = "bb".into();
         table.put(a);
-        let changes = table.pending_changes();
-        table.commit();
-        assert!(!lines.update(&table, Some(&changes), 2_000, wall + 2, true));
-        assert_eq!(lines.text(), "UDP:7000:192.168.1.5:27000:1700000060:b\n");
+        let c = commit(&mut table);
+        let (_, w) = file.update(&table, Some(&c), 2_000, wall + 2, true);
+        assert_eq!(
+            w,
+            LeaseWrite::Patch {
+                from: line.len(),
+                patches: vec![0..line.len()]
+            }
+        );
+        assert_eq!(
+            file.text(),
+            format!(
+                "{}\nUDP:7000:192.168.1.5:27000:1700000060:bb\n",
+                " ".repeat(line.len() - 1)
+            )
+        );
         // NTP sets the clock an hour ahead: every absolute time moves
-        assert!(lines.update(&table, Some(&[]), 3_000, wall + 3 + 3600, true));
-        assert_eq!(lines.text(), "UDP:7000:192.168.1.5:27000:1700003660:b\n");
+        assert_eq!(
+            file.update(&table, Some(&[]), 3_000, wall + 3 + 3600, true),
+            (true, LeaseWrite::Whole)
+        );
+        assert_eq!(file.text(), "UDP:7000:192.168.1.5:27000:1700003660:bb\n");
+        // without a lease file nothing is kept or written
+        let mut none = LeaseFile::default();
+        assert_eq!(
+            none.update(&table, None, 0, wall, false),
+            (true, LeaseWrite::Unchanged)
+        );
+        assert_eq!(none.text(), "");
+    }
+
+    /// Through adds, renewals, changes and removals the file on disk is
+    /// always the text, reads back as exactly the table, and is written
+    /// whole only when blanks outweigh the lines or a turn changes many
+    /// lines in place.
+    #[test]
+    fn the_file_follows_the_table_with_small_writes() {
+        let mut table = Table::new();
+        let mut file = LeaseFile::default();
+        let mut disk = Vec::new();
+        let wall = 1_700_000_000;
+        let (_, w) = file.update(&table, None, 0, wall, true);
+        apply(&mut disk, &file, &w);
+        let mapping = |port: u16, desc: &str, secs: u64| Mapping {
+            key: Key::new(crate::proto::Proto::Tcp, port),
+            ..m(Origin::UpnpV2, desc, Some(secs * 1000))
+        };
+        let (mut wholes, mut compactions) = (0, 0);
+        let mut seed = 0x9e37_79b9u32;
+        for turn in 0..3000u64 {
+            // a few changes per turn, sometimes a burst
+            let n = if turn % 97 == 0 { 20 } else { 1 + turn % 3 };
+            for _ in 0..n {
+                seed ^= seed << 13;
+                seed ^= seed >> 17;
+                seed ^= seed << 5;
+                let port = 1000 + (seed % 400) as u16;
+                let _ = match seed % 7 {
+                    0..=2 => table.put(mapping(port, "game", 3600 + turn)),
+                    3 => table.put(mapping(port, "a longer description", 7200)),
+                    _ => table.remove(&Key::new(crate::proto::Proto::Tcp, port)),
+                };
+            }
+            let c = commit(&mut table);
+            let blank = file.blank;
+            let (restarted, w) = file.update(&table, Some(&c), 0, wall, true);
+            assert!(!restarted);
+            if w == LeaseWrite::Whole {
+                wholes += 1;
+                if file.blank == 0 && blank > 0 {
+                    compactions += 1;
+                }
+            }
+            apply(&mut disk, &file, &w);
+            assert!(file.blank <= COMPACT_MIN.max(file.text.len() - file.blank));
+        }
+        let text = String::from_utf8(disk).unwrap();
+        let (leases, bad) = lease::parse_file(&text);
+        assert!(bad.is_empty(), "{bad:?}");
+        let mut got: Vec<_> = leases.iter().map(|l| (l.eport, l.desc.clone())).collect();
+        got.sort();
+        let mut want: Vec<_> = table
+            .iter()
+            .map(|m| (m.key.eport, m.desc.clone()))
+            .collect();
+        want.sort();
+        assert_eq!(got, want);
+        // whole writes are the exception: bursts and compactions
+        assert!(wholes < 100, "{wholes} whole writes in 3000 turns");
+        assert!(compactions > 0);
     }
 
     /// The lease file gets the same internal-address check as a new

@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use tokio::net::UdpSocket;
-use tokio::sync::oneshot;
 
 use crate::core::natpmp_pcp;
 use crate::core::pinhole::Pinhole;
@@ -18,7 +17,6 @@ use crate::core::table::{Mapping, Millis};
 use crate::core::web::{self, Site};
 use crate::core::{Event, EventKind, Outcome, Subject};
 use crate::proto::blob::Value;
-use crate::proto::http::Response;
 use crate::sys::ubus::CallReply;
 
 use super::Daemon;
@@ -26,7 +24,7 @@ use super::Daemon;
 /// A reply waiting for the turn's firewall transaction.
 pub(super) enum Deferred {
     Http {
-        tx: oneshot::Sender<Response>,
+        tx: crate::sys::http::Reply,
         reply: web::Reply,
     },
     Udp {
@@ -48,7 +46,7 @@ impl Deferred {
     fn send(self, refused: bool) {
         match self {
             Deferred::Http { tx, reply } => {
-                let _ = tx.send(reply.send(refused));
+                tx.send(reply.send(refused));
             }
             Deferred::Udp { sock, to, reply } => {
                 let bytes = match (refused, reply.on_failure) {
@@ -89,6 +87,7 @@ impl Daemon {
             // survive a kill -9 right after.
             self.write_leases(Some((&turn.changes, turn.pins_changed)));
         }
+        self.sync_leases();
         let refused = turn.refused();
         for d in self.deferred.drain(..) {
             d.send(refused);

@@ -7,11 +7,13 @@ use crate::config::firewall::{PortClaim, claims, wan_zones};
 use crate::config::load::assemble;
 use crate::config::uci::{Loaded, from_uci};
 use crate::core::device::uuid_from_mac;
-use crate::core::persist;
+use crate::core::persist::{self, LeaseFile, LeaseWrite};
+use crate::core::table::Millis;
 use crate::sys::facts::Kernel;
 use crate::sys::{leasefile, uci};
 
 use super::{Daemon, Options, unix_now};
+use std::path::Path;
 
 /// Where the UCI packages are read: `--config-dir`, or `/etc/config`
 /// with the runtime override directory `/var/run/uci`.
@@ -111,7 +113,7 @@ impl Daemon {
             .as_ref()
             .map(|p| leasefile::read(p).unwrap_or_default());
         let now = self.now();
-        let facts = Kernel::new(&self.wan, &mut self.nft);
+        let facts = Kernel::new(&self.wan, &mut self.nft, &mut self.probe);
         let r = persist::restore(
             &mut self.core,
             &self.lans,
@@ -130,13 +132,14 @@ impl Daemon {
         r.mappings
     }
 
-    /// Rewrites the lease files atomically (temp file, fsync, rename).
-    /// Lines are cached per mapping, so a change reformats only its own
-    /// line; `None` rewrites everything.
+    /// Brings the lease files up to date with the turn's changes (`None`:
+    /// everything): the IPv4 file through its in-place writes
+    /// (`core::persist::LeaseFile`), the IPv6 file whole when a pinhole
+    /// changed. Before any reply of the turn leaves.
     pub(super) fn write_leases(&mut self, changes: Option<(&[crate::core::table::Change], bool)>) {
         let now = self.now();
         let wall = unix_now();
-        let restarted = self.leases.update(
+        let (restarted, write) = self.leases.file.update(
             self.core.table(),
             changes.map(|c| c.0),
             now,
@@ -144,16 +147,68 @@ impl Daemon {
             self.cfg.upnp_lease_file.is_some(),
         );
         if let Some(path) = &self.cfg.upnp_lease_file {
-            if let Err(e) = leasefile::write_atomic(path, &self.leases.text()) {
+            let w = Leases::writer(&mut self.leases.v4, path);
+            let text = self.leases.file.text().as_bytes();
+            let r = match write {
+                LeaseWrite::Unchanged => Ok(()),
+                LeaseWrite::Whole => w.replace(text),
+                LeaseWrite::Patch { from, patches } => w.patch(text, from, &patches, now),
+            };
+            if let Err(e) = r {
                 log::error!("writing lease file: {e}");
             }
         }
         let pins_changed = restarted || changes.is_some_and(|c| c.1);
         if let Some(path6) = self.cfg.upnp_lease_file6.as_ref().filter(|_| pins_changed) {
             let text = persist::pinhole_file(self.core.pinholes(), now, wall);
-            if let Err(e) = leasefile::write_atomic(path6, &text) {
+            if let Err(e) = Leases::writer(&mut self.leases.v6, path6).replace(text.as_bytes()) {
                 log::error!("writing IPv6 lease file: {e}");
             }
         }
+    }
+
+    /// Syncs the lease files kept on flash once their time has come.
+    pub(super) fn sync_leases(&mut self) {
+        let now = self.now();
+        for w in [&mut self.leases.v4, &mut self.leases.v6]
+            .into_iter()
+            .flatten()
+        {
+            if let Err(e) = w.sync_if_due(now) {
+                log::error!("syncing lease file: {e}");
+            }
+        }
+    }
+}
+
+/// The lease files: the IPv4 file's text and line index, and the writers
+/// of both files.
+#[derive(Default)]
+pub(super) struct Leases {
+    file: LeaseFile,
+    v4: Option<leasefile::Writer>,
+    v6: Option<leasefile::Writer>,
+}
+
+impl Leases {
+    /// The writer of `path`: a new one if the path changed (a reload), so
+    /// the first write there is a whole one.
+    fn writer<'a>(
+        slot: &'a mut Option<leasefile::Writer>,
+        path: &Path,
+    ) -> &'a mut leasefile::Writer {
+        if slot.as_ref().is_none_or(|w| w.path() != path) {
+            *slot = Some(leasefile::Writer::new(path));
+        }
+        slot.get_or_insert_with(|| leasefile::Writer::new(path))
+    }
+
+    /// When a change on flash is due to be synced (the daemon's clock).
+    pub(super) fn sync_due(&self) -> Option<Millis> {
+        [&self.v4, &self.v6]
+            .into_iter()
+            .flatten()
+            .filter_map(leasefile::Writer::sync_due)
+            .min()
     }
 }

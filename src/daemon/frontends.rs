@@ -400,7 +400,7 @@ impl Daemon {
     /// turn's firewall transaction.
     pub(super) fn on_http(&mut self, job: Job) {
         let now = self.now();
-        let facts = Kernel::new(&self.wan, &mut self.nft);
+        let facts = Kernel::new(&self.wan, &mut self.nft, &mut self.probe);
         let site = Site {
             device: &self.device,
             lans: &self.lans,
@@ -438,7 +438,7 @@ impl Daemon {
                     .on_datagram(&self.device, &self.lans, lan, dg.src, &dg.data, now);
             }
             Kind::NatPmpPcp => {
-                let facts = Kernel::new(&self.wan, &mut self.nft);
+                let facts = Kernel::new(&self.wan, &mut self.nft, &mut self.probe);
                 // one epoch per address family: an IPv6 prefix and the
                 // external IPv4 address change apart
                 let epoch = if dg.src.is_ipv6() {
@@ -491,6 +491,10 @@ impl Daemon {
     }
 
     pub(super) fn send_search_replies(&mut self, now: Millis) {
+        // Most turns have none due: no Date to format then.
+        if self.ssdp.next_deadline() > now {
+            return;
+        }
         let date = http::date(unix_now());
         for (lan, to, msg) in self.ssdp.due_replies(&self.device, &self.lans, now, &date) {
             let sock = self

@@ -11,7 +11,7 @@ use quick_xml::Reader;
 use quick_xml::events::Event;
 
 use crate::proto::igd::{Args, UpnpError};
-use crate::proto::xml::{element, escape_into, is_char};
+use crate::proto::xml::{chars_into, element, escape_into};
 
 /// Deepest element nesting accepted (a UPnP request needs 4).
 pub const MAX_DEPTH: usize = 8;
@@ -285,7 +285,7 @@ pub fn response(action: &str, namespace: &str, out: &[(&str, String)]) -> String
             s.push('<');
             s.push_str(name);
             s.push_str("><![CDATA[");
-            s.extend(value.chars().filter(|&c| is_char(c)));
+            chars_into(&mut s, value);
             s.push_str("]]></");
             s.push_str(name);
             s.push('>');

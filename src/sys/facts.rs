@@ -1,7 +1,8 @@
 //! The kernel facts the core asks for ([`Facts`]): local listeners, the
 //! neighbour table, the WAN link's counters and speed, uptime, conntrack
 //! timeouts, a pinhole's counter and the CSPRNG. Each is read on first
-//! use only: most requests never ask, and those that do ask once.
+//! use only: most requests never ask, and those that do ask once, through
+//! the netlink sockets of the daemon's [`Probe`].
 
 use std::cell::{OnceCell, RefCell};
 use std::net::{IpAddr, Ipv6Addr};
@@ -11,7 +12,7 @@ use crate::core::firewall::Firewall;
 use crate::core::pinhole::Pinhole;
 use crate::core::wan::Wan;
 use crate::proto::Proto;
-use crate::sys::netif::{self, Listeners};
+use crate::sys::netif::{self, Listeners, Probe};
 use crate::sys::nft::Nft;
 
 /// Resolved neighbour entries: an address and its link-layer address.
@@ -21,17 +22,19 @@ type Neighbours = Vec<(IpAddr, [u8; 6])>;
 pub struct Kernel<'a> {
     wan: &'a Wan,
     nft: RefCell<&'a mut Nft>,
-    listeners: OnceCell<Listeners>,
+    probe: RefCell<&'a mut Probe>,
+    listeners: RefCell<Listeners>,
     /// The neighbour tables' resolved entries; `None` if unreadable.
     neighbours: OnceCell<Option<Neighbours>>,
 }
 
 impl<'a> Kernel<'a> {
-    pub fn new(wan: &'a Wan, nft: &'a mut Nft) -> Kernel<'a> {
+    pub fn new(wan: &'a Wan, nft: &'a mut Nft, probe: &'a mut Probe) -> Kernel<'a> {
         Kernel {
             wan,
             nft: RefCell::new(nft),
-            listeners: OnceCell::new(),
+            probe: RefCell::new(probe),
+            listeners: RefCell::default(),
             neighbours: OnceCell::new(),
         }
     }
@@ -43,7 +46,9 @@ impl<'a> Kernel<'a> {
     fn neighbours(&self) -> Option<&[(IpAddr, [u8; 6])]> {
         self.neighbours
             .get_or_init(|| {
-                netif::neighbours()
+                self.probe
+                    .borrow_mut()
+                    .neighbours()
                     .inspect_err(|e| log::debug!("reading the neighbour tables: {e}"))
                     .ok()
             })
@@ -60,9 +65,12 @@ impl<'a> Kernel<'a> {
 
 impl Facts for Kernel<'_> {
     fn wan_listener(&self, p: Proto, port: u16) -> bool {
-        self.listeners
-            .get_or_init(|| Listeners::read(self.wan.link_addr()))
-            .wan_listener(p, port)
+        self.listeners.borrow_mut().wan_listener(
+            &mut self.probe.borrow_mut(),
+            p,
+            port,
+            self.wan.link_addr(),
+        )
     }
 
     /// The same address, or (for a request over IPv4 about an IPv6

@@ -1,7 +1,10 @@
 //! The HTTP server's sockets: accepting connections on the LAN addresses,
 //! reading bounded requests under deadlines, and writing responses. What
 //! a request means is decided by the daemon's loop, reached through a
-//! channel.
+//! channel. A request that is whole when its connection is accepted and
+//! asks to close (libminiupnpc's) costs no task: its connection goes to
+//! the loop with it, and the answer is written from there
+//! ([`Reply::Socket`]).
 //!
 //! Owns: the listening socket (bound to its LAN device), the connection
 //! caps (in all, and per client as `core::policy::ClientKey` counts it:
@@ -12,13 +15,15 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
-use std::io;
+use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::rc::Rc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::{Instant, timeout, timeout_at};
 
@@ -178,7 +183,67 @@ pub struct Job {
     pub body: Vec<u8>,
     pub peer: SocketAddr,
     pub local: SocketAddr,
-    pub reply: oneshot::Sender<Response>,
+    pub reply: Reply,
+}
+
+/// Where the answer to a [`Job`] goes.
+pub enum Reply {
+    /// To the task of its connection, which writes it (a keep-alive
+    /// connection, or a request that arrived in pieces).
+    Task(oneshot::Sender<Response>),
+    /// Straight to the socket: a whole request that asked to close the
+    /// connection, there already when it was accepted (what every
+    /// libminiupnpc client sends). No task, no registration with the
+    /// reactor: the answer is written at once and the socket closed.
+    Socket(Direct),
+}
+
+impl Reply {
+    /// Sends the answer on its way. Must be called inside the runtime.
+    pub fn send(self, r: Response) {
+        match self {
+            Reply::Task(tx) => {
+                let _ = tx.send(r);
+            }
+            Reply::Socket(d) => d.send(r),
+        }
+    }
+}
+
+/// A connection answered without a task of its own.
+pub struct Direct {
+    stream: std::net::TcpStream,
+    head_only: bool,
+    server: Rc<str>,
+    deadline: Duration,
+    _slot: Slot,
+}
+
+impl Direct {
+    /// Writes the answer without waiting (the socket's buffer is empty, so
+    /// it nearly always goes at once); what does not fit is left to a task
+    /// that writes it within the request deadline. Then the connection
+    /// closes.
+    fn send(self, mut r: Response) {
+        r.close = true;
+        let bytes = r.emit(&self.server, &now_date(), self.head_only);
+        let sent = match (&self.stream).write(&bytes) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(_) => return,
+        };
+        if sent >= bytes.len() {
+            return;
+        }
+        let Ok(mut s) = TcpStream::from_std(self.stream) else {
+            return;
+        };
+        let (deadline, slot) = (self.deadline, self._slot);
+        tokio::task::spawn_local(async move {
+            let _ = timeout(deadline, s.write_all(bytes.get(sent..).unwrap_or_default())).await;
+            drop(slot);
+        });
+    }
 }
 
 /// The HTTP listener of one LAN device: `addr:port`, bound to device `dev`
@@ -186,7 +251,7 @@ pub struct Job {
 /// address finds no socket (its SYN is reset by the kernel) instead of an
 /// HTTP server that reads its request and answers 403. Must be called
 /// inside the runtime.
-pub fn listener(dev: &str, addr: IpAddr, port: u16) -> io::Result<TcpListener> {
+pub fn listener(dev: &str, addr: IpAddr, port: u16) -> io::Result<Listener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let s = Socket::new(
         Domain::for_address(SocketAddr::from((addr, port))),
@@ -201,24 +266,126 @@ pub fn listener(dev: &str, addr: IpAddr, port: u16) -> io::Result<TcpListener> {
     }
     // as tokio's TcpListener::bind: a restart may rebind at once
     s.set_reuse_address(true)?;
+    // Linux gives accepted connections the listener's TCP_NODELAY, so it
+    // is set once here, not per connection: a reply leaves at once, and
+    // the last segment of a long one does not wait for a delayed ACK.
+    s.set_tcp_nodelay(true)?;
     s.bind_device(Some(dev.as_bytes()))
         .map_err(|e| io::Error::new(e.kind(), format!("binding HTTP to {dev}: {e}")))?;
     s.bind(&SocketAddr::from((addr, port)).into())?;
     s.listen(1024)?;
     s.set_nonblocking(true)?;
-    TcpListener::from_std(s.into())
+    let l: std::net::TcpListener = s.into();
+    // SAFETY: the listener is moved in and stays open, unchanged, until
+    // the AsyncFd is dropped.
+    let fd = unsafe { AsyncFd::register_with_interest(l, Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)?;
+    Ok(Listener(fd))
+}
+
+/// A listening socket registered with the reactor. Connections are taken
+/// with accept4(2) directly, so that one answered at once (see
+/// [`Reply::Socket`]) is never registered with the reactor at all.
+pub struct Listener(AsyncFd<std::net::TcpListener>);
+
+impl Listener {
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.get_ref().local_addr()
+    }
+
+    /// The next connection: a non-blocking socket of its own, and the
+    /// peer's address.
+    async fn accept(&self) -> io::Result<(std::net::TcpStream, SocketAddr)> {
+        loop {
+            let mut ready = self.0.readable().await?;
+            match ready.try_io(|l| accept4(l.get_ref())) {
+                Ok(r) => return r,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+/// accept(2) with the new socket non-blocking and close-on-exec at once
+/// (std's accept would need an fcntl more).
+fn accept4(l: &std::net::TcpListener) -> io::Result<(std::net::TcpStream, SocketAddr)> {
+    // SAFETY: accept4 writes at most `len` bytes of address into the
+    // storage socket2 hands it, and sets `len` to what it wrote; the new
+    // descriptor is owned at once.
+    let (fd, addr) = unsafe {
+        socket2::SockAddr::try_init(|storage, len| {
+            let fd = libc::accept4(
+                l.as_raw_fd(),
+                storage.cast(),
+                len,
+                libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            );
+            if fd < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(fd)
+            }
+        })?
+    };
+    // SAFETY: a descriptor accept4 just returned, owned by nothing else.
+    let stream = unsafe { std::net::TcpStream::from_raw_fd(fd) };
+    let peer = addr
+        .as_socket()
+        .ok_or_else(|| io::Error::other("accept: not an IP peer"))?;
+    Ok((stream, peer))
+}
+
+/// Reads what is already there into the spare capacity of `buf`, without
+/// waiting and without zero-filling (one recv).
+fn read_now(s: &std::net::TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
+    let room = buf.capacity() - buf.len();
+    // SAFETY: recv writes at most `room` bytes into the spare capacity,
+    // which has room for them.
+    let n = unsafe {
+        libc::recv(
+            s.as_raw_fd(),
+            buf.as_mut_ptr().add(buf.len()).cast(),
+            room,
+            libc::MSG_DONTWAIT,
+        )
+    };
+    let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+    // SAFETY: the kernel initialised the n ≤ room bytes it received.
+    unsafe { buf.set_len(buf.len() + n.min(room)) };
+    Ok(n)
+}
+
+/// The whole request in `buf`, if it is one that asks to close: head and
+/// body, and the body's bytes.
+fn whole_closing_request(buf: &[u8]) -> Option<(Request, Vec<u8>)> {
+    let (req, head_len) = http::parse_head(buf).ok()??;
+    let total = head_len.checked_add(req.content_length)?;
+    if req.keep_alive || total != buf.len() {
+        return None;
+    }
+    let body = buf.get(head_len..)?.to_vec();
+    Some((req, body))
 }
 
 /// Accepts connections on `listener` until the task running it is
 /// dropped. Each connection is a task of its own owned by this one, so
 /// they end with it: closing a listener closes its connections.
 pub async fn serve(
-    listener: TcpListener,
+    listener: Listener,
     jobs: mpsc::Sender<Job>,
     limits: Limits,
     gate: Rc<Gate>,
     server: Rc<str>,
 ) {
+    // Bound to one address: it is every connection's local address, so
+    // no connection asks the kernel for it.
+    let local = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            log::warn!("HTTP listener: {e}");
+            return;
+        }
+    };
     let mut conns = tokio::task::JoinSet::new();
     loop {
         let accepted = listener.accept().await;
@@ -232,14 +399,15 @@ pub async fn serve(
                 continue;
             }
         };
-        let jobs = jobs.clone();
-        let server = server.clone();
         let slot = match gate.enter(peer.ip(), &limits) {
             Ok(slot) => slot,
             Err(why) => {
                 // Tell the client why rather than leave it hanging.
+                let server = server.clone();
                 conns.spawn_local(async move {
-                    let mut s = stream;
+                    let Ok(mut s) = TcpStream::from_std(stream) else {
+                        return;
+                    };
                     let r = Response::error(503, why).header("Retry-After", "1");
                     let bytes = r.emit(&server, &now_date(), false);
                     let _ = timeout(Duration::from_secs(2), s.write_all(&bytes)).await;
@@ -247,50 +415,99 @@ pub async fn serve(
                 continue;
             }
         };
+        // The request is usually there already: a client sends it right
+        // after its connect returns, before we are woken for the accept.
+        let mut buf = Vec::with_capacity(2048);
+        let _ = read_now(&stream, &mut buf);
+        if let Some((req, body)) = whole_closing_request(&buf) {
+            let head_only = req.method() == Method::Head;
+            let job = Job {
+                req,
+                body,
+                peer,
+                local,
+                reply: Reply::Socket(Direct {
+                    stream,
+                    head_only,
+                    server: server.clone(),
+                    deadline: limits.request_deadline,
+                    _slot: slot,
+                }),
+            };
+            match jobs.try_send(job) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(job)) => {
+                    // The loop is busy: wait for room without holding up
+                    // the accepts.
+                    let jobs = jobs.clone();
+                    conns.spawn_local(async move {
+                        let _ = jobs.send(job).await;
+                    });
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            }
+            continue;
+        }
+        let Ok(stream) = TcpStream::from_std(stream) else {
+            continue;
+        };
+        let jobs = jobs.clone();
+        let server = server.clone();
         conns.spawn_local(async move {
-            let _ = connection(stream, peer, jobs, limits, &server, &slot).await;
+            let _ = connection(stream, buf, (peer, local), jobs, limits, &server, &slot).await;
         });
     }
 }
 
-fn now_date() -> String {
+/// The Date header's value: formatted once per second, not per response
+/// (formatting it was 6 % of a GetGenericPortMappingEntry).
+fn now_date() -> Rc<str> {
+    thread_local! {
+        static DATE: RefCell<(u64, Rc<str>)> = RefCell::new((u64::MAX, Rc::from("")));
+    }
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    http::date(secs)
+    DATE.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.0 != secs {
+            *d = (secs, http::date(secs).into());
+        }
+        d.1.clone()
+    })
 }
 
+/// One connection's requests, one after the other, starting with what
+/// `buf` holds already. The connection's future is what a task holds and
+/// tokio copies when it starts and ends it, so it keeps no buffer of its
+/// own: bytes are read straight into `buf`'s spare capacity.
 async fn connection(
     mut s: TcpStream,
-    peer: SocketAddr,
+    mut buf: Vec<u8>,
+    (peer, local): (SocketAddr, SocketAddr),
     jobs: mpsc::Sender<Job>,
     limits: Limits,
     server: &str,
     slot: &Slot,
 ) -> std::io::Result<()> {
-    let local = s.local_addr()?;
-    let _ = s.set_nodelay(true);
-    let mut buf: Vec<u8> = Vec::with_capacity(2048);
     loop {
         // Wait for the first byte of the next request (idle timeout), then
         // the whole request must arrive within the request deadline.
         if buf.is_empty() {
-            let mut chunk = [0u8; 2048];
             slot.idle();
             let read = tokio::select! {
                 biased;
                 // closed to make room for a newcomer
                 () = slot.closing() => return Ok(()),
-                r = timeout(limits.idle, s.read(&mut chunk)) => r,
+                r = timeout(limits.idle, read_into(&mut s, &mut buf, MAX_HEAD + 1)) => r,
             };
             slot.busy();
-            let n = match read {
+            match read {
                 Ok(Ok(0)) | Err(_) => return Ok(()),
-                Ok(Ok(n)) => n,
+                Ok(Ok(_)) => {}
                 Ok(Err(e)) => return Err(e),
-            };
-            buf.extend_from_slice(&chunk[..n]);
+            }
         }
         let deadline = Instant::now() + limits.request_deadline;
         let (req, head_len) = loop {
@@ -331,7 +548,7 @@ async fn connection(
             body,
             peer,
             local,
-            reply: tx,
+            reply: Reply::Task(tx),
         };
         let resp = if jobs.send(job).await.is_err() {
             Response::error(503, "shutting down")
@@ -364,16 +581,18 @@ async fn read_more(
     if buf.len() >= cap {
         return Ok(false);
     }
-    let mut chunk = [0u8; 4096];
-    let room = (cap - buf.len()).min(chunk.len());
-    match timeout_at(deadline, s.read(&mut chunk[..room])).await {
+    match timeout_at(deadline, read_into(s, buf, cap)).await {
         Ok(Ok(0)) | Err(_) => Ok(false),
-        Ok(Ok(n)) => {
-            buf.extend_from_slice(&chunk[..n]);
-            Ok(true)
-        }
+        Ok(Ok(_)) => Ok(true),
         Ok(Err(e)) => Err(e),
     }
+}
+
+/// Reads what has arrived into the spare capacity of `buf` (never
+/// zero-filled, never copied), so that `buf` holds at most `cap` bytes.
+async fn read_into(s: &mut TcpStream, buf: &mut Vec<u8>, cap: usize) -> std::io::Result<usize> {
+    let room = cap.saturating_sub(buf.len()) as u64;
+    s.take(room).read_buf(buf).await
 }
 
 async fn write(

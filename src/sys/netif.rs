@@ -126,20 +126,6 @@ pub fn default_route_dev() -> Option<String> {
     })
 }
 
-/// The kernel's neighbour table (ARP and NDP): address → link-layer
-/// address, from one RTM_GETNEIGH dump.
-pub fn neighbours() -> io::Result<Vec<(IpAddr, [u8; 6])>> {
-    let mut out = Vec::new();
-    let mut sock = nfnl::Socket::open_protocol(libc::NETLINK_ROUTE)?;
-    sock.query(route::get_neighbours, &mut |m| {
-        // An all-zero address is an entry still being resolved.
-        if let Some(n) = route::parse_neighbour(m).filter(|n| n.lladdr != [0; 6]) {
-            out.push((n.addr, n.lladdr));
-        }
-    })?;
-    Ok(out)
-}
-
 /// Reads a conntrack timeout in seconds (for GetOutboundPinholeTimeout).
 pub fn conntrack_timeout(name: &str) -> Option<u32> {
     if name.contains('/') {
@@ -190,79 +176,169 @@ pub fn system_uptime() -> Option<u32> {
     secs.parse().ok()
 }
 
-/// Local ports with a socket that the WAN side can reach: TCP in LISTEN
-/// and bound UDP sockets whose local address is a wildcard or the WAN
-/// address (IPv6 wildcard sockets count too: they accept IPv4 unless
-/// V6ONLY). Read through NETLINK_SOCK_DIAG, which walks only the
-/// listening hash for TCP; /proc/net/tcp walks every socket of every
-/// namespace and took milliseconds on a busy host.
-#[derive(Debug, Default, Clone)]
+/// The netlink sockets the kernel facts are read through on the request
+/// path, each opened on first use and kept for the next request:
+/// sock_diag for the sockets listening on the WAN side, rtnetlink for the
+/// neighbour table. Both are [`nfnl::Socket::open_dump`]'s: a reply is
+/// waited for only within its bound, so the loop never stalls on them. A
+/// socket that failed is closed and opened again when next asked.
+#[derive(Default)]
+pub struct Probe {
+    diag: Option<nfnl::Socket>,
+    route: Option<nfnl::Socket>,
+}
+
+impl Probe {
+    /// Runs `f` on the socket kept in `slot`, opening one of `protocol`
+    /// if there is none.
+    fn with<T>(
+        slot: &mut Option<nfnl::Socket>,
+        protocol: libc::c_int,
+        f: impl FnOnce(&mut nfnl::Socket) -> Result<T, nfnl::Error>,
+    ) -> io::Result<T> {
+        let sock = match slot {
+            Some(s) => s,
+            None => slot.insert(nfnl::Socket::open_dump(protocol)?),
+        };
+        let r = f(sock);
+        if r.is_err() {
+            *slot = None;
+        }
+        Ok(r?)
+    }
+
+    /// The kernel's neighbour table (ARP and NDP): address → link-layer
+    /// address, from one RTM_GETNEIGH dump.
+    pub fn neighbours(&mut self) -> io::Result<Vec<(IpAddr, [u8; 6])>> {
+        let mut out = Vec::new();
+        Probe::with(&mut self.route, libc::NETLINK_ROUTE, |sock| {
+            sock.query(route::get_neighbours, &mut |m| {
+                // An all-zero address is an entry still being resolved.
+                if let Some(n) = route::parse_neighbour(m).filter(|n| n.lladdr != [0; 6]) {
+                    out.push((n.addr, n.lladdr));
+                }
+            })
+        })?;
+        Ok(out)
+    }
+
+    /// Adds to `out` the local ports of `proto` held by a socket the WAN
+    /// side can reach: TCP in LISTEN, bound UDP sockets (unconnected UDP
+    /// is TCP_CLOSE), whose local address is a wildcard or the WAN
+    /// address. One dump per family (an IPv6 wildcard socket takes IPv4
+    /// too unless V6ONLY, and is only in the IPv6 dump); with `port` the
+    /// kernel returns only the sockets on it. sock_diag walks only the
+    /// listening hash for TCP, where /proc/net/tcp walks every socket of
+    /// every namespace.
+    fn wan_ports(
+        &mut self,
+        proto: Proto,
+        port: Option<u16>,
+        wan: Option<Ipv4Addr>,
+        out: &mut HashSet<u16>,
+    ) -> io::Result<()> {
+        let (protocol, states) = match proto {
+            Proto::Tcp => (IPPROTO_TCP, TCP_LISTEN),
+            Proto::Udp => (IPPROTO_UDP, TCP_CLOSE),
+        };
+        for family in [sock_diag::AF_INET, sock_diag::AF_INET6] {
+            Probe::with(&mut self.diag, libc::NETLINK_SOCK_DIAG, |sock| {
+                sock.query(
+                    |seq| sock_diag::get_sockets(seq, family, protocol, states, port),
+                    &mut |m| {
+                        if let Some(s) =
+                            sock_diag::parse_socket(m).filter(|s| reachable(s.src, wan))
+                        {
+                            out.insert(s.sport);
+                        }
+                    },
+                )
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether a socket bound to local address `src` takes packets sent to
+/// the WAN address.
+fn reachable(src: IpAddr, wan: Option<Ipv4Addr>) -> bool {
+    match src {
+        IpAddr::V4(a) => a.is_unspecified() || Some(a) == wan,
+        IpAddr::V6(a) => a.is_unspecified() || a.to_ipv4_mapped().is_some_and(|a| Some(a) == wan),
+    }
+}
+
+/// What one request learnt of the sockets listening on the WAN side.
+/// The first port asked of a protocol is read alone (two dumps the kernel
+/// filters on it: what an add costs); a second port of the same protocol
+/// reads every port at once, for a request that checks many (a reload
+/// rechecking the whole table).
+#[derive(Debug, Default)]
 pub struct Listeners {
-    tcp: HashSet<u16>,
-    udp: HashSet<u16>,
+    tcp: Seen,
+    udp: Seen,
+}
+
+#[derive(Debug, Default)]
+enum Seen {
+    #[default]
+    Nothing,
+    /// One port, and whether it is held.
+    One(u16, bool),
+    /// Every port held.
+    All(HashSet<u16>),
 }
 
 impl Listeners {
-    pub fn read(wan: Option<Ipv4Addr>) -> Listeners {
-        let mut l = Listeners::default();
-        for family in [sock_diag::AF_INET, sock_diag::AF_INET6] {
-            if let Err(e) = diag_ports(family, IPPROTO_TCP, TCP_LISTEN, wan, &mut l.tcp) {
-                log::debug!("sock_diag tcp: {e}");
-                return Listeners::read_proc(wan);
+    /// Whether a socket the WAN side can reach holds `port` of `proto`.
+    /// Without sock_diag (a kernel without inet_diag), /proc/net is read.
+    pub fn wan_listener(
+        &mut self,
+        probe: &mut Probe,
+        proto: Proto,
+        port: u16,
+        wan: Option<Ipv4Addr>,
+    ) -> bool {
+        let seen = match proto {
+            Proto::Tcp => &mut self.tcp,
+            Proto::Udp => &mut self.udp,
+        };
+        let one = match seen {
+            Seen::One(p, held) if *p == port => return *held,
+            Seen::All(ports) => return ports.contains(&port),
+            Seen::One(..) => false,
+            Seen::Nothing => true,
+        };
+        let mut ports = HashSet::new();
+        *seen = match probe.wan_ports(proto, one.then_some(port), wan, &mut ports) {
+            Ok(()) if one => Seen::One(port, ports.contains(&port)),
+            Ok(()) => Seen::All(ports),
+            Err(e) => {
+                log::debug!("sock_diag {}: {e}; reading /proc/net", proto.as_lower());
+                Seen::All(read_proc(proto, wan))
             }
-            // Unconnected UDP sockets are in TCP_CLOSE.
-            if let Err(e) = diag_ports(family, IPPROTO_UDP, TCP_CLOSE, wan, &mut l.udp) {
-                log::debug!("sock_diag udp: {e}");
-                return Listeners::read_proc(wan);
-            }
+        };
+        match seen {
+            Seen::One(_, held) => *held,
+            Seen::All(ports) => ports.contains(&port),
+            Seen::Nothing => false,
         }
-        l
-    }
-
-    /// The fallback for kernels without inet_diag.
-    fn read_proc(wan: Option<Ipv4Addr>) -> Listeners {
-        let mut l = Listeners::default();
-        for (file, tcp) in [
-            ("/proc/net/tcp", true),
-            ("/proc/net/tcp6", true),
-            ("/proc/net/udp", false),
-            ("/proc/net/udp6", false),
-        ] {
-            if let Ok(text) = std::fs::read_to_string(file) {
-                let set = if tcp { &mut l.tcp } else { &mut l.udp };
-                parse_proc_net(&text, tcp, wan, set);
-            }
-        }
-        l
     }
 }
 
-/// One SOCK_DIAG_BY_FAMILY dump collecting the local ports of sockets
-/// in `states` reachable from the WAN.
-fn diag_ports(
-    family: u8,
-    protocol: u8,
-    states: u32,
-    wan: Option<Ipv4Addr>,
-    out: &mut HashSet<u16>,
-) -> io::Result<()> {
-    let mut sock = nfnl::Socket::open_protocol(libc::NETLINK_SOCK_DIAG)?;
-    sock.query(
-        |seq| sock_diag::get_sockets(seq, family, protocol, states),
-        &mut |m| {
-            let Some(s) = sock_diag::parse_socket(m) else {
-                return;
-            };
-            let reachable = match s.src {
-                IpAddr::V4(a) => a.is_unspecified() || Some(a) == wan,
-                IpAddr::V6(a) => a.is_unspecified(),
-            };
-            if reachable {
-                out.insert(s.sport);
-            }
-        },
-    )?;
-    Ok(())
+/// The fallback for kernels without inet_diag: `/proc/net/{tcp,udp}[6]`.
+fn read_proc(proto: Proto, wan: Option<Ipv4Addr>) -> HashSet<u16> {
+    let mut out = HashSet::new();
+    let (tcp, files) = match proto {
+        Proto::Tcp => (true, ["/proc/net/tcp", "/proc/net/tcp6"]),
+        Proto::Udp => (false, ["/proc/net/udp", "/proc/net/udp6"]),
+    };
+    for file in files {
+        if let Ok(text) = std::fs::read_to_string(file) {
+            parse_proc_net(&text, tcp, wan, &mut out);
+        }
+    }
+    out
 }
 
 /// Parses `/proc/net/{tcp,udp}[6]` lines: `sl local_address rem_address st …`
@@ -299,16 +375,6 @@ fn parse_proc_net(text: &str, tcp: bool, wan: Option<Ipv4Addr>, out: &mut HashSe
         };
         if reachable {
             out.insert(port);
-        }
-    }
-}
-
-impl Listeners {
-    /// Whether a socket the WAN side can reach holds `port`.
-    pub fn wan_listener(&self, proto: Proto, port: u16) -> bool {
-        match proto {
-            Proto::Tcp => self.tcp.contains(&port),
-            Proto::Udp => self.udp.contains(&port),
         }
     }
 }
@@ -359,38 +425,27 @@ impl McastSocket {
 
     /// Waits until the socket is readable, then hands at most `max` queued
     /// datagrams to `f`: `Some(bytes)`, or `None` when the kernel dropped
-    /// notifications for want of buffer space (ENOBUFS).
+    /// notifications for want of buffer space (ENOBUFS). `buf` is
+    /// received into up to its capacity, never zero-filled: the caller
+    /// keeps it from call to call.
     pub async fn recv_batch(
         &self,
-        buf: &mut [u8],
+        buf: &mut Vec<u8>,
         max: usize,
         mut f: impl FnMut(Option<&[u8]>),
     ) -> io::Result<()> {
         let mut guard = self.fd.readable().await?;
         for _ in 0..max {
-            // SAFETY: reading into a buffer of the given length.
-            let n = unsafe {
-                libc::recv(
-                    self.fd.get_ref().as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::WouldBlock {
+            let fd = self.fd.get_ref().as_raw_fd();
+            match nfnl::recv_into(fd, buf, libc::MSG_DONTWAIT) {
+                Ok(_) => f(Some(buf)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     guard.clear_ready();
                     break;
                 }
-                if e.raw_os_error() == Some(libc::ENOBUFS) {
-                    f(None);
-                    continue;
-                }
-                return Err(e);
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => f(None),
+                Err(e) => return Err(e),
             }
-            let n = usize::try_from(n).unwrap_or(0).min(buf.len());
-            f(buf.get(..n));
         }
         Ok(())
     }
@@ -399,6 +454,7 @@ impl McastSocket {
 /// A netlink socket that wakes when IPv4/IPv6 addresses or links change.
 pub struct AddrWatch {
     sock: McastSocket,
+    buf: Vec<u8>,
 }
 
 impl AddrWatch {
@@ -406,17 +462,19 @@ impl AddrWatch {
         let groups = libc::RTMGRP_IPV4_IFADDR | libc::RTMGRP_IPV6_IFADDR | libc::RTMGRP_LINK;
         Ok(AddrWatch {
             sock: McastSocket::open(libc::NETLINK_ROUTE, groups as u32)?,
+            buf: Vec::with_capacity(8192),
         })
     }
 
     /// Waits for at least one change notification and drains what is
     /// queued (at most 64 datagrams per call; a missed notification
     /// counts too: a re-read covers it).
-    pub async fn changed(&self) -> io::Result<()> {
-        let mut buf = [0u8; 8192];
+    pub async fn changed(&mut self) -> io::Result<()> {
         loop {
             let mut got = false;
-            self.sock.recv_batch(&mut buf, 64, |_| got = true).await?;
+            self.sock
+                .recv_batch(&mut self.buf, 64, |_| got = true)
+                .await?;
             if got {
                 return Ok(());
             }
@@ -456,18 +514,51 @@ mod tests {
         assert_eq!(ports, vec![22, 5000]);
     }
 
+    /// Every kind of socket the WAN side reaches is seen, on IPv4 and
+    /// IPv6, one port at a time (the filtered dumps) and all at once; a
+    /// socket on loopback only is not.
     #[test]
-    fn sock_diag_sees_a_listener() {
-        let l = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        let seen = Listeners::read(None);
-        assert!(seen.wan_listener(Proto::Tcp, port));
-        let u = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
-        let uport = u.local_addr().unwrap().port();
-        assert!(Listeners::read(None).wan_listener(Proto::Udp, uport));
+    fn sock_diag_sees_listeners() {
+        let tcp4 = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+        let tcp6 = std::net::TcpListener::bind("[::]:0").unwrap();
+        let udp4 = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        let udp6 = std::net::UdpSocket::bind("[::]:0").unwrap();
         let lo = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let loport = lo.local_addr().unwrap().port();
-        assert!(!Listeners::read(None).wan_listener(Proto::Tcp, loport));
+        let port = |a: std::io::Result<std::net::SocketAddr>| a.unwrap().port();
+        let held = [
+            (Proto::Tcp, port(tcp4.local_addr())),
+            (Proto::Tcp, port(tcp6.local_addr())),
+            (Proto::Udp, port(udp4.local_addr())),
+            (Proto::Udp, port(udp6.local_addr())),
+        ];
+        let lo = port(lo.local_addr());
+        let mut probe = Probe::default();
+        // the kernel filters a dump on the port: only that one comes back
+        let mut got = HashSet::new();
+        probe
+            .wan_ports(Proto::Tcp, Some(held[0].1), None, &mut got)
+            .unwrap();
+        assert_eq!(got, HashSet::from([held[0].1]));
+        for (proto, p) in held {
+            // one port: the kernel filters on it
+            let mut l = Listeners::default();
+            assert!(l.wan_listener(&mut probe, proto, p, None), "{proto:?} {p}");
+            assert!(matches!(l.tcp, Seen::Nothing | Seen::One(..)));
+            assert!(matches!(l.udp, Seen::Nothing | Seen::One(..)));
+        }
+        let mut l = Listeners::default();
+        assert!(!l.wan_listener(&mut probe, Proto::Tcp, lo, None));
+        // a second port of the protocol reads them all
+        for (proto, p) in held {
+            assert!(l.wan_listener(&mut probe, proto, p, None), "{proto:?} {p}");
+        }
+        assert!(matches!(l.tcp, Seen::All(_)));
+        assert!(!l.wan_listener(&mut probe, Proto::Tcp, lo, None));
+        // bound to the WAN address (here loopback's) counts
+        let wan = Some(Ipv4Addr::LOCALHOST);
+        assert!(Listeners::default().wan_listener(&mut probe, Proto::Tcp, lo, wan));
+        // the sockets were kept, not opened per request
+        assert!(probe.diag.is_some());
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use crate::proto::netlink::nftables::{
     self, Batch, Counter, Data, Element, NEWRULE, NEWSETELEM, Rule, parse_elements, parse_rule,
@@ -23,11 +23,21 @@ use crate::proto::netlink::{
 /// Largest batch we send (one sendmsg; the kernel takes it as one skb).
 const BATCH_MAX: usize = 64 << 20;
 /// Receive buffer: dump replies are at most 32 KiB per datagram, acks
-/// are small (NETLINK_CAP_ACK).
+/// are small (NETLINK_CAP_ACK). Allocated once per socket and never
+/// zero-filled: the kernel writes what we read.
 const RECV_BUF: usize = 64 * 1024;
 /// How long one reply may take. The kernel answers a batch before
 /// sendmsg returns; this only bounds a wait that should never happen.
 const REPLY_TIMEOUT_MS: i32 = 5000;
+/// The same for the dump sockets of [`Socket::open_dump`], which the
+/// request path uses. The kernel builds a dump inside our own send and
+/// receive calls, so its answer is always queued when we read; a wait
+/// longer than this means something is wrong, and the loop must not
+/// stall for it.
+const DUMP_WAIT_MS: i32 = 20;
+/// Receive buffer of a dump socket: the kernel sizes a dump's datagrams
+/// to the reader's buffer, at most 32 KiB.
+const DUMP_BUF: usize = 32 * 1024;
 /// Bytes a dump may return before we give up on it.
 const DUMP_MAX: usize = 64 << 20;
 
@@ -106,6 +116,12 @@ pub struct Socket {
     seq: u32,
     /// Send buffer size we asked for (0 = the system default).
     sndbuf: usize,
+    /// The last datagram received (its length is the datagram's).
+    buf: Vec<u8>,
+    /// Longest wait for a reply (poll timeout, ms).
+    wait_ms: i32,
+    /// False while replies of an unfinished call may be queued.
+    clean: bool,
 }
 
 fn sys<T: PartialOrd + Default>(rc: T, call: &'static str) -> Result<T, Error> {
@@ -132,20 +148,47 @@ fn set_int(fd: i32, level: i32, name: i32, v: i32) -> i32 {
     }
 }
 
+/// Receives one datagram into the spare capacity of `buf`, without
+/// zero-filling it first; `buf` then holds what was received. Returns the
+/// datagram's full length (MSG_TRUNC), which is larger than `buf.len()`
+/// when it did not fit.
+pub(crate) fn recv_into(fd: RawFd, buf: &mut Vec<u8>, flags: i32) -> io::Result<usize> {
+    buf.clear();
+    let cap = buf.capacity();
+    // SAFETY: the kernel writes at most `cap` bytes into the buffer's
+    // allocation, which has room for `cap`.
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), cap, flags | libc::MSG_TRUNC) };
+    let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+    // SAFETY: the kernel initialised the first min(n, cap) bytes.
+    unsafe { buf.set_len(n.min(cap)) };
+    Ok(n)
+}
+
 impl Socket {
     /// A NETLINK_NETFILTER socket, for nf_tables.
     pub fn open() -> Result<Socket, Error> {
-        Socket::open_protocol(libc::NETLINK_NETFILTER)
+        Socket::open_with(libc::NETLINK_NETFILTER, 0, REPLY_TIMEOUT_MS, RECV_BUF)
     }
 
-    /// A socket of netlink `protocol` (NETLINK_ROUTE, NETLINK_SOCK_DIAG …).
-    pub fn open_protocol(protocol: libc::c_int) -> Result<Socket, Error> {
+    /// A socket of netlink `protocol` (NETLINK_ROUTE, NETLINK_SOCK_DIAG)
+    /// for dumps asked on the request path: non-blocking, and a reply
+    /// that is not there within [`DUMP_WAIT_MS`] is an error.
+    pub fn open_dump(protocol: libc::c_int) -> Result<Socket, Error> {
+        Socket::open_with(protocol, libc::SOCK_NONBLOCK, DUMP_WAIT_MS, DUMP_BUF)
+    }
+
+    fn open_with(
+        protocol: libc::c_int,
+        flags: libc::c_int,
+        wait_ms: i32,
+        buf: usize,
+    ) -> Result<Socket, Error> {
         // SAFETY: plain socket call; the fd is owned immediately.
         let fd = unsafe {
             let raw = sys(
                 libc::socket(
                     libc::AF_NETLINK,
-                    libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                    libc::SOCK_RAW | libc::SOCK_CLOEXEC | flags,
                     protocol,
                 ),
                 "socket",
@@ -172,7 +215,14 @@ impl Socket {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as u32)
             .unwrap_or(1);
-        Ok(Socket { fd, seq, sndbuf: 0 })
+        Ok(Socket {
+            fd,
+            seq,
+            sndbuf: 0,
+            buf: Vec::with_capacity(buf),
+            wait_ms,
+            clean: true,
+        })
     }
 
     fn seqs(&mut self, n: usize) -> u32 {
@@ -183,22 +233,15 @@ impl Socket {
 
     /// Drops replies left from an earlier call (after a timeout or an
     /// early error), so they cannot be taken for this call's.
-    fn drain(&self, buf: &mut [u8]) {
+    fn drain(&mut self, buf: &mut Vec<u8>) {
+        if std::mem::replace(&mut self.clean, false) {
+            return;
+        }
         for _ in 0..64 {
-            // SAFETY: receiving into a buffer of the given length.
-            let n = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            if n <= 0 {
-                return;
+            match recv_into(self.fd.as_raw_fd(), buf, libc::MSG_DONTWAIT) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Ok(n) if n > 0 => continue,
+                _ => return,
             }
         }
     }
@@ -239,50 +282,51 @@ impl Socket {
         Err(Error::Reply("send interrupted repeatedly"))
     }
 
-    /// Waits for and receives one datagram.
-    fn recv(&self, buf: &mut [u8]) -> Result<usize, Error> {
+    /// Receives one datagram into `buf`, which then holds exactly it,
+    /// waiting at most the socket's bound for it. The kernel has usually
+    /// queued it already, so the read comes first and the wait only after
+    /// nothing was there.
+    fn recv(&self, buf: &mut Vec<u8>) -> Result<(), Error> {
         for _ in 0..8 {
-            let mut pfd = libc::pollfd {
-                fd: self.fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd.
-            let rc = unsafe { libc::poll(&mut pfd, 1, REPLY_TIMEOUT_MS) };
-            if rc < 0 {
-                let err = io::Error::last_os_error();
-                if err.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(Error::Io { call: "poll", err });
-            }
-            if rc == 0 {
-                return Err(Error::Reply("no answer from the kernel"));
-            }
-            // SAFETY: receiving into a buffer of the given length; with
-            // MSG_TRUNC the result is the datagram's full length.
-            let n = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_DONTWAIT | libc::MSG_TRUNC,
-                )
-            };
-            if n < 0 {
-                let err = io::Error::last_os_error();
-                match err.kind() {
-                    io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock => continue,
+            let n = match recv_into(self.fd.as_raw_fd(), buf, libc::MSG_DONTWAIT) {
+                Ok(n) => n,
+                Err(err) => match err.kind() {
+                    io::ErrorKind::Interrupted => continue,
+                    io::ErrorKind::WouldBlock => {
+                        self.wait()?;
+                        continue;
+                    }
                     _ => return Err(Error::Io { call: "recv", err }),
-                }
-            }
-            let n = n as usize;
+                },
+            };
             if n > buf.len() {
                 return Err(Error::Reply("datagram larger than the receive buffer"));
             }
-            return Ok(n);
+            return Ok(());
         }
         Err(Error::Reply("receive interrupted repeatedly"))
+    }
+
+    /// Waits until a datagram is queued, at most the socket's bound.
+    fn wait(&self) -> Result<(), Error> {
+        let mut pfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let rc = unsafe { libc::poll(&mut pfd, 1, self.wait_ms) };
+        if rc < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                return Ok(());
+            }
+            return Err(Error::Io { call: "poll", err });
+        }
+        if rc == 0 {
+            return Err(Error::Reply("no answer from the kernel"));
+        }
+        Ok(())
     }
 
     /// Sends a batch and waits for the kernel's verdict on every message.
@@ -291,8 +335,16 @@ impl Socket {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut buf = vec![0u8; RECV_BUF];
-        self.drain(&mut buf);
+        let mut buf = std::mem::take(&mut self.buf);
+        let r = self.commit_with(batch, &mut buf);
+        self.buf = buf;
+        // A refused batch may leave acks of its other messages behind.
+        self.clean = r.is_ok();
+        r
+    }
+
+    fn commit_with(&mut self, batch: Batch, buf: &mut Vec<u8>) -> Result<(), Error> {
+        self.drain(buf);
         let begin = self.seqs(batch.inner() + 2);
         let built = batch.finish(begin);
         self.send(&built.bytes)?;
@@ -306,8 +358,8 @@ impl Socket {
             if left == 0 {
                 break;
             }
-            let got = self.recv(&mut buf)?;
-            for m in messages(buf.get(..got).unwrap_or(&[])) {
+            self.recv(buf)?;
+            for m in messages(buf) {
                 if m.ty != NLMSG_ERROR {
                     continue;
                 }
@@ -369,17 +421,34 @@ impl Socket {
     /// [`Socket::query`] once the request is built (not generic, so that
     /// the receive loop is compiled once).
     fn talk(&mut self, req: &[u8], seq: u32, f: &mut dyn FnMut(&Msg<'_>)) -> Result<(), Error> {
-        let mut buf = vec![0u8; RECV_BUF];
-        self.drain(&mut buf);
+        let mut buf = std::mem::take(&mut self.buf);
+        let r = self.talk_with(req, seq, f, &mut buf);
+        self.buf = buf;
+        // An answer read to its end leaves nothing behind, refusal or not.
+        self.clean = match &r {
+            Ok(()) | Err(Error::Refused { .. }) => true,
+            Err(_) => false,
+        };
+        r
+    }
+
+    fn talk_with(
+        &mut self,
+        req: &[u8],
+        seq: u32,
+        f: &mut dyn FnMut(&Msg<'_>),
+        buf: &mut Vec<u8>,
+    ) -> Result<(), Error> {
+        self.drain(buf);
         self.send(req)?;
         let mut total = 0usize;
         loop {
-            let got = self.recv(&mut buf)?;
-            total = total.saturating_add(got);
+            self.recv(buf)?;
+            total = total.saturating_add(buf.len());
             if total > DUMP_MAX {
                 return Err(Error::Reply("dump too large"));
             }
-            for m in messages(buf.get(..got).unwrap_or(&[])) {
+            for m in messages(buf) {
                 if m.seq != seq {
                     continue;
                 }
@@ -493,5 +562,32 @@ impl Socket {
     /// Whether a chain exists in `table inet <table>`.
     pub fn chain_exists(&mut self, table: &str, chain: &str) -> Result<bool, Error> {
         self.exists(|seq| nftables::get_chain(seq, table, chain))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::netlink::{NLM_F_REQUEST, NLMSG_NOOP, request, route};
+
+    /// A dump socket never holds the loop: a request the kernel leaves
+    /// unanswered (a NOOP without NLM_F_ACK) fails within the dump bound
+    /// (a blocking socket waited 5 s for it), and the socket answers the
+    /// next request.
+    #[test]
+    fn an_unanswered_request_does_not_block() {
+        let mut s = Socket::open_dump(libc::NETLINK_ROUTE).unwrap();
+        let t = std::time::Instant::now();
+        let r = s.query(
+            |seq| request(NLMSG_NOOP, NLM_F_REQUEST, seq, |_| {}),
+            &mut |_| {},
+        );
+        assert!(
+            matches!(r, Err(Error::Reply("no answer from the kernel"))),
+            "{r:?}"
+        );
+        assert!(t.elapsed() < std::time::Duration::from_secs(1));
+        let mut n = 0;
+        s.query(route::get_neighbours, &mut |_| n += 1).unwrap();
     }
 }

@@ -141,12 +141,14 @@ impl Log for Syslog {
                 return;
             }
         }
-        let _ = writeln!(
-            io::stderr(),
-            "{} {}: {msg}",
+        // One write(2) per line: stderr is unbuffered, and `writeln!` on
+        // it writes each formatted piece with a system call of its own.
+        let line = format!(
+            "{} {}: {msg}\n",
             record.level().as_str().to_ascii_lowercase(),
             self.tag
         );
+        let _ = io::stderr().write_all(line.as_bytes());
     }
 
     fn flush(&self) {}

@@ -4,6 +4,7 @@
 //! Owns: the argument rules and error codes of each action, and the
 //! IGD:2 port listing document.
 
+use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
 use super::{Answer, Call, IGD2_MAX_LEASE, MAX_LISTING, Out, refusal_error};
@@ -295,7 +296,8 @@ fn list(core: &Core, call: &Call, args: &Args) -> Result<String, UpnpError> {
     } else {
         usize::from(n).min(MAX_LISTING)
     };
-    let mut out = String::with_capacity(512);
+    // About 400 bytes an entry: one allocation for the whole listing.
+    let mut out = String::with_capacity(512 + 400 * core.table().len().min(max));
     out.push_str("<p:PortMappingList xmlns:p=\"urn:schemas-upnp-org:gw:WANIPConnection\" \
 xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" \
 xsi:schemaLocation=\"urn:schemas-upnp-org:gw:WANIPConnection http://www.upnp.org/schemas/gw/WANIPConnection-v2.xsd\">");
@@ -307,20 +309,27 @@ xsi:schemaLocation=\"urn:schemas-upnp-org:gw:WANIPConnection http://www.upnp.org
         .take(max)
     {
         count += 1;
-        out.push_str("<p:PortMappingEntry>");
-        element(&mut out, "p:NewRemoteHost", &remote_text(m.remote));
-        element(&mut out, "p:NewExternalPort", &m.key.eport.to_string());
-        element(&mut out, "p:NewProtocol", m.key.proto.as_str());
-        element(&mut out, "p:NewInternalPort", &m.iport.to_string());
-        element(&mut out, "p:NewInternalClient", &m.iaddr.to_string());
-        element(&mut out, "p:NewEnabled", "1");
-        element(&mut out, "p:NewDescription", m.public_desc());
-        element(
-            &mut out,
-            "p:NewLeaseTime",
-            &m.remaining_secs(call.now).unwrap_or(0).to_string(),
+        // Numbers and addresses need no escaping: written in place.
+        out.push_str("<p:PortMappingEntry><p:NewRemoteHost>");
+        if let Some(r) = m.remote {
+            let _ = write!(out, "{}", r.addr);
+        }
+        let _ = write!(
+            out,
+            "</p:NewRemoteHost><p:NewExternalPort>{}</p:NewExternalPort>\
+<p:NewProtocol>{}</p:NewProtocol><p:NewInternalPort>{}</p:NewInternalPort>\
+<p:NewInternalClient>{}</p:NewInternalClient><p:NewEnabled>1</p:NewEnabled>",
+            m.key.eport,
+            m.key.proto.as_str(),
+            m.iport,
+            m.iaddr
         );
-        out.push_str("</p:PortMappingEntry>");
+        element(&mut out, "p:NewDescription", m.public_desc());
+        let _ = write!(
+            out,
+            "<p:NewLeaseTime>{}</p:NewLeaseTime></p:PortMappingEntry>",
+            m.remaining_secs(call.now).unwrap_or(0)
+        );
     }
     if count == 0 {
         return Err(UpnpError::PortMappingNotFound);

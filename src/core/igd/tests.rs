@@ -489,6 +489,26 @@ fn listing_and_range_delete() {
     call(&mut c, 2, 2, "DeletePortMappingRange", &r).unwrap();
     assert_eq!(c.table().len(), 2);
     assert!(c.table().get(&Key::new(Proto::Tcp, 6000)).is_some());
+    // a mapping for one remote host lists it
+    let mut a = add_args("6001", "6001", "192.168.77.3", "0");
+    a[0].1 = "198.51.100.7";
+    call(&mut c, 3, 2, "AddPortMapping", &a).unwrap();
+    let l = [
+        ("NewStartPort", "6001"),
+        ("NewEndPort", "6001"),
+        ("NewProtocol", "TCP"),
+        ("NewManage", "1"),
+        ("NewNumberOfPorts", "0"),
+    ];
+    let out = call(&mut c, 3, 2, "GetListOfPortMappings", &l).unwrap();
+    assert!(
+        out[0].1.contains(
+            "<p:PortMappingEntry><p:NewRemoteHost>198.51.100.7</p:NewRemoteHost>\
+<p:NewExternalPort>6001</p:NewExternalPort><p:NewProtocol>TCP</p:NewProtocol>"
+        ),
+        "{}",
+        out[0].1
+    );
 }
 
 #[test]

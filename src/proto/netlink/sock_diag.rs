@@ -7,7 +7,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::{Msg, NLM_F_DUMP, NLM_F_REQUEST, request};
+use super::{Msg, NLM_F_DUMP, NLM_F_REQUEST, put_attr, request};
 
 /// linux/sock_diag.h: the request and reply type of inet_diag.
 pub const SOCK_DIAG_BY_FAMILY: u16 = 20;
@@ -29,15 +29,51 @@ const REQ_V2_LEN: usize = 56;
 /// source address (16 bytes, IPv4 in the first 4).
 const MSG_SRC_END: usize = 24;
 
-/// Dumps the sockets of `family` and `protocol` in the `states` (bits).
-pub fn get_sockets(seq: u32, family: u8, protocol: u8, states: u32) -> Vec<u8> {
+/// linux/inet_diag.h: the request attribute carrying a filter program
+/// (`struct inet_diag_bc_op` steps), and the two local-port comparisons
+/// ours is made of. Every kernel with inet_diag has both; the single
+/// equality step came only with Linux 4.16.
+const INET_DIAG_REQ_BYTECODE: u16 = 1;
+const INET_DIAG_BC_S_GE: u8 = 2;
+const INET_DIAG_BC_S_LE: u8 = 3;
+
+/// Dumps the sockets of `family` and `protocol` in the `states` (bits);
+/// with `sport`, only those bound to that local port, which the kernel
+/// filters itself.
+pub fn get_sockets(seq: u32, family: u8, protocol: u8, states: u32, sport: Option<u16>) -> Vec<u8> {
     request(SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq, |b| {
         let at = b.len();
         b.resize(at + REQ_V2_LEN, 0);
         b[at] = family;
         b[at + 1] = protocol;
         b[at + 4..at + 8].copy_from_slice(&states.to_ne_bytes());
+        if let Some(port) = sport {
+            put_attr(b, INET_DIAG_REQ_BYTECODE, &port_filter(port));
+        }
     })
+}
+
+/// "sport >= port && sport <= port" as an inet_diag program. Each step is
+/// `{code, yes, no}` (u8, u8, host-order u16) followed by a step whose
+/// `no` holds the port in host order; `yes` and `no` are how many bytes
+/// to jump ahead. The program accepts a socket when a jump lands exactly
+/// on its end (16), and rejects it when one lands 4 bytes past it
+/// (net/ipv4/inet_diag.c, `inet_diag_bc_run`).
+fn port_filter(port: u16) -> [u8; 16] {
+    let step = |code: u8, yes: u8, no: u16| {
+        let n = no.to_ne_bytes();
+        [code, yes, n[0], n[1]]
+    };
+    let operand = {
+        let p = port.to_ne_bytes();
+        [0, 0, p[0], p[1]]
+    };
+    let mut f = [0u8; 16];
+    f[0..4].copy_from_slice(&step(INET_DIAG_BC_S_GE, 8, 20));
+    f[4..8].copy_from_slice(&operand);
+    f[8..12].copy_from_slice(&step(INET_DIAG_BC_S_LE, 8, 12));
+    f[12..16].copy_from_slice(&operand);
+    f
 }
 
 /// One socket of a dump (in one of the states asked for): its local
@@ -166,6 +202,36 @@ mod tests {
             P::U32(TCP_CLOSE),
             P::B(&[0; 48]),
         ]);
-        assert_eq!(get_sockets(2, AF_INET6, IPPROTO_UDP, TCP_CLOSE), want);
+        assert_eq!(get_sockets(2, AF_INET6, IPPROTO_UDP, TCP_CLOSE, None), want);
+    }
+
+    /// `ss -A tcp state listening 'sport >= :5351 and sport <= :5351'`
+    /// sends this program (strace), in host order.
+    #[test]
+    fn the_filtered_dump_request() {
+        let want = bytes(&[
+            P::U32(92),
+            P::U16(SOCK_DIAG_BY_FAMILY),
+            P::U16(NLM_F_REQUEST | NLM_F_DUMP),
+            P::U32(3),
+            P::U32(0),
+            P::B(&[AF_INET, IPPROTO_TCP, 0, 0]),
+            P::U32(TCP_LISTEN),
+            P::B(&[0; 48]),
+            P::U16(20),
+            P::U16(INET_DIAG_REQ_BYTECODE),
+            P::B(&[INET_DIAG_BC_S_GE, 8]),
+            P::U16(20),
+            P::B(&[0, 0]),
+            P::U16(5351),
+            P::B(&[INET_DIAG_BC_S_LE, 8]),
+            P::U16(12),
+            P::B(&[0, 0]),
+            P::U16(5351),
+        ]);
+        assert_eq!(
+            get_sockets(3, AF_INET, IPPROTO_TCP, TCP_LISTEN, Some(5351)),
+            want
+        );
     }
 }

@@ -26,6 +26,9 @@ pub struct Monitor {
     /// across calls, since a wait can be cancelled between two datagrams
     /// of one transaction.
     concerned: Cell<bool>,
+    /// The receive buffer, kept from wait to wait (allocated once, never
+    /// zero-filled).
+    buf: Vec<u8>,
 }
 
 impl Monitor {
@@ -38,57 +41,60 @@ impl Monitor {
             pid: std::process::id(),
             table: table.to_string(),
             concerned: Cell::new(false),
+            buf: Vec::with_capacity(65536),
         })
-    }
-
-    /// Whether one notification is about our table's structure or our
-    /// sets.
-    fn concerns_us(&self, n: Notice<'_>) -> bool {
-        let ours = |family: u8, table: &[u8]| {
-            family == nftables::NFPROTO_INET && table == self.table.as_bytes()
-        };
-        match n {
-            Notice::Gen { .. } => false,
-            Notice::Elements { family, table, set } => {
-                ours(family, table)
-                    && DECLARATIONS
-                        .iter()
-                        .any(|(_, name, _)| name.as_bytes() == set)
-            }
-            Notice::Object { family, table } => ours(family, table),
-            Notice::Unknown => true,
-        }
     }
 
     /// Waits until some other process commits an nftables transaction
     /// that touches our table's structure or our sets.
-    pub async fn foreign_commit(&self) -> io::Result<()> {
-        let mut buf = vec![0u8; 65536];
+    pub async fn foreign_commit(&mut self) -> io::Result<()> {
+        let Monitor {
+            sock,
+            pid,
+            table,
+            concerned,
+            buf,
+        } = self;
         loop {
             let mut relevant = false;
-            self.sock
-                .recv_batch(&mut buf, 256, |d| match d {
-                    // Lost notifications: assume the worst.
-                    None => relevant = true,
-                    Some(d) => {
-                        for n in nftables::notices(d) {
-                            match n {
-                                Notice::Gen { pid } => {
-                                    relevant |= self.concerned.replace(false) && pid != self.pid;
-                                }
-                                n => {
-                                    if self.concerns_us(n) {
-                                        self.concerned.set(true);
-                                    }
+            sock.recv_batch(buf, 256, |d| match d {
+                // Lost notifications: assume the worst.
+                None => relevant = true,
+                Some(d) => {
+                    for n in nftables::notices(d) {
+                        match n {
+                            Notice::Gen { pid: p } => {
+                                relevant |= concerned.replace(false) && p != *pid;
+                            }
+                            n => {
+                                if concerns(table, n) {
+                                    concerned.set(true);
                                 }
                             }
                         }
                     }
-                })
-                .await?;
+                }
+            })
+            .await?;
             if relevant {
                 return Ok(());
             }
         }
+    }
+}
+
+/// Whether one notification is about `table`'s structure or our sets.
+fn concerns(table: &str, n: Notice<'_>) -> bool {
+    let ours = |family: u8, t: &[u8]| family == nftables::NFPROTO_INET && t == table.as_bytes();
+    match n {
+        Notice::Gen { .. } => false,
+        Notice::Elements { family, table, set } => {
+            ours(family, table)
+                && DECLARATIONS
+                    .iter()
+                    .any(|(_, name, _)| name.as_bytes() == set)
+        }
+        Notice::Object { family, table } => ours(family, table),
+        Notice::Unknown => true,
     }
 }
