@@ -640,7 +640,9 @@ async fn main_loop(opts: Options) -> Result<(), String> {
     let mut signals = signals()?;
     let mut monitor = nft::Monitor::new(&d.cfg.nft.table).ok();
     let mut addrwatch = AddrWatch::new().ok();
+    let dropped = crate::sys::mem::drop_startup_pages();
     log::info!("rupnpd {} started", crate::VERSION);
+    log::debug!("start-up code pages dropped: {dropped} KiB");
 
     loop {
         let deadline = d.clock.instant(d.next_deadline());

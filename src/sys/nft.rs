@@ -39,6 +39,7 @@ use crate::core::firewall::{Counters, Firewall};
 use crate::core::pinhole::{PinChange, Pinhole};
 use crate::core::table::{Change, Key, Mapping, Millis};
 use crate::proto::netlink::nftables::{self, Batch, Counter, Data, Elem};
+use crate::sys::mem::trim_heap;
 use crate::sys::nfnl;
 use elements::{
     FwdKey, FwdRefs, counters, dnat_elem, dnat_mapping_key, fwd_elem, fwd_key, fwd_state, pin_elem,
@@ -51,7 +52,7 @@ use ruleset::{
 };
 pub use ruleset::{Setup, describe, structure};
 pub use runner::{CmdDone, Then};
-use runner::{CmdQueue, LibNft, NFT_LIMIT, Runner, first_line, nft_command, trim_heap};
+use runner::{CmdQueue, LibNft, NFT_LIMIT, Runner, first_line, nft_command};
 
 /// When an element operation runs inside one transaction. Deleting an
 /// element that may already be gone (expired in the kernel, flushed by a
