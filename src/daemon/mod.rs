@@ -463,6 +463,7 @@ for when it starts again, refusing new ones until then",
 
 /// Runs the daemon until SIGTERM/SIGINT. Returns the process exit code.
 pub fn run(opts: Options) -> i32 {
+    crate::sys::mem::tune_allocator();
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
