@@ -470,6 +470,7 @@ impl Nft {
                 .or_default()
                 .push((m.key, m.expires));
         }
+        self.fwd.values_mut().for_each(Vec::shrink_to_fit);
     }
 
     /// An element with the lifetime of a lease ending at `expires`. Where
@@ -710,10 +711,13 @@ impl Firewall for Nft {
             self.flush_next = true;
             return Err(e.to_string());
         }
-        for (fk, (_, refs)) in touched {
+        for (fk, (_, mut refs)) in touched {
             if refs.is_empty() {
                 self.fwd.remove(&fk);
             } else {
+                // A first push reserves room for four; nearly every
+                // endpoint has one mapping, kept per mapping.
+                refs.shrink_to_fit();
                 self.fwd.insert(fk, refs);
             }
         }
