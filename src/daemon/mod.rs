@@ -461,6 +461,9 @@ for when it starts again, refusing new ones until then",
     }
 }
 
+/// How long after start-up its code pages are dropped (`sys::mem`).
+const DROP_PAGES_AFTER: Millis = 1000;
+
 /// Runs the daemon until SIGTERM/SIGINT. Returns the process exit code.
 pub fn run(opts: Options) -> i32 {
     crate::sys::mem::tune_allocator();
@@ -641,12 +644,19 @@ async fn main_loop(opts: Options) -> Result<(), String> {
     let mut signals = signals()?;
     let mut monitor = nft::Monitor::new(&d.cfg.nft.table).ok();
     let mut addrwatch = AddrWatch::new().ok();
-    let dropped = crate::sys::mem::drop_startup_pages();
     log::info!("rupnpd {} started", crate::VERSION);
-    log::debug!("start-up code pages dropped: {dropped} KiB");
+    // Once start-up's last work (the first announcements, libnftables'
+    // unload) is over: the code only start-up ran leaves the resident set.
+    let mut drop_pages_at = Some(d.now().saturating_add(DROP_PAGES_AFTER));
 
     loop {
-        let deadline = d.clock.instant(d.next_deadline());
+        if drop_pages_at.is_some_and(|at| at <= d.now()) {
+            drop_pages_at = None;
+            let kib = crate::sys::mem::drop_startup_pages();
+            log::debug!("start-up code pages dropped: {kib} KiB");
+        }
+        let next = d.next_deadline();
+        let deadline = d.clock.instant(drop_pages_at.map_or(next, |at| at.min(next)));
         let mut firewall_event = false;
         let mut wan_event = false;
         tokio::select! {
