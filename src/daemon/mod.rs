@@ -478,15 +478,20 @@ pub fn run(opts: Options) -> i32 {
         }
     };
     let local = tokio::task::LocalSet::new();
-    local.block_on(&rt, async move {
-        match main_loop(opts).await {
-            Ok(()) => 0,
-            Err(e) => {
-                log::error!("{e}");
-                1
+    // On the heap: the loop's state is large, and every move of it down
+    // block_on's calls would leave a copy in the stack's resident pages.
+    local.block_on(
+        &rt,
+        Box::pin(async move {
+            match main_loop(opts).await {
+                Ok(()) => 0,
+                Err(e) => {
+                    log::error!("{e}");
+                    1
+                }
             }
-        }
-    })
+        }),
+    )
 }
 
 /// The signals the daemon acts on.
@@ -656,7 +661,9 @@ async fn main_loop(opts: Options) -> Result<(), String> {
             log::debug!("start-up code pages dropped: {kib} KiB");
         }
         let next = d.next_deadline();
-        let deadline = d.clock.instant(drop_pages_at.map_or(next, |at| at.min(next)));
+        let deadline = d
+            .clock
+            .instant(drop_pages_at.map_or(next, |at| at.min(next)));
         let mut firewall_event = false;
         let mut wan_event = false;
         tokio::select! {
