@@ -470,7 +470,6 @@ impl Nft {
                 .or_default()
                 .push((m.key, m.expires));
         }
-        self.fwd.values_mut().for_each(Vec::shrink_to_fit);
     }
 
     /// An element with the lifetime of a lease ending at `expires`. Where
@@ -522,7 +521,7 @@ impl Nft {
             fwd.entry(fwd_key(m)).or_default().push((m.key, m.expires));
         }
         for (k, refs) in &fwd {
-            if let Some(exp) = fwd_state(refs) {
+            if let Some(exp) = fwd_state(refs.as_slice()) {
                 b.add(FWD, &self.timed(fwd_elem(k), exp, now));
             }
         }
@@ -657,12 +656,12 @@ impl Firewall for Nft {
                 let fk = fwd_key(m);
                 touched.entry(fk).or_insert_with(|| {
                     let refs = self.fwd.get(&fk).cloned().unwrap_or_default();
-                    (fwd_state(&refs), refs)
+                    (fwd_state(refs.as_slice()), refs)
                 });
             }
             if let Some(o) = &ch.old {
                 if let Some((_, refs)) = touched.get_mut(&fwd_key(o)) {
-                    refs.retain(|(k, _)| *k != o.key);
+                    refs.remove(o.key);
                 }
             }
             if let Some(n) = &ch.new {
@@ -685,7 +684,7 @@ impl Firewall for Nft {
             self.change(&mut ops, old, new, false);
         }
         for (fk, (before, refs)) in &touched {
-            let after = fwd_state(refs);
+            let after = fwd_state(refs.as_slice());
             if *before == after {
                 continue;
             }
@@ -711,13 +710,10 @@ impl Firewall for Nft {
             self.flush_next = true;
             return Err(e.to_string());
         }
-        for (fk, (_, mut refs)) in touched {
+        for (fk, (_, refs)) in touched {
             if refs.is_empty() {
                 self.fwd.remove(&fk);
             } else {
-                // A first push reserves room for four; nearly every
-                // endpoint has one mapping, kept per mapping.
-                refs.shrink_to_fit();
                 self.fwd.insert(fk, refs);
             }
         }
