@@ -12,9 +12,11 @@
 //! bridges it again to the new destination's MAC instead of routing it,
 //! and a bridge never sends a frame out of the port it arrived on (unless
 //! that port has `hairpin_mode`): the mapped host's own frame is dropped,
-//! while a host behind another port gets through. No rule of ours runs
-//! after that decision, so only the owner's settings change it. IPv6 is
-//! not translated, so IPv6 has no hairpin and no such case.
+//! while a host behind another port gets through. The rules that still
+//! run after that decision (bridge-family prerouting behind
+//! br_netfilter's) cannot change the port the frame goes to, so only the
+//! owner's settings change it. IPv6 is not translated, so IPv6 has no
+//! hairpin and no such case.
 
 /// What the kernel says of the bridges among the LAN devices.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
