@@ -44,6 +44,10 @@ restore_nf_log_all_netns() {
 }
 restore_nf_log_all_netns
 trap restore_nf_log_all_netns EXIT
+
+# tests/nft.rs runs a bridged LAN as OpenWrt with kmod-br-netfilter has it; the bed sets
+# bridge-nf-call-iptables in its own router namespace only, but the kernel needs br_netfilter.
+modprobe br_netfilter 2>/dev/null || true
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
