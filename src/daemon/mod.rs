@@ -658,14 +658,14 @@ async fn main_loop(opts: Options) -> Result<(), String> {
     let mut addrwatch = AddrWatch::new().ok();
     log::info!("rupnpd {} started", crate::VERSION);
     // Once start-up's last work (the first announcements, libnftables'
-    // unload) is over: the code only start-up ran leaves the resident set.
+    // unload) is over: the pages only start-up used leave the resident set.
     let mut drop_pages_at = Some(d.now().saturating_add(DROP_PAGES_AFTER));
 
     loop {
         if drop_pages_at.is_some_and(|at| at <= d.now()) {
             drop_pages_at = None;
             let kib = crate::sys::mem::drop_startup_pages();
-            log::debug!("start-up code pages dropped: {kib} KiB");
+            log::debug!("start-up pages dropped: {kib} KiB");
         }
         let next = d.next_deadline();
         let deadline = d

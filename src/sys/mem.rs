@@ -1,24 +1,25 @@
 //! Pages the daemon hands back once it has started.
 //!
-//! Owns: dropping the mappings of code pages that only start-up ran. The
+//! Owns: dropping the mappings of file pages that only start-up used. The
 //! kernel maps a file's pages around each fault (64 KiB on Linux), so
 //! start-up, which runs most of the binary once (the configuration, the
-//! ruleset, the first restore), leaves nearly all of its code and of
+//! ruleset, the first restore) and reads its relocations and symbol
+//! tables, leaves nearly all of its code and constants and much of
 //! libc's in the resident set. The pages stay in the page cache, shared
 //! and reclaimable; only this process's mappings of them go, and what the
 //! loop runs afterwards maps its own pages again with a minor fault.
 
-/// Drops this process's mappings of executable file pages that were never
-/// written (a debugger's breakpoint makes a private copy: such a mapping
-/// is left alone), then gives the heap start-up freed back. Returns the
+/// Drops this process's mappings of read-only file pages (code, constants,
+/// symbol tables) that were never written (relocations and a debugger's
+/// breakpoints make private copies: such a mapping is left alone), then gives the heap start-up freed back. Returns the
 /// KiB that left the resident set, for the log.
 pub fn drop_startup_pages() -> u64 {
     let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
         return 0;
     };
     let mut dropped = 0;
-    for m in code_mappings(&smaps) {
-        // SAFETY: the range is a whole mapping of this process, executable,
+    for m in read_only_mappings(&smaps) {
+        // SAFETY: the range is a whole mapping of this process, read-only,
         // file-backed and private, with no anonymous (written) page: after
         // MADV_DONTNEED the next access reads the same bytes from the file.
         let r = unsafe { libc::madvise(m.start as *mut libc::c_void, m.len, libc::MADV_DONTNEED) };
@@ -56,20 +57,20 @@ pub fn trim_heap() {
     }
 }
 
-/// One executable mapping of a file, as /proc/self/smaps lists it.
+/// One read-only mapping of a file, as /proc/self/smaps lists it.
 #[derive(Debug, PartialEq, Eq)]
-struct Code {
+struct ReadOnly {
     start: usize,
     len: usize,
     rss_kib: u64,
 }
 
-/// The executable, private, file-backed mappings with resident pages and
-/// no anonymous ones.
-fn code_mappings(smaps: &str) -> Vec<Code> {
+/// The read-only (or read and execute), private, file-backed mappings
+/// with resident pages and no anonymous ones.
+fn read_only_mappings(smaps: &str) -> Vec<ReadOnly> {
     let mut out = Vec::new();
-    let mut cur: Option<(Code, bool)> = None;
-    let finish = |cur: Option<(Code, bool)>, out: &mut Vec<Code>| {
+    let mut cur: Option<(ReadOnly, bool)> = None;
+    let finish = |cur: Option<(ReadOnly, bool)>, out: &mut Vec<ReadOnly>| {
         if let Some((c, true)) = cur
             && c.rss_kib > 0
         {
@@ -94,10 +95,10 @@ fn code_mappings(smaps: &str) -> Vec<Code> {
     out
 }
 
-/// A mapping's header line: `Some(Some(code))` for an executable private
+/// A mapping's header line: `Some(Some(mapping))` for a read-only private
 /// mapping of a file, `Some(None)` for any other mapping, `None` for a
 /// field line.
-fn header(line: &str) -> Option<Option<Code>> {
+fn header(line: &str) -> Option<Option<ReadOnly>> {
     let mut f = line.split_whitespace();
     let range = f.next()?;
     let (lo, hi) = range.split_once('-')?;
@@ -107,8 +108,9 @@ fn header(line: &str) -> Option<Option<Code>> {
     let perms = f.next()?;
     let (_offset, _dev, inode) = (f.next()?, f.next()?, f.next()?);
     let path = f.next().unwrap_or("");
-    let code = perms == "r-xp" && inode != "0" && path.starts_with('/') && hi > lo;
-    Some(code.then(|| Code {
+    let read_only =
+        matches!(perms, "r-xp" | "r--p") && inode != "0" && path.starts_with('/') && hi > lo;
+    Some(read_only.then(|| ReadOnly {
         start: lo,
         len: hi - lo,
         rss_kib: 0,
@@ -130,6 +132,12 @@ Anonymous:            44 kB
 7f9164d7f000-7f9164ed5000 r-xp 00026000 fe:00 326279                     /usr/lib/libc.so.6
 Rss:                1284 kB
 Anonymous:             4 kB
+7f9164ed5000-7f9164f28000 r--p 0017c000 fe:00 326279                     /usr/lib/libc.so.6
+Rss:                 172 kB
+Anonymous:             0 kB
+7f9164f2c000-7f9164f2e000 rw-p 001d3000 fe:00 326279                     /usr/lib/libc.so.6
+Rss:                   8 kB
+Anonymous:             0 kB
 7f9164f3e000-7f9164f55000 r-xp 00003000 fe:00 326426                     /usr/lib/libgcc_s.so.1
 Rss:                   0 kB
 Anonymous:             0 kB
@@ -142,18 +150,25 @@ Anonymous:             0 kB
 ";
 
     #[test]
-    fn only_clean_resident_code_of_files() {
+    fn only_clean_resident_read_only_pages_of_files() {
         assert_eq!(
-            code_mappings(SMAPS),
+            read_only_mappings(SMAPS),
             vec![
-                Code {
+                ReadOnly {
                     start: 0x55d5_94a2_b000,
                     len: 0xe2000,
                     rss_kib: 904
                 },
-                // libc has a written page (a breakpoint): left alone;
-                // libgcc has nothing resident; the vdso is no file.
-                Code {
+                // the relocated constants have written pages, libc's code
+                // a breakpoint: left alone.
+                ReadOnly {
+                    start: 0x7f91_64ed_5000,
+                    len: 0x53000,
+                    rss_kib: 172
+                },
+                // libc's data is writable; libgcc has nothing resident;
+                // the vdso is no file.
+                ReadOnly {
                     start: 0x7f91_64f6_f000,
                     len: 0x26000,
                     rss_kib: 152
@@ -164,7 +179,7 @@ Anonymous:             0 kB
 
     #[test]
     fn garbage_is_no_mapping() {
-        assert!(code_mappings("zz-yy r-xp 0 0 1 /x\nRss: 4 kB\n").is_empty());
-        assert!(code_mappings("").is_empty());
+        assert!(read_only_mappings("zz-yy r-xp 0 0 1 /x\nRss: 4 kB\n").is_empty());
+        assert!(read_only_mappings("").is_empty());
     }
 }
