@@ -466,7 +466,8 @@ for when it starts again, refusing new ones until then",
     }
 }
 
-/// How long after start-up its code pages are dropped (`sys::mem`).
+/// How long after start-up its read-only file pages are dropped
+/// (`sys::mem::drop_startup_pages`).
 const DROP_PAGES_AFTER: Millis = 1000;
 
 /// Runs the daemon until SIGTERM/SIGINT. Returns the process exit code.

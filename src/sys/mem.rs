@@ -39,8 +39,8 @@ pub fn drop_startup_pages() -> u64 {
 /// is made for the short-lived threads. musl does both by itself.
 pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets the allocator's parameters; it is called
-    // before any other thread exists.
+    // SAFETY: mallopt only sets the allocator's parameters, under its
+    // lock.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024);
         libc::mallopt(libc::M_ARENA_MAX, 1);
