@@ -466,8 +466,13 @@ for when it starts again, refusing new ones until then",
     }
 }
 
+/// How long after start-up its read-only file pages are dropped
+/// (`sys::mem::drop_startup_pages`).
+const DROP_PAGES_AFTER: Millis = 1000;
+
 /// Runs the daemon until SIGTERM/SIGINT. Returns the process exit code.
 pub fn run(opts: Options) -> i32 {
+    crate::sys::mem::tune_allocator();
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -479,15 +484,20 @@ pub fn run(opts: Options) -> i32 {
         }
     };
     let local = tokio::task::LocalSet::new();
-    local.block_on(&rt, async move {
-        match main_loop(opts).await {
-            Ok(()) => 0,
-            Err(e) => {
-                log::error!("{e}");
-                1
+    // On the heap: the loop's state is large, and every move of it down
+    // block_on's calls would leave a copy in the stack's resident pages.
+    local.block_on(
+        &rt,
+        Box::pin(async move {
+            match main_loop(opts).await {
+                Ok(()) => 0,
+                Err(e) => {
+                    log::error!("{e}");
+                    1
+                }
             }
-        }
-    })
+        }),
+    )
 }
 
 /// The signals the daemon acts on.
@@ -648,9 +658,20 @@ async fn main_loop(opts: Options) -> Result<(), String> {
     let mut monitor = nft::Monitor::new(&d.cfg.nft.table).ok();
     let mut addrwatch = AddrWatch::new().ok();
     log::info!("rupnpd {} started", crate::VERSION);
+    // Once start-up's last work (the first announcements, libnftables'
+    // unload) is over: the pages only start-up used leave the resident set.
+    let mut drop_pages_at = Some(d.now().saturating_add(DROP_PAGES_AFTER));
 
     loop {
-        let deadline = d.clock.instant(d.next_deadline());
+        if drop_pages_at.is_some_and(|at| at <= d.now()) {
+            drop_pages_at = None;
+            let kib = crate::sys::mem::drop_startup_pages();
+            log::debug!("start-up pages dropped: {kib} KiB");
+        }
+        let next = d.next_deadline();
+        let deadline = d
+            .clock
+            .instant(drop_pages_at.map_or(next, |at| at.min(next)));
         let mut firewall_event = false;
         let mut wan_event = false;
         tokio::select! {
