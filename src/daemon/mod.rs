@@ -466,10 +466,6 @@ for when it starts again, refusing new ones until then",
     }
 }
 
-/// How long after start-up its read-only file pages are dropped
-/// (`sys::mem::drop_startup_pages`).
-const DROP_PAGES_AFTER: Millis = 1000;
-
 /// Runs the daemon until SIGTERM/SIGINT. Returns the process exit code.
 pub fn run(opts: Options) -> i32 {
     crate::sys::mem::tune_allocator();
@@ -658,20 +654,9 @@ async fn main_loop(opts: Options) -> Result<(), String> {
     let mut monitor = nft::Monitor::new(&d.cfg.nft.table).ok();
     let mut addrwatch = AddrWatch::new().ok();
     log::info!("rupnpd {} started", crate::VERSION);
-    // Once start-up's last work (the first announcements, libnftables'
-    // unload) is over: the pages only start-up used leave the resident set.
-    let mut drop_pages_at = Some(d.now().saturating_add(DROP_PAGES_AFTER));
 
     loop {
-        if drop_pages_at.is_some_and(|at| at <= d.now()) {
-            drop_pages_at = None;
-            let kib = crate::sys::mem::drop_startup_pages();
-            log::debug!("start-up pages dropped: {kib} KiB");
-        }
-        let next = d.next_deadline();
-        let deadline = d
-            .clock
-            .instant(drop_pages_at.map_or(next, |at| at.min(next)));
+        let deadline = d.clock.instant(d.next_deadline());
         let mut firewall_event = false;
         let mut wan_event = false;
         tokio::select! {
