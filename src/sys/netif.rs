@@ -563,9 +563,12 @@ mod tests {
         let mut probe = Probe::default();
         // the kernel filters a dump on the port: only that one comes back
         let mut got = HashSet::new();
-        probe
-            .wan_ports(Proto::Tcp, Some(held[0].1), None, &mut got)
-            .unwrap();
+        let first = probe.wan_ports(Proto::Tcp, Some(held[0].1), None, &mut got);
+        if crate::sys::nfnl::tests::qemu_lacks(first.as_ref().err().and_then(|e| e.raw_os_error()))
+        {
+            return;
+        }
+        first.unwrap();
         assert_eq!(got, HashSet::from([held[0].1]));
         for (proto, p) in held {
             // one port: the kernel filters on it
