@@ -43,7 +43,24 @@ restore_nf_log_all_netns() {
 		done' || true
 }
 restore_nf_log_all_netns
-trap restore_nf_log_all_netns EXIT
+
+# tests/nft.rs runs a bridged LAN as OpenWrt with kmod-br-netfilter has it; the bed sets
+# bridge-nf-call-iptables in its own router namespace only, but the kernel needs br_netfilter.
+# Loading it would hand the frames of the host's own bridges to the IP hooks, so when this run
+# loads it, the host's namespace gets the behaviour it had without it (the three sysctls at 0)
+# and the module is unloaded again at the end.
+BR_NETFILTER_LOADED=0
+if [ ! -e /proc/sys/net/bridge/bridge-nf-call-iptables ] && modprobe br_netfilter 2>/dev/null; then
+	BR_NETFILTER_LOADED=1
+	for t in iptables ip6tables arptables; do
+		echo 0 >"/proc/sys/net/bridge/bridge-nf-call-$t" 2>/dev/null || true
+	done
+fi
+on_exit() {
+	restore_nf_log_all_netns
+	if [ "$BR_NETFILTER_LOADED" = 1 ]; then modprobe -r br_netfilter 2>/dev/null || true; fi
+}
+trap on_exit EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 

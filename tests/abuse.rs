@@ -106,12 +106,12 @@ fn slowloris_is_cut_at_the_deadline_while_others_are_served() {
         let t0 = Instant::now();
         let mut got = Vec::new();
         for b in head.bytes() {
-            if s.write_all(&[b]).is_err() {
-                break;
+            if let Err(e) = s.write_all(&[b]) {
+                return (t0.elapsed(), format!("write: {e}"));
             }
             let mut buf = [0u8; 1024];
             match s.read(&mut buf) {
-                Ok(0) => break,
+                Ok(0) => return (t0.elapsed(), "closed without an answer".to_string()),
                 Ok(n) => {
                     got.extend_from_slice(&buf[..n]);
                     let at = t0.elapsed();
@@ -119,8 +119,13 @@ fn slowloris_is_cut_at_the_deadline_while_others_are_served() {
                     let _ = s.read_to_end(&mut got);
                     return (at, String::from_utf8_lossy(&got).into_owned());
                 }
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-                Err(_) => break,
+                // (interrupted: a stop and continue of the test process)
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => return (t0.elapsed(), format!("read: {e}")),
             }
         }
         (t0.elapsed(), String::from_utf8_lossy(&got).into_owned())

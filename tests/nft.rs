@@ -4,10 +4,13 @@
 //! firewall configuration; a failing firewall.
 
 mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
 use common::*;
+use support::ubusd::{Broker, rupnpd_status, socket_path};
+use support::wire::Value;
 
 const RULES: &str = "config perm_rule\n\toption action allow\n\toption ext_ports 1024-65535\n\
 \toption int_addr 0.0.0.0/0\n\toption int_ports 1024-65535\n";
@@ -590,15 +593,16 @@ fn a_slow_nft_command_does_not_stop_the_daemon() {
 }
 
 /// What the LAN host's server at `CLIENT_IP:port` sees of a TCP
-/// connection from `from` (an address of the LAN host) to the external
-/// address: the peer address, if the connection arrived.
+/// connection from `from` (an address of the LAN host, or of the bridged
+/// bed's other LAN host [`Bed::c2`]) to the external address: the peer
+/// address, if the connection arrived.
 fn hairpin_tcp_peer(bed: &Bed, from: &str, eport: u16, port: u16) -> Option<std::net::IpAddr> {
     use std::io::{Read, Write};
     let listener = in_netns(&bed.c, move || {
         bind_retry(|| std::net::TcpListener::bind((CLIENT_IP, port)))
     });
+    let c = if from == CLIENT3_IP { &bed.c2 } else { &bed.c }.clone();
     let from: std::net::Ipv4Addr = from.parse().unwrap();
-    let c = bed.c.clone();
     let client = std::thread::spawn(move || {
         in_netns(&c, move || {
             use socket2::{Domain, Socket, Type};
@@ -689,5 +693,87 @@ fn hairpin_from_the_mapped_host_itself_as_from_another() {
                 "UDP from {from} (bridge: {bridge})"
             );
         }
+    }
+}
+
+/// Issue 13.11: with br_netfilter handing the bridge's frames to the IP
+/// hooks (`net.bridge.bridge-nf-call-iptables` 1, as kmod-br-netfilter
+/// sets it), the mapped host cannot reach its own mapping through the
+/// external address: the kernel bridges the translated frame back to the
+/// port it came from, which a bridge never sends to. A host behind
+/// another port gets through. The daemon says so: one warning at start
+/// and one per reload, and `status`. With the sysctl at 0 the mapped host
+/// gets through and nothing is said.
+#[tokio::test(flavor = "current_thread")]
+async fn hairpin_self_behind_bridge_netfilter_is_reported() {
+    for (name, netfilter) in [("hpnf1", true), ("hpnf0", false)] {
+        let mut bed = if netfilter {
+            Bed::with_bridge_netfilter(name)
+        } else {
+            Bed::with_bridge(name)
+        };
+        bed.fw4_start();
+        let dir = config(&bed, "");
+        let sock = socket_path(name);
+        let _broker = Broker::start(&sock);
+        let ubus = sock.to_str().unwrap().to_string();
+        bed.start(&["--config-dir", &dir, "--ubus-socket", &ubus]);
+        add(&bed, "18080", "TCP", "8080", "600");
+        let router: std::net::IpAddr = LAN_IP.parse().unwrap();
+        let what = format!("(bridge-nf-call-iptables {})", u8::from(netfilter));
+        // Bridged again, the frame meets postrouting with no input device,
+        // so the hairpin masquerade (for LAN input devices) leaves it: the
+        // mapped host sees the other's own address, and its answer is
+        // translated back on the bridge.
+        let other: std::net::IpAddr = CLIENT3_IP.parse().unwrap();
+        assert_eq!(
+            hairpin_tcp_peer(&bed, CLIENT3_IP, 18080, 8080),
+            Some(if netfilter { other } else { router }),
+            "another LAN host, behind another port {what}"
+        );
+        let own = hairpin_tcp_peer(&bed, CLIENT_IP, 18080, 8080);
+        assert_eq!(
+            own,
+            (!netfilter).then_some(router),
+            "the mapped host {what}"
+        );
+
+        const WARNING: &str = "cannot reach its own mapping";
+        let s = rupnpd_status(&sock).await;
+        let reason = s.get("hairpin_self_reason").and_then(Value::as_str);
+        let reason = reason.unwrap_or_else(|| panic!("no hairpin_self_reason: {s}"));
+        assert_eq!(
+            s.get("hairpin_self").and_then(Value::as_bool),
+            Some(!netfilter),
+            "{s}"
+        );
+        assert_eq!(bed.log().matches(WARNING).count(), usize::from(netfilter));
+        if netfilter {
+            for part in [WARNING, "net.bridge.bridge-nf-call-iptables", LAN_DEV] {
+                assert!(reason.contains(part), "{part}: {reason}");
+            }
+            let line = bed
+                .log()
+                .lines()
+                .find(|l| l.contains(WARNING))
+                .unwrap()
+                .to_string();
+            assert!(line.contains(reason), "{line}");
+        } else {
+            assert_eq!(reason, "");
+        }
+        // a reload says it again, once
+        bed.signal("HUP");
+        let t = Instant::now();
+        while !bed.log().contains("configuration reloaded") {
+            assert!(t.elapsed() < Duration::from_secs(5), "{}", bed.log());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            bed.log().matches(WARNING).count(),
+            2 * usize::from(netfilter),
+            "{}",
+            bed.log()
+        );
     }
 }

@@ -236,9 +236,16 @@ fn with_ids_of(captured: &Msg, live: &Msg) -> Msg {
 }
 
 /// Fields `status` has gained since the capture (issue 14: the WAN
-/// address, and whether new mappings are given out and why).
-const STATUS_SINCE_CAPTURE: [&str; 4] =
-    ["wan_ip", "new_mappings", "new_mappings_reason", "firewall"];
+/// address, and whether new mappings are given out and why; issue 13:
+/// whether a host reaches its own mapping through the external address).
+const STATUS_SINCE_CAPTURE: [&str; 6] = [
+    "wan_ip",
+    "new_mappings",
+    "new_mappings_reason",
+    "hairpin_self",
+    "hairpin_self_reason",
+    "firewall",
+];
 
 /// `live` means what `captured` meant: the same fields in the same order
 /// with the same values, except `volatile` fields (which must have the

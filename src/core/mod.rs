@@ -13,6 +13,7 @@ pub mod device;
 pub mod facts;
 pub mod firewall;
 pub mod gena;
+pub mod hairpin;
 pub mod igd;
 pub mod journal;
 pub mod lan;

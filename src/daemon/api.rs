@@ -417,6 +417,18 @@ impl Daemon {
                 self.wan.link().dev.clone().unwrap_or_default(),
             )
             .with("lan_devices", Value::Array(lans))
+            .with(
+                "hairpin_self",
+                self.cfg.hairpin && self.hairpin_self.is_none(),
+            )
+            .with(
+                "hairpin_self_reason",
+                match &self.hairpin_self {
+                    Some(b) => b.explain(),
+                    None if !self.cfg.hairpin => "hairpin is off".into(),
+                    None => String::new(),
+                },
+            )
             .with("firewall", self.firewall_state())
             .with("uptime", (self.now() / 1000) as u32)
             .with("mappings", mappings)

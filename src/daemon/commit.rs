@@ -66,7 +66,8 @@ impl Deferred {
 
 impl Daemon {
     /// Ends a loop turn: one firewall transaction for everything the turn
-    /// changed, then the lease files, then the replies, then the logs.
+    /// changed, then the lease files, then the log lines, then the
+    /// replies, then the ubus events.
     pub(super) fn commit(&mut self) {
         let now = self.now();
         let turn = self.core.commit_turn(&mut self.nft, now);
@@ -88,12 +89,14 @@ impl Daemon {
             self.write_leases(Some((&turn.changes, turn.pins_changed)));
         }
         self.sync_leases();
+        // The log lines before the replies: a client that has its answer
+        // finds the event logged (each line is one non-blocking write).
+        for ev in &turn.events {
+            self.log_event(ev, now);
+        }
         let refused = turn.refused();
         for d in self.deferred.drain(..) {
             d.send(refused);
-        }
-        for ev in &turn.events {
-            self.log_event(ev, now);
         }
         self.send_events(&turn.events, now);
         let site = Site {

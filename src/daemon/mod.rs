@@ -38,6 +38,7 @@ use crate::config::firewall::PortClaim;
 use crate::config::load::Overrides;
 use crate::core::Core;
 use crate::core::device::Device;
+use crate::core::hairpin::SelfBlocked;
 use crate::core::lan::Lans;
 use crate::core::loglimit::LogLimit;
 use crate::core::natpmp_pcp::{self, Epoch};
@@ -158,6 +159,9 @@ pub struct Daemon {
     stun: Stun,
     /// Why new mappings were refused when that was last logged.
     logged_closed: Option<Closed>,
+    /// Why a LAN host cannot reach its own mapping through the external
+    /// address, as last found (`check_hairpin_self`).
+    hairpin_self: Option<SelfBlocked>,
 }
 
 impl Daemon {
@@ -298,6 +302,7 @@ the running rules stay in table inet {}",
             self.ssdp.announce_soon(now);
         }
         let _ = self.install_setup("reload: reinstalling the firewall rules failed");
+        self.check_hairpin_self(true);
         log::info!("configuration reloaded");
     }
 
@@ -596,6 +601,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
         unserved: Vec::new(),
         stun: Stun::new(stun_tx),
         logged_closed: None,
+        hairpin_self: None,
         opts,
         clock,
         cfg,
@@ -633,6 +639,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
     }
     d.write_leases(None);
     log::info!("firewall ready: {}", nft::describe(d.nft.setup()));
+    d.check_hairpin_self(true);
     d.sync_frontends().await;
     d.epoch.restart(now);
     d.epoch6.restart(now);
@@ -692,9 +699,7 @@ async fn main_loop(opts: Options) -> Result<(), String> {
         if wan_event {
             d.follow_wan(true);
             // A LAN device may have appeared or got its address.
-            if d.relearn_lans() {
-                let _ = d.install_setup("updating the firewall for new LAN devices");
-            }
+            d.lan_status();
             d.follow_ipv6();
         }
         // Before the timers (announcements go out on the new sockets) and

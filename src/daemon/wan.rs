@@ -17,6 +17,7 @@
 use std::net::Ipv6Addr;
 
 use crate::config::Config;
+use crate::core::hairpin;
 use crate::core::lan::{Lan, Lans, serves_ipv6};
 use crate::core::wan::{Closed, Link, Netifd, NetifdNews, WanChange};
 use crate::proto::blob::Value;
@@ -306,10 +307,32 @@ impl Daemon {
         }
     }
 
-    fn lan_status(&mut self) {
+    /// Follows the LAN devices: the firewall rules name them, and a new
+    /// bridge may keep a host from its own mapping.
+    pub(super) fn lan_status(&mut self) {
         if self.relearn_lans() {
             let _ = self.install_setup("updating the firewall for new LAN devices");
+            self.check_hairpin_self(false);
         }
+    }
+
+    /// Finds out whether a LAN host can reach its own mapping through the
+    /// external address (`core::hairpin`). One warning line when it
+    /// cannot: at start and on reload (`again`) whenever so, otherwise
+    /// when that changes.
+    pub(super) fn check_hairpin_self(&mut self, again: bool) {
+        let facts = netif::bridge_facts(self.lans.iter().map(|l| l.dev.as_str()));
+        let found = hairpin::self_blocked(self.cfg.hairpin, &facts);
+        match &found {
+            Some(b) if again || self.hairpin_self.as_ref() != Some(b) => {
+                log::warn!("hairpin: {}", b.explain());
+            }
+            None if self.hairpin_self.is_some() && self.cfg.hairpin => {
+                log::info!("hairpin: every LAN host reaches its own mappings again");
+            }
+            _ => {}
+        }
+        self.hairpin_self = found;
     }
 
     /// Whether interface `name` is the WAN (`Some(true)`), a LAN

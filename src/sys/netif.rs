@@ -2,8 +2,9 @@
 //! sockets listening on the WAN side, and a netlink watch for address
 //! changes (the fallback when netifd's ubus notifications are absent).
 //!
-//! Owns: reads of getifaddrs, /sys/class/net and /proc/net. Returns plain
-//! values to the daemon; never touches the core's state.
+//! Owns: reads of getifaddrs, /sys/class/net, /proc/net and br_netfilter's
+//! sysctl. Returns plain values to the daemon; never touches the core's
+//! state.
 
 use std::collections::HashSet;
 use std::ffi::{CStr, CString};
@@ -15,6 +16,7 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
 use crate::core::facts::LinkCounters;
+use crate::core::hairpin::BridgeFacts;
 use crate::proto::Proto;
 use crate::proto::netlink::route;
 use crate::proto::netlink::sock_diag::{self, IPPROTO_TCP, IPPROTO_UDP, TCP_CLOSE, TCP_LISTEN};
@@ -166,6 +168,32 @@ pub fn is_up(dev: &str) -> bool {
         // veth and PPP report "unknown" while working.
         Ok(s) => matches!(s.trim(), "up" | "unknown"),
         Err(_) => false,
+    }
+}
+
+/// What the kernel says of the bridges among the LAN devices `devs`
+/// (for `core::hairpin`): br_netfilter's `bridge-nf-call-iptables` of
+/// this network namespace (no file without br_netfilter), and each
+/// bridge's own `nf_call_iptables` option.
+pub fn bridge_facts<'a>(devs: impl IntoIterator<Item = &'a str>) -> BridgeFacts {
+    let call_iptables = std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-iptables")
+        .ok()
+        .map(|s| s.trim() != "0");
+    let mut bridges: Vec<(String, bool)> = Vec::new();
+    for d in devs {
+        let is_bridge = !d.contains('/')
+            && !d.starts_with('.')
+            && std::path::Path::new(&format!("/sys/class/net/{d}/bridge")).is_dir();
+        if is_bridge && !bridges.iter().any(|(b, _)| b == d) {
+            bridges.push((
+                d.to_string(),
+                sys_u64(d, "bridge/nf_call_iptables") == Some(1),
+            ));
+        }
+    }
+    BridgeFacts {
+        call_iptables,
+        bridges,
     }
 }
 

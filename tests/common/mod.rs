@@ -24,6 +24,9 @@ pub const LAN_IP: &str = "192.168.77.1";
 pub const CLIENT_IP: &str = "192.168.77.2";
 /// A second LAN client address, on the same LAN host namespace.
 pub const CLIENT2_IP: &str = "192.168.77.3";
+/// The address of the other LAN host of a bridged bed ([`Bed::c2`]),
+/// behind its own bridge port.
+pub const CLIENT3_IP: &str = "192.168.77.4";
 pub const WAN_IP: &str = "192.0.3.1";
 pub const PEER_IP: &str = "192.0.3.2";
 pub const LAN6: &str = "fd77::1";
@@ -115,6 +118,9 @@ pub struct Bed {
     pub c: String,
     pub r: String,
     pub w: String,
+    /// Another LAN host, [`CLIENT3_IP`], on the bridge's second port
+    /// (bridged beds only).
+    pub c2: String,
     pub dir: PathBuf,
     /// The router's LAN and WAN devices.
     pub lan_dev: String,
@@ -137,19 +143,32 @@ impl Bed {
     /// `wan_dev` (a LAN on a plain port, a PPPoE WAN, the bed a capture
     /// was made in).
     pub fn with_devices(name: &str, lan_dev: &str, wan_dev: &str) -> Bed {
-        Bed::build(name, lan_dev, wan_dev, false)
+        Bed::build(name, lan_dev, wan_dev, None)
     }
 
     /// Builds the bed with the router's LAN a real bridge, as on OpenWrt:
-    /// `br-lan` with the port `lan1` that leads to the LAN host. As on
-    /// OpenWrt (no kmod-br-netfilter), bridged frames skip the IP hooks
+    /// `br-lan` with the port `lan1` that leads to the LAN host and the
+    /// port `lan2` that leads to another ([`Bed::c2`]). As on OpenWrt
+    /// without kmod-br-netfilter, bridged frames skip the IP hooks
     /// (`bridge-nf-call-iptables` 0 where the host kernel has
     /// br_netfilter).
     pub fn with_bridge(name: &str) -> Bed {
-        Bed::build(name, LAN_DEV, WAN_DEV, true)
+        Bed::build(name, LAN_DEV, WAN_DEV, Some(false))
     }
 
-    fn build(name: &str, lan_dev: &str, wan_dev: &str, bridge: bool) -> Bed {
+    /// [`Bed::with_bridge`] as on OpenWrt with kmod-br-netfilter, whose
+    /// `/etc/sysctl.d/11-br-netfilter.conf` sets
+    /// `net.bridge.bridge-nf-call-iptables` (and `-ip6tables`) to 1:
+    /// bridged frames meet the IP hooks. The sysctl is per network
+    /// namespace, so only the router's is set; the host kernel needs
+    /// br_netfilter (`scripts/test.sh` loads it).
+    pub fn with_bridge_netfilter(name: &str) -> Bed {
+        Bed::build(name, LAN_DEV, WAN_DEV, Some(true))
+    }
+
+    /// `bridge`: a bridged LAN, and whether br_netfilter hands its frames
+    /// to the IP hooks.
+    fn build(name: &str, lan_dev: &str, wan_dev: &str, bridge: Option<bool>) -> Bed {
         require(&["ip", "nft"]);
         // The test process's id keeps two runs of the suite (two checkouts)
         // apart; scripts/test.sh removes the beds of processes that are gone.
@@ -161,6 +180,7 @@ impl Bed {
             c: format!("rupt-{pid}-{name}-c"),
             r: format!("rupt-{pid}-{name}-r"),
             w: format!("rupt-{pid}-{name}-w"),
+            c2: format!("rupt-{pid}-{name}-c2"),
             dir,
             lan_dev: lan_dev.to_string(),
             wan_dev: wan_dev.to_string(),
@@ -169,32 +189,50 @@ impl Bed {
             daemons: Vec::new(),
         };
         bed.teardown_netns();
-        for ns in [&bed.c, &bed.r, &bed.w] {
+        let mut hosts = vec![&bed.c, &bed.r, &bed.w];
+        if bridge.is_some() {
+            hosts.push(&bed.c2);
+        }
+        for ns in hosts {
             must(&["ip", "netns", "add", ns]);
             must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
         }
-        let lan_port = if bridge { "lan1" } else { lan_dev };
+        let lan_port = if bridge.is_some() { "lan1" } else { lan_dev };
         must(&[
             "ip", "link", "add", "c-eth0", "netns", &bed.c, "type", "veth", "peer", "name",
             lan_port, "netns", &bed.r,
         ]);
-        if bridge {
+        if let Some(netfilter) = bridge {
             must(&["ip", "-n", &bed.r, "link", "add", lan_dev, "type", "bridge"]);
             must(&[
-                "ip", "-n", &bed.r, "link", "set", lan_port, "master", lan_dev,
+                "ip", "link", "add", "c-eth0", "netns", &bed.c2, "type", "veth", "peer", "name",
+                "lan2", "netns", &bed.r,
             ]);
-            must(&["ip", "-n", &bed.r, "link", "set", lan_port, "up"]);
+            for port in [lan_port, "lan2"] {
+                must(&["ip", "-n", &bed.r, "link", "set", port, "master", lan_dev]);
+                must(&["ip", "-n", &bed.r, "link", "set", port, "up"]);
+            }
+            let host = format!("{CLIENT3_IP}/24");
+            must(&["ip", "-n", &bed.c2, "addr", "add", &host, "dev", "c-eth0"]);
+            must(&["ip", "-n", &bed.c2, "link", "set", "c-eth0", "up"]);
+            must(&[
+                "ip", "-n", &bed.c2, "route", "add", "default", "via", LAN_IP,
+            ]);
+            let value = u8::from(netfilter);
             for family in ["iptables", "ip6tables"] {
-                // absent without br_netfilter, which is what is wanted
-                let _ = sh(&[
-                    "ip",
-                    "netns",
-                    "exec",
-                    &bed.r,
-                    "sysctl",
-                    "-qw",
-                    &format!("net.bridge.bridge-nf-call-{family}=0"),
-                ]);
+                let set = format!("net.bridge.bridge-nf-call-{family}={value}");
+                let args = ["ip", "netns", "exec", &bed.r, "sysctl", "-qw", &set];
+                if netfilter {
+                    let o = sh(&args);
+                    assert!(
+                        o.status.success(),
+                        "{set}: the host kernel lacks br_netfilter (modprobe br_netfilter): {}",
+                        String::from_utf8_lossy(&o.stderr)
+                    );
+                } else {
+                    // absent without br_netfilter, which is what is wanted
+                    let _ = sh(&args);
+                }
             }
         }
         must(&[
@@ -311,7 +349,7 @@ impl Bed {
     }
 
     fn teardown_netns(&self) {
-        for ns in [&self.c, &self.r, &self.w] {
+        for ns in [&self.c, &self.r, &self.w, &self.c2] {
             let _ = Command::new("ip")
                 .args(["netns", "del", ns])
                 .stderr(Stdio::null())

@@ -484,7 +484,10 @@ pub fn exchange_raw(
                 Ok((n, from)) if from == server && accept(&buf[..n]) => {
                     return Ok(buf[..n].to_vec());
                 }
+                // a stop and continue of the test process interrupts a
+                // recv with a timeout even without a signal handler
                 Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -518,17 +521,27 @@ pub fn exchange(
 /// an unsolicited ANNOUNCE on a socket bound to 224.0.0.1:5350).
 pub fn recv_any(sock: &UdpSocket, wait: Duration) -> io::Result<Option<(Vec<u8>, SocketAddr)>> {
     let mut buf = [0u8; 2048];
-    sock.set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
-    match sock.recv_from(&mut buf) {
-        Ok((n, from)) => Ok(Some((buf[..n].to_vec(), from))),
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-            ) =>
-        {
-            Ok(None)
+    let deadline = Instant::now() + wait.max(Duration::from_millis(1));
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(None);
         }
-        Err(e) => Err(e),
+        sock.set_read_timeout(Some(left))?;
+        match sock.recv_from(&mut buf) {
+            Ok((n, from)) => return Ok(Some((buf[..n].to_vec(), from))),
+            // interrupted (a stop and continue of the test process): the
+            // wait goes on
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
