@@ -19,6 +19,7 @@ pub fn boxed(f: impl Future<Output = ()> + 'static) -> Task {
 }
 
 /// [`tokio::task::spawn_local`] of `f` as a [`Task`].
+#[allow(clippy::disallowed_methods)] // the one place it is called
 pub fn spawn_local(f: impl Future<Output = ()> + 'static) -> JoinHandle<()> {
     tokio::task::spawn_local(boxed(f))
 }
