@@ -299,6 +299,14 @@ rss_json() { # pid
 	awk '/^VmRSS/{r=$2} /^RssAnon/{a=$2} /^RssFile/{f=$2} /^VmHWM/{h=$2}
 		END{printf "{\"rss_kb\":%d,\"anon_kb\":%d,\"file_kb\":%d,\"hwm_kb\":%d}", r, a, f, h}' "/proc/$1/status"
 }
+# Records the RSS figures and keeps the daemon's smaps beside its log
+# (bench/results/logs/smaps-DAEMON-nN.log): where the pages are, per mapping.
+rss_rec() { # daemon n name
+	local pid
+	pid=$(daemon_pid "$1")
+	rec "$1" "$2" "$3" ok "$(rss_json "$pid")"
+	cp "/proc/$pid/smaps" "$WORK/smaps-$1-n$2${3#rss}.log" 2>/dev/null || true
+}
 
 # ---------------------------------------------------------------- the bed
 mkns() {
@@ -750,7 +758,7 @@ run_daemon() { # daemon
 
 	start_daemon "$d" "$log"
 	sleep 2
-	has "$WORKLOADS" rss && rec "$d" 0 rss ok "$(rss_json "$(daemon_pid "$d")")"
+	has "$WORKLOADS" rss && rss_rec "$d" 0 rss
 
 	if has "$WORKLOADS" natpmpc; then
 		local o1 o2 ok=false
@@ -835,7 +843,7 @@ run_daemon() { # daemon
 				soap "$d" "$n" list_generic_keepalive keepalive generic 0 0 "$LIST_BUDGET" 10 >/dev/null
 			fi
 		fi
-		has "$WORKLOADS" rss && rec "$d" "$n" rss ok "$(rss_json "$(daemon_pid "$d")")"
+		has "$WORKLOADS" rss && rss_rec "$d" "$n" rss
 		if has "$WORKLOADS" conn && has "$CONN_LEVELS" "$n"; then
 			say "$d: N=$n connection rate"
 			conn_rate "$d" "$n"
@@ -847,7 +855,7 @@ run_daemon() { # daemon
 		if has "$WORKLOADS" restore && [ "$d" = rupnpd ]; then
 			say "$d: N=$n restore after a firewall reload"
 			restore "$n"
-			has "$WORKLOADS" rss && rec "$d" "$n" rss_after_restore ok "$(rss_json "$(daemon_pid "$d")")"
+			has "$WORKLOADS" rss && rss_rec "$d" "$n" rss_after_restore
 		fi
 		if has "$WORKLOADS" list; then
 			# Last: miniupnpd 2.3.1 crashes here above ~135 mappings.

@@ -262,16 +262,34 @@ pub struct LeaseFile {
     blank: usize,
 }
 
-/// Where a line is in the text, its newline included.
+/// Where a line is in the text, its newline included. 32-bit offsets: one
+/// is kept per mapping, and the text (at most 65 535 lines of a few
+/// hundred bytes per protocol) stays far below 4 GiB.
 #[derive(Debug, Clone, Copy)]
 struct Span {
-    start: usize,
-    len: usize,
+    start: u32,
+    len: u32,
 }
 
 impl Span {
+    fn new(start: usize, len: usize) -> Span {
+        let at = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        Span {
+            start: at(start),
+            len: at(len),
+        }
+    }
+
+    fn start(self) -> usize {
+        self.start as usize
+    }
+
+    fn len(self) -> usize {
+        self.len as usize
+    }
+
     fn range(self) -> Range<usize> {
-        self.start..self.start + self.len
+        self.start()..self.start() + self.len()
     }
 }
 
@@ -311,21 +329,15 @@ impl LeaseFile {
     fn append(&mut self, key: Key, line: &str) {
         let start = self.text.len();
         self.text.push_str(line);
-        self.at.insert(
-            key,
-            Span {
-                start,
-                len: line.len(),
-            },
-        );
+        self.at.insert(key, Span::new(start, line.len()));
     }
 
     /// Turns a line into a blank line of the same length.
     fn blank(&mut self, span: Span) {
-        let body = span.start..span.start + span.len.saturating_sub(1);
+        let body = span.start()..span.start() + span.len().saturating_sub(1);
         let spaces = " ".repeat(body.len());
         self.text.replace_range(body, &spaces);
-        self.blank += span.len;
+        self.blank += span.len();
     }
 
     /// The text again, without blank lines.
@@ -336,7 +348,7 @@ impl LeaseFile {
         for (key, span) in spans {
             let start = text.len();
             text.push_str(&self.text[span.range()]);
-            self.at.insert(key, Span { start, ..span });
+            self.at.insert(key, Span::new(start, span.len()));
         }
         self.text = text;
         self.blank = 0;
@@ -381,10 +393,10 @@ impl LeaseFile {
             let old = self.at.get(&c.key).copied();
             let line = c.new.as_ref().map(|m| Self::line(m, base));
             match (old, line) {
-                (Some(span), Some(line)) if span.len == line.len() => {
+                (Some(span), Some(line)) if span.len() == line.len() => {
                     if self.text[span.range()] != line {
                         self.text.replace_range(span.range(), &line);
-                        if span.start < from {
+                        if span.start() < from {
                             patches.push(span.range());
                         }
                     }
@@ -393,7 +405,7 @@ impl LeaseFile {
                     if let Some(span) = old {
                         self.at.remove(&c.key);
                         self.blank(span);
-                        if span.start < from {
+                        if span.start() < from {
                             patches.push(span.range());
                         }
                     }

@@ -468,6 +468,7 @@ for when it starts again, refusing new ones until then",
 
 /// Runs the daemon until SIGTERM/SIGINT. Returns the process exit code.
 pub fn run(opts: Options) -> i32 {
+    crate::sys::mem::tune_allocator();
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -479,15 +480,20 @@ pub fn run(opts: Options) -> i32 {
         }
     };
     let local = tokio::task::LocalSet::new();
-    local.block_on(&rt, async move {
-        match main_loop(opts).await {
-            Ok(()) => 0,
-            Err(e) => {
-                log::error!("{e}");
-                1
+    // On the heap: the loop's state is large, and every move of it down
+    // block_on's calls would leave a copy in the stack's resident pages.
+    local.block_on(
+        &rt,
+        Box::pin(async move {
+            match main_loop(opts).await {
+                Ok(()) => 0,
+                Err(e) => {
+                    log::error!("{e}");
+                    1
+                }
             }
-        }
-    })
+        }),
+    )
 }
 
 /// The signals the daemon acts on.

@@ -5,6 +5,7 @@
 pub mod facts;
 pub mod http;
 pub mod leasefile;
+pub mod mem;
 pub mod netif;
 pub mod netifd;
 pub mod nfnl;

@@ -39,6 +39,7 @@ use crate::core::firewall::{Counters, Firewall};
 use crate::core::pinhole::{PinChange, Pinhole};
 use crate::core::table::{Change, Key, Mapping, Millis};
 use crate::proto::netlink::nftables::{self, Batch, Counter, Data, Elem};
+use crate::sys::mem::trim_heap;
 use crate::sys::nfnl;
 use elements::{
     FwdKey, FwdRefs, counters, dnat_elem, dnat_mapping_key, fwd_elem, fwd_key, fwd_state, pin_elem,
@@ -51,7 +52,7 @@ use ruleset::{
 };
 pub use ruleset::{Setup, describe, structure};
 pub use runner::{CmdDone, Then};
-use runner::{CmdQueue, LibNft, NFT_LIMIT, Runner, first_line, nft_command, trim_heap};
+use runner::{CmdQueue, LibNft, NFT_LIMIT, Runner, first_line, nft_command};
 
 /// When an element operation runs inside one transaction. Deleting an
 /// element that may already be gone (expired in the kernel, flushed by a
@@ -520,7 +521,7 @@ impl Nft {
             fwd.entry(fwd_key(m)).or_default().push((m.key, m.expires));
         }
         for (k, refs) in &fwd {
-            if let Some(exp) = fwd_state(refs) {
+            if let Some(exp) = fwd_state(refs.as_slice()) {
                 b.add(FWD, &self.timed(fwd_elem(k), exp, now));
             }
         }
@@ -655,12 +656,12 @@ impl Firewall for Nft {
                 let fk = fwd_key(m);
                 touched.entry(fk).or_insert_with(|| {
                     let refs = self.fwd.get(&fk).cloned().unwrap_or_default();
-                    (fwd_state(&refs), refs)
+                    (fwd_state(refs.as_slice()), refs)
                 });
             }
             if let Some(o) = &ch.old {
                 if let Some((_, refs)) = touched.get_mut(&fwd_key(o)) {
-                    refs.retain(|(k, _)| *k != o.key);
+                    refs.remove(o.key);
                 }
             }
             if let Some(n) = &ch.new {
@@ -683,7 +684,7 @@ impl Firewall for Nft {
             self.change(&mut ops, old, new, false);
         }
         for (fk, (before, refs)) in &touched {
-            let after = fwd_state(refs);
+            let after = fwd_state(refs.as_slice());
             if *before == after {
                 continue;
             }

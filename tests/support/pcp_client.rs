@@ -470,33 +470,12 @@ pub fn exchange_raw(
 ) -> io::Result<Vec<u8>> {
     let mut jitter = Jitter::new();
     let mut next = jitter.scale(rt.initial);
-    let mut buf = [0u8; 2048];
     for _ in 0..rt.max_count.max(1) {
         sock.send_to(bytes, server)?;
         let deadline = Instant::now() + next;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            sock.set_read_timeout(Some(left))?;
-            match sock.recv_from(&mut buf) {
-                Ok((n, from)) if from == server && accept(&buf[..n]) => {
-                    return Ok(buf[..n].to_vec());
-                }
-                // a stop and continue of the test process interrupts a
-                // recv with a timeout even without a signal handler
-                Ok(_) => continue,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    break;
-                }
-                Err(e) => return Err(e),
+        while let Some((got, from)) = recv_until(sock, deadline)? {
+            if from == server && accept(&got) {
+                return Ok(got);
             }
         }
         next = jitter.scale((next * 2).min(rt.max_rt));
@@ -520,8 +499,14 @@ pub fn exchange(
 /// Waits up to `wait` for any datagram (e.g. to assert silence, or to read
 /// an unsolicited ANNOUNCE on a socket bound to 224.0.0.1:5350).
 pub fn recv_any(sock: &UdpSocket, wait: Duration) -> io::Result<Option<(Vec<u8>, SocketAddr)>> {
+    recv_until(sock, Instant::now() + wait.max(Duration::from_millis(1)))
+}
+
+/// The next datagram that arrives before `deadline`; `None` once it has
+/// passed. A recv interrupted (as a stop and continue of the test process
+/// does to a recv with a timeout, even without a signal handler) waits on.
+fn recv_until(sock: &UdpSocket, deadline: Instant) -> io::Result<Option<(Vec<u8>, SocketAddr)>> {
     let mut buf = [0u8; 2048];
-    let deadline = Instant::now() + wait.max(Duration::from_millis(1));
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -530,8 +515,6 @@ pub fn recv_any(sock: &UdpSocket, wait: Duration) -> io::Result<Option<(Vec<u8>,
         sock.set_read_timeout(Some(left))?;
         match sock.recv_from(&mut buf) {
             Ok((n, from)) => return Ok(Some((buf[..n].to_vec(), from))),
-            // interrupted (a stop and continue of the test process): the
-            // wait goes on
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e)
                 if matches!(

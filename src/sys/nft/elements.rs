@@ -22,8 +22,59 @@ const GRACE_MS: u64 = 10_000;
 
 /// A forward-set key: internal address, protocol, internal port.
 pub(super) type FwdKey = (Ipv4Addr, Proto, u16);
-/// The mappings referencing one forward element, with their lease ends.
-pub(super) type FwdRefs = Vec<(Key, Option<Millis>)>;
+/// One mapping referencing a forward element, with its lease end.
+type FwdRef = (Key, Option<Millis>);
+
+/// The mappings referencing one forward element. Nearly every element
+/// has one, kept in place: a Vec would be a heap block per mapping.
+#[derive(Debug, Clone, Default)]
+pub(super) enum FwdRefs {
+    #[default]
+    None,
+    One(FwdRef),
+    Many(Vec<FwdRef>),
+}
+
+impl FwdRefs {
+    pub(super) fn push(&mut self, r: FwdRef) {
+        *self = match std::mem::take(self) {
+            FwdRefs::None => FwdRefs::One(r),
+            FwdRefs::One(a) => FwdRefs::Many(vec![a, r]),
+            FwdRefs::Many(mut v) => {
+                v.push(r);
+                FwdRefs::Many(v)
+            }
+        };
+    }
+
+    /// Forgets the reference of mapping `key`.
+    pub(super) fn remove(&mut self, key: Key) {
+        *self = match std::mem::take(self) {
+            FwdRefs::One((k, _)) if k == key => FwdRefs::None,
+            FwdRefs::Many(mut v) => {
+                v.retain(|(k, _)| *k != key);
+                match v.as_slice() {
+                    [] => FwdRefs::None,
+                    [one] => FwdRefs::One(*one),
+                    _ => FwdRefs::Many(v),
+                }
+            }
+            other => other,
+        };
+    }
+
+    pub(super) fn as_slice(&self) -> &[FwdRef] {
+        match self {
+            FwdRefs::None => &[],
+            FwdRefs::One(r) => std::slice::from_ref(r),
+            FwdRefs::Many(v) => v,
+        }
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.as_slice().is_empty()
+    }
+}
 
 pub(super) fn fwd_key(m: &Mapping) -> FwdKey {
     (m.iaddr, m.key.proto, m.iport)
@@ -164,7 +215,7 @@ pub(super) fn counters(c: Counter) -> Counters {
 /// The forward element an endpoint needs: present while any mapping
 /// points at it, living as long as the longest of them (None inside
 /// `Some` = permanent).
-pub(super) fn fwd_state(refs: &[(Key, Option<Millis>)]) -> Option<Option<Millis>> {
+pub(super) fn fwd_state(refs: &[FwdRef]) -> Option<Option<Millis>> {
     if refs.is_empty() {
         return None;
     }
@@ -312,6 +363,30 @@ mod tests {
         assert_eq!(dnat_mapping_key(&[6, 0, 0, 0, 0x46]), None);
         assert_eq!(dnat_mapping_key(&[]), None);
         assert_eq!(dnat_mapping_key(&[1, 0, 0, 0, 0, 80, 0, 0]), None);
+    }
+
+    #[test]
+    fn forward_refs_one_in_place_many_in_a_vec() {
+        let (k1, k2, k3) = (
+            Key::new(Proto::Tcp, 1),
+            Key::new(Proto::Tcp, 2),
+            Key::new(Proto::Udp, 2),
+        );
+        let mut r = FwdRefs::default();
+        assert!(r.is_empty());
+        r.push((k1, Some(5)));
+        assert!(matches!(r, FwdRefs::One(_)));
+        r.push((k2, None));
+        r.push((k3, Some(7)));
+        assert_eq!(r.as_slice(), &[(k1, Some(5)), (k2, None), (k3, Some(7))]);
+        r.remove(k2);
+        assert_eq!(r.as_slice(), &[(k1, Some(5)), (k3, Some(7))]);
+        r.remove(k1);
+        assert!(matches!(r, FwdRefs::One((k, Some(7))) if k == k3));
+        r.remove(k1);
+        assert_eq!(r.as_slice(), &[(k3, Some(7))]);
+        r.remove(k3);
+        assert!(r.is_empty() && matches!(r, FwdRefs::None));
     }
 
     #[test]

@@ -111,17 +111,7 @@ impl Drop for LibNft {
             (self.free)(self.ctx);
             libc::dlclose(self.handle);
         }
-        trim_heap();
-    }
-}
-
-/// Gives freed heap back to the system: glibc keeps it otherwise (after
-/// libnftables' cache or a large batch). musl returns it by itself.
-pub(super) fn trim_heap() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks and trims the allocator's own state.
-    unsafe {
-        libc::malloc_trim(0);
+        crate::sys::mem::trim_heap();
     }
 }
 
