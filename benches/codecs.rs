@@ -1,5 +1,6 @@
-//! Microbenchmarks of the hot codecs and the NAT-PMP/PCP handler:
-//! `cargo bench --bench codecs [FILTER]`.
+//! Microbenchmarks of the hot codecs, the NAT-PMP/PCP handler and the
+//! whole SOAP request path of the sans-IO core (request bytes in, response
+//! bytes out): `cargo bench --bench codecs [FILTER]`.
 //!
 //! A custom harness (std only: `Instant` and `black_box`) so the crate
 //! keeps no benchmarking dependency. Each case is calibrated to about
@@ -11,17 +12,20 @@
 //! it then only calls every case a few times (a smoke test) and exits.
 
 use std::hint::black_box;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use rupnpd::config::Config;
 use rupnpd::core::Core;
+use rupnpd::core::device::Device;
 use rupnpd::core::facts::FixedFacts;
 use rupnpd::core::firewall::Recording;
-use rupnpd::core::lan::Lans;
+use rupnpd::core::lan::{Lan, Lans};
 use rupnpd::core::natpmp_pcp::{self, Server, Settings};
 use rupnpd::core::pinhole::PinPolicy;
 use rupnpd::core::policy::Policy;
+use rupnpd::core::wan::{Link, Wan};
+use rupnpd::core::web::{Client, Inbound, Site, Web};
 use rupnpd::proto::blob::{self, Value};
 use rupnpd::proto::ubus::{Attr, Message, MsgType};
 use rupnpd::proto::{Proto, http, natpmp, pcp, soap, ssdp};
@@ -184,6 +188,136 @@ fn filled_core(n: u16) -> Core {
     core
 }
 
+/// A router answering HTTP: the core, the HTTP side and what they read,
+/// as the daemon holds them (`src/daemon/frontends.rs`, `commit.rs`).
+struct Router {
+    core: Core,
+    web: Web,
+    device: Device,
+    lans: Lans,
+    wan: Wan,
+    facts: FixedFacts,
+}
+
+impl Router {
+    fn new() -> Router {
+        let cfg = Config {
+            max_mappings: 65_535,
+            max_mappings_per_client: 65_535,
+            ..Config::default()
+        };
+        let mut wan = Wan::new(None);
+        wan.update(
+            Link {
+                dev: Some("eth1".into()),
+                addr: Some(Ipv4Addr::new(192, 0, 3, 1)),
+                up: true,
+            },
+            None,
+        );
+        Router {
+            core: Core::new(
+                Policy::from_config(&cfg, vec![]),
+                PinPolicy::from_config(&cfg),
+            ),
+            web: Web::new(32, 8),
+            device: Device::new(
+                &cfg,
+                "3d3cec3a-8cf0-11e0-98ee-001a6bd2d07b".into(),
+                1,
+                "Linux/6.1 UPnP/1.1 rupnpd/0.1.0".into(),
+            ),
+            lans: Lans::new(vec![Lan {
+                dev: "br-lan".into(),
+                addr: Ipv4Addr::new(192, 168, 77, 1),
+                nets: vec![(Ipv4Addr::new(192, 168, 77, 0), 24)],
+                nets6: vec![],
+                http_port: 5000,
+            }]),
+            wan,
+            facts: FixedFacts::new(),
+        }
+    }
+
+    /// One request from bytes to bytes, as the daemon answers it: the head
+    /// parsed, the request handled, the loop turn committed (a firewall
+    /// that records), the response chosen by the turn's outcome and
+    /// written, the evented values checked.
+    fn request(&mut self, raw: &[u8]) -> Vec<u8> {
+        let Ok(Some((head, len))) = http::parse_head(raw) else {
+            return Vec::new();
+        };
+        let site = Site {
+            device: &self.device,
+            lans: &self.lans,
+            wan: &self.wan,
+        };
+        let q = Inbound {
+            client: Client {
+                peer: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 168, 77, 2)), 40_000),
+                local: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 168, 77, 1)), 5000),
+            },
+            head: &head,
+            body: raw.get(len..).unwrap_or_default(),
+            now: 10_000,
+            facts: &self.facts,
+        };
+        let reply = self.web.handle(&mut self.core, site, &q);
+        let turn = self.core.commit_turn(&mut Recording::default(), 10_000);
+        let out = reply.send(turn.refused()).emit(
+            &self.device.server,
+            "Wed, 25 Nov 2026 23:20:41 GMT",
+            false,
+        );
+        self.web.track_evented(&self.core, site);
+        out
+    }
+}
+
+/// A SOAP POST of `action` to WANIPConnection:2 with `args`, shaped like
+/// libminiupnpc's (the head of [`SOAP_HEAD`], its envelope).
+fn soap_request(action: &str, args: &[(&str, &str)]) -> Vec<u8> {
+    let mut body = format!(
+        "<?xml version=\"1.0\"?>\r\n<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\" \
+         s:encodingStyle=\"http://schemas.xmlsoap.org/soap/encoding/\"><s:Body><u:{action} xmlns:u=\"{IGD2}\">"
+    );
+    for (k, v) in args {
+        body.push_str(&format!("<{k}>{v}</{k}>"));
+    }
+    body.push_str(&format!("</u:{action}></s:Body></s:Envelope>\r\n"));
+    format!(
+        "POST /ctl/IPConn HTTP/1.1\r\nHost: 192.168.77.1:5000\r\n\
+         User-Agent: Debian/12 UPnP/1.1 MiniUPnPc/2.2.4\r\nContent-Length: {}\r\n\
+         Content-Type: text/xml\r\nSOAPAction: \"{IGD2}#{action}\"\r\nConnection: Close\r\n\
+         Cache-Control: no-cache\r\nPragma: no-cache\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn add_mapping(port: u16) -> Vec<u8> {
+    let port = port.to_string();
+    soap_request(
+        "AddPortMapping",
+        &[
+            ("NewRemoteHost", ""),
+            ("NewExternalPort", &port),
+            ("NewProtocol", "TCP"),
+            ("NewInternalPort", &port),
+            ("NewInternalClient", "192.168.77.2"),
+            ("NewEnabled", "1"),
+            ("NewPortMappingDescription", "libminiupnpc"),
+            ("NewLeaseDuration", "3600"),
+        ],
+    )
+}
+
+/// Whether a response is a SOAP success (a smoke check that the bench
+/// measures the path it names, not an error reply).
+fn soap_ok(resp: &[u8]) -> bool {
+    resp.starts_with(b"HTTP/1.1 200 OK\r\n")
+}
+
 fn main() {
     // `cargo bench --bench codecs -- FILTER` (cargo adds `--bench`).
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -320,6 +454,58 @@ fn main() {
             || {
                 black_box(handle(&mut core, src, black_box(&pmap)));
                 black_box(handle(&mut core, src, black_box(&pdel)));
+            },
+        );
+    }
+
+    // ---- core::web: a whole SOAP request, bytes in, bytes out
+    let add = add_mapping(18_080);
+    let del = soap_request(
+        "DeletePortMapping",
+        &[
+            ("NewRemoteHost", ""),
+            ("NewExternalPort", "18080"),
+            ("NewProtocol", "TCP"),
+        ],
+    );
+    let get0 = soap_request(
+        "GetGenericPortMappingEntry",
+        &[("NewPortMappingIndex", "0")],
+    );
+    for n in [0u16, if f.measure { 1000 } else { 10 }] {
+        let mut r = Router::new();
+        for i in 0..n {
+            let filled = r.request(&add_mapping(20_000 + i));
+            assert!(soap_ok(&filled), "filling the table failed");
+        }
+        let sample = (r.request(&add), r.request(&get0), r.request(&del));
+        assert!(soap_ok(&sample.0) && soap_ok(&sample.1) && soap_ok(&sample.2));
+        bench(
+            f,
+            &format!("web SOAP Add+DeletePortMapping ({n} in table)"),
+            || {
+                black_box(r.request(black_box(&add)));
+                black_box(r.request(black_box(&del)));
+            },
+        );
+        let _ = r.request(&add);
+        bench(
+            f,
+            &format!("web SOAP AddPortMapping renewal ({n} in table)"),
+            || {
+                black_box(r.request(black_box(&add)));
+            },
+        );
+        let last = soap_request(
+            "GetGenericPortMappingEntry",
+            &[("NewPortMappingIndex", &n.to_string())],
+        );
+        assert!(soap_ok(&r.request(&last)));
+        bench(
+            f,
+            &format!("web SOAP GetGenericPortMappingEntry, last of {}", n + 1),
+            || {
+                black_box(r.request(black_box(&last)));
             },
         );
     }

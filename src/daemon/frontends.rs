@@ -76,7 +76,7 @@ struct Tasks(Vec<JoinHandle<()>>);
 
 impl Tasks {
     fn spawn(&mut self, task: impl Future<Output = ()> + 'static) {
-        self.0.push(tokio::task::spawn_local(task));
+        self.0.push(crate::sys::task::spawn_local(task));
     }
 
     /// Aborts every task and waits until each is dropped, with the

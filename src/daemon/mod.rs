@@ -520,7 +520,7 @@ fn signals() -> Result<mpsc::Receiver<Sig>, String> {
     let mut usr1 = sig(SignalKind::user_defined1())?;
     let mut usr2 = sig(SignalKind::user_defined2())?;
     let (tx, rx) = mpsc::channel(8);
-    tokio::task::spawn_local(async move {
+    crate::sys::task::spawn_local(async move {
         loop {
             let s = tokio::select! {
                 _ = hup.recv() => Sig::Hup,

@@ -423,7 +423,7 @@ impl Daemon {
             Some(w) => self.ask_netifd(w, true),
             None => {
                 let tx = self.netifd_tx.clone();
-                tokio::task::spawn_local(async move {
+                crate::sys::task::spawn_local(async move {
                     let Ok(dump) = u.call(NETIFD_OBJECT, "dump", Value::table()).await else {
                         return;
                     };
@@ -451,7 +451,7 @@ impl Daemon {
         };
         let tx = self.netifd_tx.clone();
         let name = name.to_string();
-        tokio::task::spawn_local(async move {
+        crate::sys::task::spawn_local(async move {
             let path = format!("{NETIFD_OBJECT}.{name}");
             match u.call(&path, "status", Value::table()).await {
                 Ok(data) => {

@@ -29,6 +29,7 @@ use tokio::time::{Instant, timeout, timeout_at};
 
 use crate::core::policy::ClientKey;
 use crate::proto::http::{self, MAX_BODY, MAX_HEAD, Method, Request, Response};
+use crate::sys::task;
 
 /// Limits of the HTTP server.
 #[derive(Debug, Clone, Copy)]
@@ -239,7 +240,7 @@ impl Direct {
             return;
         };
         let (deadline, slot) = (self.deadline, self._slot);
-        tokio::task::spawn_local(async move {
+        task::spawn_local(async move {
             let _ = timeout(deadline, s.write_all(bytes.get(sent..).unwrap_or_default())).await;
             drop(slot);
         });
@@ -404,14 +405,14 @@ pub async fn serve(
             Err(why) => {
                 // Tell the client why rather than leave it hanging.
                 let server = server.clone();
-                conns.spawn_local(async move {
+                conns.spawn_local(task::boxed(async move {
                     let Ok(mut s) = TcpStream::from_std(stream) else {
                         return;
                     };
                     let r = Response::error(503, why).header("Retry-After", "1");
                     let bytes = r.emit(&server, &now_date(), false);
                     let _ = timeout(Duration::from_secs(2), s.write_all(&bytes)).await;
-                });
+                }));
                 continue;
             }
         };
@@ -440,9 +441,9 @@ pub async fn serve(
                     // The loop is busy: wait for room without holding up
                     // the accepts.
                     let jobs = jobs.clone();
-                    conns.spawn_local(async move {
+                    conns.spawn_local(task::boxed(async move {
                         let _ = jobs.send(job).await;
-                    });
+                    }));
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => return,
             }
@@ -453,9 +454,9 @@ pub async fn serve(
         };
         let jobs = jobs.clone();
         let server = server.clone();
-        conns.spawn_local(async move {
+        conns.spawn_local(task::boxed(async move {
             let _ = connection(stream, buf, (peer, local), jobs, limits, &server, &slot).await;
-        });
+        }));
     }
 }
 

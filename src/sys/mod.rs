@@ -13,6 +13,7 @@ pub mod nft;
 pub mod notify;
 pub mod stun;
 pub mod syslog;
+pub mod task;
 pub mod ubus;
 pub mod uci;
 pub mod udp;

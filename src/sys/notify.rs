@@ -21,7 +21,7 @@ pub struct Done {
 
 /// Delivers `request` to `to` and reports the outcome on `done`.
 pub fn spawn(to: std::net::SocketAddr, sid: String, request: Vec<u8>, done: mpsc::Sender<Done>) {
-    tokio::task::spawn_local(async move {
+    crate::sys::task::spawn_local(async move {
         let ok = matches!(timeout(DEADLINE, deliver(to, &request)).await, Ok(Ok(true)));
         if !ok {
             log::debug!("event to {to} for {sid} failed");

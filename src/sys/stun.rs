@@ -127,7 +127,7 @@ fn spawn_reader(
     socket: usize,
     tx: mpsc::Sender<Input>,
 ) -> JoinHandle<()> {
-    tokio::task::spawn_local(async move {
+    crate::sys::task::spawn_local(async move {
         let mut buf = vec![0u8; MAX_DATAGRAM];
         loop {
             match sock.recv_from(&mut buf).await {
@@ -153,7 +153,7 @@ fn spawn_reader(
 /// a slow resolver only delays the answer, and after
 /// [`RESOLVE_DEADLINE`] the try counts as failed.
 pub fn resolve(host: String, port: u16, tx: mpsc::Sender<Input>) {
-    tokio::task::spawn_local(async move {
+    crate::sys::task::spawn_local(async move {
         let lookup = tokio::net::lookup_host((host.clone(), port));
         let addr = match tokio::time::timeout(RESOLVE_DEADLINE, lookup).await {
             Err(_) => Err(format!(
