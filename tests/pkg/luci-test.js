@@ -590,6 +590,20 @@ async function main() {
 		check('status box: refused mappings are explained', text(box.render(await box.load())).includes(why));
 	}
 
+	// Hairpin from the mapped host itself blocked by br_netfilter: the daemon's sentence, as a
+	// warning; nothing when it works or hairpin is off.
+	{
+		const why = 'A LAN host cannot reach its own mapping through the external address while net.bridge.bridge-nf-call-iptables is 1 on bridge br-lan (other LAN hosts can)';
+		for (const [hairpin_self, reason, shown] of [[false, why, true], [true, '', false], [false, 'hairpin is off', false]]) {
+			const r = JSON.parse(JSON.stringify(replies));
+			Object.assign(r['rupnpd/status'], { hairpin_self, hairpin_self_reason: reason });
+			const view = instantiate(path.join(viewDir, 'rupnpd/rupnpd.js'), makeEnv(r, uciData));
+			const t = text(await view.render(await view.load()));
+			check('hairpin_self ' + hairpin_self + ' (' + (reason || 'no reason') + '): the warning ' + (shown ? 'shown' : 'not shown'),
+				t.includes('cannot reach its own mapping') == shown, t);
+		}
+	}
+
 	// The settings page with the daemon not running: uhttpd finds no object `rupnpd`.
 	{
 		const gone = { rpcError: -32000, message: 'Object not found' };

@@ -324,6 +324,11 @@ return view.extend({
 				_('The external address is private or shared (CGNAT): mapped ports are not reachable from the Internet unless the upstream network forwards them.')
 			]));
 
+		// The daemon's own sentence: which bridge and setting keep a host from reaching its own
+		// mapping through the external address.
+		if (status.enabled && status.hairpin_self === false && status.hairpin_self_reason && status.hairpin_self_reason != 'hairpin is off')
+			nodes.push(E('p', { 'class': 'alert-message warning' }, [ String(status.hairpin_self_reason) ]));
+
 		nodes.push(E('h4', [ _('Switches (applied immediately)') ]));
 		nodes.push(E('table', { 'class': 'table' }, switches));
 
