@@ -607,6 +607,9 @@ pub(crate) mod tests {
         );
         assert!(t.elapsed() < std::time::Duration::from_secs(1));
         let mut n = 0;
-        s.query(route::get_neighbours, &mut |_| n += 1).unwrap();
+        match s.query(route::get_neighbours, &mut |_| n += 1) {
+            Err(Error::Io { err, .. }) if qemu_lacks(err.raw_os_error()) => {}
+            r => r.unwrap(),
+        }
     }
 }
