@@ -18,10 +18,12 @@
 # library of the glibc-only symbols they import (scripts/musl/glibc-compat.c, built here with
 # musl-gcc and preloaded); musl's loader maps their libc.so.6 to musl itself. The libraries are
 # symlinked into one directory (with nothing else from glibc's) that the daemon alone searches:
-# target/cross/musl-rt/rupnpd-feed sets LD_LIBRARY_PATH and LD_PRELOAD and execs the daemon
-# (same pid), and is what the tests run (RUPNPD_BIN, tests/common/mod.rs).
+# target/cross/musl-rt/rupnpd-feed execs musl's loader with that directory (--library-path)
+# and the compat library (--preload) on its command line, so the programs the daemon runs
+# inherit neither (same pid), and is what the tests run (RUPNPD_BIN, tests/common/mod.rs).
 #
-# Every daemon the suite starts must say that it applies its structure "via libnftables"; one
+# Every daemon the suite starts must say that it applies its structure "via libnftables" (but
+# the one whose bed hid the library on purpose, which must use the nft command); one
 # that fell back to the nft command fails the run. A panic fails it too (tests/common/mod.rs).
 #
 # Usage: scripts/musl-test.sh     (root: apt-get, network namespaces)
@@ -108,11 +110,25 @@ trap 'rm -rf "$tmp"' EXIT
 TMPDIR=$tmp RUPNPD_BIN=$run cargo test --profile feed --locked --test '*'
 log "integration suite passed ($((SECONDS - t0)) s)"
 
-# What each daemon of the run said about nftables at start.
-lines=$(cat "$tmp"/rupnpd-test-*/daemon*.log 2>/dev/null | grep -o 'nftables: table .*' || true)
+# What each daemon of the run said about nftables at start. A bed with a `nolib`
+# directory hid libnftables from its daemon on purpose (tests/nft.rs, the nft command's
+# path): its daemon must have used the command, every other one the library.
+lines=
+for d in "$tmp"/rupnpd-test-*; do
+	[ -d "$d" ] || continue
+	said=$(cat "$d"/daemon*.log 2>/dev/null | grep -o 'nftables: table .*' || true)
+	[ -n "$said" ] || continue
+	if [ -d "$d/nolib" ]; then
+		echo "$said" | grep -q ' via the nft command' ||
+			fail "$(basename "$d"): libnftables was hidden, yet the daemon said: $said"
+		continue
+	fi
+	lines="$lines$said
+"
+done
 [ -n "$lines" ] || fail "no daemon of the suite logged how it applies its structure"
-echo "$lines" | sort | uniq -c
-if echo "$lines" | grep -qv ' via libnftables'; then
+printf '%s' "$lines" | sort | uniq -c
+if printf '%s' "$lines" | grep -qv ' via libnftables'; then
 	fail "a musl daemon did not load libnftables (see above)"
 fi
 log "every musl daemon of the suite loaded libnftables at run time"
