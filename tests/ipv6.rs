@@ -193,7 +193,15 @@ MAN: \"ssdp:discover\"\r\nMX: 1\r\nST: ssdp:all\r\n\r\n";
         let (s, ix) = searcher(&bed, from);
         let to = SocketAddrV6::new(group.parse().unwrap(), 1900, 0, ix);
         s.send_to(&msearch(group, "ssdp:all"), to).unwrap();
-        let replies = drain(&s, Duration::from_millis(1500));
+        let mut replies = drain(&s, Duration::from_millis(1500));
+        if replies.is_empty() {
+            // A multicast datagram may be lost, and a control point sends
+            // its search again (UDA 1.1 §1.3.2); said, so that a pattern
+            // of losses shows in the logs. All or nothing still holds.
+            eprintln!("{group}: no answer in 1.5 s; searching again");
+            s.send_to(&msearch(group, "ssdp:all"), to).unwrap();
+            replies = drain(&s, Duration::from_millis(1500));
+        }
         let mut sts: Vec<String> = replies
             .iter()
             .filter_map(|(_, m)| header(m, "ST").map(String::from))
