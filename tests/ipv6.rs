@@ -413,7 +413,7 @@ fn the_host_header_over_ipv6_is_the_bracketed_literal() {
 
 /// GENA from an IPv6 control point: its own address is the only callback
 /// taken (CallStranger), the events arrive there with a bracketed HOST,
-/// and a change of the pinhole switch is evented.
+/// and a mapping added over IPv4 is evented to it.
 #[test]
 fn gena_over_ipv6_calls_back_only_the_subscriber() {
     let bed = started("v6gena", "");
