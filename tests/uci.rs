@@ -233,7 +233,18 @@ NT: upnp:event\r\nTIMEOUT: Second-1800"
     };
     assert!(request(&bed, 5000, "GET /rootDesc.xml HTTP/1.1").contains(old));
     assert!(v6_listening(&bed, 5000));
+    // The subscriber takes its events (a failed delivery ends a
+    // subscription, and the cap below counts a live one), and stays
+    // until the end of the test.
+    let events = in_netns(&bed.c, || {
+        bind_retry(|| std::net::TcpListener::bind((CLIENT_IP, 4000)))
+    });
     assert!(subscribe(&bed, 5000).starts_with("HTTP/1.1 200"));
+    assert!(
+        receive_event(&events, Duration::from_secs(5)).is_some(),
+        "no initial event: {}",
+        bed.log()
+    );
 
     let text = conf(
         "\toption port '5555'\n\toption max_subscribers_per_client '1'\n\
